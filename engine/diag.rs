@@ -40,6 +40,16 @@ impl<'a> Diagnostics<'a> {
         });
     }
 
+    /// A problem in another file than the one being read (a `.rhai` file
+    /// that a runbook names).
+    pub fn error_in(&mut self, path: &Path, pos: Pos, message: impl Into<String>) {
+        self.found.push(Diagnostic {
+            path: path.to_path_buf(),
+            pos,
+            message: message.into(),
+        });
+    }
+
     pub fn path(&self) -> &Path {
         self.path
     }

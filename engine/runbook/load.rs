@@ -1,0 +1,664 @@
+//! Reads a runbook from its positioned YAML tree, checking every key,
+//! type, action argument, template and script on the way.
+
+use std::collections::HashMap;
+use std::path::{Component, Path};
+use std::time::Duration;
+
+use handlebars::Handlebars;
+
+use super::spec::{self, ActionSpec, ArgKind};
+use super::{Condition, OnFailure, Param, ParamType, Retries, Runbook, Step};
+use crate::decode::{expect_int, expect_str, is_identifier, Fields};
+use crate::diag::{did_you_mean, one_of, Diagnostic, Diagnostics};
+use crate::script::{Sandbox, ScriptError};
+use crate::template::{self, Scope};
+use crate::yaml::{self, Node, Pos, Value};
+
+const RUNBOOK_KEYS: &[&str] = &["name", "description", "params", "steps"];
+const PARAM_KEYS: &[&str] = &["type", "required", "default", "allowed", "description"];
+const STEP_KEYS: &[&str] = &[
+    "id",
+    "action",
+    "with",
+    "when",
+    "timeout_secs",
+    "retries",
+    "on_failure",
+    "idempotent",
+];
+const RETRY_KEYS: &[&str] = &["attempts", "backoff_secs", "max_backoff_secs"];
+const DAY_SECS: i64 = 86_400;
+
+/// Everything loading needs besides the file itself.
+pub struct Tools<'a> {
+    pub sandbox: &'a Sandbox,
+    pub handlebars: &'a Handlebars<'static>,
+    /// Names of the templates in templates/, for `slack.notify template:`.
+    /// `None` skips that check.
+    pub templates: Option<&'a std::collections::HashSet<String>>,
+}
+
+/// Loads one runbook. Problems go to `found`; the runbook is returned only
+/// when this file had none.
+pub fn load(path: &Path, source: &str, tools: &Tools, found: &mut Vec<Diagnostic>) -> Option<Runbook> {
+    let before = found.len();
+    let mut d = Diagnostics::new(path, found);
+    let doc = match yaml::parse(source) {
+        Ok(doc) => doc,
+        Err(e) => {
+            d.error(e.pos, e.message);
+            return None;
+        }
+    };
+    let f = Fields::of(&doc, "the runbook", RUNBOOK_KEYS, &mut d)?;
+    let name = f.req_str("name", "name: rollback-deployment", &mut d).unwrap_or_default();
+    if let Some(node) = f.get("name") {
+        check_name_matches_file(name, node.pos, &mut d);
+    }
+    let description = f.opt_str("description", &mut d).unwrap_or_default().to_string();
+    let params = f.get("params").map(|n| load_params(n, &mut d)).unwrap_or_default();
+    let param_names: Vec<String> = params.iter().map(|p| p.name.clone()).collect();
+
+    let mut ctx = StepContext {
+        tools,
+        dir: path.parent().unwrap_or(Path::new(".")),
+        params: &param_names,
+        seen: HashMap::new(),
+        earlier: Vec::new(),
+    };
+    let steps = match f.get("steps") {
+        Some(node) => ctx.steps(node, "the runbook's `steps`", &mut d),
+        None => {
+            d.error(f.pos, "the runbook has no `steps`; add a list such as `steps: [{id: notify, action: slack.notify, with: {text: \"...\"}}]`");
+            Vec::new()
+        }
+    };
+    if steps.is_empty() && f.get("steps").is_some_and(|n| n.as_seq().is_some_and(<[Node]>::is_empty)) {
+        d.error(f.get("steps").map_or(f.pos, |n| n.pos), "`steps` is empty; a runbook needs at least one step");
+    }
+    (found.len() == before).then(|| Runbook {
+        name: name.to_string(),
+        description,
+        params,
+        steps,
+        path: path.to_path_buf(),
+    })
+}
+
+fn check_name_matches_file(name: &str, pos: Pos, d: &mut Diagnostics) {
+    if !is_identifier(name) {
+        d.error(
+            pos,
+            format!("runbook name {name:?} must be lower-case letters, digits, `-` or `_`, starting with a letter (e.g. `rollback-deployment`)"),
+        );
+        return;
+    }
+    let stem = d.path().file_stem().and_then(|s| s.to_str()).unwrap_or_default();
+    if stem != name {
+        d.error(
+            pos,
+            format!("runbook `{name}` is in {stem}.yaml; rename the file to {name}.yaml or write `name: {stem}`"),
+        );
+    }
+}
+
+fn load_params(node: &Node, d: &mut Diagnostics) -> Vec<Param> {
+    let Some(entries) = node.as_map() else {
+        d.error(node.pos, format!("`params` must be a mapping of parameter names to their types, e.g. `namespace: {{type: string, required: true}}`; found {}", node.kind()));
+        return Vec::new();
+    };
+    let mut params = Vec::new();
+    for (key, spec) in entries {
+        let name = key.key_text();
+        if !is_identifier(&name) {
+            d.error(key.pos, format!("parameter name {name:?} must be lower-case letters, digits, `-` or `_`"));
+            continue;
+        }
+        if let Some(p) = load_param(&name, spec, d) {
+            params.push(p);
+        }
+    }
+    params
+}
+
+fn load_param(name: &str, node: &Node, d: &mut Diagnostics) -> Option<Param> {
+    // `namespace: string` is short for `namespace: {type: string}`.
+    if let Some(word) = node.as_str() {
+        let kind = param_type(word, node.pos, name, d)?;
+        return Some(Param { name: name.into(), kind, required: false, default: None, allowed: Vec::new(), description: String::new() });
+    }
+    let f = Fields::of(node, format!("parameter `{name}`"), PARAM_KEYS, d)?;
+    let kind = match f.get("type") {
+        Some(t) => param_type(expect_str(t, &f.field("type"), d)?, t.pos, name, d)?,
+        None => ParamType::String,
+    };
+    let required = f.opt_bool("required", d).unwrap_or(false);
+    let description = f.opt_str("description", d).unwrap_or_default().to_string();
+    let mut allowed = Vec::new();
+    if let Some(list) = f.get("allowed") {
+        match list.as_seq() {
+            Some(items) => {
+                for item in items {
+                    let v = item.to_json();
+                    if kind.accepts(&v) {
+                        allowed.push(v);
+                    } else {
+                        d.error(item.pos, format!("allowed value {} of parameter `{name}` is not a {}", item.brief(), kind.name()));
+                    }
+                }
+            }
+            None => d.error(list.pos, format!("`allowed` of parameter `{name}` must be a list of values, e.g. `allowed: [prod, staging]`")),
+        }
+    }
+    let mut default = None;
+    if let Some(dn) = f.get("default") {
+        let v = dn.to_json();
+        if !kind.accepts(&v) {
+            d.error(dn.pos, format!("default of parameter `{name}` must be a {}, found {}", kind.name(), dn.brief()));
+        } else if !allowed.is_empty() && !allowed.contains(&v) {
+            d.error(dn.pos, format!("default {} of parameter `{name}` is not among its allowed values", dn.brief()));
+        } else if required {
+            d.error(dn.pos, format!("parameter `{name}` is `required: true` and has a default, so it can never be missing; drop one of them"));
+        } else {
+            default = Some(v);
+        }
+    }
+    Some(Param { name: name.into(), kind, required, default, allowed, description })
+}
+
+fn param_type(word: &str, pos: Pos, name: &str, d: &mut Diagnostics) -> Option<ParamType> {
+    let t = ParamType::parse(word);
+    if t.is_none() {
+        let hint = did_you_mean(word, ParamType::NAMES).map(|n| format!("did you mean `{n}`? ")).unwrap_or_default();
+        d.error(pos, format!("parameter `{name}` has unknown type `{word}`; {hint}write one of {}", one_of(ParamType::NAMES)));
+    }
+    t
+}
+
+struct StepContext<'a> {
+    tools: &'a Tools<'a>,
+    dir: &'a Path,
+    params: &'a [String],
+    /// Every step id so far, in the whole runbook, with where it was.
+    seen: HashMap<String, Pos>,
+    /// Ids of the steps that run before the one being read.
+    earlier: Vec<String>,
+}
+
+impl StepContext<'_> {
+    fn steps(&mut self, node: &Node, what: &str, d: &mut Diagnostics) -> Vec<Step> {
+        let Some(items) = node.as_seq() else {
+            d.error(node.pos, format!("{what} must be a list of steps (lines starting with `- id: ...`), found {}", node.kind()));
+            return Vec::new();
+        };
+        items.iter().filter_map(|item| self.step(item, d)).collect()
+    }
+
+    fn step(&mut self, node: &Node, d: &mut Diagnostics) -> Option<Step> {
+        let label = node
+            .get("id")
+            .and_then(Node::as_str)
+            .map_or_else(|| format!("the step at line {}", node.pos.line), |id| format!("step `{id}`"));
+        let f = Fields::of(node, label.clone(), STEP_KEYS, d)?;
+        let id = f.req_str("id", "id: rollback", d).map(str::to_string);
+        if let (Some(id), Some(id_node)) = (&id, f.get("id")) {
+            if !is_identifier(id) {
+                d.error(id_node.pos, format!("step id {id:?} must be lower-case letters, digits, `-` or `_`, starting with a letter"));
+            } else if let Some(first) = self.seen.get(id) {
+                d.error(id_node.pos, format!("step id `{id}` is used twice (first at line {}); step ids must be unique so `steps.{id}.output` means one step", first.line));
+            } else {
+                self.seen.insert(id.clone(), id_node.pos);
+            }
+        }
+        let action = f.required("action", "action: k8s.rollback", d).and_then(|n| action_of(n, d));
+        let with = match (action, f.get("with")) {
+            (Some(spec), with) => self.arguments(spec, with, &f, &label, d),
+            (None, _) => None,
+        };
+        let when = f.get("when").and_then(|n| self.condition(n, &label, d));
+        let timeout = f.opt_int("timeout_secs", 1, DAY_SECS, d).map(secs);
+        let retries = f.get("retries").and_then(|n| retries(n, &label, d)).unwrap_or_default();
+        let script = match (action, &with) {
+            (Some(a), Some(with)) if a.name == "script" => self.script(with, &f, d),
+            _ => None,
+        };
+        let default_idempotent = action.is_some_and(|a| a.idempotent || (a.name == "k8s.scale" && with.as_ref().is_some_and(|w| w.contains_key("replicas"))));
+        let idempotent = f.opt_bool("idempotent", d).unwrap_or(default_idempotent);
+        // Steps in on_failure may use this step's output (it failed, but may
+        // have produced some), so it counts as earlier for them.
+        if let Some(id) = &id {
+            self.earlier.push(id.clone());
+        }
+        let on_failure = match f.get("on_failure") {
+            None => OnFailure::Abort,
+            Some(n) => match &n.value {
+                Value::Str { text, .. } if text == "abort" => OnFailure::Abort,
+                Value::Str { text, .. } if text == "continue" => OnFailure::Continue,
+                Value::Seq(_) => OnFailure::Steps(self.steps(n, &format!("`on_failure` of {label}"), d)),
+                _ => {
+                    d.error(n.pos, format!("`on_failure` of {label} must be `abort`, `continue` or a list of steps to run, found {}", n.brief()));
+                    OnFailure::Abort
+                }
+            },
+        };
+        Some(Step {
+            id: id?,
+            action: action?,
+            with: with?,
+            when,
+            timeout,
+            retries,
+            on_failure,
+            idempotent,
+            script,
+            pos: node.pos,
+        })
+    }
+
+    fn condition(&self, node: &Node, label: &str, d: &mut Diagnostics) -> Option<Condition> {
+        let source = expect_str(node, &format!("`when` in {label}"), d)?;
+        match self.tools.sandbox.compile_condition(source) {
+            Ok(script) => Some(Condition { source: source.to_string(), script }),
+            Err(e) => {
+                d.error(node.pos, format!("`when` in {label} {}{}; write a Rhai expression such as `alert.labels.severity == \"critical\"`", e.message, at_script_pos(&e)));
+                None
+            }
+        }
+    }
+
+    /// Checks `with:` against the action's arguments and returns it as JSON.
+    fn arguments(
+        &self,
+        spec: &'static ActionSpec,
+        with: Option<&Node>,
+        step: &Fields,
+        label: &str,
+        d: &mut Diagnostics,
+    ) -> Option<serde_json::Map<String, serde_json::Value>> {
+        let what = format!("`with` of {label} ({})", spec.name);
+        let names = spec.arg_names();
+        let empty = Node { pos: step.pos, value: Value::Map(Vec::new()) };
+        let with_node = with.unwrap_or(&empty);
+        let f = Fields::of(with_node, what.clone(), &names, d)?;
+        let errors_before = d.count();
+        let mut out = serde_json::Map::new();
+        for arg in spec.args {
+            match f.get(arg.name) {
+                Some(value) => {
+                    if let Some(v) = self.argument(arg.kind, value, &f.field(arg.name), d) {
+                        out.insert(arg.name.to_string(), v);
+                    }
+                }
+                None if arg.required => d.error(
+                    with_node.pos,
+                    format!("{label} ({}) is missing `{}` in `with`; add e.g. `{}: {}`", spec.name, arg.name, arg.name, example(arg.kind, arg.name)),
+                ),
+                None => {}
+            }
+        }
+        for group in spec.exactly_one_of {
+            let given: Vec<&str> = group.iter().copied().filter(|n| f.get(n).is_some()).collect();
+            if given.is_empty() {
+                d.error(with_node.pos, format!("{label} ({}) needs one of {} in `with`", spec.name, one_of(group)));
+            } else if given.len() > 1 {
+                d.error(with_node.pos, format!("{label} ({}) gives {}; keep only one of them", spec.name, one_of(&given)));
+            }
+        }
+        if spec.name == "slack.notify" {
+            self.check_template_name(&f, d);
+        }
+        (d.count() == errors_before).then_some(out)
+    }
+
+    fn argument(&self, kind: ArgKind, node: &Node, field: &str, d: &mut Diagnostics) -> Option<serde_json::Value> {
+        use serde_json::Value as J;
+        // A template renders at run time; its type is checked then.
+        if let Some(text) = node.as_str() {
+            if template::is_template(text) && kind != ArgKind::Any {
+                self.check_text(text, node.pos, field, d);
+                return Some(J::String(text.to_string()));
+            }
+        }
+        let bad = |d: &mut Diagnostics| {
+            d.error(node.pos, format!("{field} must be {}, found {}; e.g. `{}`", article(kind), node.brief(), example(kind, field)));
+            None
+        };
+        match kind {
+            ArgKind::Str => match &node.value {
+                Value::Str { text, .. } => {
+                    self.check_text(text, node.pos, field, d);
+                    Some(J::String(text.clone()))
+                }
+                Value::Int(_) | Value::Float(_) | Value::Bool(_) => Some(J::String(template::plain(&node.to_json()))),
+                _ => bad(d),
+            },
+            ArgKind::Int => match node.value {
+                Value::Int(i) if i >= 0 => Some(J::from(i)),
+                _ => bad(d),
+            },
+            ArgKind::Bool => match node.value {
+                Value::Bool(b) => Some(J::Bool(b)),
+                _ => bad(d),
+            },
+            ArgKind::Enum(words) => match node.as_str() {
+                Some(w) if words.contains(&w) => Some(J::String(w.into())),
+                Some(w) => {
+                    let hint = did_you_mean(w, words).map(|n| format!("did you mean `{n}`? ")).unwrap_or_default();
+                    d.error(node.pos, format!("{field} is `{w}`; {hint}write one of {}", one_of(words)));
+                    None
+                }
+                None => bad(d),
+            },
+            ArgKind::ScaleBy => match &node.value {
+                Value::Int(i) => Some(J::String(format!("{i:+}"))),
+                Value::Str { text, .. } if parse_scale_by(text).is_some() => Some(J::String(text.clone())),
+                _ => bad(d),
+            },
+            ArgKind::Statuses => {
+                let codes: Vec<&Node> = match &node.value {
+                    Value::Seq(items) => items.iter().collect(),
+                    _ => vec![node],
+                };
+                let mut out = Vec::new();
+                for c in codes {
+                    out.push(J::from(expect_int(c, field, 100, 599, d)?));
+                }
+                Some(J::Array(out))
+            }
+            ArgKind::StrList => match &node.value {
+                Value::Str { text, .. } => Some(J::Array(vec![J::String(text.clone())])),
+                Value::Seq(items) => {
+                    let mut out = Vec::new();
+                    for item in items {
+                        out.push(J::String(expect_str(item, &format!("each entry of {field}"), d)?.to_string()));
+                    }
+                    Some(J::Array(out))
+                }
+                _ => bad(d),
+            },
+            ArgKind::StrMap | ArgKind::IntMap => {
+                let Some(entries) = node.as_map() else { return bad(d) };
+                let mut out = serde_json::Map::new();
+                for (k, v) in entries {
+                    let entry_field = format!("`{}` under {field}", k.key_text());
+                    let value = match (&v.value, kind) {
+                        (Value::Str { text, .. }, _) if template::is_template(text) => {
+                            self.check_text(text, v.pos, &entry_field, d);
+                            J::String(text.clone())
+                        }
+                        (Value::Int(i), ArgKind::IntMap) => J::from(*i),
+                        (Value::Str { text, .. }, ArgKind::StrMap) => {
+                            self.check_text(text, v.pos, &entry_field, d);
+                            J::String(text.clone())
+                        }
+                        (Value::Int(_) | Value::Float(_) | Value::Bool(_), ArgKind::StrMap) => J::String(template::plain(&v.to_json())),
+                        _ => {
+                            let want = if kind == ArgKind::IntMap { "a whole number" } else { "a string" };
+                            d.error(v.pos, format!("{entry_field} must be {want}, found {}", v.brief()));
+                            continue;
+                        }
+                    };
+                    out.insert(k.key_text(), value);
+                }
+                Some(J::Object(out))
+            }
+            ArgKind::Any => {
+                self.check_strings_in(node, field, d);
+                Some(node.to_json())
+            }
+        }
+    }
+
+    fn check_strings_in(&self, node: &Node, field: &str, d: &mut Diagnostics) {
+        match &node.value {
+            Value::Str { text, .. } => self.check_text(text, node.pos, field, d),
+            Value::Seq(items) => items.iter().for_each(|i| self.check_strings_in(i, field, d)),
+            Value::Map(entries) => entries.iter().for_each(|(_, v)| self.check_strings_in(v, field, d)),
+            _ => {}
+        }
+    }
+
+    /// Checks a string value's template and secret references.
+    fn check_text(&self, text: &str, pos: Pos, field: &str, d: &mut Diagnostics) {
+        if let Err(msg) = crate::secret::check_references(text) {
+            d.error(pos, format!("{field}: {msg}"));
+        }
+        if !template::is_template(text) {
+            return;
+        }
+        let scope = Scope {
+            roots: Some(template::STEP_ROOTS),
+            params: Some(self.params),
+            steps: Some(&self.earlier),
+            partials: None,
+        };
+        for p in template::check(text, self.tools.handlebars, &scope) {
+            let at = if p.line > 1 { format!(" (template line {}, column {})", p.line, p.col) } else { String::new() };
+            d.error(pos, format!("{field}: {}{at}", p.message));
+        }
+    }
+
+    fn check_template_name(&self, f: &Fields, d: &mut Diagnostics) {
+        let (Some(known), Some(node)) = (self.tools.templates, f.get("template")) else { return };
+        let Some(name) = node.as_str() else { return };
+        if !known.contains(name) {
+            let names: Vec<&str> = known.iter().map(String::as_str).collect();
+            let hint = did_you_mean(name, &names).map(|n| format!("did you mean `{n}`? ")).unwrap_or_default();
+            d.error(node.pos, format!("{} names template `{name}`, which is not in templates/; {hint}add templates/{name}.hbs or use `text:`", f.field("template")));
+        }
+    }
+
+    /// Compiles a `script` step's inline source or file.
+    fn script(&self, with: &serde_json::Map<String, serde_json::Value>, f: &Fields, d: &mut Diagnostics) -> Option<crate::script::Script> {
+        let with_node = f.get("with")?;
+        if let Some(source) = with.get("source").and_then(|v| v.as_str()) {
+            let pos = with_node.get("source").map_or(with_node.pos, |n| n.pos);
+            return match self.tools.sandbox.compile_script(source) {
+                Ok(s) => Some(s),
+                Err(e) => {
+                    d.error(pos, format!("{} {}{}", f.field("with.source"), e.message, at_script_pos(&e)));
+                    None
+                }
+            };
+        }
+        let file = with.get("file").and_then(|v| v.as_str())?;
+        let pos = with_node.get("file").map_or(with_node.pos, |n| n.pos);
+        let rel = Path::new(file);
+        let inside = rel.extension().is_some_and(|e| e == "rhai")
+            && rel.components().all(|c| matches!(c, Component::Normal(_)));
+        if !inside {
+            d.error(pos, format!("{} is {file:?}; name a `.rhai` file beside the runbook, e.g. `file: check-health.rhai` (no `..`, no absolute path)", f.field("with.file")));
+            return None;
+        }
+        let full = self.dir.join(rel);
+        let source = match std::fs::read_to_string(&full) {
+            Ok(s) => s,
+            Err(e) => {
+                d.error(pos, format!("{} names {}, which cannot be read: {e}", f.field("with.file"), full.display()));
+                return None;
+            }
+        };
+        match self.tools.sandbox.compile_script(&source) {
+            Ok(s) => Some(s),
+            Err(e) => {
+                // The problem is in the .rhai file: point there.
+                d.error_in(&full, Pos::new(e.line.max(1), e.col.max(1)), format!("script {} (used by {} of {})", e.message, f.field("with.file"), d.path().display()));
+                None
+            }
+        }
+    }
+}
+
+fn action_of(node: &Node, d: &mut Diagnostics) -> Option<&'static ActionSpec> {
+    let name = expect_str(node, "`action`", d)?;
+    let found = spec::action(name);
+    if found.is_none() {
+        let names = spec::action_names();
+        let hint = did_you_mean(name, &names).map(|n| format!("did you mean `{n}`? ")).unwrap_or_default();
+        d.error(node.pos, format!("unknown action `{name}`; {hint}the actions are {}", one_of(&names)));
+    }
+    found
+}
+
+fn retries(node: &Node, label: &str, d: &mut Diagnostics) -> Option<Retries> {
+    if let Value::Int(_) = node.value {
+        let attempts = expect_int(node, &format!("`retries` in {label}"), 1, 100, d)?;
+        return Some(Retries { attempts: attempts as u32, ..Retries::default() });
+    }
+    let f = Fields::of(node, format!("`retries` of {label}"), RETRY_KEYS, d)?;
+    let mut r = Retries::default();
+    if let Some(a) = f.opt_int("attempts", 1, 100, d) {
+        r.attempts = a as u32;
+    }
+    if let Some(n) = f.get("backoff_secs") {
+        r.backoff = duration_secs(n, &f.field("backoff_secs"), d)?;
+    }
+    if let Some(n) = f.get("max_backoff_secs") {
+        r.max_backoff = duration_secs(n, &f.field("max_backoff_secs"), d)?;
+    }
+    Some(r)
+}
+
+fn duration_secs(node: &Node, field: &str, d: &mut Diagnostics) -> Option<Duration> {
+    let secs = match node.value {
+        Value::Int(i) => i as f64,
+        Value::Float(f) => f,
+        _ => -1.0,
+    };
+    if (0.0..=DAY_SECS as f64).contains(&secs) {
+        Some(Duration::from_secs_f64(secs))
+    } else {
+        d.error(node.pos, format!("{field} must be a number of seconds between 0 and {DAY_SECS}, found {}", node.brief()));
+        None
+    }
+}
+
+fn secs(i: i64) -> Duration {
+    Duration::from_secs(i.unsigned_abs())
+}
+
+fn at_script_pos(e: &ScriptError) -> String {
+    if e.line > 0 {
+        format!(" (script line {}, column {})", e.line, e.col)
+    } else {
+        String::new()
+    }
+}
+
+/// A relative scale change: `+N`, `-N`, `xF`, `*F` or `×F`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum ScaleBy {
+    Add(i64),
+    Times(f64),
+}
+
+pub fn parse_scale_by(text: &str) -> Option<ScaleBy> {
+    let t = text.trim();
+    if let Some(factor) = t.strip_prefix(['x', '*', '×']) {
+        return factor.trim().parse::<f64>().ok().filter(|f| *f > 0.0 && f.is_finite()).map(ScaleBy::Times);
+    }
+    if t.starts_with(['+', '-']) {
+        return t.parse::<i64>().ok().map(ScaleBy::Add);
+    }
+    None
+}
+
+fn article(kind: ArgKind) -> String {
+    match kind {
+        ArgKind::Int => "a whole number (or a template)".into(),
+        ArgKind::Bool => "`true` or `false`".into(),
+        ArgKind::Str => "a string".into(),
+        ArgKind::StrMap => "a mapping of names to strings".into(),
+        ArgKind::IntMap => "a mapping of names to whole numbers".into(),
+        other => other.describe(),
+    }
+}
+
+fn example(kind: ArgKind, name: &str) -> String {
+    let name = name.trim_matches('`').split('`').next().unwrap_or(name);
+    match kind {
+        ArgKind::Int => "3".into(),
+        ArgKind::Bool => "true".into(),
+        ArgKind::StrMap => "{version: stable}".into(),
+        ArgKind::IntMap => "{primary: 0, standby: 100}".into(),
+        ArgKind::StrList => "[oncall]".into(),
+        ArgKind::Enum(words) => words[0].into(),
+        ArgKind::ScaleBy => "\"+2\"".into(),
+        ArgKind::Statuses => "[200, 204]".into(),
+        ArgKind::Any => "{key: value}".into(),
+        ArgKind::Str => format!("\"{{{{params.{name}}}}}\""),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load_str(src: &str) -> (Option<Runbook>, Vec<String>) {
+        let sandbox = Sandbox::default();
+        let hb = template::registry();
+        let tools = Tools { sandbox: &sandbox, handlebars: &hb, templates: None };
+        let mut found = Vec::new();
+        let rb = load(Path::new("runbooks/rb.yaml"), src, &tools, &mut found);
+        (rb, found.iter().map(ToString::to_string).collect())
+    }
+
+    #[test]
+    fn a_complete_runbook_loads() {
+        let (rb, errs) = load_str(
+            r#"
+name: rb
+description: roll back
+params:
+  namespace: {type: string, required: true}
+  deployment: string
+  replicas: {type: int, default: 3}
+steps:
+  - id: rollback
+    action: k8s.rollback
+    with: {namespace: "{{params.namespace}}", deployment: "{{params.deployment}}"}
+    timeout_secs: 60
+    retries: {attempts: 3, backoff_secs: 0.5}
+    on_failure:
+      - id: tell
+        action: slack.notify
+        with: {text: "rollback failed: {{steps.rollback.output}}"}
+  - id: scale
+    action: k8s.scale
+    when: params.replicas > 1
+    with: {namespace: prod, deployment: api, by: +2, max: 10}
+"#,
+        );
+        assert!(errs.is_empty(), "{errs:#?}");
+        let rb = rb.unwrap();
+        assert_eq!(rb.steps.len(), 2);
+        assert_eq!(rb.steps[0].retries.attempts, 3);
+        assert!(matches!(&rb.steps[0].on_failure, OnFailure::Steps(s) if s.len() == 1));
+        assert_eq!(rb.steps[1].with["by"], "+2");
+        assert!(!rb.steps[1].idempotent, "relative scaling is not idempotent");
+    }
+
+    #[test]
+    fn each_fault_gets_its_own_positioned_message() {
+        let (rb, errs) = load_str(
+            "name: rb\nsteps:\n  - id: a\n    action: k8s.rolback\n  - id: a\n    action: wait\n    with: {secs: soon}\n    timeout: 3\n",
+        );
+        assert!(rb.is_none());
+        assert_eq!(errs.len(), 4, "{errs:#?}");
+        assert!(errs[0].starts_with("runbooks/rb.yaml:4:13: unknown action `k8s.rolback`; did you mean `k8s.rollback`?"), "{}", errs[0]);
+        assert!(errs.iter().any(|e| e.starts_with("runbooks/rb.yaml:5:9: step id `a` is used twice")), "{errs:#?}");
+        assert!(errs.iter().any(|e| e.contains("7:18: `secs` in `with` of step `a` (wait) must be a whole number")), "{errs:#?}");
+        assert!(errs.iter().any(|e| e.contains("8:5: unknown key `timeout` in step `a`; did you mean `timeout_secs`?")), "{errs:#?}");
+    }
+
+    #[test]
+    fn scale_by_accepts_the_documented_forms() {
+        assert_eq!(parse_scale_by("+2"), Some(ScaleBy::Add(2)));
+        assert_eq!(parse_scale_by("-1"), Some(ScaleBy::Add(-1)));
+        assert_eq!(parse_scale_by("x2"), Some(ScaleBy::Times(2.0)));
+        assert_eq!(parse_scale_by("*1.5"), Some(ScaleBy::Times(1.5)));
+        assert_eq!(parse_scale_by("2"), None);
+        assert_eq!(parse_scale_by("x-1"), None);
+    }
+}

@@ -1,0 +1,335 @@
+//! Handlebars for laojun: the helpers every template may use, rendering of
+//! `with:` values, and the checks `validate` runs on a template before it
+//! is ever rendered (syntax, unknown helpers, unknown partials, references to
+//! parameters and steps that do not exist).
+//!
+//! Rendering is one pass over data: a label value that contains `{{...}}`
+//! is printed as text, never compiled as a template.
+
+use std::collections::HashSet;
+
+use handlebars::template::{HelperTemplate, Parameter, TemplateElement};
+use handlebars::{
+    Context, Handlebars, Helper, HelperResult, Output, RenderContext, RenderErrorReason, Template,
+};
+
+/// The names a `with:` value may start from.
+pub const STEP_ROOTS: &[&str] = &["params", "alert", "incident", "steps", "run"];
+
+/// Handlebars' own helpers and laojun's; a template may call no other.
+pub const HELPERS: &[&str] = &[
+    "and", "coalesce", "each", "eq", "gt", "gte", "if", "json", "len", "log", "lookup", "lower", "lt",
+    "lte", "ne", "not", "or", "raw", "unless", "upper", "with",
+];
+
+fn is_helper(name: &str) -> bool {
+    HELPERS.contains(&name)
+}
+
+/// A Handlebars registry with laojun's helpers and no HTML escaping (values
+/// fill plain text and JSON fields, not HTML).
+pub fn registry() -> Handlebars<'static> {
+    let mut hb = Handlebars::new();
+    hb.register_escape_fn(handlebars::no_escape);
+    hb.register_helper("coalesce", Box::new(coalesce));
+    hb.register_helper("upper", Box::new(upper));
+    hb.register_helper("lower", Box::new(lower));
+    hb.register_helper("json", Box::new(json));
+    hb
+}
+
+/// `{{coalesce a b c}}`: the first value that is present and not empty.
+fn coalesce(
+    h: &Helper,
+    _: &Handlebars,
+    _: &Context,
+    _: &mut RenderContext,
+    out: &mut dyn Output,
+) -> HelperResult {
+    let first = h.params().iter().map(|p| p.value()).find(|v| match v {
+        serde_json::Value::Null => false,
+        serde_json::Value::String(s) => !s.is_empty(),
+        _ => true,
+    });
+    if let Some(v) = first {
+        out.write(&plain(v))?;
+    }
+    Ok(())
+}
+
+fn upper(h: &Helper, _: &Handlebars, _: &Context, _: &mut RenderContext, out: &mut dyn Output) -> HelperResult {
+    let v = h.param(0).map(|p| plain(p.value())).unwrap_or_default();
+    out.write(&v.to_uppercase())?;
+    Ok(())
+}
+
+fn lower(h: &Helper, _: &Handlebars, _: &Context, _: &mut RenderContext, out: &mut dyn Output) -> HelperResult {
+    let v = h.param(0).map(|p| plain(p.value())).unwrap_or_default();
+    out.write(&v.to_lowercase())?;
+    Ok(())
+}
+
+/// `{{json value}}`: the value as JSON text (for HTTP bodies).
+fn json(h: &Helper, _: &Handlebars, _: &Context, _: &mut RenderContext, out: &mut dyn Output) -> HelperResult {
+    let v = h
+        .param(0)
+        .ok_or_else(|| RenderErrorReason::ParamNotFoundForIndex("json", 0))?;
+    out.write(&v.value().to_string())?;
+    Ok(())
+}
+
+/// A JSON value as plain text: strings without quotes.
+pub fn plain(v: &serde_json::Value) -> String {
+    match v {
+        serde_json::Value::String(s) => s.clone(),
+        serde_json::Value::Null => String::new(),
+        other => other.to_string(),
+    }
+}
+
+/// True when a string holds template syntax and must be rendered.
+pub fn is_template(s: &str) -> bool {
+    s.contains("{{")
+}
+
+/// A problem in a template; `line`/`col` are within the template text
+/// (1-based), or 0 when the problem is about the template as a whole.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TemplateProblem {
+    pub line: usize,
+    pub col: usize,
+    pub message: String,
+}
+
+/// What names a template may refer to. `None` means "not checked".
+#[derive(Default)]
+pub struct Scope<'a> {
+    /// Allowed first segments of a path (`params`, `alert`, ...).
+    pub roots: Option<&'a [&'a str]>,
+    /// Declared runbook parameters, for `params.X`.
+    pub params: Option<&'a [String]>,
+    /// Steps that ran before this one, for `steps.X`.
+    pub steps: Option<&'a [String]>,
+    /// Templates a partial (`{{> name}}`) may name.
+    pub partials: Option<&'a HashSet<String>>,
+}
+
+/// Compiles `source` and checks its references; returns every problem.
+pub fn check(source: &str, hb: &Handlebars, scope: &Scope) -> Vec<TemplateProblem> {
+    let template = match Template::compile(source) {
+        Ok(t) => t,
+        Err(e) => {
+            let (line, col) = e.pos().unwrap_or((0, 0));
+            return vec![TemplateProblem {
+                line,
+                col,
+                message: format!("template does not compile: {}", e.reason()),
+            }];
+        }
+    };
+    let mut problems = Vec::new();
+    walk(&template, hb, scope, true, &mut problems);
+    problems
+}
+
+fn walk(t: &Template, hb: &Handlebars, scope: &Scope, top_context: bool, out: &mut Vec<TemplateProblem>) {
+    for element in &t.elements {
+        match element {
+            TemplateElement::Expression(h) | TemplateElement::HtmlExpression(h) => {
+                helper_or_path(h, hb, scope, top_context, out);
+            }
+            TemplateElement::HelperBlock(h) => {
+                helper_or_path(h, hb, scope, top_context, out);
+                // `if`/`unless` keep the context; `each`/`with` change it, so
+                // paths inside them are relative to something else.
+                let keeps_context = matches!(&h.name, Parameter::Name(n) if n == "if" || n == "unless");
+                for inner in [&h.template, &h.inverse].into_iter().flatten() {
+                    walk(inner, hb, scope, top_context && keeps_context, out);
+                }
+            }
+            TemplateElement::PartialExpression(p) | TemplateElement::PartialBlock(p) => {
+                if let (Parameter::Name(name), Some(known)) = (&p.name, scope.partials) {
+                    if !known.contains(name) {
+                        out.push(problem(format!(
+                            "partial `{{{{> {name}}}}}` names no template; add templates/{name}.hbs or fix the name"
+                        )));
+                    }
+                }
+                if let Some(inner) = &p.template {
+                    walk(inner, hb, scope, false, out);
+                }
+            }
+            TemplateElement::DecoratorExpression(_)
+            | TemplateElement::DecoratorBlock(_)
+            | TemplateElement::RawString(_)
+            | TemplateElement::Comment(_) => {}
+            _ => {}
+        }
+    }
+}
+
+fn helper_or_path(h: &HelperTemplate, hb: &Handlebars, scope: &Scope, top: bool, out: &mut Vec<TemplateProblem>) {
+    let is_call = !h.params.is_empty() || !h.hash.is_empty() || h.block;
+    match &h.name {
+        Parameter::Name(name) if is_call => {
+            if !is_helper(name) {
+                out.push(problem(format!(
+                    "unknown helper `{name}`; the helpers are {}",
+                    helper_names()
+                )));
+            }
+        }
+        Parameter::Name(name) => {
+            if top && !is_helper(name) {
+                check_path(name, scope, out);
+            }
+        }
+        Parameter::Path(path) => {
+            if top {
+                check_path(path_text(path), scope, out);
+            }
+        }
+        _ => {}
+    }
+    for p in h.params.iter().chain(h.hash.values()) {
+        match p {
+            Parameter::Path(path) if top => check_path(path_text(path), scope, out),
+            Parameter::Name(name) if top => check_path(name, scope, out),
+            Parameter::Subexpression(sub) => {
+                if let TemplateElement::Expression(inner) = sub.element.as_ref() {
+                    helper_or_path(inner, hb, scope, top, out);
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+fn path_text(path: &handlebars::Path) -> &str {
+    match path {
+        handlebars::Path::Relative((_, raw)) | handlebars::Path::Local((_, _, raw)) => raw,
+    }
+}
+
+fn check_path(raw: &str, scope: &Scope, out: &mut Vec<TemplateProblem>) {
+    if raw.starts_with('@') || raw.starts_with("this") || raw.starts_with("..") {
+        return;
+    }
+    let mut segs = raw.split(['.', '/']);
+    let root = segs.next().unwrap_or_default();
+    if let Some(roots) = scope.roots {
+        if !roots.contains(&root) {
+            let hint = crate::diag::did_you_mean(root, roots)
+                .map(|near| format!("did you mean `{near}`? "))
+                .unwrap_or_default();
+            out.push(problem(format!(
+                "`{{{{{raw}}}}}` refers to `{root}`, which a step cannot see; {hint}values start with {}",
+                crate::diag::one_of(roots)
+            )));
+            return;
+        }
+    }
+    let second = segs.next();
+    let (list, what) = match root {
+        "params" => (scope.params, "parameter"),
+        "steps" => (scope.steps, "earlier step"),
+        _ => return,
+    };
+    let (Some(known), Some(name)) = (list, second) else {
+        return;
+    };
+    if !known.iter().any(|k| k == name) {
+        let names: Vec<&str> = known.iter().map(String::as_str).collect();
+        let hint = crate::diag::did_you_mean(name, &names)
+            .map(|near| format!("; did you mean `{root}.{near}`?"))
+            .unwrap_or_default();
+        let listing = if names.is_empty() {
+            format!("there is no {what}")
+        } else {
+            format!("known: {}", crate::diag::one_of(&names))
+        };
+        out.push(problem(format!(
+            "`{{{{{raw}}}}}` names no {what} `{name}`{hint} ({listing})"
+        )));
+    }
+}
+
+fn helper_names() -> String {
+    crate::diag::one_of(HELPERS)
+}
+
+fn problem(message: String) -> TemplateProblem {
+    TemplateProblem {
+        line: 0,
+        col: 0,
+        message,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn params() -> Vec<String> {
+        vec!["namespace".into(), "deployment".into()]
+    }
+
+    #[test]
+    fn references_to_undeclared_params_and_later_steps_are_found() {
+        let hb = registry();
+        let p = params();
+        let steps = vec!["notify".to_string()];
+        let scope = Scope {
+            roots: Some(STEP_ROOTS),
+            params: Some(&p),
+            steps: Some(&steps),
+            partials: None,
+        };
+        let found = check("{{params.namespce}} {{steps.verify.output}} {{alerts.labels.x}}", &hb, &scope);
+        assert_eq!(found.len(), 3, "{found:?}");
+        assert!(found[0].message.contains("did you mean `params.namespace`"));
+        assert!(found[1].message.contains("no earlier step `verify`"));
+        assert!(found[2].message.contains("did you mean `alert`"));
+        assert!(check("{{coalesce alert.labels.deployment alert.labels.app}}", &hb, &scope).is_empty());
+    }
+
+    #[test]
+    fn unknown_helpers_and_partials_are_found() {
+        let hb = registry();
+        let partials = HashSet::from(["header".to_string()]);
+        let scope = Scope {
+            partials: Some(&partials),
+            ..Scope::default()
+        };
+        let found = check("{{> header}}{{> footer}}{{frobnicate x}}", &hb, &scope);
+        assert_eq!(found.len(), 2, "{found:?}");
+        assert!(found[0].message.contains("footer"));
+        assert!(found[1].message.contains("unknown helper `frobnicate`"));
+    }
+
+    #[test]
+    fn syntax_errors_carry_a_position() {
+        let found = check("ok\n{{#if x}}never closed", &registry(), &Scope::default());
+        assert_eq!(found.len(), 1);
+        assert!(found[0].message.contains("does not compile"), "{found:?}");
+    }
+
+    #[test]
+    fn label_values_holding_template_syntax_render_as_text() {
+        let hb = registry();
+        let data = json!({"alert": {"labels": {"pod": "{{params.secret}}"}}});
+        let out = hb.render_template("pod {{alert.labels.pod}}", &data).unwrap();
+        assert_eq!(out, "pod {{params.secret}}");
+    }
+
+    #[test]
+    fn coalesce_takes_the_first_non_empty_value() {
+        let hb = registry();
+        let data = json!({"alert": {"labels": {"app": "", "service": "api"}}});
+        let out = hb
+            .render_template("{{coalesce alert.labels.deployment alert.labels.app alert.labels.service}}", &data)
+            .unwrap();
+        assert_eq!(out, "api");
+    }
+}
