@@ -33,7 +33,9 @@ pub struct Loaded {
 #[derive(Debug, thiserror::Error)]
 pub enum RootError {
     /// None of the three folders is there.
-    #[error("{0} has none of runbooks/, playbooks/ or templates/; pass the folder that holds them")]
+    #[error(
+        "{0} has none of runbooks/, playbooks/ or templates/; pass the folder that holds them"
+    )]
     Empty(PathBuf),
     #[error("cannot read {path}: {source}")]
     Read {
@@ -49,31 +51,63 @@ pub fn load(root: &Path, sandbox: &Sandbox) -> Result<Loaded, RootError> {
     if !dirs.iter().any(|d| d.is_dir()) {
         return Err(RootError::Empty(root.to_path_buf()));
     }
-    let hb = template::registry();
     let mut problems = Vec::new();
     let mut catalog = Catalog::default();
 
     for path in files(&dirs[2], "hbs")? {
-        let source = read(&path)?;
-        let name = path.file_name().and_then(|n| n.to_str()).unwrap_or_default().trim_end_matches(".hbs").to_string();
+        let Some(source) = read(&path, &mut problems)? else {
+            continue;
+        };
+        let name = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or_default()
+            .trim_end_matches(".hbs")
+            .to_string();
         catalog.templates.insert(name, source);
     }
     let template_names: HashSet<String> = catalog.templates.keys().cloned().collect();
     for (name, source) in &catalog.templates {
         let path = dirs[2].join(format!("{name}.hbs"));
         let mut d = Diagnostics::new(&path, &mut problems);
-        let scope = Scope { partials: Some(&template_names), ..Scope::default() };
-        for p in template::check(source, &hb, &scope) {
+        let scope = Scope {
+            partials: Some(&template_names),
+            ..Scope::default()
+        };
+        for p in template::check(source, &scope) {
             d.error(Pos::new(p.line.max(1), p.col.max(1)), p.message);
         }
     }
 
-    let tools = runbook::load::Tools { sandbox, handlebars: &hb, templates: Some(&template_names) };
+    // Runbooks whose files have problems: playbooks that call them are not
+    // told the runbook "does not exist" on top of the real problem.
+    let mut broken = HashSet::new();
+    let tools = runbook::load::Tools {
+        sandbox,
+
+        templates: Some(&template_names),
+    };
     for path in files(&dirs[0], "yaml")? {
-        let source = read(&path)?;
-        if let Some(rb) = runbook::load(&path, &source, &tools, &mut problems) {
+        let Some(source) = read(&path, &mut problems)? else {
+            broken.insert(stem(&path));
+            continue;
+        };
+        let Some(rb) = runbook::load(&path, &source, &tools, &mut problems) else {
+            broken.insert(
+                path.file_stem()
+                    .and_then(|s| s.to_str())
+                    .unwrap_or_default()
+                    .to_string(),
+            );
+            continue;
+        };
+        {
             if let Some(first) = catalog.runbooks.get(&rb.name) {
-                let msg = format!("runbook `{}` is also defined in {}; names must be unique", rb.name, first.path.display());
+                let msg = format!(
+                    "runbook `{}` is also defined in {}; names must be unique",
+                    rb.name,
+                    first.path.display()
+                );
                 Diagnostics::new(&path, &mut problems).error(Pos::new(1, 1), msg);
             } else {
                 catalog.runbooks.insert(rb.name.clone(), rb);
@@ -82,9 +116,11 @@ pub fn load(root: &Path, sandbox: &Sandbox) -> Result<Loaded, RootError> {
     }
 
     for path in files(&dirs[1], "yaml")? {
-        let source = read(&path)?;
-        if let Some(pb) = playbook::load(&path, &source, &hb, &mut problems) {
-            playbook::check_calls(&pb, &catalog.runbooks, &mut problems);
+        let Some(source) = read(&path, &mut problems)? else {
+            continue;
+        };
+        if let Some(pb) = playbook::load(&path, &source, &mut problems) {
+            playbook::check_calls(&pb, &catalog.runbooks, &broken, &mut problems);
             catalog.playbooks.push(pb);
         }
     }
@@ -99,7 +135,12 @@ fn files(dir: &Path, ext: &str) -> Result<Vec<PathBuf>, RootError> {
     let entries = match std::fs::read_dir(dir) {
         Ok(e) => e,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(source) => return Err(RootError::Read { path: dir.to_path_buf(), source }),
+        Err(source) => {
+            return Err(RootError::Read {
+                path: dir.to_path_buf(),
+                source,
+            })
+        }
     };
     let mut out: Vec<PathBuf> = entries
         .filter_map(Result::ok)
@@ -113,6 +154,28 @@ fn files(dir: &Path, ext: &str) -> Result<Vec<PathBuf>, RootError> {
     Ok(out)
 }
 
-fn read(path: &Path) -> Result<String, RootError> {
-    std::fs::read_to_string(path).map_err(|source| RootError::Read { path: path.to_path_buf(), source })
+/// Reads a file; one that is not UTF-8 is a problem in that file, not a
+/// reason to stop checking the others.
+fn read(path: &Path, problems: &mut Vec<Diagnostic>) -> Result<Option<String>, RootError> {
+    match std::fs::read_to_string(path) {
+        Ok(text) => Ok(Some(text)),
+        Err(e) if e.kind() == std::io::ErrorKind::InvalidData => {
+            Diagnostics::new(path, problems).error(
+                Pos::new(1, 1),
+                "the file is not UTF-8 text; save it as UTF-8",
+            );
+            Ok(None)
+        }
+        Err(source) => Err(RootError::Read {
+            path: path.to_path_buf(),
+            source,
+        }),
+    }
+}
+
+fn stem(path: &Path) -> String {
+    path.file_stem()
+        .and_then(|s| s.to_str())
+        .unwrap_or_default()
+        .to_string()
 }

@@ -16,7 +16,12 @@ use crate::script::Sandbox;
 /// alerts open which incident at what severity (P0–P3) and which runbooks
 /// run; every event lands on the incident's timeline.
 #[derive(Debug, Parser)]
-#[command(name = "laojun", version, propagate_version = true, max_term_width = 100)]
+#[command(
+    name = "laojun",
+    version,
+    propagate_version = true,
+    max_term_width = 100
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,

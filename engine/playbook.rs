@@ -8,8 +8,6 @@ use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::time::Duration;
 
-use handlebars::Handlebars;
-
 use crate::decode::{expect_str, is_identifier, str_list, Fields};
 use crate::diag::{did_you_mean, one_of, Diagnostic, Diagnostics};
 use crate::matcher::{parse_matchers, Matcher};
@@ -21,7 +19,15 @@ use crate::yaml::{self, Node, Pos, Value};
 /// The names a playbook's runbook parameters may start from.
 pub const PARAM_ROOTS: &[&str] = &["alert", "incident", "schedule"];
 
-const PLAYBOOK_KEYS: &[&str] = &["name", "description", "trigger", "severity", "group_by", "runbooks", "guards"];
+const PLAYBOOK_KEYS: &[&str] = &[
+    "name",
+    "description",
+    "trigger",
+    "severity",
+    "group_by",
+    "runbooks",
+    "guards",
+];
 const TRIGGER_KEYS: &[&str] = &["alerts", "schedule"];
 const SCHEDULE_KEYS: &[&str] = &["cron", "timezone", "catch_up"];
 const SEVERITY_KEYS: &[&str] = &["rules", "default"];
@@ -49,7 +55,7 @@ pub struct Playbook {
 pub enum Trigger {
     /// Alerts whose labels pass every matcher.
     Alerts(Vec<Matcher>),
-    Schedule(Schedule),
+    Schedule(Box<Schedule>),
 }
 
 /// A cron schedule in a time zone.
@@ -75,7 +81,10 @@ pub struct SeverityPolicy {
 
 impl SeverityPolicy {
     pub fn from_label() -> Self {
-        SeverityPolicy { rules: Vec::new(), default: None }
+        SeverityPolicy {
+            rules: Vec::new(),
+            default: None,
+        }
     }
 
     /// The severity this policy gives an alert with `labels`.
@@ -120,7 +129,7 @@ impl Playbook {
 
 /// Loads one playbook. Problems go to `found`; the playbook is returned
 /// only when this file had none.
-pub fn load(path: &Path, source: &str, hb: &Handlebars<'static>, found: &mut Vec<Diagnostic>) -> Option<Playbook> {
+pub fn load(path: &Path, source: &str, found: &mut Vec<Diagnostic>) -> Option<Playbook> {
     let before = found.len();
     let mut d = Diagnostics::new(path, found);
     let doc = match yaml::parse(source) {
@@ -131,20 +140,33 @@ pub fn load(path: &Path, source: &str, hb: &Handlebars<'static>, found: &mut Vec
         }
     };
     let f = Fields::of(&doc, "the playbook", PLAYBOOK_KEYS, &mut d)?;
-    let name = f.req_str("name", "name: service-down", &mut d).unwrap_or_default().to_string();
+    let name = f
+        .req_str("name", "name: service-down", &mut d)
+        .unwrap_or_default()
+        .to_string();
     if let Some(node) = f.get("name") {
         if !is_identifier(&name) {
             d.error(node.pos, format!("playbook name {name:?} must be lower-case letters, digits, `-` or `_`, starting with a letter"));
         } else {
-            let stem = path.file_stem().and_then(|s| s.to_str()).unwrap_or_default();
+            let stem = path
+                .file_stem()
+                .and_then(|s| s.to_str())
+                .unwrap_or_default();
             if stem != name {
                 d.error(node.pos, format!("playbook `{name}` is in {stem}.yaml; rename the file to {name}.yaml or write `name: {stem}`"));
             }
         }
     }
-    let description = f.opt_str("description", &mut d).unwrap_or_default().to_string();
+    let description = f
+        .opt_str("description", &mut d)
+        .unwrap_or_default()
+        .to_string();
     let trigger = f
-        .required("trigger", "trigger: {alerts: ['alertname=\"ServiceDown\"']}", &mut d)
+        .required(
+            "trigger",
+            "trigger: {alerts: ['alertname=\"ServiceDown\"']}",
+            &mut d,
+        )
         .and_then(|n| trigger(n, &mut d));
     let severity = match f.get("severity") {
         Some(n) => severity_policy(n, &mut d),
@@ -163,10 +185,13 @@ pub fn load(path: &Path, source: &str, hb: &Handlebars<'static>, found: &mut Vec
         None => vec!["alertname".to_string()],
     };
     let runbooks = match f.get("runbooks") {
-        Some(n) => calls(n, hb, &mut d),
+        Some(n) => calls(n, &mut d),
         None => Vec::new(),
     };
-    let guards = f.get("guards").and_then(|n| guards(n, &mut d)).unwrap_or_default();
+    let guards = f
+        .get("guards")
+        .and_then(|n| guards(n, &mut d))
+        .unwrap_or_default();
     if found.len() != before {
         return None;
     }
@@ -192,7 +217,7 @@ fn trigger(node: &Node, d: &mut Diagnostics) -> Option<Trigger> {
     let f = Fields::of(node, "`trigger`", TRIGGER_KEYS, d)?;
     match (f.get("alerts"), f.get("schedule")) {
         (Some(alerts), None) => Some(Trigger::Alerts(matchers(alerts, "`trigger.alerts`", d)?)),
-        (None, Some(schedule)) => schedule_of(schedule, d).map(Trigger::Schedule),
+        (None, Some(schedule)) => schedule_of(schedule, d).map(|s| Trigger::Schedule(Box::new(s))),
         (Some(_), Some(_)) => {
             d.error(f.pos, "`trigger` has both `alerts` and `schedule`; a playbook has one trigger, so split it into two playbooks");
             None
@@ -215,7 +240,10 @@ fn matchers(node: &Node, field: &str, d: &mut Diagnostics) -> Option<Vec<Matcher
         }
     }
     if out.is_empty() && d.count() == before {
-        d.error(node.pos, format!("{field} is empty; add a matcher such as `alertname=\"ServiceDown\"`"));
+        d.error(
+            node.pos,
+            format!("{field} is empty; add a matcher such as `alertname=\"ServiceDown\"`"),
+        );
     }
     (d.count() == before).then_some(out)
 }
@@ -224,7 +252,9 @@ fn schedule_of(node: &Node, d: &mut Diagnostics) -> Option<Schedule> {
     let f = Fields::of(node, "`trigger.schedule`", SCHEDULE_KEYS, d)?;
     let expr_node = f.required("cron", "cron: \"0 9 * * *\"", d)?;
     let expression = expect_str(expr_node, "`cron`", d)?.to_string();
-    let cron = parse_cron(&expression).map_err(|e| d.error(expr_node.pos, e)).ok();
+    let cron = parse_cron(&expression)
+        .map_err(|e| d.error(expr_node.pos, e))
+        .ok();
     let timezone = match f.get("timezone") {
         None => Some(chrono_tz::UTC),
         Some(n) => {
@@ -237,7 +267,12 @@ fn schedule_of(node: &Node, d: &mut Diagnostics) -> Option<Schedule> {
         }
     };
     let catch_up = f.opt_bool("catch_up", d).unwrap_or(false);
-    Some(Schedule { expression, cron: cron?, timezone: timezone?, catch_up })
+    Some(Schedule {
+        expression,
+        cron: cron?,
+        timezone: timezone?,
+        catch_up,
+    })
 }
 
 /// Parses a cron expression: the usual five fields (minute hour day month
@@ -254,20 +289,32 @@ pub fn parse_cron(expression: &str) -> Result<cron::Schedule, String> {
             ))
         }
     };
-    let weekday = if fields.len() == 5 { fields[4] } else { fields[5] };
+    let weekday = if fields.len() == 5 {
+        fields[4]
+    } else {
+        fields[5]
+    };
     if weekday.chars().any(|c| c.is_ascii_digit()) && !weekday.contains('/') {
         return Err(format!(
             "cron {expression:?} gives weekdays as numbers ({weekday}); write names such as `MON-FRI` or `SUN`, because 0/1 mean Sunday or Monday depending on the cron dialect"
         ));
     }
-    cron::Schedule::from_str(&full).map_err(|e| format!("cron {expression:?} does not parse: {e}; e.g. `30 2 * * *` runs daily at 02:30"))
+    cron::Schedule::from_str(&full).map_err(|e| {
+        // The crate's message repeats the expression with a caret; keep its reason.
+        let text = e.to_string();
+        let reason = text.lines().last().unwrap_or(&text).trim().to_string();
+        format!("cron {expression:?} does not parse: {reason} Write minute hour day month weekday, e.g. `30 2 * * *` for 02:30 every day")
+    })
 }
 
 fn severity_policy(node: &Node, d: &mut Diagnostics) -> Option<SeverityPolicy> {
     if let Some(text) = node.as_str() {
         return match text {
             "from_label" => Some(SeverityPolicy::from_label()),
-            _ => severity_word(text, node.pos, d).map(|s| SeverityPolicy { rules: Vec::new(), default: Some(s) }),
+            _ => severity_word(text, node.pos, d).map(|s| SeverityPolicy {
+                rules: Vec::new(),
+                default: Some(s),
+            }),
         };
     }
     let f = Fields::of(node, "`severity`", SEVERITY_KEYS, d)?;
@@ -277,7 +324,10 @@ fn severity_policy(node: &Node, d: &mut Diagnostics) -> Option<SeverityPolicy> {
             Some("from_label") => None,
             Some(w) => Some(severity_word(w, n.pos, d)?),
             None => {
-                d.error(n.pos, "`severity.default` must be P0, P1, P2, P3 or `from_label`");
+                d.error(
+                    n.pos,
+                    "`severity.default` must be P0, P1, P2, P3 or `from_label`",
+                );
                 return None;
             }
         },
@@ -289,15 +339,21 @@ fn severity_policy(node: &Node, d: &mut Diagnostics) -> Option<SeverityPolicy> {
             return None;
         };
         for item in items {
-            let Some(rf) = Fields::of(item, "a severity rule", RULE_KEYS, d) else { continue };
-            let ms = rf.required("match", "match: ['env=\"prod\"']", d).and_then(|n| matchers(n, "`match`", d));
-            let sev = rf.required("severity", "severity: P0", d).and_then(|n| match n.as_str() {
-                Some(w) => severity_word(w, n.pos, d),
-                None => {
-                    d.error(n.pos, "`severity` must be P0, P1, P2 or P3");
-                    None
-                }
-            });
+            let Some(rf) = Fields::of(item, "a severity rule", RULE_KEYS, d) else {
+                continue;
+            };
+            let ms = rf
+                .required("match", "match: ['env=\"prod\"']", d)
+                .and_then(|n| matchers(n, "`match`", d));
+            let sev = rf
+                .required("severity", "severity: P0", d)
+                .and_then(|n| match n.as_str() {
+                    Some(w) => severity_word(w, n.pos, d),
+                    None => {
+                        d.error(n.pos, "`severity` must be P0, P1, P2 or P3");
+                        None
+                    }
+                });
             if let (Some(ms), Some(sev)) = (ms, sev) {
                 rules.push((ms, sev));
             }
@@ -314,51 +370,71 @@ fn severity_word(word: &str, pos: Pos, d: &mut Diagnostics) -> Option<Severity> 
     s
 }
 
-fn calls(node: &Node, hb: &Handlebars<'static>, d: &mut Diagnostics) -> Vec<RunbookCall> {
+fn calls(node: &Node, d: &mut Diagnostics) -> Vec<RunbookCall> {
     let Some(items) = node.as_seq() else {
-        d.error(node.pos, "`runbooks` must be a list such as `- runbook: rollback-deployment`");
+        d.error(
+            node.pos,
+            "`runbooks` must be a list such as `- runbook: rollback-deployment`",
+        );
         return Vec::new();
     };
     let mut out = Vec::new();
     for item in items {
-        let Some(f) = Fields::of(item, "a runbook call", CALL_KEYS, d) else { continue };
-        let Some(name) = f.req_str("runbook", "runbook: rollback-deployment", d) else { continue };
+        let Some(f) = Fields::of(item, "a runbook call", CALL_KEYS, d) else {
+            continue;
+        };
+        let Some(name) = f.req_str("runbook", "runbook: rollback-deployment", d) else {
+            continue;
+        };
         let mut params = serde_json::Map::new();
         let mut param_pos = HashMap::new();
         if let Some(pn) = f.get("params") {
             let Some(entries) = pn.as_map() else {
-                d.error(pn.pos, "`params` must be a mapping of parameter names to values");
+                d.error(
+                    pn.pos,
+                    "`params` must be a mapping of parameter names to values",
+                );
                 continue;
             };
             for (k, v) in entries {
                 if let Value::Str { text, .. } = &v.value {
-                    check_param_template(text, v.pos, &k.key_text(), hb, d);
+                    check_param_template(text, v.pos, &k.key_text(), d);
                 }
                 params.insert(k.key_text(), v.to_json());
                 param_pos.insert(k.key_text(), k.pos);
             }
         }
-        out.push(RunbookCall { runbook: name.to_string(), params, pos: item.pos, param_pos });
+        out.push(RunbookCall {
+            runbook: name.to_string(),
+            params,
+            pos: item.pos,
+            param_pos,
+        });
     }
     out
 }
 
-fn check_param_template(text: &str, pos: Pos, name: &str, hb: &Handlebars<'static>, d: &mut Diagnostics) {
+fn check_param_template(text: &str, pos: Pos, name: &str, d: &mut Diagnostics) {
     if let Err(msg) = crate::secret::check_references(text) {
         d.error(pos, format!("parameter `{name}`: {msg}"));
     }
     if !template::is_template(text) {
         return;
     }
-    let scope = Scope { roots: Some(PARAM_ROOTS), ..Scope::default() };
-    for p in template::check(text, hb, &scope) {
+    let scope = Scope {
+        roots: Some(PARAM_ROOTS),
+        ..Scope::default()
+    };
+    for p in template::check(text, &scope) {
         d.error(pos, format!("parameter `{name}`: {}", p.message));
     }
 }
 
 fn guards(node: &Node, d: &mut Diagnostics) -> Option<Guards> {
     let f = Fields::of(node, "`guards`", GUARD_KEYS, d)?;
-    let cooldown = f.opt_int("cooldown_secs", 0, 7 * 86_400, d).map(|s| Duration::from_secs(s as u64));
+    let cooldown = f
+        .opt_int("cooldown_secs", 0, 7 * 86_400, d)
+        .map(|s| Duration::from_secs(s as u64));
     let max_runs = match f.get("max_runs") {
         None => None,
         Some(n) => {
@@ -380,32 +456,79 @@ fn guards(node: &Node, d: &mut Diagnostics) -> Option<Guards> {
 /// Checks each runbook call against the loaded runbooks: the runbook
 /// exists, every parameter is declared, required ones are given, and
 /// literal values have the declared type and an allowed value.
-pub fn check_calls(playbook: &Playbook, runbooks: &BTreeMap<String, Runbook>, found: &mut Vec<Diagnostic>) {
+/// Calls to runbooks named in `broken` (which failed to load and were
+/// reported already) are skipped.
+pub fn check_calls(
+    playbook: &Playbook,
+    runbooks: &BTreeMap<String, Runbook>,
+    broken: &std::collections::HashSet<String>,
+    found: &mut Vec<Diagnostic>,
+) {
     let mut d = Diagnostics::new(&playbook.path, found);
-    for call in &playbook.runbooks {
+    for call in playbook
+        .runbooks
+        .iter()
+        .filter(|c| !broken.contains(&c.runbook))
+    {
         let Some(rb) = runbooks.get(&call.runbook) else {
             let names: Vec<&str> = runbooks.keys().map(String::as_str).collect();
-            let hint = did_you_mean(&call.runbook, &names).map(|n| format!("did you mean `{n}`? ")).unwrap_or_default();
-            d.error(call.pos, format!("runbook `{}` does not exist; {hint}the runbooks are {}", call.runbook, one_of(&names)));
+            let hint = did_you_mean(&call.runbook, &names)
+                .map(|n| format!("did you mean `{n}`? "))
+                .unwrap_or_default();
+            d.error(
+                call.pos,
+                format!(
+                    "runbook `{}` does not exist; {hint}the runbooks are {}",
+                    call.runbook,
+                    one_of(&names)
+                ),
+            );
             continue;
         };
         for (name, value) in &call.params {
             let pos = call.param_pos.get(name).copied().unwrap_or(call.pos);
             let Some(param) = rb.param(name) else {
                 let names: Vec<&str> = rb.params.iter().map(|p| p.name.as_str()).collect();
-                let hint = did_you_mean(name, &names).map(|n| format!("did you mean `{n}`? ")).unwrap_or_default();
-                d.error(pos, format!("runbook `{}` has no parameter `{name}`; {hint}its parameters are {}", rb.name, one_of(&names)));
+                let hint = did_you_mean(name, &names)
+                    .map(|n| format!("did you mean `{n}`? "))
+                    .unwrap_or_default();
+                d.error(
+                    pos,
+                    format!(
+                        "runbook `{}` has no parameter `{name}`; {hint}its parameters are {}",
+                        rb.name,
+                        one_of(&names)
+                    ),
+                );
                 continue;
             };
             let templated = value.as_str().is_some_and(template::is_template);
             if !templated && !param.kind.accepts(value) {
-                d.error(pos, format!("parameter `{name}` of runbook `{}` is a {}, found {value}", rb.name, param.kind.name()));
+                d.error(
+                    pos,
+                    format!(
+                        "parameter `{name}` of runbook `{}` is a {}, found {value}",
+                        rb.name,
+                        param.kind.name()
+                    ),
+                );
             } else if !templated && !param.allowed.is_empty() && !param.allowed.contains(value) {
                 let allowed: Vec<String> = param.allowed.iter().map(ToString::to_string).collect();
-                d.error(pos, format!("parameter `{name}` of runbook `{}` must be one of {}, found {value}", rb.name, allowed.join(", ")));
+                d.error(
+                    pos,
+                    format!(
+                        "parameter `{name}` of runbook `{}` must be one of {}, found {value}",
+                        rb.name,
+                        allowed.join(", ")
+                    ),
+                );
             }
         }
-        for param in rb.params.iter().filter(|p| p.required && !call.params.contains_key(&p.name)) {
+        for param in rb
+            .params
+            .iter()
+            .filter(|p| p.required && !call.params.contains_key(&p.name))
+        {
             d.error(
                 call.pos,
                 format!("runbook `{}` needs parameter `{}`; add it under `params:`, e.g. `{}: \"{{{{alert.labels.{}}}}}\"`", rb.name, param.name, param.name, param.name),
@@ -419,14 +542,16 @@ mod tests {
     use super::*;
 
     fn load_str(src: &str) -> (Option<Playbook>, Vec<String>) {
-        let hb = template::registry();
         let mut found = Vec::new();
-        let pb = load(Path::new("playbooks/pb.yaml"), src, &hb, &mut found);
+        let pb = load(Path::new("playbooks/pb.yaml"), src, &mut found);
         (pb, found.iter().map(ToString::to_string).collect())
     }
 
     fn labels(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
-        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
     }
 
     #[test]
@@ -449,12 +574,20 @@ guards: {cooldown_secs: 600, max_runs: {count: 3, window_secs: 3600}}
         );
         assert!(errs.is_empty(), "{errs:#?}");
         let pb = pb.unwrap();
-        let prod = labels(&[("alertname", "ServiceDown"), ("namespace", "web"), ("env", "prod"), ("severity", "critical")]);
+        let prod = labels(&[
+            ("alertname", "ServiceDown"),
+            ("namespace", "web"),
+            ("env", "prod"),
+            ("severity", "critical"),
+        ]);
         assert!(pb.matches(&prod));
         assert_eq!(pb.severity.classify(&prod), Severity::P0);
         let staging = labels(&[("alertname", "ServiceDown"), ("severity", "critical")]);
         assert_eq!(pb.severity.classify(&staging), Severity::P1);
-        assert!(!pb.matches(&labels(&[("alertname", "ServiceDown"), ("namespace", "dev")])));
+        assert!(!pb.matches(&labels(&[
+            ("alertname", "ServiceDown"),
+            ("namespace", "dev")
+        ])));
         assert_eq!(pb.guards.max_runs, Some((3, Duration::from_secs(3600))));
     }
 
@@ -462,7 +595,9 @@ guards: {cooldown_secs: 600, max_runs: {count: 3, window_secs: 3600}}
     fn a_schedule_playbook_takes_five_field_cron_in_a_time_zone() {
         let (pb, errs) = load_str("name: pb\ntrigger:\n  schedule: {cron: \"0 9 * * MON-FRI\", timezone: Asia/Shanghai, catch_up: true}\n");
         assert!(errs.is_empty(), "{errs:#?}");
-        let Trigger::Schedule(s) = pb.unwrap().trigger else { panic!("not a schedule") };
+        let Trigger::Schedule(s) = pb.unwrap().trigger else {
+            panic!("not a schedule")
+        };
         assert!(s.catch_up);
         assert_eq!(s.timezone, chrono_tz::Asia::Shanghai);
     }
@@ -474,8 +609,14 @@ guards: {cooldown_secs: 600, max_runs: {count: 3, window_secs: 3600}}
         );
         assert_eq!(errs.len(), 3, "{errs:#?}");
         assert!(errs[0].starts_with("playbooks/pb.yaml:3:12: `trigger.alerts`: `severity=~\"(crit\"` has an invalid regex"), "{}", errs[0]);
-        assert!(errs[1].contains("4:11: severity `P5` is not a class"), "{}", errs[1]);
-        let (_, errs) = load_str("name: pb\ntrigger:\n  schedule: {cron: \"0 9 * * 1-5\", timezone: Mars/Olympus}\n");
+        assert!(
+            errs[1].contains("4:11: severity `P5` is not a class"),
+            "{}",
+            errs[1]
+        );
+        let (_, errs) = load_str(
+            "name: pb\ntrigger:\n  schedule: {cron: \"0 9 * * 1-5\", timezone: Mars/Olympus}\n",
+        );
         assert_eq!(errs.len(), 2, "{errs:#?}");
         assert!(errs[0].contains("weekdays as numbers"), "{}", errs[0]);
         assert!(errs[1].contains("not an IANA time zone"), "{}", errs[1]);

@@ -5,7 +5,9 @@ use std::fmt;
 
 /// P0 is the most severe; `Ord` sorts P0 first, so the worst of several is
 /// their minimum.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
+)]
 pub enum Severity {
     P0,
     P1,
@@ -69,6 +71,9 @@ mod tests {
 
     #[test]
     fn the_worst_severity_is_the_minimum() {
-        assert_eq!([Severity::P2, Severity::P0, Severity::P3].into_iter().min(), Some(Severity::P0));
+        assert_eq!(
+            [Severity::P2, Severity::P0, Severity::P3].into_iter().min(),
+            Some(Severity::P0)
+        );
     }
 }

@@ -18,8 +18,8 @@ pub const STEP_ROOTS: &[&str] = &["params", "alert", "incident", "steps", "run"]
 
 /// Handlebars' own helpers and laojun's; a template may call no other.
 pub const HELPERS: &[&str] = &[
-    "and", "coalesce", "each", "eq", "gt", "gte", "if", "json", "len", "log", "lookup", "lower", "lt",
-    "lte", "ne", "not", "or", "raw", "unless", "upper", "with",
+    "and", "coalesce", "each", "eq", "gt", "gte", "if", "json", "len", "log", "lookup", "lower",
+    "lt", "lte", "ne", "not", "or", "raw", "unless", "upper", "with",
 ];
 
 fn is_helper(name: &str) -> bool {
@@ -57,20 +57,38 @@ fn coalesce(
     Ok(())
 }
 
-fn upper(h: &Helper, _: &Handlebars, _: &Context, _: &mut RenderContext, out: &mut dyn Output) -> HelperResult {
+fn upper(
+    h: &Helper,
+    _: &Handlebars,
+    _: &Context,
+    _: &mut RenderContext,
+    out: &mut dyn Output,
+) -> HelperResult {
     let v = h.param(0).map(|p| plain(p.value())).unwrap_or_default();
     out.write(&v.to_uppercase())?;
     Ok(())
 }
 
-fn lower(h: &Helper, _: &Handlebars, _: &Context, _: &mut RenderContext, out: &mut dyn Output) -> HelperResult {
+fn lower(
+    h: &Helper,
+    _: &Handlebars,
+    _: &Context,
+    _: &mut RenderContext,
+    out: &mut dyn Output,
+) -> HelperResult {
     let v = h.param(0).map(|p| plain(p.value())).unwrap_or_default();
     out.write(&v.to_lowercase())?;
     Ok(())
 }
 
 /// `{{json value}}`: the value as JSON text (for HTTP bodies).
-fn json(h: &Helper, _: &Handlebars, _: &Context, _: &mut RenderContext, out: &mut dyn Output) -> HelperResult {
+fn json(
+    h: &Helper,
+    _: &Handlebars,
+    _: &Context,
+    _: &mut RenderContext,
+    out: &mut dyn Output,
+) -> HelperResult {
     let v = h
         .param(0)
         .ok_or_else(|| RenderErrorReason::ParamNotFoundForIndex("json", 0))?;
@@ -115,36 +133,43 @@ pub struct Scope<'a> {
 }
 
 /// Compiles `source` and checks its references; returns every problem.
-pub fn check(source: &str, hb: &Handlebars, scope: &Scope) -> Vec<TemplateProblem> {
+pub fn check(source: &str, scope: &Scope) -> Vec<TemplateProblem> {
     let template = match Template::compile(source) {
         Ok(t) => t,
         Err(e) => {
             let (line, col) = e.pos().unwrap_or((0, 0));
+            let mut reason = e.reason().to_string();
+            // The parser's own words list every token it could have taken.
+            if reason.contains("expected escape, expression") {
+                reason = "invalid Handlebars syntax here: is a `{{#block}}` left without its `{{/block}}`, or a `{{` without `}}`?".into();
+            }
             return vec![TemplateProblem {
                 line,
                 col,
-                message: format!("template does not compile: {}", e.reason()),
+                message: format!("template does not compile: {reason}"),
             }];
         }
     };
     let mut problems = Vec::new();
-    walk(&template, hb, scope, true, &mut problems);
+    walk(&template, scope, true, &mut problems);
     problems
 }
 
-fn walk(t: &Template, hb: &Handlebars, scope: &Scope, top_context: bool, out: &mut Vec<TemplateProblem>) {
-    for element in &t.elements {
+fn walk(t: &Template, scope: &Scope, top_context: bool, out: &mut Vec<TemplateProblem>) {
+    for (i, element) in t.elements.iter().enumerate() {
+        let found_before = out.len();
         match element {
             TemplateElement::Expression(h) | TemplateElement::HtmlExpression(h) => {
-                helper_or_path(h, hb, scope, top_context, out);
+                helper_or_path(h, scope, top_context, out);
             }
             TemplateElement::HelperBlock(h) => {
-                helper_or_path(h, hb, scope, top_context, out);
+                helper_or_path(h, scope, top_context, out);
                 // `if`/`unless` keep the context; `each`/`with` change it, so
                 // paths inside them are relative to something else.
-                let keeps_context = matches!(&h.name, Parameter::Name(n) if n == "if" || n == "unless");
+                let keeps_context =
+                    matches!(&h.name, Parameter::Name(n) if n == "if" || n == "unless");
                 for inner in [&h.template, &h.inverse].into_iter().flatten() {
-                    walk(inner, hb, scope, top_context && keeps_context, out);
+                    walk(inner, scope, top_context && keeps_context, out);
                 }
             }
             TemplateElement::PartialExpression(p) | TemplateElement::PartialBlock(p) => {
@@ -156,7 +181,7 @@ fn walk(t: &Template, hb: &Handlebars, scope: &Scope, top_context: bool, out: &m
                     }
                 }
                 if let Some(inner) = &p.template {
-                    walk(inner, hb, scope, false, out);
+                    walk(inner, scope, false, out);
                 }
             }
             TemplateElement::DecoratorExpression(_)
@@ -165,30 +190,30 @@ fn walk(t: &Template, hb: &Handlebars, scope: &Scope, top_context: bool, out: &m
             | TemplateElement::Comment(_) => {}
             _ => {}
         }
+        // Problems found in this element point at where it starts.
+        if let Some(m) = t.mapping.get(i) {
+            for p in &mut out[found_before..] {
+                if p.line == 0 {
+                    (p.line, p.col) = (m.0, m.1);
+                }
+            }
+        }
     }
 }
 
-fn helper_or_path(h: &HelperTemplate, hb: &Handlebars, scope: &Scope, top: bool, out: &mut Vec<TemplateProblem>) {
+fn helper_or_path(h: &HelperTemplate, scope: &Scope, top: bool, out: &mut Vec<TemplateProblem>) {
     let is_call = !h.params.is_empty() || !h.hash.is_empty() || h.block;
     match &h.name {
-        Parameter::Name(name) if is_call => {
-            if !is_helper(name) {
-                out.push(problem(format!(
-                    "unknown helper `{name}`; the helpers are {}",
-                    helper_names()
-                )));
-            }
+        Parameter::Name(name) if is_call && !is_helper(name) => {
+            out.push(problem(format!(
+                "unknown helper `{name}`; the helpers are {}",
+                helper_names()
+            )));
         }
-        Parameter::Name(name) => {
-            if top && !is_helper(name) {
-                check_path(name, scope, out);
-            }
+        Parameter::Name(name) if !is_call && top && !is_helper(name) => {
+            check_path(name, scope, out)
         }
-        Parameter::Path(path) => {
-            if top {
-                check_path(path_text(path), scope, out);
-            }
-        }
+        Parameter::Path(path) if top => check_path(path_text(path), scope, out),
         _ => {}
     }
     for p in h.params.iter().chain(h.hash.values()) {
@@ -197,7 +222,7 @@ fn helper_or_path(h: &HelperTemplate, hb: &Handlebars, scope: &Scope, top: bool,
             Parameter::Name(name) if top => check_path(name, scope, out),
             Parameter::Subexpression(sub) => {
                 if let TemplateElement::Expression(inner) = sub.element.as_ref() {
-                    helper_or_path(inner, hb, scope, top, out);
+                    helper_or_path(inner, scope, top, out);
                 }
             }
             _ => {}
@@ -277,7 +302,6 @@ mod tests {
 
     #[test]
     fn references_to_undeclared_params_and_later_steps_are_found() {
-        let hb = registry();
         let p = params();
         let steps = vec!["notify".to_string()];
         let scope = Scope {
@@ -286,23 +310,29 @@ mod tests {
             steps: Some(&steps),
             partials: None,
         };
-        let found = check("{{params.namespce}} {{steps.verify.output}} {{alerts.labels.x}}", &hb, &scope);
+        let found = check(
+            "{{params.namespce}} {{steps.verify.output}} {{alerts.labels.x}}",
+            &scope,
+        );
         assert_eq!(found.len(), 3, "{found:?}");
         assert!(found[0].message.contains("did you mean `params.namespace`"));
         assert!(found[1].message.contains("no earlier step `verify`"));
         assert!(found[2].message.contains("did you mean `alert`"));
-        assert!(check("{{coalesce alert.labels.deployment alert.labels.app}}", &hb, &scope).is_empty());
+        assert!(check(
+            "{{coalesce alert.labels.deployment alert.labels.app}}",
+            &scope
+        )
+        .is_empty());
     }
 
     #[test]
     fn unknown_helpers_and_partials_are_found() {
-        let hb = registry();
         let partials = HashSet::from(["header".to_string()]);
         let scope = Scope {
             partials: Some(&partials),
             ..Scope::default()
         };
-        let found = check("{{> header}}{{> footer}}{{frobnicate x}}", &hb, &scope);
+        let found = check("{{> header}}{{> footer}}{{frobnicate x}}", &scope);
         assert_eq!(found.len(), 2, "{found:?}");
         assert!(found[0].message.contains("footer"));
         assert!(found[1].message.contains("unknown helper `frobnicate`"));
@@ -310,7 +340,7 @@ mod tests {
 
     #[test]
     fn syntax_errors_carry_a_position() {
-        let found = check("ok\n{{#if x}}never closed", &registry(), &Scope::default());
+        let found = check("ok\n{{#if x}}never closed", &Scope::default());
         assert_eq!(found.len(), 1);
         assert!(found[0].message.contains("does not compile"), "{found:?}");
     }
@@ -319,7 +349,9 @@ mod tests {
     fn label_values_holding_template_syntax_render_as_text() {
         let hb = registry();
         let data = json!({"alert": {"labels": {"pod": "{{params.secret}}"}}});
-        let out = hb.render_template("pod {{alert.labels.pod}}", &data).unwrap();
+        let out = hb
+            .render_template("pod {{alert.labels.pod}}", &data)
+            .unwrap();
         assert_eq!(out, "pod {{params.secret}}");
     }
 
@@ -328,7 +360,10 @@ mod tests {
         let hb = registry();
         let data = json!({"alert": {"labels": {"app": "", "service": "api"}}});
         let out = hb
-            .render_template("{{coalesce alert.labels.deployment alert.labels.app alert.labels.service}}", &data)
+            .render_template(
+                "{{coalesce alert.labels.deployment alert.labels.app alert.labels.service}}",
+                &data,
+            )
             .unwrap();
         assert_eq!(out, "api");
     }

@@ -5,8 +5,6 @@ use std::collections::HashMap;
 use std::path::{Component, Path};
 use std::time::Duration;
 
-use handlebars::Handlebars;
-
 use super::spec::{self, ActionSpec, ArgKind};
 use super::{Condition, OnFailure, Param, ParamType, Retries, Runbook, Step};
 use crate::decode::{expect_int, expect_str, is_identifier, Fields};
@@ -33,7 +31,6 @@ const DAY_SECS: i64 = 86_400;
 /// Everything loading needs besides the file itself.
 pub struct Tools<'a> {
     pub sandbox: &'a Sandbox,
-    pub handlebars: &'a Handlebars<'static>,
     /// Names of the templates in templates/, for `slack.notify template:`.
     /// `None` skips that check.
     pub templates: Option<&'a std::collections::HashSet<String>>,
@@ -41,7 +38,12 @@ pub struct Tools<'a> {
 
 /// Loads one runbook. Problems go to `found`; the runbook is returned only
 /// when this file had none.
-pub fn load(path: &Path, source: &str, tools: &Tools, found: &mut Vec<Diagnostic>) -> Option<Runbook> {
+pub fn load(
+    path: &Path,
+    source: &str,
+    tools: &Tools,
+    found: &mut Vec<Diagnostic>,
+) -> Option<Runbook> {
     let before = found.len();
     let mut d = Diagnostics::new(path, found);
     let doc = match yaml::parse(source) {
@@ -52,12 +54,20 @@ pub fn load(path: &Path, source: &str, tools: &Tools, found: &mut Vec<Diagnostic
         }
     };
     let f = Fields::of(&doc, "the runbook", RUNBOOK_KEYS, &mut d)?;
-    let name = f.req_str("name", "name: rollback-deployment", &mut d).unwrap_or_default();
+    let name = f
+        .req_str("name", "name: rollback-deployment", &mut d)
+        .unwrap_or_default();
     if let Some(node) = f.get("name") {
         check_name_matches_file(name, node.pos, &mut d);
     }
-    let description = f.opt_str("description", &mut d).unwrap_or_default().to_string();
-    let params = f.get("params").map(|n| load_params(n, &mut d)).unwrap_or_default();
+    let description = f
+        .opt_str("description", &mut d)
+        .unwrap_or_default()
+        .to_string();
+    let params = f
+        .get("params")
+        .map(|n| load_params(n, &mut d))
+        .unwrap_or_default();
     let param_names: Vec<String> = params.iter().map(|p| p.name.clone()).collect();
 
     let mut ctx = StepContext {
@@ -74,8 +84,14 @@ pub fn load(path: &Path, source: &str, tools: &Tools, found: &mut Vec<Diagnostic
             Vec::new()
         }
     };
-    if steps.is_empty() && f.get("steps").is_some_and(|n| n.as_seq().is_some_and(<[Node]>::is_empty)) {
-        d.error(f.get("steps").map_or(f.pos, |n| n.pos), "`steps` is empty; a runbook needs at least one step");
+    if steps.is_empty()
+        && f.get("steps")
+            .is_some_and(|n| n.as_seq().is_some_and(<[Node]>::is_empty))
+    {
+        d.error(
+            f.get("steps").map_or(f.pos, |n| n.pos),
+            "`steps` is empty; a runbook needs at least one step",
+        );
     }
     (found.len() == before).then(|| Runbook {
         name: name.to_string(),
@@ -94,7 +110,11 @@ fn check_name_matches_file(name: &str, pos: Pos, d: &mut Diagnostics) {
         );
         return;
     }
-    let stem = d.path().file_stem().and_then(|s| s.to_str()).unwrap_or_default();
+    let stem = d
+        .path()
+        .file_stem()
+        .and_then(|s| s.to_str())
+        .unwrap_or_default();
     if stem != name {
         d.error(
             pos,
@@ -112,7 +132,10 @@ fn load_params(node: &Node, d: &mut Diagnostics) -> Vec<Param> {
     for (key, spec) in entries {
         let name = key.key_text();
         if !is_identifier(&name) {
-            d.error(key.pos, format!("parameter name {name:?} must be lower-case letters, digits, `-` or `_`"));
+            d.error(
+                key.pos,
+                format!("parameter name {name:?} must be lower-case letters, digits, `-` or `_`"),
+            );
             continue;
         }
         if let Some(p) = load_param(&name, spec, d) {
@@ -126,7 +149,14 @@ fn load_param(name: &str, node: &Node, d: &mut Diagnostics) -> Option<Param> {
     // `namespace: string` is short for `namespace: {type: string}`.
     if let Some(word) = node.as_str() {
         let kind = param_type(word, node.pos, name, d)?;
-        return Some(Param { name: name.into(), kind, required: false, default: None, allowed: Vec::new(), description: String::new() });
+        return Some(Param {
+            name: name.into(),
+            kind,
+            required: false,
+            default: None,
+            allowed: Vec::new(),
+            description: String::new(),
+        });
     }
     let f = Fields::of(node, format!("parameter `{name}`"), PARAM_KEYS, d)?;
     let kind = match f.get("type") {
@@ -155,23 +185,51 @@ fn load_param(name: &str, node: &Node, d: &mut Diagnostics) -> Option<Param> {
     if let Some(dn) = f.get("default") {
         let v = dn.to_json();
         if !kind.accepts(&v) {
-            d.error(dn.pos, format!("default of parameter `{name}` must be a {}, found {}", kind.name(), dn.brief()));
+            d.error(
+                dn.pos,
+                format!(
+                    "default of parameter `{name}` must be a {}, found {}",
+                    kind.name(),
+                    dn.brief()
+                ),
+            );
         } else if !allowed.is_empty() && !allowed.contains(&v) {
-            d.error(dn.pos, format!("default {} of parameter `{name}` is not among its allowed values", dn.brief()));
+            d.error(
+                dn.pos,
+                format!(
+                    "default {} of parameter `{name}` is not among its allowed values",
+                    dn.brief()
+                ),
+            );
         } else if required {
             d.error(dn.pos, format!("parameter `{name}` is `required: true` and has a default, so it can never be missing; drop one of them"));
         } else {
             default = Some(v);
         }
     }
-    Some(Param { name: name.into(), kind, required, default, allowed, description })
+    Some(Param {
+        name: name.into(),
+        kind,
+        required,
+        default,
+        allowed,
+        description,
+    })
 }
 
 fn param_type(word: &str, pos: Pos, name: &str, d: &mut Diagnostics) -> Option<ParamType> {
     let t = ParamType::parse(word);
     if t.is_none() {
-        let hint = did_you_mean(word, ParamType::NAMES).map(|n| format!("did you mean `{n}`? ")).unwrap_or_default();
-        d.error(pos, format!("parameter `{name}` has unknown type `{word}`; {hint}write one of {}", one_of(ParamType::NAMES)));
+        let hint = did_you_mean(word, ParamType::NAMES)
+            .map(|n| format!("did you mean `{n}`? "))
+            .unwrap_or_default();
+        d.error(
+            pos,
+            format!(
+                "parameter `{name}` has unknown type `{word}`; {hint}write one of {}",
+                one_of(ParamType::NAMES)
+            ),
+        );
     }
     t
 }
@@ -189,17 +247,23 @@ struct StepContext<'a> {
 impl StepContext<'_> {
     fn steps(&mut self, node: &Node, what: &str, d: &mut Diagnostics) -> Vec<Step> {
         let Some(items) = node.as_seq() else {
-            d.error(node.pos, format!("{what} must be a list of steps (lines starting with `- id: ...`), found {}", node.kind()));
+            d.error(
+                node.pos,
+                format!(
+                    "{what} must be a list of steps (lines starting with `- id: ...`), found {}",
+                    node.kind()
+                ),
+            );
             return Vec::new();
         };
         items.iter().filter_map(|item| self.step(item, d)).collect()
     }
 
     fn step(&mut self, node: &Node, d: &mut Diagnostics) -> Option<Step> {
-        let label = node
-            .get("id")
-            .and_then(Node::as_str)
-            .map_or_else(|| format!("the step at line {}", node.pos.line), |id| format!("step `{id}`"));
+        let label = node.get("id").and_then(Node::as_str).map_or_else(
+            || format!("the step at line {}", node.pos.line),
+            |id| format!("step `{id}`"),
+        );
         let f = Fields::of(node, label.clone(), STEP_KEYS, d)?;
         let id = f.req_str("id", "id: rollback", d).map(str::to_string);
         if let (Some(id), Some(id_node)) = (&id, f.get("id")) {
@@ -211,19 +275,28 @@ impl StepContext<'_> {
                 self.seen.insert(id.clone(), id_node.pos);
             }
         }
-        let action = f.required("action", "action: k8s.rollback", d).and_then(|n| action_of(n, d));
+        let action = f
+            .required("action", "action: k8s.rollback", d)
+            .and_then(|n| action_of(n, d));
         let with = match (action, f.get("with")) {
             (Some(spec), with) => self.arguments(spec, with, &f, &label, d),
             (None, _) => None,
         };
         let when = f.get("when").and_then(|n| self.condition(n, &label, d));
         let timeout = f.opt_int("timeout_secs", 1, DAY_SECS, d).map(secs);
-        let retries = f.get("retries").and_then(|n| retries(n, &label, d)).unwrap_or_default();
+        let retries = f
+            .get("retries")
+            .and_then(|n| retries(n, &label, d))
+            .unwrap_or_default();
         let script = match (action, &with) {
             (Some(a), Some(with)) if a.name == "script" => self.script(with, &f, d),
             _ => None,
         };
-        let default_idempotent = action.is_some_and(|a| a.idempotent || (a.name == "k8s.scale" && with.as_ref().is_some_and(|w| w.contains_key("replicas"))));
+        let default_idempotent = action.is_some_and(|a| {
+            a.idempotent
+                || (a.name == "k8s.scale"
+                    && with.as_ref().is_some_and(|w| w.contains_key("replicas")))
+        });
         let idempotent = f.opt_bool("idempotent", d).unwrap_or(default_idempotent);
         // Steps in on_failure may use this step's output (it failed, but may
         // have produced some), so it counts as earlier for them.
@@ -235,7 +308,9 @@ impl StepContext<'_> {
             Some(n) => match &n.value {
                 Value::Str { text, .. } if text == "abort" => OnFailure::Abort,
                 Value::Str { text, .. } if text == "continue" => OnFailure::Continue,
-                Value::Seq(_) => OnFailure::Steps(self.steps(n, &format!("`on_failure` of {label}"), d)),
+                Value::Seq(_) => {
+                    OnFailure::Steps(self.steps(n, &format!("`on_failure` of {label}"), d))
+                }
                 _ => {
                     d.error(n.pos, format!("`on_failure` of {label} must be `abort`, `continue` or a list of steps to run, found {}", n.brief()));
                     OnFailure::Abort
@@ -259,7 +334,10 @@ impl StepContext<'_> {
     fn condition(&self, node: &Node, label: &str, d: &mut Diagnostics) -> Option<Condition> {
         let source = expect_str(node, &format!("`when` in {label}"), d)?;
         match self.tools.sandbox.compile_condition(source) {
-            Ok(script) => Some(Condition { source: source.to_string(), script }),
+            Ok(script) => Some(Condition {
+                source: source.to_string(),
+                script,
+            }),
             Err(e) => {
                 d.error(node.pos, format!("`when` in {label} {}{}; write a Rhai expression such as `alert.labels.severity == \"critical\"`", e.message, at_script_pos(&e)));
                 None
@@ -278,7 +356,10 @@ impl StepContext<'_> {
     ) -> Option<serde_json::Map<String, serde_json::Value>> {
         let what = format!("`with` of {label} ({})", spec.name);
         let names = spec.arg_names();
-        let empty = Node { pos: step.pos, value: Value::Map(Vec::new()) };
+        let empty = Node {
+            pos: step.pos,
+            value: Value::Map(Vec::new()),
+        };
         let with_node = with.unwrap_or(&empty);
         let f = Fields::of(with_node, what.clone(), &names, d)?;
         let errors_before = d.count();
@@ -292,17 +373,45 @@ impl StepContext<'_> {
                 }
                 None if arg.required => d.error(
                     with_node.pos,
-                    format!("{label} ({}) is missing `{}` in `with`; add e.g. `{}: {}`", spec.name, arg.name, arg.name, example(arg.kind, arg.name)),
+                    format!(
+                        "{label} ({}) is missing `{}` in `with`; add e.g. `{}: {}`",
+                        spec.name,
+                        arg.name,
+                        arg.name,
+                        example(arg.kind, arg.name)
+                    ),
                 ),
                 None => {}
             }
         }
         for group in spec.exactly_one_of {
-            let given: Vec<&str> = group.iter().copied().filter(|n| f.get(n).is_some()).collect();
+            let given: Vec<&str> = group
+                .iter()
+                .copied()
+                .filter(|n| f.get(n).is_some())
+                .collect();
             if given.is_empty() {
-                d.error(with_node.pos, format!("{label} ({}) needs one of {} in `with`", spec.name, one_of(group)));
+                d.error(
+                    with_node.pos,
+                    format!(
+                        "{label} ({}) needs one of {} in `with`",
+                        spec.name,
+                        one_of(group)
+                    ),
+                );
             } else if given.len() > 1 {
-                d.error(with_node.pos, format!("{label} ({}) gives {}; keep only one of them", spec.name, one_of(&given)));
+                d.error(
+                    with_node.pos,
+                    format!(
+                        "{label} ({}) gives both {}; keep only one of them",
+                        spec.name,
+                        given
+                            .iter()
+                            .map(|g| format!("`{g}`"))
+                            .collect::<Vec<_>>()
+                            .join(" and ")
+                    ),
+                );
             }
         }
         if spec.name == "slack.notify" {
@@ -311,7 +420,13 @@ impl StepContext<'_> {
         (d.count() == errors_before).then_some(out)
     }
 
-    fn argument(&self, kind: ArgKind, node: &Node, field: &str, d: &mut Diagnostics) -> Option<serde_json::Value> {
+    fn argument(
+        &self,
+        kind: ArgKind,
+        node: &Node,
+        field: &str,
+        d: &mut Diagnostics,
+    ) -> Option<serde_json::Value> {
         use serde_json::Value as J;
         // A template renders at run time; its type is checked then.
         if let Some(text) = node.as_str() {
@@ -321,7 +436,15 @@ impl StepContext<'_> {
             }
         }
         let bad = |d: &mut Diagnostics| {
-            d.error(node.pos, format!("{field} must be {}, found {}; e.g. `{}`", article(kind), node.brief(), example(kind, field)));
+            d.error(
+                node.pos,
+                format!(
+                    "{field} must be {}, found {}; e.g. `{}`",
+                    article(kind),
+                    node.brief(),
+                    example(kind, field)
+                ),
+            );
             None
         };
         match kind {
@@ -330,7 +453,9 @@ impl StepContext<'_> {
                     self.check_text(text, node.pos, field, d);
                     Some(J::String(text.clone()))
                 }
-                Value::Int(_) | Value::Float(_) | Value::Bool(_) => Some(J::String(template::plain(&node.to_json()))),
+                Value::Int(_) | Value::Float(_) | Value::Bool(_) => {
+                    Some(J::String(template::plain(&node.to_json())))
+                }
                 _ => bad(d),
             },
             ArgKind::Int => match node.value {
@@ -344,15 +469,22 @@ impl StepContext<'_> {
             ArgKind::Enum(words) => match node.as_str() {
                 Some(w) if words.contains(&w) => Some(J::String(w.into())),
                 Some(w) => {
-                    let hint = did_you_mean(w, words).map(|n| format!("did you mean `{n}`? ")).unwrap_or_default();
-                    d.error(node.pos, format!("{field} is `{w}`; {hint}write one of {}", one_of(words)));
+                    let hint = did_you_mean(w, words)
+                        .map(|n| format!("did you mean `{n}`? "))
+                        .unwrap_or_default();
+                    d.error(
+                        node.pos,
+                        format!("{field} is `{w}`; {hint}write one of {}", one_of(words)),
+                    );
                     None
                 }
                 None => bad(d),
             },
             ArgKind::ScaleBy => match &node.value {
                 Value::Int(i) => Some(J::String(format!("{i:+}"))),
-                Value::Str { text, .. } if parse_scale_by(text).is_some() => Some(J::String(text.clone())),
+                Value::Str { text, .. } if parse_scale_by(text).is_some() => {
+                    Some(J::String(text.clone()))
+                }
                 _ => bad(d),
             },
             ArgKind::Statuses => {
@@ -371,14 +503,18 @@ impl StepContext<'_> {
                 Value::Seq(items) => {
                     let mut out = Vec::new();
                     for item in items {
-                        out.push(J::String(expect_str(item, &format!("each entry of {field}"), d)?.to_string()));
+                        out.push(J::String(
+                            expect_str(item, &format!("each entry of {field}"), d)?.to_string(),
+                        ));
                     }
                     Some(J::Array(out))
                 }
                 _ => bad(d),
             },
             ArgKind::StrMap | ArgKind::IntMap => {
-                let Some(entries) = node.as_map() else { return bad(d) };
+                let Some(entries) = node.as_map() else {
+                    return bad(d);
+                };
                 let mut out = serde_json::Map::new();
                 for (k, v) in entries {
                     let entry_field = format!("`{}` under {field}", k.key_text());
@@ -392,10 +528,19 @@ impl StepContext<'_> {
                             self.check_text(text, v.pos, &entry_field, d);
                             J::String(text.clone())
                         }
-                        (Value::Int(_) | Value::Float(_) | Value::Bool(_), ArgKind::StrMap) => J::String(template::plain(&v.to_json())),
+                        (Value::Int(_) | Value::Float(_) | Value::Bool(_), ArgKind::StrMap) => {
+                            J::String(template::plain(&v.to_json()))
+                        }
                         _ => {
-                            let want = if kind == ArgKind::IntMap { "a whole number" } else { "a string" };
-                            d.error(v.pos, format!("{entry_field} must be {want}, found {}", v.brief()));
+                            let want = if kind == ArgKind::IntMap {
+                                "a whole number"
+                            } else {
+                                "a string"
+                            };
+                            d.error(
+                                v.pos,
+                                format!("{entry_field} must be {want}, found {}", v.brief()),
+                            );
                             continue;
                         }
                     };
@@ -413,8 +558,12 @@ impl StepContext<'_> {
     fn check_strings_in(&self, node: &Node, field: &str, d: &mut Diagnostics) {
         match &node.value {
             Value::Str { text, .. } => self.check_text(text, node.pos, field, d),
-            Value::Seq(items) => items.iter().for_each(|i| self.check_strings_in(i, field, d)),
-            Value::Map(entries) => entries.iter().for_each(|(_, v)| self.check_strings_in(v, field, d)),
+            Value::Seq(items) => items
+                .iter()
+                .for_each(|i| self.check_strings_in(i, field, d)),
+            Value::Map(entries) => entries
+                .iter()
+                .for_each(|(_, v)| self.check_strings_in(v, field, d)),
             _ => {}
         }
     }
@@ -433,31 +582,52 @@ impl StepContext<'_> {
             steps: Some(&self.earlier),
             partials: None,
         };
-        for p in template::check(text, self.tools.handlebars, &scope) {
-            let at = if p.line > 1 { format!(" (template line {}, column {})", p.line, p.col) } else { String::new() };
+        for p in template::check(text, &scope) {
+            let at = if p.line > 1 {
+                format!(" (template line {}, column {})", p.line, p.col)
+            } else {
+                String::new()
+            };
             d.error(pos, format!("{field}: {}{at}", p.message));
         }
     }
 
     fn check_template_name(&self, f: &Fields, d: &mut Diagnostics) {
-        let (Some(known), Some(node)) = (self.tools.templates, f.get("template")) else { return };
+        let (Some(known), Some(node)) = (self.tools.templates, f.get("template")) else {
+            return;
+        };
         let Some(name) = node.as_str() else { return };
         if !known.contains(name) {
             let names: Vec<&str> = known.iter().map(String::as_str).collect();
-            let hint = did_you_mean(name, &names).map(|n| format!("did you mean `{n}`? ")).unwrap_or_default();
+            let hint = did_you_mean(name, &names)
+                .map(|n| format!("did you mean `{n}`? "))
+                .unwrap_or_default();
             d.error(node.pos, format!("{} names template `{name}`, which is not in templates/; {hint}add templates/{name}.hbs or use `text:`", f.field("template")));
         }
     }
 
     /// Compiles a `script` step's inline source or file.
-    fn script(&self, with: &serde_json::Map<String, serde_json::Value>, f: &Fields, d: &mut Diagnostics) -> Option<crate::script::Script> {
+    fn script(
+        &self,
+        with: &serde_json::Map<String, serde_json::Value>,
+        f: &Fields,
+        d: &mut Diagnostics,
+    ) -> Option<crate::script::Script> {
         let with_node = f.get("with")?;
         if let Some(source) = with.get("source").and_then(|v| v.as_str()) {
             let pos = with_node.get("source").map_or(with_node.pos, |n| n.pos);
             return match self.tools.sandbox.compile_script(source) {
                 Ok(s) => Some(s),
                 Err(e) => {
-                    d.error(pos, format!("{} {}{}", f.field("with.source"), e.message, at_script_pos(&e)));
+                    d.error(
+                        pos,
+                        format!(
+                            "{} {}{}",
+                            f.field("with.source"),
+                            e.message,
+                            at_script_pos(&e)
+                        ),
+                    );
                     None
                 }
             };
@@ -475,7 +645,14 @@ impl StepContext<'_> {
         let source = match std::fs::read_to_string(&full) {
             Ok(s) => s,
             Err(e) => {
-                d.error(pos, format!("{} names {}, which cannot be read: {e}", f.field("with.file"), full.display()));
+                d.error(
+                    pos,
+                    format!(
+                        "{} names {}, which cannot be read: {e}",
+                        f.field("with.file"),
+                        full.display()
+                    ),
+                );
                 return None;
             }
         };
@@ -483,7 +660,16 @@ impl StepContext<'_> {
             Ok(s) => Some(s),
             Err(e) => {
                 // The problem is in the .rhai file: point there.
-                d.error_in(&full, Pos::new(e.line.max(1), e.col.max(1)), format!("script {} (used by {} of {})", e.message, f.field("with.file"), d.path().display()));
+                d.error_in(
+                    &full,
+                    Pos::new(e.line.max(1), e.col.max(1)),
+                    format!(
+                        "script {} (used by {} of {})",
+                        e.message,
+                        f.field("with.file"),
+                        d.path().display()
+                    ),
+                );
                 None
             }
         }
@@ -495,8 +681,16 @@ fn action_of(node: &Node, d: &mut Diagnostics) -> Option<&'static ActionSpec> {
     let found = spec::action(name);
     if found.is_none() {
         let names = spec::action_names();
-        let hint = did_you_mean(name, &names).map(|n| format!("did you mean `{n}`? ")).unwrap_or_default();
-        d.error(node.pos, format!("unknown action `{name}`; {hint}the actions are {}", one_of(&names)));
+        let hint = did_you_mean(name, &names)
+            .map(|n| format!("did you mean `{n}`? "))
+            .unwrap_or_default();
+        d.error(
+            node.pos,
+            format!(
+                "unknown action `{name}`; {hint}the actions are {}",
+                one_of(&names)
+            ),
+        );
     }
     found
 }
@@ -504,7 +698,10 @@ fn action_of(node: &Node, d: &mut Diagnostics) -> Option<&'static ActionSpec> {
 fn retries(node: &Node, label: &str, d: &mut Diagnostics) -> Option<Retries> {
     if let Value::Int(_) = node.value {
         let attempts = expect_int(node, &format!("`retries` in {label}"), 1, 100, d)?;
-        return Some(Retries { attempts: attempts as u32, ..Retries::default() });
+        return Some(Retries {
+            attempts: attempts as u32,
+            ..Retries::default()
+        });
     }
     let f = Fields::of(node, format!("`retries` of {label}"), RETRY_KEYS, d)?;
     let mut r = Retries::default();
@@ -529,7 +726,13 @@ fn duration_secs(node: &Node, field: &str, d: &mut Diagnostics) -> Option<Durati
     if (0.0..=DAY_SECS as f64).contains(&secs) {
         Some(Duration::from_secs_f64(secs))
     } else {
-        d.error(node.pos, format!("{field} must be a number of seconds between 0 and {DAY_SECS}, found {}", node.brief()));
+        d.error(
+            node.pos,
+            format!(
+                "{field} must be a number of seconds between 0 and {DAY_SECS}, found {}",
+                node.brief()
+            ),
+        );
         None
     }
 }
@@ -556,7 +759,12 @@ pub enum ScaleBy {
 pub fn parse_scale_by(text: &str) -> Option<ScaleBy> {
     let t = text.trim();
     if let Some(factor) = t.strip_prefix(['x', '*', '×']) {
-        return factor.trim().parse::<f64>().ok().filter(|f| *f > 0.0 && f.is_finite()).map(ScaleBy::Times);
+        return factor
+            .trim()
+            .parse::<f64>()
+            .ok()
+            .filter(|f| *f > 0.0 && f.is_finite())
+            .map(ScaleBy::Times);
     }
     if t.starts_with(['+', '-']) {
         return t.parse::<i64>().ok().map(ScaleBy::Add);
@@ -597,8 +805,10 @@ mod tests {
 
     fn load_str(src: &str) -> (Option<Runbook>, Vec<String>) {
         let sandbox = Sandbox::default();
-        let hb = template::registry();
-        let tools = Tools { sandbox: &sandbox, handlebars: &hb, templates: None };
+        let tools = Tools {
+            sandbox: &sandbox,
+            templates: None,
+        };
         let mut found = Vec::new();
         let rb = load(Path::new("runbooks/rb.yaml"), src, &tools, &mut found);
         (rb, found.iter().map(ToString::to_string).collect())
@@ -636,7 +846,10 @@ steps:
         assert_eq!(rb.steps[0].retries.attempts, 3);
         assert!(matches!(&rb.steps[0].on_failure, OnFailure::Steps(s) if s.len() == 1));
         assert_eq!(rb.steps[1].with["by"], "+2");
-        assert!(!rb.steps[1].idempotent, "relative scaling is not idempotent");
+        assert!(
+            !rb.steps[1].idempotent,
+            "relative scaling is not idempotent"
+        );
     }
 
     #[test]
@@ -646,10 +859,29 @@ steps:
         );
         assert!(rb.is_none());
         assert_eq!(errs.len(), 4, "{errs:#?}");
-        assert!(errs[0].starts_with("runbooks/rb.yaml:4:13: unknown action `k8s.rolback`; did you mean `k8s.rollback`?"), "{}", errs[0]);
-        assert!(errs.iter().any(|e| e.starts_with("runbooks/rb.yaml:5:9: step id `a` is used twice")), "{errs:#?}");
-        assert!(errs.iter().any(|e| e.contains("7:18: `secs` in `with` of step `a` (wait) must be a whole number")), "{errs:#?}");
-        assert!(errs.iter().any(|e| e.contains("8:5: unknown key `timeout` in step `a`; did you mean `timeout_secs`?")), "{errs:#?}");
+        assert!(
+            errs[0].starts_with(
+                "runbooks/rb.yaml:4:13: unknown action `k8s.rolback`; did you mean `k8s.rollback`?"
+            ),
+            "{}",
+            errs[0]
+        );
+        assert!(
+            errs.iter()
+                .any(|e| e.starts_with("runbooks/rb.yaml:5:9: step id `a` is used twice")),
+            "{errs:#?}"
+        );
+        assert!(
+            errs.iter()
+                .any(|e| e
+                    .contains("7:18: `secs` in `with` of step `a` (wait) must be a whole number")),
+            "{errs:#?}"
+        );
+        assert!(
+            errs.iter().any(|e| e
+                .contains("8:5: unknown key `timeout` in step `a`; did you mean `timeout_secs`?")),
+            "{errs:#?}"
+        );
     }
 
     #[test]

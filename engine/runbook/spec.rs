@@ -81,11 +81,28 @@ impl ActionSpec {
 }
 
 const fn req(name: &'static str, kind: ArgKind, doc: &'static str) -> Arg {
-    Arg { name, kind, required: true, default: None, doc }
+    Arg {
+        name,
+        kind,
+        required: true,
+        default: None,
+        doc,
+    }
 }
 
-const fn opt(name: &'static str, kind: ArgKind, default: Option<&'static str>, doc: &'static str) -> Arg {
-    Arg { name, kind, required: false, default, doc }
+const fn opt(
+    name: &'static str,
+    kind: ArgKind,
+    default: Option<&'static str>,
+    doc: &'static str,
+) -> Arg {
+    Arg {
+        name,
+        kind,
+        required: false,
+        default,
+        doc,
+    }
 }
 
 const CLUSTER: Arg = opt(

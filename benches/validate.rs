@@ -1,0 +1,60 @@
+//! How long loading and validating a large catalog takes: 500 runbooks
+//! (copies of the shipped rollback runbook), the shipped playbooks and
+//! templates. Run: `cargo bench --bench validate`.
+
+use std::time::{Duration, Instant};
+
+use laojun::catalog;
+use laojun::script::Sandbox;
+
+const RUNBOOKS: usize = 500;
+const ROUNDS: usize = 7;
+
+fn main() {
+    let root = env!("CARGO_MANIFEST_DIR");
+    let dir = tempfile::tempdir().expect("a temp dir");
+    for sub in ["runbooks", "playbooks", "templates"] {
+        std::fs::create_dir(dir.path().join(sub)).expect("create folder");
+    }
+    let template = std::fs::read_to_string(format!("{root}/runbooks/rollback-deployment.yaml"))
+        .expect("shipped runbook");
+    for i in 0..RUNBOOKS {
+        let name = format!("rollback-{i:03}");
+        let text = template.replace("name: rollback-deployment", &format!("name: {name}"));
+        std::fs::write(dir.path().join(format!("runbooks/{name}.yaml")), text)
+            .expect("write runbook");
+    }
+    for t in std::fs::read_dir(format!("{root}/templates")).expect("templates") {
+        let t = t.expect("entry").path();
+        std::fs::copy(
+            &t,
+            dir.path()
+                .join("templates")
+                .join(t.file_name().expect("name")),
+        )
+        .expect("copy template");
+    }
+
+    let sandbox = Sandbox::default();
+    let mut times: Vec<Duration> = (0..ROUNDS)
+        .map(|_| {
+            let start = Instant::now();
+            let loaded = catalog::load(dir.path(), &sandbox).expect("loads");
+            let took = start.elapsed();
+            assert!(loaded.problems.is_empty(), "{:?}", loaded.problems.first());
+            assert_eq!(loaded.catalog.runbooks.len(), RUNBOOKS);
+            took
+        })
+        .collect();
+    times.sort();
+    println!(
+        "validate {RUNBOOKS} runbooks: median {:.1} ms, min {:.1} ms, max {:.1} ms over {ROUNDS} rounds",
+        ms(times[ROUNDS / 2]),
+        ms(times[0]),
+        ms(times[ROUNDS - 1])
+    );
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
