@@ -2,15 +2,21 @@
 //! run against Kubernetes, Route53, Slack and HTTP, a timeline and a
 //! postmortem left behind.
 
+pub mod alert;
 pub mod catalog;
 pub mod cli;
 pub mod decode;
 pub mod diag;
+pub mod incident;
+pub mod intake;
 pub mod matcher;
+pub mod metrics;
 pub mod playbook;
 pub mod runbook;
 pub mod script;
 pub mod secret;
 pub mod severity;
+pub mod store;
 pub mod template;
+pub mod writer;
 pub mod yaml;

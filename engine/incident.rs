@@ -1,0 +1,256 @@
+//! Incidents, their status and their timeline events. Plain data; the
+//! rules that change them live in `intake`, their storage in `store`.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::alert::Status as AlertStatus;
+use crate::severity::Severity;
+
+/// Where an incident stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    Open,
+    /// Remediation succeeded; the alerts have not all resolved yet.
+    Mitigated,
+    Resolved,
+}
+
+impl Status {
+    pub const NAMES: &'static [&'static str] = &["open", "mitigated", "resolved"];
+
+    pub fn parse(text: &str) -> Option<Self> {
+        Some(match text {
+            "open" => Status::Open,
+            "mitigated" => Status::Mitigated,
+            "resolved" => Status::Resolved,
+            _ => return None,
+        })
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Open => "open",
+            Status::Mitigated => "mitigated",
+            Status::Resolved => "resolved",
+        }
+    }
+}
+
+/// One alert episode (fingerprint + startsAt) that belongs to an incident.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct IncidentAlert {
+    pub fingerprint: String,
+    pub status: AlertStatus,
+    pub labels: BTreeMap<String, String>,
+    #[serde(default)]
+    pub annotations: BTreeMap<String, String>,
+    pub starts_at: DateTime<Utc>,
+    pub ends_at: Option<DateTime<Utc>>,
+    /// How many times AlertManager sent this alert again unchanged.
+    #[serde(default)]
+    pub repeats: u64,
+}
+
+/// An incident as stored and as the API shows it (without its timeline).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Incident {
+    /// `INC-42`.
+    pub id: String,
+    pub title: String,
+    pub status: Status,
+    pub severity: Severity,
+    pub playbook: String,
+    /// The `group_by` labels and their values that make this incident.
+    pub group: BTreeMap<String, String>,
+    pub opened_at: DateTime<Utc>,
+    pub mitigated_at: Option<DateTime<Utc>>,
+    pub resolved_at: Option<DateTime<Utc>>,
+    pub alerts: Vec<IncidentAlert>,
+    /// Ids of the runs started for this incident.
+    #[serde(default)]
+    pub runs: Vec<String>,
+    /// Number of timeline events so far (the next event's sequence number).
+    #[serde(default)]
+    pub events: u32,
+}
+
+impl Incident {
+    pub fn number(&self) -> u64 {
+        parse_id(&self.id).unwrap_or(0)
+    }
+
+    pub fn is_open(&self) -> bool {
+        self.status != Status::Resolved
+    }
+
+    pub fn alert_mut(
+        &mut self,
+        fingerprint: &str,
+        starts_at: DateTime<Utc>,
+    ) -> Option<&mut IncidentAlert> {
+        self.alerts
+            .iter_mut()
+            .find(|a| a.fingerprint == fingerprint && a.starts_at == starts_at)
+    }
+}
+
+/// `INC-42` → 42. Anything else (including path tricks) is `None`.
+pub fn parse_id(id: &str) -> Option<u64> {
+    let n = id.strip_prefix("INC-")?;
+    if n.is_empty() || n.len() > 19 || !n.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    n.parse().ok()
+}
+
+pub fn format_id(n: u64) -> String {
+    format!("INC-{n}")
+}
+
+/// The kinds of note a person can add; postmortems group notes by kind.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum NoteKind {
+    RootCause,
+    Solution,
+    Prevention,
+    Lesson,
+    Note,
+}
+
+impl NoteKind {
+    pub const NAMES: &'static [&'static str] =
+        &["root_cause", "solution", "prevention", "lesson", "note"];
+}
+
+/// One timeline entry.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Event {
+    pub at: DateTime<Utc>,
+    #[serde(flatten)]
+    pub what: EventKind,
+}
+
+/// What happened. Serialized with a `kind` field (`"kind": "alert_fired"`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum EventKind {
+    Opened {
+        playbook: String,
+        /// True when the alert matched no playbook and the default took it.
+        #[serde(default)]
+        default_playbook: bool,
+    },
+    AlertFired {
+        fingerprint: String,
+        alertname: String,
+        starts_at: DateTime<Utc>,
+    },
+    AlertResolved {
+        fingerprint: String,
+        alertname: String,
+        ends_at: Option<DateTime<Utc>>,
+    },
+    SeveritySet {
+        severity: Severity,
+    },
+    SeverityRaised {
+        from: Severity,
+        to: Severity,
+        fingerprint: String,
+    },
+    StatusChanged {
+        from: Status,
+        to: Status,
+        /// Who changed it: `alerts` when all alerts resolved, a token name when a person did.
+        by: String,
+    },
+    Note {
+        note: NoteKind,
+        text: String,
+        by: String,
+    },
+}
+
+impl EventKind {
+    /// The event as one line of prose, for tables and postmortems.
+    pub fn describe(&self) -> String {
+        match self {
+            EventKind::Opened {
+                playbook,
+                default_playbook: true,
+            } => {
+                format!("incident opened (no playbook matched; recorded under `{playbook}`)")
+            }
+            EventKind::Opened { playbook, .. } => {
+                format!("incident opened by playbook `{playbook}`")
+            }
+            EventKind::AlertFired {
+                alertname,
+                fingerprint,
+                ..
+            } => format!("alert {alertname} firing ({fingerprint})"),
+            EventKind::AlertResolved {
+                alertname,
+                fingerprint,
+                ..
+            } => format!("alert {alertname} resolved ({fingerprint})"),
+            EventKind::SeveritySet { severity } => format!("severity set to {severity}"),
+            EventKind::SeverityRaised { from, to, .. } => {
+                format!("severity raised from {from} to {to}")
+            }
+            EventKind::StatusChanged { from, to, by } => {
+                format!("status {} → {} ({by})", from.as_str(), to.as_str())
+            }
+            EventKind::Note { note, text, by } => format!(
+                "{} by {by}: {text}",
+                serde_json::to_value(note)
+                    .ok()
+                    .and_then(|v| v.as_str().map(str::to_string))
+                    .unwrap_or_default()
+            ),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_round_trip_and_reject_anything_else() {
+        assert_eq!(parse_id(&format_id(42)), Some(42));
+        for bad in [
+            "INC-",
+            "INC-x",
+            "inc-1",
+            "INC-1/../2",
+            "../INC-1",
+            "INC-99999999999999999999",
+        ] {
+            assert_eq!(parse_id(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn events_serialize_with_at_and_kind() {
+        let e = Event {
+            at: DateTime::parse_from_rfc3339("2026-11-29T12:00:00Z")
+                .unwrap()
+                .with_timezone(&Utc),
+            what: EventKind::SeveritySet {
+                severity: Severity::P0,
+            },
+        };
+        let json = serde_json::to_value(&e).unwrap();
+        assert_eq!(
+            json,
+            serde_json::json!({"at": "2026-11-29T12:00:00Z", "kind": "severity_set", "severity": "P0"})
+        );
+        assert_eq!(serde_json::from_value::<Event>(json).unwrap(), e);
+    }
+}

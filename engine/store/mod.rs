@@ -1,0 +1,85 @@
+//! Where incidents, timelines and alert episodes are kept. `Store` is the
+//! interface; `sled` (embedded, under `data_dir`) is the default backend.
+//!
+//! Every change goes through `commit`, which applies a list of writes all
+//! at once and returns only when they are on disk: the webhook answers 200
+//! after that and never before.
+
+mod sled_store;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+pub use sled_store::SledStore;
+
+use crate::alert::Status as AlertStatus;
+use crate::incident::{Event, Incident};
+
+/// Which incident an alert episode (fingerprint + startsAt) went to, and the
+/// last status recorded for it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Episode {
+    pub incident: u64,
+    pub status: AlertStatus,
+}
+
+/// One write; `commit` applies a list of them atomically.
+#[derive(Debug, Clone)]
+pub enum Write {
+    Incident(Incident),
+    Event {
+        incident: u64,
+        seq: u32,
+        event: Event,
+    },
+    Episode {
+        fingerprint: String,
+        starts_at: DateTime<Utc>,
+        episode: Episode,
+    },
+    /// Marks an incident open (in the index of open incidents) or not.
+    Open {
+        incident: u64,
+        open: bool,
+    },
+    /// The highest incident number handed out.
+    LastIncident(u64),
+}
+
+/// A storage failure. The webhook answers 503 so AlertManager retries.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The database itself failed (disk full, I/O error, corruption).
+    #[error("store: {0}")]
+    Backend(#[from] sled::Error),
+    /// A stored record could not be read back.
+    #[error("store: a stored record does not decode: {0}")]
+    Decode(#[from] serde_json::Error),
+}
+
+/// What an incident list may be filtered by.
+#[derive(Debug, Clone, Default)]
+pub struct IncidentFilter {
+    pub status: Option<crate::incident::Status>,
+    pub severity: Option<crate::severity::Severity>,
+    /// At most this many, newest first.
+    pub limit: usize,
+}
+
+/// The storage interface.
+pub trait Store: Send + Sync + 'static {
+    /// Applies `writes` atomically and returns once they are durable.
+    fn commit(&self, writes: Vec<Write>) -> Result<(), StoreError>;
+    fn incident(&self, number: u64) -> Result<Option<Incident>, StoreError>;
+    /// Incidents newest first.
+    fn incidents(&self, filter: &IncidentFilter) -> Result<Vec<Incident>, StoreError>;
+    /// Every incident not yet resolved (to rebuild state on start).
+    fn open_incidents(&self) -> Result<Vec<Incident>, StoreError>;
+    fn timeline(&self, number: u64) -> Result<Vec<Event>, StoreError>;
+    fn episode(
+        &self,
+        fingerprint: &str,
+        starts_at: DateTime<Utc>,
+    ) -> Result<Option<Episode>, StoreError>;
+    fn last_incident(&self) -> Result<u64, StoreError>;
+}

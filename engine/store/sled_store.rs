@@ -1,0 +1,176 @@
+//! The embedded store: one sled tree under `data_dir`, keys prefixed by
+//! record type so that one `apply_batch` covers any mix of writes
+//! atomically.
+//!
+//! Key layout (numbers big-endian so keys sort by number):
+//!
+//! | key | value |
+//! |---|---|
+//! | `i/` u64 incident number | incident JSON (without timeline) |
+//! | `t/` u64 incident, u32 sequence | timeline event JSON |
+//! | `e/` fingerprint, 0x00, i64 startsAt ns (sign-flipped) | episode JSON |
+//! | `o/` u64 incident number | empty: the incident is not resolved |
+//! | `m/last_incident` | u64: the highest incident number handed out |
+
+use std::path::Path;
+
+use chrono::{DateTime, Utc};
+
+use super::{Episode, IncidentFilter, Store, StoreError, Write};
+use crate::incident::{Event, Incident};
+
+pub struct SledStore {
+    db: sled::Db,
+}
+
+impl SledStore {
+    /// Opens (or creates) the store in `dir`.
+    pub fn open(dir: &Path) -> Result<Self, StoreError> {
+        let db = sled::Config::new()
+            .path(dir)
+            // Hot records (open incidents, recent episodes) stay in memory;
+            // the rest is read from disk.
+            .cache_capacity(32 * 1024 * 1024)
+            .open()?;
+        Ok(SledStore { db })
+    }
+}
+
+fn incident_key(n: u64) -> Vec<u8> {
+    [b"i/".as_slice(), &n.to_be_bytes()].concat()
+}
+
+fn event_key(n: u64, seq: u32) -> Vec<u8> {
+    [b"t/".as_slice(), &n.to_be_bytes(), &seq.to_be_bytes()].concat()
+}
+
+fn open_key(n: u64) -> Vec<u8> {
+    [b"o/".as_slice(), &n.to_be_bytes()].concat()
+}
+
+fn episode_key(fingerprint: &str, starts_at: DateTime<Utc>) -> Vec<u8> {
+    let nanos = starts_at
+        .timestamp_nanos_opt()
+        .unwrap_or(starts_at.timestamp().saturating_mul(1_000_000_000));
+    // Flip the sign bit so negative times sort before positive ones.
+    let sortable = (nanos as u64) ^ (1 << 63);
+    [
+        b"e/".as_slice(),
+        fingerprint.as_bytes(),
+        &[0],
+        &sortable.to_be_bytes(),
+    ]
+    .concat()
+}
+
+const LAST_INCIDENT: &[u8] = b"m/last_incident";
+
+fn number_of(key: &[u8]) -> Option<u64> {
+    key.get(2..10)
+        .and_then(|b| b.try_into().ok())
+        .map(u64::from_be_bytes)
+}
+
+impl Store for SledStore {
+    fn commit(&self, writes: Vec<Write>) -> Result<(), StoreError> {
+        let mut batch = sled::Batch::default();
+        for w in writes {
+            match w {
+                Write::Incident(inc) => {
+                    batch.insert(incident_key(inc.number()), serde_json::to_vec(&inc)?)
+                }
+                Write::Event {
+                    incident,
+                    seq,
+                    event,
+                } => batch.insert(event_key(incident, seq), serde_json::to_vec(&event)?),
+                Write::Episode {
+                    fingerprint,
+                    starts_at,
+                    episode,
+                } => batch.insert(
+                    episode_key(&fingerprint, starts_at),
+                    serde_json::to_vec(&episode)?,
+                ),
+                Write::Open {
+                    incident,
+                    open: true,
+                } => batch.insert(open_key(incident), &[][..]),
+                Write::Open {
+                    incident,
+                    open: false,
+                } => batch.remove(open_key(incident)),
+                Write::LastIncident(n) => batch.insert(LAST_INCIDENT, &n.to_be_bytes()),
+            }
+        }
+        self.db.apply_batch(batch)?;
+        self.db.flush()?;
+        Ok(())
+    }
+
+    fn incident(&self, number: u64) -> Result<Option<Incident>, StoreError> {
+        match self.db.get(incident_key(number))? {
+            Some(bytes) => Ok(Some(serde_json::from_slice(&bytes)?)),
+            None => Ok(None),
+        }
+    }
+
+    fn incidents(&self, filter: &IncidentFilter) -> Result<Vec<Incident>, StoreError> {
+        let mut out = Vec::new();
+        for item in self.db.scan_prefix(b"i/").rev() {
+            let (_, bytes) = item?;
+            let inc: Incident = serde_json::from_slice(&bytes)?;
+            let wanted = filter.status.is_none_or(|s| inc.status == s)
+                && filter.severity.is_none_or(|s| inc.severity == s);
+            if wanted {
+                out.push(inc);
+                if out.len() >= filter.limit {
+                    break;
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    fn open_incidents(&self) -> Result<Vec<Incident>, StoreError> {
+        let mut out = Vec::new();
+        for item in self.db.scan_prefix(b"o/") {
+            let (key, _) = item?;
+            if let Some(inc) = number_of(&key)
+                .map(|n| self.incident(n))
+                .transpose()?
+                .flatten()
+            {
+                out.push(inc);
+            }
+        }
+        Ok(out)
+    }
+
+    fn timeline(&self, number: u64) -> Result<Vec<Event>, StoreError> {
+        let prefix = [b"t/".as_slice(), &number.to_be_bytes()].concat();
+        self.db
+            .scan_prefix(prefix)
+            .map(|item| Ok(serde_json::from_slice(&item?.1)?))
+            .collect()
+    }
+
+    fn episode(
+        &self,
+        fingerprint: &str,
+        starts_at: DateTime<Utc>,
+    ) -> Result<Option<Episode>, StoreError> {
+        match self.db.get(episode_key(fingerprint, starts_at))? {
+            Some(bytes) => Ok(Some(serde_json::from_slice(&bytes)?)),
+            None => Ok(None),
+        }
+    }
+
+    fn last_incident(&self) -> Result<u64, StoreError> {
+        Ok(self
+            .db
+            .get(LAST_INCIDENT)?
+            .and_then(|b| b.as_ref().try_into().ok())
+            .map_or(0, u64::from_be_bytes))
+    }
+}

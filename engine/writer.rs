@@ -1,0 +1,233 @@
+//! The one thread that changes incidents. Requests (webhook bodies, notes,
+//! resolves) wait in a bounded queue; the thread takes all that are waiting,
+//! applies them, commits their writes with one flush (group commit) and
+//! then answers each. A full queue is refused at once (the webhook answers
+//! 503 and AlertManager retries), so memory stays bounded under a storm.
+
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Instant;
+
+use chrono::Utc;
+use tokio::sync::{mpsc, oneshot};
+
+use crate::alert::Alert;
+use crate::incident::{Incident, NoteKind};
+use crate::intake::{Applied, Intake, Opened, RequestError};
+use crate::metrics::Metrics;
+use crate::store::Store;
+
+/// How many requests one commit may carry.
+const MAX_BATCH: usize = 512;
+
+/// One request for the writer thread.
+pub enum Request {
+    Alerts {
+        alerts: Vec<Alert>,
+        reply: oneshot::Sender<Result<Applied, Failure>>,
+    },
+    Note {
+        incident: u64,
+        kind: NoteKind,
+        text: String,
+        by: String,
+        reply: oneshot::Sender<Result<(), Failure>>,
+    },
+    Resolve {
+        incident: u64,
+        by: String,
+        reply: oneshot::Sender<Result<Incident, Failure>>,
+    },
+}
+
+/// Why a request failed.
+#[derive(Debug, thiserror::Error)]
+pub enum Failure {
+    /// The request itself cannot be done (unknown incident, already resolved).
+    #[error(transparent)]
+    Refused(RequestError),
+    /// The store failed; nothing of the request was kept. Try again.
+    #[error("the store cannot write now: {0}")]
+    Unavailable(String),
+}
+
+/// The queue is full or the writer has stopped.
+#[derive(Debug)]
+pub struct Busy;
+
+/// The sending side, shared by request handlers.
+#[derive(Clone)]
+pub struct Writer {
+    tx: mpsc::Sender<Request>,
+}
+
+impl Writer {
+    /// Starts the writer thread. Incidents that open are sent on `opened`
+    /// (after their commit) for the executor.
+    pub fn start(
+        intake: Intake,
+        store: Arc<dyn Store>,
+        capacity: usize,
+        metrics: Arc<Metrics>,
+        opened: Option<mpsc::UnboundedSender<Opened>>,
+    ) -> (Writer, JoinHandle<()>) {
+        let (tx, rx) = mpsc::channel(capacity.max(1));
+        let handle = std::thread::Builder::new()
+            .name("laojun-writer".into())
+            .spawn(move || run(intake, store, rx, metrics, opened))
+            .expect("the OS can start the writer thread");
+        (Writer { tx }, handle)
+    }
+
+    /// Queues a request without waiting; `Busy` when the queue is full.
+    pub fn try_send(&self, request: Request) -> Result<(), Busy> {
+        self.tx.try_send(request).map_err(|_| Busy)
+    }
+
+    /// Queues a request, waiting for room (for people's requests, which are few).
+    pub async fn send(&self, request: Request) -> Result<(), Busy> {
+        self.tx.send(request).await.map_err(|_| Busy)
+    }
+}
+
+fn run(
+    mut intake: Intake,
+    store: Arc<dyn Store>,
+    mut rx: mpsc::Receiver<Request>,
+    metrics: Arc<Metrics>,
+    opened_tx: Option<mpsc::UnboundedSender<Opened>>,
+) {
+    metrics.set_open_incidents(intake.open_incidents());
+    // Ends when every sender is gone (shutdown) and the queue is drained.
+    while let Some(first) = rx.blocking_recv() {
+        let mut batch = vec![first];
+        while batch.len() < MAX_BATCH {
+            match rx.try_recv() {
+                Ok(r) => batch.push(r),
+                Err(_) => break,
+            }
+        }
+        let now = Utc::now();
+        let mut answers = Vec::with_capacity(batch.len());
+        for request in batch {
+            answers.push(apply(&mut intake, request, now));
+        }
+        let writes = intake.take_writes();
+        let committed = if writes.is_empty() {
+            Ok(())
+        } else {
+            let started = Instant::now();
+            let result = store.commit(writes);
+            metrics
+                .store_write_seconds
+                .observe(started.elapsed().as_secs_f64());
+            result
+        };
+        match committed {
+            Ok(()) => {
+                intake.forget_closed();
+                metrics.set_open_incidents(intake.open_incidents());
+                for answer in answers {
+                    answer.send_ok(opened_tx.as_ref());
+                }
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "store commit failed; the requests of this batch are refused with 503");
+                if let Err(e) = intake.reload() {
+                    tracing::error!(error = %e, "reloading state from the store failed");
+                }
+                for answer in answers {
+                    answer.send_err(&e.to_string());
+                }
+            }
+        }
+    }
+}
+
+/// A request applied in memory, waiting for its commit to be answered.
+enum Answer {
+    Alerts(
+        oneshot::Sender<Result<Applied, Failure>>,
+        Result<Applied, Failure>,
+    ),
+    Note(oneshot::Sender<Result<(), Failure>>, Result<(), Failure>),
+    Resolve(
+        oneshot::Sender<Result<Incident, Failure>>,
+        Result<Incident, Failure>,
+    ),
+}
+
+fn apply(intake: &mut Intake, request: Request, now: chrono::DateTime<Utc>) -> Answer {
+    match request {
+        Request::Alerts { alerts, reply } => {
+            let r = intake
+                .apply(&alerts, now)
+                .map_err(|e| Failure::Unavailable(e.to_string()));
+            Answer::Alerts(reply, r)
+        }
+        Request::Note {
+            incident,
+            kind,
+            text,
+            by,
+            reply,
+        } => {
+            let r = intake
+                .add_note(incident, kind, &text, &by, now)
+                .map_err(refused);
+            Answer::Note(reply, r)
+        }
+        Request::Resolve {
+            incident,
+            by,
+            reply,
+        } => {
+            let r = intake.resolve_by_hand(incident, &by, now).map_err(refused);
+            Answer::Resolve(reply, r)
+        }
+    }
+}
+
+fn refused(e: RequestError) -> Failure {
+    match e {
+        RequestError::Store(s) => Failure::Unavailable(s.to_string()),
+        other => Failure::Refused(other),
+    }
+}
+
+impl Answer {
+    fn send_ok(self, opened_tx: Option<&mpsc::UnboundedSender<Opened>>) {
+        // A requester that went away (client hung up) is no reason to stop.
+        match self {
+            Answer::Alerts(reply, result) => {
+                if let (Ok(applied), Some(tx)) = (&result, opened_tx) {
+                    for o in &applied.opened {
+                        let _ = tx.send(o.clone());
+                    }
+                }
+                let _ = reply.send(result);
+            }
+            Answer::Note(reply, result) => {
+                let _ = reply.send(result);
+            }
+            Answer::Resolve(reply, result) => {
+                let _ = reply.send(result);
+            }
+        }
+    }
+
+    fn send_err(self, why: &str) {
+        let failure = || Failure::Unavailable(why.to_string());
+        match self {
+            Answer::Alerts(reply, _) => {
+                let _ = reply.send(Err(failure()));
+            }
+            Answer::Note(reply, r) => {
+                let _ = reply.send(r.and(Err(failure())));
+            }
+            Answer::Resolve(reply, r) => {
+                let _ = reply.send(r.and_then(|_| Err(failure())));
+            }
+        }
+    }
+}
