@@ -40,8 +40,100 @@ pub enum Command {
         #[arg(default_value = ".")]
         dir: PathBuf,
     },
+    /// Run the server: receive AlertManager webhooks, keep incidents, serve the API.
+    ///
+    /// Reads laojun.yaml (or --config); flags override it. Data lives in
+    /// the embedded store under --data-dir; nothing else needs setting up.
+    /// Point AlertManager's webhook_config at http://ADDR/api/v1/alerts.
+    Serve(ServeArgs),
+    /// List incidents or show one with its timeline (talks to a running server).
+    #[command(subcommand)]
+    Incidents(IncidentsCommand),
     /// Print the reference of every runbook action and its arguments (markdown).
     Actions,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ServeArgs {
+    /// Service config file [default: laojun.yaml if it exists]
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Address to listen on [default: 127.0.0.1:9095]
+    #[arg(long, value_name = "ADDR")]
+    pub listen: Option<String>,
+    /// Folder for the embedded store and postmortems [default: data]
+    #[arg(long, value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Folder holding runbooks/, playbooks/ and templates/ [default: .]
+    #[arg(long, value_name = "DIR")]
+    pub root: Option<PathBuf>,
+    /// Report what every step would do and change nothing
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Log format on stderr
+    #[arg(long, value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+/// Where the server is and how to reach it.
+#[derive(Debug, clap::Args)]
+pub struct ClientArgs {
+    /// laojun server URL
+    #[arg(
+        long,
+        env = "LAOJUN_URL",
+        default_value = "http://127.0.0.1:9095",
+        value_name = "URL"
+    )]
+    pub server: String,
+    /// API token (prefer the environment variable: arguments show in `ps`)
+    #[arg(
+        long,
+        env = "LAOJUN_API_TOKEN",
+        hide_env_values = true,
+        value_name = "TOKEN"
+    )]
+    pub token: Option<String>,
+    /// Output format
+    #[arg(long, short, value_enum, default_value_t = Output::Table)]
+    pub output: Output,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Output {
+    Table,
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum IncidentsCommand {
+    /// List incidents, newest first.
+    List {
+        /// Only incidents with this status
+        #[arg(long, value_parser = ["open", "mitigated", "resolved"])]
+        status: Option<String>,
+        /// Only incidents with this severity
+        #[arg(long, value_parser = ["P0", "P1", "P2", "P3"])]
+        severity: Option<String>,
+        /// At most this many
+        #[arg(long, default_value_t = 50)]
+        limit: usize,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Show one incident with its alerts and timeline.
+    Show {
+        /// Incident id, e.g. INC-42
+        id: String,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
 }
 
 /// Runs the command line and returns the process exit code.
@@ -57,10 +149,64 @@ pub fn main() -> ExitCode {
     };
     match cli.command {
         Command::Validate { dir } => validate(&dir),
+        Command::Serve(args) => serve(args),
+        Command::Incidents(command) => crate::client::incidents(command),
         Command::Actions => {
             print!("{}", crate::runbook::spec::reference_markdown());
             ExitCode::SUCCESS
         }
+    }
+}
+
+fn serve(args: ServeArgs) -> ExitCode {
+    init_logging(args.log_format);
+    let mut config = match crate::config::Config::load(args.config.as_deref()) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("laojun serve: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    if let Some(listen) = args.listen {
+        config.listen = listen;
+    }
+    if let Some(dir) = args.data_dir {
+        config.data_dir = dir;
+    }
+    if let Some(root) = args.root {
+        config.root = root;
+    }
+    config.execution.dry_run |= args.dry_run;
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("laojun serve: cannot start the async runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    match runtime.block_on(crate::serve::run(config, crate::serve::signal(), |_| {})) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!("{e:#}");
+            eprintln!("laojun serve: {e:#}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
     }
 }
 

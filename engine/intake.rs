@@ -582,12 +582,12 @@ mod tests {
             T0,
             &[("alertname", "ServiceDown"), ("namespace", "web")],
         );
-        let first = intake.apply(&[a.clone()], Utc::now()).unwrap();
+        let first = intake.apply(std::slice::from_ref(&a), Utc::now()).unwrap();
         assert_eq!(first.outcomes, [AlertOutcome::Opened]);
         assert_eq!(first.opened.len(), 1);
         commit(&mut intake, &store);
         for _ in 0..3 {
-            let again = intake.apply(&[a.clone()], Utc::now()).unwrap();
+            let again = intake.apply(std::slice::from_ref(&a), Utc::now()).unwrap();
             assert_eq!(again.outcomes, [AlertOutcome::Repeat]);
             assert!(again.opened.is_empty());
             commit(&mut intake, &store);

@@ -5,6 +5,8 @@
 pub mod alert;
 pub mod catalog;
 pub mod cli;
+pub mod client;
+pub mod config;
 pub mod decode;
 pub mod diag;
 pub mod incident;
@@ -15,6 +17,8 @@ pub mod playbook;
 pub mod runbook;
 pub mod script;
 pub mod secret;
+pub mod serve;
+pub mod server;
 pub mod severity;
 pub mod store;
 pub mod template;

@@ -1,0 +1,214 @@
+//! The service config, `laojun.yaml`. Every key is optional; secrets are
+//! written as references (`${env:NAME}`, `${file:PATH}`) and resolved when
+//! the server starts.
+
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use crate::secret::{self, Secret};
+
+/// The whole config file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// Address to listen on, e.g. `127.0.0.1:9095` (loopback by default).
+    pub listen: String,
+    /// Folder of the embedded store, postmortems and other state.
+    pub data_dir: PathBuf,
+    /// Folder holding runbooks/, playbooks/ and templates/.
+    pub root: PathBuf,
+    pub auth: Auth,
+    pub kubernetes: Kubernetes,
+    pub aws: Aws,
+    pub slack: Slack,
+    pub execution: Execution,
+    pub intake: IntakeLimits,
+    /// Link to this server as people reach it, for Slack messages.
+    pub external_url: Option<String>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            listen: "127.0.0.1:9095".into(),
+            data_dir: PathBuf::from("data"),
+            root: PathBuf::from("."),
+            auth: Auth::default(),
+            kubernetes: Kubernetes::default(),
+            aws: Aws::default(),
+            slack: Slack::default(),
+            execution: Execution::default(),
+            intake: IntakeLimits::default(),
+            external_url: None,
+        }
+    }
+}
+
+/// API credentials.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Auth {
+    /// Bearer token every `/api/` request must carry (a secret reference).
+    /// Falls back to `$LAOJUN_API_TOKEN`; with neither, the API is open.
+    pub token: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Kubernetes {
+    /// Default: `$KUBECONFIG`, `~/.kube/config`, then in-cluster.
+    pub kubeconfig: Option<PathBuf>,
+    /// Context used by steps that name no `cluster`.
+    pub context: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Aws {
+    pub region: String,
+    /// A Route53-compatible endpoint (tests use moto).
+    pub endpoint_url: Option<String>,
+}
+
+impl Default for Aws {
+    fn default() -> Self {
+        Aws {
+            region: "us-east-1".into(),
+            endpoint_url: None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Slack {
+    /// Incoming webhook URL (a secret reference).
+    pub webhook_url: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Execution {
+    /// Report what every step would do and change nothing.
+    pub dry_run: bool,
+}
+
+/// Bounds on what the webhook accepts.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct IntakeLimits {
+    /// Larger bodies get 413.
+    pub max_body_bytes: usize,
+    /// Requests waiting for the store beyond this get 503 (AlertManager retries).
+    pub queue_capacity: usize,
+}
+
+impl Default for IntakeLimits {
+    fn default() -> Self {
+        IntakeLimits {
+            max_body_bytes: 4 * 1024 * 1024,
+            queue_capacity: 4096,
+        }
+    }
+}
+
+/// Why the config could not be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// YAML or a key/type problem; serde_yaml's message has line and column.
+    #[error("{path}: {message}")]
+    Invalid { path: PathBuf, message: String },
+    #[error("{0}")]
+    Secret(String),
+}
+
+impl Config {
+    /// Reads `path`; with `None`, reads `laojun.yaml` if it exists, else
+    /// uses the defaults.
+    pub fn load(path: Option<&Path>) -> Result<Config, ConfigError> {
+        let (path, must_exist) = match path {
+            Some(p) => (p.to_path_buf(), true),
+            None => (PathBuf::from("laojun.yaml"), false),
+        };
+        let text = match std::fs::read_to_string(&path) {
+            Ok(t) => t,
+            Err(e) if !must_exist && e.kind() == std::io::ErrorKind::NotFound => {
+                return Ok(Config::default())
+            }
+            Err(source) => return Err(ConfigError::Read { path, source }),
+        };
+        Self::parse(&text).map_err(|message| ConfigError::Invalid { path, message })
+    }
+
+    pub fn parse(text: &str) -> Result<Config, String> {
+        if text.trim().is_empty() {
+            return Ok(Config::default());
+        }
+        let config: Config = serde_yaml::from_str(text).map_err(|e| match e.location() {
+            Some(l) => format!(
+                "{}:{}: {}",
+                l.line(),
+                l.column(),
+                strip_location(&e.to_string())
+            ),
+            None => e.to_string(),
+        })?;
+        if config.intake.max_body_bytes < 1024 {
+            return Err("intake.max_body_bytes must be at least 1024".into());
+        }
+        Ok(config)
+    }
+
+    /// The API token: `auth.token` resolved, else `$LAOJUN_API_TOKEN`.
+    pub fn api_token(&self) -> Result<Option<Secret>, ConfigError> {
+        if let Some(reference) = &self.auth.token {
+            let token = secret::resolve(reference)
+                .map_err(|e| ConfigError::Secret(format!("auth.token: {e}")))?;
+            if !token.expose().is_empty() {
+                return Ok(Some(token));
+            }
+        }
+        Ok(std::env::var("LAOJUN_API_TOKEN")
+            .ok()
+            .filter(|t| !t.is_empty())
+            .map(Secret::new))
+    }
+}
+
+fn strip_location(message: &str) -> String {
+    match message.rfind(" at line ") {
+        Some(i) => message[..i].to_string(),
+        None => message.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_key_is_optional() {
+        let c = Config::parse("").unwrap();
+        assert_eq!(c.listen, "127.0.0.1:9095");
+        let c = Config::parse("listen: 0.0.0.0:1\naws: {endpoint_url: http://127.0.0.1:5000}\n")
+            .unwrap();
+        assert_eq!(c.aws.region, "us-east-1");
+        assert_eq!(c.aws.endpoint_url.as_deref(), Some("http://127.0.0.1:5000"));
+    }
+
+    #[test]
+    fn unknown_keys_are_refused_with_a_position() {
+        let e = Config::parse("listen: x\ndata-dir: /tmp\n").unwrap_err();
+        assert!(
+            e.starts_with("2:1: unknown field `data-dir`, expected one of"),
+            "{e}"
+        );
+    }
+}

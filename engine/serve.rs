@@ -1,0 +1,111 @@
+//! `laojun serve`: loads the catalog, opens the store, starts the writer
+//! and the HTTP server, and shuts down in order on SIGINT/SIGTERM (stop
+//! accepting, let in-flight requests finish, drain the writer's queue).
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use anyhow::Context as _;
+
+use crate::catalog;
+use crate::config::Config;
+use crate::intake::Intake;
+use crate::metrics::Metrics;
+use crate::script::Sandbox;
+use crate::server::{router, AppState};
+use crate::store::{SledStore, Store};
+use crate::writer::Writer;
+
+/// Runs the server until `shutdown` completes. `on_listen` is told the
+/// bound address (the port may have been 0).
+pub async fn run(
+    config: Config,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+    on_listen: impl FnOnce(SocketAddr),
+) -> anyhow::Result<()> {
+    let loaded = catalog::load(&config.root, &Sandbox::default()).with_context(|| {
+        format!(
+            "loading runbooks and playbooks from {}",
+            config.root.display()
+        )
+    })?;
+    if !loaded.problems.is_empty() {
+        let list: Vec<String> = loaded.problems.iter().map(ToString::to_string).collect();
+        anyhow::bail!(
+            "{} has problems; fix them (laojun validate shows the same):\n{}",
+            config.root.display(),
+            list.join("\n")
+        );
+    }
+    let token = config.api_token()?;
+    if token.is_none() {
+        tracing::warn!("no API token is configured (auth.token or LAOJUN_API_TOKEN): anyone who can reach {} can use the API", config.listen);
+    }
+    std::fs::create_dir_all(&config.data_dir)
+        .with_context(|| format!("creating data_dir {}", config.data_dir.display()))?;
+    let store_dir = config.data_dir.join("store");
+    let store: Arc<dyn Store> = Arc::new(
+        SledStore::open(&store_dir)
+            .with_context(|| format!("opening the store in {}", store_dir.display()))?,
+    );
+    let catalog = Arc::new(loaded.catalog);
+    let intake = Intake::new(store.clone(), catalog.playbooks.clone())?;
+    let open = intake.open_incidents().count();
+    let metrics = Arc::new(Metrics::new());
+    let (writer, writer_thread) = Writer::start(
+        intake,
+        store.clone(),
+        config.intake.queue_capacity,
+        metrics.clone(),
+        None,
+    );
+
+    let state = Arc::new(AppState {
+        writer,
+        store,
+        metrics,
+        token,
+        catalog: catalog.clone(),
+    });
+    let app = router(state, config.intake.max_body_bytes);
+    let listener = tokio::net::TcpListener::bind(&config.listen)
+        .await
+        .with_context(|| format!("listening on {}", config.listen))?;
+    let addr = listener.local_addr()?;
+    tracing::info!(%addr, runbooks = catalog.runbooks.len(), playbooks = catalog.playbooks.len(), open_incidents = open, data_dir = %config.data_dir.display(), "laojun listening");
+    on_listen(addr);
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown)
+        .await?;
+    // The router (and with it every Writer handle) is gone: the writer
+    // drains what is queued, commits it and stops.
+    tracing::info!("stopped accepting; finishing queued writes");
+    tokio::task::spawn_blocking(move || writer_thread.join())
+        .await?
+        .map_err(|_| anyhow::anyhow!("the writer thread panicked"))?;
+    tracing::info!("shut down cleanly");
+    Ok(())
+}
+
+/// Completes on SIGINT or SIGTERM.
+pub async fn signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = term => {},
+    }
+}

@@ -1,0 +1,276 @@
+//! Route handlers of `/api/v1`.
+
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::{Extension, Json};
+use serde::Deserialize;
+use serde_json::{json, Value};
+use tokio::sync::oneshot;
+
+use super::auth::Caller;
+use super::{ApiError, AppState};
+use crate::alert;
+use crate::incident::{parse_id, NoteKind, Status};
+use crate::intake::AlertOutcome;
+use crate::severity::Severity;
+use crate::store::IncidentFilter;
+use crate::writer::{Failure, Request};
+
+type ApiResult = Result<Json<Value>, ApiError>;
+
+/// `POST /api/v1/alerts`: answers 200 only after the alerts are on disk.
+pub async fn post_alerts(
+    State(state): State<Arc<AppState>>,
+    body: Result<Bytes, BytesRejection>,
+) -> ApiResult {
+    let outcome = |o: &str| state.metrics.webhooks.with_label_values(&[o]).inc();
+    let body = body.map_err(|rejection| {
+        if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            outcome("too_large");
+            ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "the body is larger than the limit (intake.max_body_bytes); lower AlertManager's max_alerts or raise the limit")
+        } else {
+            outcome("bad_request");
+            ApiError::bad_request(format!("the body cannot be read: {rejection}"))
+        }
+    })?;
+    let (_, alerts) = alert::parse(&body).map_err(|e| {
+        outcome("bad_request");
+        ApiError::bad_request(e.0)
+    })?;
+    let statuses: Vec<&'static str> = alerts.iter().map(|a| a.status.as_str()).collect();
+    let (reply, answer) = oneshot::channel();
+    if state
+        .writer
+        .try_send(Request::Alerts { alerts, reply })
+        .is_err()
+    {
+        outcome("unavailable");
+        return Err(ApiError::unavailable(
+            "laojun is busy (intake queue full); retry shortly",
+        ));
+    }
+    let applied = match answer.await {
+        Ok(Ok(applied)) => applied,
+        Ok(Err(e)) => {
+            outcome("unavailable");
+            return Err(ApiError::unavailable(e.to_string()));
+        }
+        Err(_) => {
+            outcome("unavailable");
+            return Err(ApiError::unavailable("laojun is shutting down; retry"));
+        }
+    };
+    outcome("accepted");
+    let mut counts = [0usize; 5];
+    for (status, o) in statuses.iter().zip(&applied.outcomes) {
+        let (i, name) = match o {
+            AlertOutcome::Opened => (0, "opened"),
+            AlertOutcome::Joined => (1, "joined"),
+            AlertOutcome::Resolved => (2, "resolved"),
+            AlertOutcome::Repeat => (3, "repeat"),
+            AlertOutcome::Stale => (4, "stale"),
+        };
+        counts[i] += 1;
+        state
+            .metrics
+            .alerts
+            .with_label_values(&[status, name])
+            .inc();
+    }
+    let opened: Vec<&str> = applied
+        .opened
+        .iter()
+        .map(|o| o.incident.id.as_str())
+        .collect();
+    Ok(Json(json!({
+        "status": "stored",
+        "alerts": applied.outcomes.len(),
+        "opened": opened,
+        "joined": counts[1],
+        "resolved": counts[2],
+        "repeats": counts[3],
+        "stale": counts[4],
+    })))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListQuery {
+    status: Option<String>,
+    severity: Option<String>,
+    limit: Option<usize>,
+}
+
+/// `GET /api/v1/incidents[?status=&severity=&limit=]`, newest first.
+pub async fn list_incidents(
+    State(state): State<Arc<AppState>>,
+    query: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
+) -> ApiResult {
+    let Query(q) = query.map_err(|e| {
+        ApiError::bad_request(format!(
+            "{}; the filters are status, severity and limit",
+            e.body_text()
+        ))
+    })?;
+    let status = q
+        .status
+        .map(|s| {
+            Status::parse(&s).ok_or_else(|| {
+                ApiError::bad_request(format!(
+                    "status {s:?} is not one of {}",
+                    Status::NAMES.join(", ")
+                ))
+            })
+        })
+        .transpose()?;
+    let severity = q
+        .severity
+        .map(|s| {
+            Severity::parse(&s).ok_or_else(|| {
+                ApiError::bad_request(format!(
+                    "severity {s:?} is not one of {}",
+                    Severity::NAMES.join(", ")
+                ))
+            })
+        })
+        .transpose()?;
+    let filter = IncidentFilter {
+        status,
+        severity,
+        limit: q.limit.unwrap_or(100).clamp(1, 10_000),
+    };
+    let store = state.store.clone();
+    let incidents = tokio::task::spawn_blocking(move || store.incidents(&filter))
+        .await
+        .map_err(|e| ApiError::unavailable(e.to_string()))?
+        .map_err(|e| ApiError::unavailable(e.to_string()))?;
+    Ok(Json(json!(incidents)))
+}
+
+fn incident_number(id: &str) -> Result<u64, ApiError> {
+    parse_id(id).ok_or_else(|| {
+        ApiError::not_found(format!("no incident {id:?}; incident ids look like INC-42"))
+    })
+}
+
+/// `GET /api/v1/incidents/{id}`: the incident with its `timeline`.
+pub async fn get_incident(State(state): State<Arc<AppState>>, Path(id): Path<String>) -> ApiResult {
+    let n = incident_number(&id)?;
+    let store = state.store.clone();
+    let (incident, timeline) = tokio::task::spawn_blocking(move || {
+        Ok::<_, crate::store::StoreError>((store.incident(n)?, store.timeline(n)?))
+    })
+    .await
+    .map_err(|e| ApiError::unavailable(e.to_string()))?
+    .map_err(|e| ApiError::unavailable(e.to_string()))?;
+    let incident = incident.ok_or_else(|| ApiError::not_found(format!("no incident {id}")))?;
+    let mut value = json!(incident);
+    value["timeline"] = json!(timeline);
+    Ok(Json(value))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NoteBody {
+    kind: Option<NoteKind>,
+    text: String,
+}
+
+const MAX_NOTE_BYTES: usize = 64 * 1024;
+
+/// `POST /api/v1/incidents/{id}/notes` with `{"kind": ..., "text": ...}`.
+pub async fn post_note(
+    State(state): State<Arc<AppState>>,
+    Extension(caller): Extension<Caller>,
+    Path(id): Path<String>,
+    body: Result<Json<NoteBody>, axum::extract::rejection::JsonRejection>,
+) -> ApiResult {
+    let n = incident_number(&id)?;
+    let Json(note) = body.map_err(|e| {
+        ApiError::bad_request(format!(
+            "{}; send {{\"kind\": one of {}, \"text\": \"...\"}}",
+            e.body_text(),
+            NoteKind::NAMES.join(", ")
+        ))
+    })?;
+    if note.text.trim().is_empty() || note.text.len() > MAX_NOTE_BYTES {
+        return Err(ApiError::bad_request(format!(
+            "`text` must hold between 1 and {MAX_NOTE_BYTES} bytes"
+        )));
+    }
+    let (reply, answer) = oneshot::channel();
+    let request = Request::Note {
+        incident: n,
+        kind: note.kind.unwrap_or(NoteKind::Note),
+        text: note.text,
+        by: caller.0,
+        reply,
+    };
+    state
+        .writer
+        .send(request)
+        .await
+        .map_err(|_| ApiError::unavailable("laojun is shutting down; retry"))?;
+    answer
+        .await
+        .map_err(|_| ApiError::unavailable("laojun is shutting down; retry"))?
+        .map_err(failure)?;
+    Ok(Json(json!({"status": "stored", "incident": id})))
+}
+
+/// `POST /api/v1/incidents/{id}/resolve`: resolves by hand.
+pub async fn post_resolve(
+    State(state): State<Arc<AppState>>,
+    Extension(caller): Extension<Caller>,
+    Path(id): Path<String>,
+) -> ApiResult {
+    let n = incident_number(&id)?;
+    let (reply, answer) = oneshot::channel();
+    state
+        .writer
+        .send(Request::Resolve {
+            incident: n,
+            by: caller.0,
+            reply,
+        })
+        .await
+        .map_err(|_| ApiError::unavailable("laojun is shutting down; retry"))?;
+    let incident = answer
+        .await
+        .map_err(|_| ApiError::unavailable("laojun is shutting down; retry"))?
+        .map_err(failure)?;
+    Ok(Json(json!(incident)))
+}
+
+fn failure(f: Failure) -> ApiError {
+    match f {
+        Failure::Refused(crate::intake::RequestError::NotFound(id)) => {
+            ApiError::not_found(format!("no incident {id}"))
+        }
+        Failure::Refused(other) => ApiError::new(StatusCode::CONFLICT, other.to_string()),
+        Failure::Unavailable(why) => ApiError::unavailable(why),
+    }
+}
+
+/// `GET /api/v1/runbooks`: runbooks with their parameters.
+pub async fn list_runbooks(State(state): State<Arc<AppState>>) -> ApiResult {
+    let list: Vec<Value> = state
+        .catalog
+        .runbooks
+        .values()
+        .map(|rb| {
+            let params: Vec<Value> = rb
+                .params
+                .iter()
+                .map(|p| json!({"name": p.name, "type": p.kind.name(), "required": p.required, "default": p.default, "allowed": p.allowed, "description": p.description}))
+                .collect();
+            let steps: Vec<Value> = rb.steps.iter().map(|s| json!({"id": s.id, "action": s.action.name})).collect();
+            json!({"name": rb.name, "description": rb.description, "params": params, "steps": steps})
+        })
+        .collect();
+    Ok(Json(json!(list)))
+}

@@ -1,0 +1,84 @@
+//! The HTTP side: the AlertManager webhook, the incident API, `/metrics`
+//! and `/healthz`. `router` builds the routes over shared state so tests can
+//! drive it without a socket; `serve` runs it on a listener.
+
+mod api;
+mod auth;
+mod error;
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::Router;
+
+pub use error::ApiError;
+
+use crate::catalog::Catalog;
+use crate::metrics::Metrics;
+use crate::secret::Secret;
+use crate::store::Store;
+use crate::writer::Writer;
+
+/// What every handler can reach.
+pub struct AppState {
+    pub writer: Writer,
+    pub store: Arc<dyn Store>,
+    pub metrics: Arc<Metrics>,
+    /// `None`: the API needs no token.
+    pub token: Option<Secret>,
+    pub catalog: Arc<Catalog>,
+}
+
+/// All routes. `max_body` bounds the webhook body (413 beyond it).
+pub fn router(state: Arc<AppState>, max_body: usize) -> Router {
+    let api = Router::new()
+        .route(
+            "/alerts",
+            post(api::post_alerts).layer(DefaultBodyLimit::max(max_body)),
+        )
+        .route("/incidents", get(api::list_incidents))
+        .route("/incidents/{id}", get(api::get_incident))
+        .route("/incidents/{id}/notes", post(api::post_note))
+        .route("/incidents/{id}/resolve", post(api::post_resolve))
+        .route("/runbooks", get(api::list_runbooks))
+        .route_layer(middleware::from_fn_with_state(
+            state.clone(),
+            auth::require_token,
+        ));
+    Router::new()
+        .nest("/api/v1", api)
+        .route("/metrics", get(metrics))
+        .route("/healthz", get(|| async { "ok\n" }))
+        .fallback(|| async {
+            ApiError::not_found("no such route; see GET /api/v1/incidents, POST /api/v1/alerts")
+        })
+        .layer(middleware::from_fn_with_state(state.clone(), observe))
+        .with_state(state)
+}
+
+async fn metrics(State(state): State<Arc<AppState>>) -> impl IntoResponse {
+    (
+        [("content-type", "text/plain; version=0.0.4")],
+        state.metrics.render(),
+    )
+}
+
+/// Records each request's latency by route and status.
+async fn observe(State(state): State<Arc<AppState>>, request: Request, next: Next) -> Response {
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or_else(|| "unmatched".to_string(), |p| p.as_str().to_string());
+    let started = Instant::now();
+    let response = next.run(request).await;
+    state
+        .metrics
+        .request_seconds
+        .with_label_values(&[route.as_str(), response.status().as_str()])
+        .observe(started.elapsed().as_secs_f64());
+    response
+}
