@@ -1,0 +1,162 @@
+//! Everything that got a 200 survives `kill -9`: the real binary is killed
+//! while alerts are being posted and restarted on the same data dir.
+
+mod support;
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+
+use serde_json::Value;
+use support::{Client, TOKEN};
+
+fn start(data_dir: &std::path::Path) -> (Child, String) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_laojun"))
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--log-format",
+            "json",
+            "--root",
+            env!("CARGO_MANIFEST_DIR"),
+        ])
+        .arg("--data-dir")
+        .arg(data_dir)
+        .env("LAOJUN_API_TOKEN", TOKEN)
+        .stderr(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("laojun starts");
+    let stderr = child.stderr.take().expect("stderr is piped");
+    let mut lines = BufReader::new(stderr).lines();
+    let addr = loop {
+        let line = lines
+            .next()
+            .expect("laojun logs that it listens")
+            .expect("log line");
+        let log: Value = serde_json::from_str(&line).unwrap_or_default();
+        if log["fields"]["message"] == "laojun listening" {
+            break log["fields"]["addr"]
+                .as_str()
+                .expect("addr field")
+                .to_string();
+        }
+    };
+    // Keep draining the log so the child never blocks on a full pipe.
+    std::thread::spawn(move || for _ in lines {});
+    (child, format!("http://{addr}"))
+}
+
+fn alert_body(i: usize) -> Vec<u8> {
+    serde_json::to_vec(&serde_json::json!({
+        "version": "4",
+        "status": "firing",
+        "alerts": [{
+            "status": "firing",
+            "labels": {"alertname": format!("Storm{i}"), "severity": "warning"},
+            "annotations": {},
+            "startsAt": "2026-11-29T12:00:00Z",
+            "endsAt": "0001-01-01T00:00:00Z",
+            "fingerprint": format!("{i:016x}"),
+        }],
+    }))
+    .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn every_alert_that_got_a_200_is_there_after_sigkill_and_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut child, url) = start(dir.path());
+    let client = Client {
+        url,
+        http: reqwest::Client::new(),
+        token: Some(TOKEN.into()),
+    };
+
+    // Post from several tasks; kill the process while they are at it.
+    let mut tasks = Vec::new();
+    for worker in 0..4 {
+        let c = client.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut accepted = Vec::new();
+            for n in 0..10_000 {
+                let i = worker * 100_000 + n;
+                let resp = c
+                    .http
+                    .post(format!("{}/api/v1/alerts", c.url))
+                    .bearer_auth(TOKEN)
+                    .body(alert_body(i))
+                    .send()
+                    .await;
+                match resp {
+                    Ok(r) if r.status() == 200 => accepted.push(i),
+                    Ok(r) => assert_eq!(r.status(), 503, "only 200 or 503 before the kill"),
+                    Err(_) => break, // the process is gone
+                }
+            }
+            accepted
+        }));
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(700)).await;
+    child.kill().expect("SIGKILL");
+    child.wait().unwrap();
+    let mut accepted = Vec::new();
+    for t in tasks {
+        accepted.extend(t.await.unwrap());
+    }
+    assert!(
+        accepted.len() > 20,
+        "the storm got going before the kill ({} accepted)",
+        accepted.len()
+    );
+
+    let (mut child, url) = start(dir.path());
+    let client = Client {
+        url,
+        http: reqwest::Client::new(),
+        token: Some(TOKEN.into()),
+    };
+    let (_, list) = client.get("/api/v1/incidents?limit=10000").await;
+    let stored: std::collections::HashSet<String> = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["alerts"][0]["fingerprint"].as_str().unwrap().to_string())
+        .collect();
+    let missing: Vec<&usize> = accepted
+        .iter()
+        .filter(|i| !stored.contains(&format!("{i:016x}")))
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "{} of {} accepted alerts are missing, e.g. {:?}",
+        missing.len(),
+        accepted.len(),
+        &missing[..missing.len().min(5)]
+    );
+    eprintln!(
+        "{} alerts got a 200 before SIGKILL; all are stored after the restart ({} incidents)",
+        accepted.len(),
+        stored.len()
+    );
+    let mut numbers: Vec<u64> = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["id"].as_str().unwrap()[4..].parse().unwrap())
+        .collect();
+    numbers.sort_unstable();
+    numbers.dedup();
+    assert_eq!(
+        numbers.len(),
+        list.as_array().unwrap().len(),
+        "no incident id was handed out twice"
+    );
+
+    // Resending an accepted alert after the restart is a repeat.
+    let (status, answer) = client.post("/api/v1/alerts", alert_body(accepted[0])).await;
+    assert_eq!(status, 200);
+    assert_eq!(answer["repeats"], 1, "{answer}");
+    child.kill().unwrap();
+    child.wait().unwrap();
+}

@@ -1,0 +1,101 @@
+//! When the store cannot write, the webhook answers 503 (so AlertManager
+//! retries) and keeps nothing half-done; once the store recovers the retry
+//! is stored.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use laojun::incident::{Event, Incident};
+use laojun::intake::Intake;
+use laojun::metrics::Metrics;
+use laojun::server::{router, AppState};
+use laojun::store::{Episode, IncidentFilter, SledStore, Store, StoreError, Write};
+use laojun::writer::Writer;
+
+/// A sled store whose commits fail while `broken` is set (a full disk).
+struct FlakyStore {
+    inner: SledStore,
+    broken: AtomicBool,
+}
+
+impl Store for FlakyStore {
+    fn commit(&self, writes: Vec<Write>) -> Result<(), StoreError> {
+        if self.broken.load(Ordering::SeqCst) {
+            return Err(StoreError::Backend(sled::Error::Io(std::io::Error::other(
+                "No space left on device",
+            ))));
+        }
+        self.inner.commit(writes)
+    }
+    fn incident(&self, n: u64) -> Result<Option<Incident>, StoreError> {
+        self.inner.incident(n)
+    }
+    fn incidents(&self, f: &IncidentFilter) -> Result<Vec<Incident>, StoreError> {
+        self.inner.incidents(f)
+    }
+    fn open_incidents(&self) -> Result<Vec<Incident>, StoreError> {
+        self.inner.open_incidents()
+    }
+    fn timeline(&self, n: u64) -> Result<Vec<Event>, StoreError> {
+        self.inner.timeline(n)
+    }
+    fn episode(&self, fp: &str, at: DateTime<Utc>) -> Result<Option<Episode>, StoreError> {
+        self.inner.episode(fp, at)
+    }
+    fn last_incident(&self) -> Result<u64, StoreError> {
+        self.inner.last_incident()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_store_that_cannot_write_gets_503_and_the_retry_after_recovery_is_stored() {
+    let dir = tempfile::tempdir().unwrap();
+    let flaky = Arc::new(FlakyStore {
+        inner: SledStore::open(dir.path()).unwrap(),
+        broken: AtomicBool::new(true),
+    });
+    let store: Arc<dyn Store> = flaky.clone();
+    let intake = Intake::new(store.clone(), vec![]).unwrap();
+    let metrics = Arc::new(Metrics::new());
+    let (writer, _thread) = Writer::start(intake, store.clone(), 16, metrics.clone(), None);
+    let catalog = Arc::new(laojun::catalog::Catalog::default());
+    let state = Arc::new(AppState {
+        writer,
+        store: store.clone(),
+        metrics,
+        token: None,
+        catalog,
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/api/v1/alerts", listener.local_addr().unwrap());
+    let app = router(state, 1 << 20);
+    tokio::spawn(async move { axum::serve(listener, app).await });
+
+    let body = std::fs::read(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/fixtures/alertmanager/firing-single.json"
+    ))
+    .unwrap();
+    let http = reqwest::Client::new();
+    let resp = http.post(&url).body(body.clone()).send().await.unwrap();
+    assert_eq!(resp.status(), 503);
+    assert_eq!(resp.headers()["retry-after"], "1");
+    let answer: serde_json::Value = resp.json().await.unwrap();
+    assert!(
+        answer["error"]
+            .as_str()
+            .unwrap()
+            .contains("No space left on device"),
+        "{answer}"
+    );
+    assert_eq!(store.last_incident().unwrap(), 0, "nothing was kept");
+
+    // AlertManager retries once the disk has room again: the alert is new
+    // to laojun (the failed attempt left no trace) and opens INC-1.
+    flaky.broken.store(false, Ordering::SeqCst);
+    let resp = http.post(&url).body(body).send().await.unwrap();
+    assert_eq!(resp.status(), 200);
+    let answer: serde_json::Value = resp.json().await.unwrap();
+    assert_eq!(answer["opened"], serde_json::json!(["INC-1"]));
+}
