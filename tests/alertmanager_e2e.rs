@@ -1,0 +1,227 @@
+//! A real Prometheus AlertManager (Debian's `prometheus-alertmanager`) in
+//! front of laojun on loopback: alerts pushed into AlertManager reach
+//! laojun as webhooks with a bearer token, open one incident, repeat
+//! without creating anything new, and resolve it.
+
+mod support;
+
+use std::net::TcpListener;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+use support::{Server, TOKEN};
+
+/// The AlertManager binary, or `None` outside CI when it is not installed.
+/// In CI a missing component is a failure, never a skip.
+fn alertmanager_binary() -> Option<String> {
+    for candidate in [
+        "/usr/bin/prometheus-alertmanager",
+        "/usr/local/bin/alertmanager",
+    ] {
+        if std::path::Path::new(candidate).exists() {
+            return Some(candidate.to_string());
+        }
+    }
+    if std::env::var_os("CI").is_some() {
+        panic!("prometheus-alertmanager is not installed; scripts/test installs it (apt-get install prometheus-alertmanager)");
+    }
+    eprintln!("SKIPPED: prometheus-alertmanager is not installed (run scripts/test to install it)");
+    None
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+struct AlertManager {
+    child: Child,
+    url: String,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for AlertManager {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+async fn start_alertmanager(binary: &str, webhook_url: &str) -> AlertManager {
+    let dir = tempfile::tempdir().unwrap();
+    let config = format!(
+        r#"route:
+  receiver: laojun
+  group_by: [alertname]
+  group_wait: 1s
+  group_interval: 1s
+  repeat_interval: 2s
+receivers:
+  - name: laojun
+    webhook_configs:
+      - url: {webhook_url}
+        send_resolved: true
+        http_config:
+          authorization:
+            type: Bearer
+            credentials: {TOKEN}
+"#
+    );
+    std::fs::write(dir.path().join("alertmanager.yml"), config).unwrap();
+    let port = free_port();
+    let child = Command::new(binary)
+        .arg(format!(
+            "--config.file={}",
+            dir.path().join("alertmanager.yml").display()
+        ))
+        .arg(format!(
+            "--storage.path={}",
+            dir.path().join("data").display()
+        ))
+        .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+        .arg("--cluster.listen-address=")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("alertmanager starts");
+    let url = format!("http://127.0.0.1:{port}");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        if let Ok(r) = reqwest::get(format!("{url}/-/ready")).await {
+            if r.status().is_success() {
+                break;
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "alertmanager did not become ready"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    AlertManager {
+        child,
+        url,
+        _dir: dir,
+    }
+}
+
+async fn push(am: &AlertManager, alert: Value) {
+    let resp = reqwest::Client::new()
+        .post(format!("{}/api/v2/alerts", am.url))
+        .json(&json!([alert]))
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        resp.status().is_success(),
+        "alertmanager took the alert: {}",
+        resp.status()
+    );
+}
+
+/// Polls `check` until it gives a value or 20 s pass.
+async fn eventually<T>(what: &str, mut check: impl AsyncFnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        if let Some(v) = check().await {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+fn metric(text: &str, line_start: &str) -> u64 {
+    text.lines()
+        .find(|l| l.starts_with(line_start))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn alerts_flow_from_alertmanager_to_one_incident_repeat_without_duplicates_and_resolve() {
+    let Some(binary) = alertmanager_binary() else {
+        return;
+    };
+    let server = Server::start().await;
+    let am = start_alertmanager(&binary, &format!("{}/api/v1/alerts", server.url)).await;
+    let c = server.client();
+
+    let labels = json!({"alertname": "ServiceDown", "namespace": "prod", "job": "checkout", "severity": "critical"});
+    let starts_at = chrono::Utc::now().to_rfc3339();
+    push(&am, json!({"labels": labels, "annotations": {"summary": "checkout is down"}, "startsAt": starts_at})).await;
+
+    let incident = eventually("the incident to open", async || {
+        let (_, list) = c.get("/api/v1/incidents").await;
+        list.as_array().and_then(|l| l.first().cloned())
+    })
+    .await;
+    assert_eq!(incident["playbook"], "service-down");
+    assert_eq!(
+        incident["severity"], "P0",
+        "the ServiceDown playbook says P0"
+    );
+    assert_eq!(incident["title"], "checkout is down");
+    let id = incident["id"].as_str().unwrap().to_string();
+    let (_, with_timeline) = c.get(&format!("/api/v1/incidents/{id}")).await;
+    let events_before = with_timeline["timeline"].as_array().unwrap().len();
+
+    // AlertManager resends the group every repeat_interval (2 s) and we
+    // push the same alert again: still one incident, same timeline.
+    push(&am, json!({"labels": labels, "annotations": {"summary": "checkout is down"}, "startsAt": starts_at})).await;
+    let metrics_url = format!("{}/metrics", server.url);
+    eventually("AlertManager to repeat the notification", async || {
+        let text = reqwest::get(&metrics_url).await.ok()?.text().await.ok()?;
+        (metric(
+            &text,
+            "laojun_alerts_received_total{outcome=\"repeat\",status=\"firing\"}",
+        ) >= 1)
+            .then_some(())
+    })
+    .await;
+    let (_, list) = c.get("/api/v1/incidents").await;
+    assert_eq!(
+        list.as_array().unwrap().len(),
+        1,
+        "a repeat opened another incident: {list}"
+    );
+    let (_, again) = c.get(&format!("/api/v1/incidents/{id}")).await;
+    assert_eq!(
+        again["timeline"].as_array().unwrap().len(),
+        events_before,
+        "a repeat added to the timeline"
+    );
+    assert!(again["alerts"][0]["repeats"].as_u64().unwrap() >= 1);
+
+    // Resolve it in AlertManager: laojun resolves the incident.
+    push(&am, json!({"labels": labels, "annotations": {"summary": "checkout is down"}, "startsAt": starts_at, "endsAt": chrono::Utc::now().to_rfc3339()})).await;
+    let resolved = eventually("the incident to resolve", async || {
+        let (_, inc) = c.get(&format!("/api/v1/incidents/{id}")).await;
+        (inc["status"] == "resolved").then_some(inc)
+    })
+    .await;
+    let kinds: Vec<&str> = resolved["timeline"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["kind"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            "opened",
+            "severity_set",
+            "alert_fired",
+            "alert_resolved",
+            "status_changed"
+        ]
+    );
+    assert!(resolved["alerts"][0]["ends_at"].is_string());
+    drop(am);
+    server.stop().await;
+}
