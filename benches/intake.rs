@@ -38,7 +38,10 @@ struct Figures {
 }
 
 async fn load(url: &str, concurrency: usize, alerts_per_body: usize) -> Figures {
-    let client = reqwest::Client::builder().pool_max_idle_per_host(concurrency).build().unwrap();
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(concurrency)
+        .build()
+        .unwrap();
     let started = Instant::now();
     let mut tasks = Vec::new();
     for worker in 0..concurrency {
@@ -66,7 +69,12 @@ async fn load(url: &str, concurrency: usize, alerts_per_body: usize) -> Figures 
         errors += e;
     }
     latencies.sort();
-    Figures { requests: latencies.len(), errors, elapsed: started.elapsed(), latencies }
+    Figures {
+        requests: latencies.len(),
+        errors,
+        elapsed: started.elapsed(),
+        latencies,
+    }
 }
 
 fn pct(l: &[Duration], p: f64) -> f64 {
@@ -85,7 +93,9 @@ async fn main() {
         listen: "127.0.0.1:0".into(),
         data_dir: dir.path().to_path_buf(),
         root: root.path().to_path_buf(),
-        auth: laojun::config::Auth { token: Some("bench".into()) },
+        auth: laojun::config::Auth {
+            token: Some("bench".into()),
+        },
         ..Config::default()
     };
     let (addr_tx, addr_rx) = tokio::sync::oneshot::channel();
@@ -106,7 +116,10 @@ async fn main() {
     tokio::spawn(async move { axum::serve(null, app).await });
 
     let mut rows = Vec::new();
-    println!("{:<8} {:>6} {:>5} {:>10} {:>10} {:>9} {:>9} {:>7}", "target", "alerts", "conc", "req/s", "alerts/s", "p50 ms", "p99 ms", "errors");
+    println!(
+        "{:<8} {:>6} {:>5} {:>10} {:>10} {:>9} {:>9} {:>7}",
+        "target", "alerts", "conc", "req/s", "alerts/s", "p50 ms", "p99 ms", "errors"
+    );
     for alerts_per_body in [1, 50] {
         for concurrency in [1, 8, 32] {
             for (target, url) in [("laojun", &laojun_url), ("null", &null_url)] {
@@ -119,7 +132,14 @@ async fn main() {
                 });
                 println!(
                     "{:<8} {:>6} {:>5} {:>10.0} {:>10.0} {:>9.2} {:>9.2} {:>7}",
-                    target, alerts_per_body, concurrency, rps, rps * alerts_per_body as f64, pct(&f.latencies, 0.5), pct(&f.latencies, 0.99), f.errors
+                    target,
+                    alerts_per_body,
+                    concurrency,
+                    rps,
+                    rps * alerts_per_body as f64,
+                    pct(&f.latencies, 0.5),
+                    pct(&f.latencies, 0.99),
+                    f.errors
                 );
                 rows.push(row);
             }

@@ -16,23 +16,16 @@ fn main() {
     for sub in ["runbooks", "playbooks", "templates"] {
         std::fs::create_dir(dir.path().join(sub)).expect("create folder");
     }
-    let template = std::fs::read_to_string(format!("{root}/runbooks/rollback-deployment.yaml"))
-        .expect("shipped runbook");
+    let template =
+        std::fs::read_to_string(format!("{root}/runbooks/rollback-deployment.yaml")).expect("shipped runbook");
     for i in 0..RUNBOOKS {
         let name = format!("rollback-{i:03}");
         let text = template.replace("name: rollback-deployment", &format!("name: {name}"));
-        std::fs::write(dir.path().join(format!("runbooks/{name}.yaml")), text)
-            .expect("write runbook");
+        std::fs::write(dir.path().join(format!("runbooks/{name}.yaml")), text).expect("write runbook");
     }
     for t in std::fs::read_dir(format!("{root}/templates")).expect("templates") {
         let t = t.expect("entry").path();
-        std::fs::copy(
-            &t,
-            dir.path()
-                .join("templates")
-                .join(t.file_name().expect("name")),
-        )
-        .expect("copy template");
+        std::fs::copy(&t, dir.path().join("templates").join(t.file_name().expect("name"))).expect("copy template");
     }
 
     let sandbox = Sandbox::default();

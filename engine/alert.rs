@@ -78,9 +78,7 @@ pub struct Alert {
 
 impl Alert {
     pub fn name(&self) -> &str {
-        self.labels
-            .get("alertname")
-            .map_or("(no alertname)", String::as_str)
+        self.labels.get("alertname").map_or("(no alertname)", String::as_str)
     }
 }
 
@@ -93,9 +91,7 @@ pub struct BadBody(pub String);
 pub fn parse(body: &[u8]) -> Result<(Webhook, Vec<Alert>), BadBody> {
     let hook: Webhook = serde_json::from_slice(body).map_err(|e| {
         let what = match e.classify() {
-            serde_json::error::Category::Syntax | serde_json::error::Category::Eof => {
-                "the body is not valid JSON"
-            }
+            serde_json::error::Category::Syntax | serde_json::error::Category::Eof => "the body is not valid JSON",
             _ => "the body is not an AlertManager webhook (version 4)",
         };
         BadBody(format!("{what}: {e}"))
@@ -202,11 +198,7 @@ mod tests {
             assert_eq!(hook.version.as_deref(), Some("4"), "{name}");
             assert!(!alerts.is_empty(), "{name}");
             for a in &alerts {
-                assert_eq!(
-                    a.ends_at.is_none(),
-                    a.status == Status::Firing,
-                    "{name}: {a:?}"
-                );
+                assert_eq!(a.ends_at.is_none(), a.status == Status::Firing, "{name}: {a:?}");
             }
         }
         let (_, grouped) = parse(&fixture("firing-grouped.json")).unwrap();
@@ -249,11 +241,7 @@ mod tests {
         ];
         for (body, expected) in cases {
             let err = parse(body).unwrap_err();
-            assert!(
-                err.0.contains(expected),
-                "{} -> {err}",
-                String::from_utf8_lossy(body)
-            );
+            assert!(err.0.contains(expected), "{} -> {err}", String::from_utf8_lossy(body));
         }
     }
 }

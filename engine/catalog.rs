@@ -33,9 +33,7 @@ pub struct Loaded {
 #[derive(Debug, thiserror::Error)]
 pub enum RootError {
     /// None of the three folders is there.
-    #[error(
-        "{0} has none of runbooks/, playbooks/ or templates/; pass the folder that holds them"
-    )]
+    #[error("{0} has none of runbooks/, playbooks/ or templates/; pass the folder that holds them")]
     Empty(PathBuf),
     #[error("cannot read {path}: {source}")]
     Read {
@@ -160,10 +158,7 @@ fn read(path: &Path, problems: &mut Vec<Diagnostic>) -> Result<Option<String>, R
     match std::fs::read_to_string(path) {
         Ok(text) => Ok(Some(text)),
         Err(e) if e.kind() == std::io::ErrorKind::InvalidData => {
-            Diagnostics::new(path, problems).error(
-                Pos::new(1, 1),
-                "the file is not UTF-8 text; save it as UTF-8",
-            );
+            Diagnostics::new(path, problems).error(Pos::new(1, 1), "the file is not UTF-8 text; save it as UTF-8");
             Ok(None)
         }
         Err(source) => Err(RootError::Read {

@@ -16,12 +16,7 @@ use crate::script::Sandbox;
 /// alerts open which incident at what severity (P0–P3) and which runbooks
 /// run; every event lands on the incident's timeline.
 #[derive(Debug, Parser)]
-#[command(
-    name = "laojun",
-    version,
-    propagate_version = true,
-    max_term_width = 100
-)]
+#[command(name = "laojun", version, propagate_version = true, max_term_width = 100)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
@@ -93,12 +88,7 @@ pub struct ClientArgs {
     )]
     pub server: String,
     /// API token (prefer the environment variable: arguments show in `ps`)
-    #[arg(
-        long,
-        env = "LAOJUN_API_TOKEN",
-        hide_env_values = true,
-        value_name = "TOKEN"
-    )]
+    #[arg(long, env = "LAOJUN_API_TOKEN", hide_env_values = true, value_name = "TOKEN")]
     pub token: Option<String>,
     /// Output format
     #[arg(long, short, value_enum, default_value_t = Output::Table)]
@@ -177,10 +167,7 @@ fn serve(args: ServeArgs) -> ExitCode {
         config.root = root;
     }
     config.execution.dry_run |= args.dry_run;
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(r) => r,
         Err(e) => {
             eprintln!("laojun serve: cannot start the async runtime: {e}");

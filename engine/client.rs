@@ -9,10 +9,7 @@ use crate::cli::{ClientArgs, IncidentsCommand, Output};
 use crate::incident::{Event, Incident};
 
 pub fn incidents(command: IncidentsCommand) -> ExitCode {
-    let runtime = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
         Ok(r) => r,
         Err(e) => {
             eprintln!("laojun: cannot start the async runtime: {e}");
@@ -39,12 +36,7 @@ pub fn incidents(command: IncidentsCommand) -> ExitCode {
                 Ok(table(&incidents))
             }
             IncidentsCommand::Show { id, client } => {
-                let value = get(
-                    &client,
-                    &format!("/api/v1/incidents/{}", urlencode(&id)),
-                    &[],
-                )
-                .await?;
+                let value = get(&client, &format!("/api/v1/incidents/{}", urlencode(&id)), &[]).await?;
                 if client.output == Output::Json {
                     return Ok(pretty(&value));
                 }
@@ -74,7 +66,10 @@ async fn get(client: &ClientArgs, path: &str, query: &[(&str, String)]) -> Resul
         request = request.bearer_auth(token);
     }
     let response = request.send().await.map_err(|e| {
-        format!("cannot reach the laojun server at {} ({e}); is `laojun serve` running? Set --server or LAOJUN_URL", client.server)
+        format!(
+            "cannot reach the laojun server at {} ({e}); is `laojun serve` running? Set --server or LAOJUN_URL",
+            client.server
+        )
     })?;
     let status = response.status();
     let body: Value = response
@@ -82,10 +77,7 @@ async fn get(client: &ClientArgs, path: &str, query: &[(&str, String)]) -> Resul
         .await
         .map_err(|e| format!("{url} answered {status} with a body that is not JSON: {e}"))?;
     if !status.is_success() {
-        let why = body
-            .get("error")
-            .and_then(Value::as_str)
-            .unwrap_or("no reason given");
+        let why = body.get("error").and_then(Value::as_str).unwrap_or("no reason given");
         return Err(format!("{status}: {why}"));
     }
     Ok(body)
@@ -152,11 +144,10 @@ fn table(incidents: &[Incident]) -> String {
 }
 
 fn show(value: &Value) -> Result<String, String> {
-    let incident: Incident = serde_json::from_value(value.clone())
-        .map_err(|e| format!("the server's answer is not an incident: {e}"))?;
+    let incident: Incident =
+        serde_json::from_value(value.clone()).map_err(|e| format!("the server's answer is not an incident: {e}"))?;
     let timeline: Vec<Event> =
-        serde_json::from_value(value.get("timeline").cloned().unwrap_or_default())
-            .unwrap_or_default();
+        serde_json::from_value(value.get("timeline").cloned().unwrap_or_default()).unwrap_or_default();
     let mut out = format!(
         "{}  {}  {}\n{}\nplaybook: {}\nopened:   {}\n",
         incident.id,

@@ -139,9 +139,7 @@ impl Config {
         };
         let text = match std::fs::read_to_string(&path) {
             Ok(t) => t,
-            Err(e) if !must_exist && e.kind() == std::io::ErrorKind::NotFound => {
-                return Ok(Config::default())
-            }
+            Err(e) if !must_exist && e.kind() == std::io::ErrorKind::NotFound => return Ok(Config::default()),
             Err(source) => return Err(ConfigError::Read { path, source }),
         };
         Self::parse(&text).map_err(|message| ConfigError::Invalid { path, message })
@@ -152,12 +150,7 @@ impl Config {
             return Ok(Config::default());
         }
         let config: Config = serde_yaml::from_str(text).map_err(|e| match e.location() {
-            Some(l) => format!(
-                "{}:{}: {}",
-                l.line(),
-                l.column(),
-                strip_location(&e.to_string())
-            ),
+            Some(l) => format!("{}:{}: {}", l.line(), l.column(), strip_location(&e.to_string())),
             None => e.to_string(),
         })?;
         if config.intake.max_body_bytes < 1024 {
@@ -169,8 +162,7 @@ impl Config {
     /// The API token: `auth.token` resolved, else `$LAOJUN_API_TOKEN`.
     pub fn api_token(&self) -> Result<Option<Secret>, ConfigError> {
         if let Some(reference) = &self.auth.token {
-            let token = secret::resolve(reference)
-                .map_err(|e| ConfigError::Secret(format!("auth.token: {e}")))?;
+            let token = secret::resolve(reference).map_err(|e| ConfigError::Secret(format!("auth.token: {e}")))?;
             if !token.expose().is_empty() {
                 return Ok(Some(token));
             }
@@ -197,8 +189,7 @@ mod tests {
     fn every_key_is_optional() {
         let c = Config::parse("").unwrap();
         assert_eq!(c.listen, "127.0.0.1:9095");
-        let c = Config::parse("listen: 0.0.0.0:1\naws: {endpoint_url: http://127.0.0.1:5000}\n")
-            .unwrap();
+        let c = Config::parse("listen: 0.0.0.0:1\naws: {endpoint_url: http://127.0.0.1:5000}\n").unwrap();
         assert_eq!(c.aws.region, "us-east-1");
         assert_eq!(c.aws.endpoint_url.as_deref(), Some("http://127.0.0.1:5000"));
     }
@@ -206,9 +197,6 @@ mod tests {
     #[test]
     fn unknown_keys_are_refused_with_a_position() {
         let e = Config::parse("listen: x\ndata-dir: /tmp\n").unwrap_err();
-        assert!(
-            e.starts_with("2:1: unknown field `data-dir`, expected one of"),
-            "{e}"
-        );
+        assert!(e.starts_with("2:1: unknown field `data-dir`, expected one of"), "{e}");
     }
 }

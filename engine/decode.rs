@@ -16,29 +16,18 @@ pub struct Fields<'n> {
 impl<'n> Fields<'n> {
     /// Reads `node` as a mapping whose keys must be among `allowed`; every
     /// unknown key is reported with the closest allowed one.
-    pub fn of(
-        node: &'n Node,
-        what: impl Into<String>,
-        allowed: &[&str],
-        d: &mut Diagnostics,
-    ) -> Option<Self> {
+    pub fn of(node: &'n Node, what: impl Into<String>, allowed: &[&str], d: &mut Diagnostics) -> Option<Self> {
         let what = what.into();
         let Some(entries) = node.as_map() else {
             d.error(
                 node.pos,
-                format!(
-                    "{what} must be a mapping (`key: value` lines), found {}",
-                    node.kind()
-                ),
+                format!("{what} must be a mapping (`key: value` lines), found {}", node.kind()),
             );
             return None;
         };
         for (key, _) in entries {
             let Some(name) = key.as_str() else {
-                d.error(
-                    key.pos,
-                    format!("keys in {what} are names, found {}", key.brief()),
-                );
+                d.error(key.pos, format!("keys in {what} are names, found {}", key.brief()));
                 continue;
             };
             if !allowed.contains(&name) {
@@ -48,10 +37,7 @@ impl<'n> Fields<'n> {
                 };
                 d.error(
                     key.pos,
-                    format!(
-                        "unknown key `{name}` in {what}{hint} (allowed: {})",
-                        one_of(allowed)
-                    ),
+                    format!("unknown key `{name}` in {what}{hint} (allowed: {})", one_of(allowed)),
                 );
             }
         }
@@ -82,8 +68,7 @@ impl<'n> Fields<'n> {
     }
 
     pub fn opt_str(&self, key: &str, d: &mut Diagnostics) -> Option<&'n str> {
-        self.get(key)
-            .and_then(|n| expect_str(n, &self.field(key), d))
+        self.get(key).and_then(|n| expect_str(n, &self.field(key), d))
     }
 
     pub fn req_str(&self, key: &str, example: &str, d: &mut Diagnostics) -> Option<&'n str> {
@@ -98,11 +83,7 @@ impl<'n> Fields<'n> {
             _ => {
                 d.error(
                     node.pos,
-                    format!(
-                        "{} must be `true` or `false`, found {}",
-                        self.field(key),
-                        node.brief()
-                    ),
+                    format!("{} must be `true` or `false`, found {}", self.field(key), node.brief()),
                 );
                 None
             }
@@ -111,8 +92,7 @@ impl<'n> Fields<'n> {
 
     /// A whole number within `min..=max`.
     pub fn opt_int(&self, key: &str, min: i64, max: i64, d: &mut Diagnostics) -> Option<i64> {
-        self.get(key)
-            .and_then(|n| expect_int(n, &self.field(key), min, max, d))
+        self.get(key).and_then(|n| expect_int(n, &self.field(key), min, max, d))
     }
 
     /// "`timeout_secs` in step `x`" for messages.
@@ -129,29 +109,17 @@ pub fn expect_str<'n>(node: &'n Node, field: &str, d: &mut Diagnostics) -> Optio
     match &node.value {
         Value::Str { text, .. } => Some(text),
         _ => {
-            d.error(
-                node.pos,
-                format!("{field} must be a string, found {}", node.brief()),
-            );
+            d.error(node.pos, format!("{field} must be a string, found {}", node.brief()));
             None
         }
     }
 }
 
-pub fn expect_int(
-    node: &Node,
-    field: &str,
-    min: i64,
-    max: i64,
-    d: &mut Diagnostics,
-) -> Option<i64> {
+pub fn expect_int(node: &Node, field: &str, min: i64, max: i64, d: &mut Diagnostics) -> Option<i64> {
     match node.value {
         Value::Int(i) if (min..=max).contains(&i) => Some(i),
         Value::Int(i) => {
-            d.error(
-                node.pos,
-                format!("{field} must be between {min} and {max}, found {i}"),
-            );
+            d.error(node.pos, format!("{field} must be between {min} and {max}, found {i}"));
             None
         }
         _ => {
@@ -174,9 +142,7 @@ pub fn str_list<'n>(node: &'n Node, field: &str, d: &mut Diagnostics) -> Vec<(&'
         Value::Str { text, .. } => vec![(text.as_str(), node.pos)],
         Value::Seq(items) => items
             .iter()
-            .filter_map(|item| {
-                expect_str(item, &format!("each entry of {field}"), d).map(|s| (s, item.pos))
-            })
+            .filter_map(|item| expect_str(item, &format!("each entry of {field}"), d).map(|s| (s, item.pos)))
             .collect(),
         _ => {
             d.error(
@@ -208,24 +174,11 @@ mod tests {
         let node = parse("id: a\ntimeout: 3\nretires: 2\n").unwrap();
         let mut found: Vec<Diagnostic> = Vec::new();
         let mut d = Diagnostics::new(Path::new("x.yaml"), &mut found);
-        Fields::of(
-            &node,
-            "step `a`",
-            &["id", "timeout_secs", "retries"],
-            &mut d,
-        );
+        Fields::of(&node, "step `a`", &["id", "timeout_secs", "retries"], &mut d);
         assert_eq!(found.len(), 2);
         assert_eq!(found[0].pos, Pos::new(2, 1));
-        assert!(
-            found[0].message.contains("did you mean `timeout_secs`"),
-            "{}",
-            found[0]
-        );
-        assert!(
-            found[1].message.contains("did you mean `retries`"),
-            "{}",
-            found[1]
-        );
+        assert!(found[0].message.contains("did you mean `timeout_secs`"), "{}", found[0]);
+        assert!(found[1].message.contains("did you mean `retries`"), "{}", found[1]);
     }
 
     #[test]

@@ -87,11 +87,7 @@ impl Incident {
         self.status != Status::Resolved
     }
 
-    pub fn alert_mut(
-        &mut self,
-        fingerprint: &str,
-        starts_at: DateTime<Utc>,
-    ) -> Option<&mut IncidentAlert> {
+    pub fn alert_mut(&mut self, fingerprint: &str, starts_at: DateTime<Utc>) -> Option<&mut IncidentAlert> {
         self.alerts
             .iter_mut()
             .find(|a| a.fingerprint == fingerprint && a.starts_at == starts_at)
@@ -123,8 +119,7 @@ pub enum NoteKind {
 }
 
 impl NoteKind {
-    pub const NAMES: &'static [&'static str] =
-        &["root_cause", "solution", "prevention", "lesson", "note"];
+    pub const NAMES: &'static [&'static str] = &["root_cause", "solution", "prevention", "lesson", "note"];
 }
 
 /// One timeline entry.
@@ -174,6 +169,47 @@ pub enum EventKind {
         text: String,
         by: String,
     },
+    RunStarted {
+        run: String,
+        runbook: String,
+        dry_run: bool,
+        by: String,
+    },
+    /// A run that was not started: paused automation, a guard, a missing parameter.
+    RunNotStarted {
+        run: String,
+        runbook: String,
+        status: crate::run::RunStatus,
+        reason: String,
+    },
+    Step {
+        run: String,
+        step: String,
+        action: String,
+        status: crate::run::StepStatus,
+        attempt: u32,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        duration_ms: Option<i64>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        summary: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        error: Option<String>,
+    },
+    Approval {
+        run: String,
+        step: String,
+        approved: bool,
+        by: String,
+    },
+    RunFinished {
+        run: String,
+        runbook: String,
+        status: crate::run::RunStatus,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        reason: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        duration_ms: Option<i64>,
+    },
 }
 
 impl EventKind {
@@ -190,14 +226,10 @@ impl EventKind {
                 format!("incident opened by playbook `{playbook}`")
             }
             EventKind::AlertFired {
-                alertname,
-                fingerprint,
-                ..
+                alertname, fingerprint, ..
             } => format!("alert {alertname} firing ({fingerprint})"),
             EventKind::AlertResolved {
-                alertname,
-                fingerprint,
-                ..
+                alertname, fingerprint, ..
             } => format!("alert {alertname} resolved ({fingerprint})"),
             EventKind::SeveritySet { severity } => format!("severity set to {severity}"),
             EventKind::SeverityRaised { from, to, .. } => {
@@ -206,6 +238,74 @@ impl EventKind {
             EventKind::StatusChanged { from, to, by } => {
                 format!("status {} → {} ({by})", from.as_str(), to.as_str())
             }
+            EventKind::RunStarted {
+                run,
+                runbook,
+                dry_run,
+                by,
+            } => {
+                format!(
+                    "{run} started runbook `{runbook}`{} ({by})",
+                    if *dry_run { " as a dry run" } else { "" }
+                )
+            }
+            EventKind::RunNotStarted {
+                run,
+                runbook,
+                status,
+                reason,
+            } => {
+                format!(
+                    "{run} of runbook `{runbook}` not started ({}): {reason}",
+                    status.as_str()
+                )
+            }
+            EventKind::Step {
+                run,
+                step,
+                action,
+                status,
+                attempt,
+                duration_ms,
+                summary,
+                error,
+            } => {
+                let mut s = format!("{run} step `{step}` ({action}) {}", status.as_str());
+                if *attempt > 1 {
+                    s.push_str(&format!(", attempt {attempt}"));
+                }
+                if let Some(ms) = duration_ms {
+                    s.push_str(&format!(" in {ms} ms"));
+                }
+                if let Some(text) = summary {
+                    s.push_str(&format!(": {text}"));
+                }
+                if let Some(e) = error {
+                    s.push_str(&format!(": {e}"));
+                }
+                s
+            }
+            EventKind::Approval {
+                run,
+                step,
+                approved,
+                by,
+            } => {
+                format!(
+                    "{run} step `{step}` {} by {by}",
+                    if *approved { "approved" } else { "denied" }
+                )
+            }
+            EventKind::RunFinished {
+                run,
+                runbook,
+                status,
+                reason,
+                ..
+            } => match reason {
+                Some(r) => format!("{run} (`{runbook}`) {}: {r}", status.as_str()),
+                None => format!("{run} (`{runbook}`) {}", status.as_str()),
+            },
             EventKind::Note { note, text, by } => format!(
                 "{} by {by}: {text}",
                 serde_json::to_value(note)
@@ -242,9 +342,7 @@ mod tests {
             at: DateTime::parse_from_rfc3339("2026-11-29T12:00:00Z")
                 .unwrap()
                 .with_timezone(&Utc),
-            what: EventKind::SeveritySet {
-                severity: Severity::P0,
-            },
+            what: EventKind::SeveritySet { severity: Severity::P0 },
         };
         let json = serde_json::to_value(&e).unwrap();
         assert_eq!(

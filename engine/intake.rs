@@ -19,6 +19,7 @@ use chrono::{DateTime, Utc};
 use crate::alert::{Alert, Status as AlertStatus};
 use crate::incident::{format_id, Event, EventKind, Incident, IncidentAlert, NoteKind, Status};
 use crate::playbook::{Playbook, SeverityPolicy};
+use crate::run::{format_run_id, Run, RunStatus};
 use crate::store::{Episode, Store, StoreError, Write};
 
 /// The playbook that takes alerts no other playbook matches.
@@ -54,6 +55,14 @@ pub struct Applied {
     pub opened: Vec<Opened>,
 }
 
+/// A journaled run: its id, and whether it was an earlier run with the
+/// same idempotency key (nothing written then).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Journaled {
+    pub id: String,
+    pub duplicate: bool,
+}
+
 /// Why a person's request about an incident was refused.
 #[derive(Debug, thiserror::Error)]
 pub enum RequestError {
@@ -79,6 +88,9 @@ pub struct Intake {
     /// Episodes of open incidents and those written but not yet committed.
     episodes: HashMap<(String, DateTime<Utc>), Episode>,
     last_incident: u64,
+    last_run: u64,
+    /// Idempotency keys handed out since start (the store has the rest).
+    run_keys: HashMap<String, String>,
     /// Writes made since the last `take_writes`.
     pending: Vec<Write>,
 }
@@ -98,6 +110,8 @@ impl Intake {
             groups: HashMap::new(),
             episodes: HashMap::new(),
             last_incident: 0,
+            last_run: 0,
+            run_keys: HashMap::new(),
             pending: Vec::new(),
         };
         intake.reload()?;
@@ -111,11 +125,12 @@ impl Intake {
         self.open.clear();
         self.groups.clear();
         self.episodes.clear();
+        self.run_keys.clear();
         self.last_incident = self.store.last_incident()?;
+        self.last_run = self.store.last_run()?;
         for inc in self.store.open_incidents()? {
             let n = inc.number();
-            self.groups
-                .insert((inc.playbook.clone(), group_key(&inc.group)), n);
+            self.groups.insert((inc.playbook.clone(), group_key(&inc.group)), n);
             for a in &inc.alerts {
                 self.episodes.insert(
                     (a.fingerprint.clone(), a.starts_at),
@@ -172,9 +187,7 @@ impl Intake {
                 self.count_repeat(e.incident, alert);
                 Ok(AlertOutcome::Repeat)
             }
-            (Some(e), AlertStatus::Firing) if e.status == AlertStatus::Resolved => {
-                Ok(AlertOutcome::Stale)
-            }
+            (Some(e), AlertStatus::Firing) if e.status == AlertStatus::Resolved => Ok(AlertOutcome::Stale),
             (Some(e), _) => {
                 self.resolve_alert(e.incident, alert, now)?;
                 Ok(AlertOutcome::Resolved)
@@ -214,11 +227,8 @@ impl Intake {
     /// The open incident the alert's group maps to, or a new one.
     fn incident_for(&mut self, alert: &Alert, now: DateTime<Utc>) -> (u64, bool) {
         let (playbook, policy) = self.route(alert);
-        let name = playbook
-            .map_or(DEFAULT_PLAYBOOK, |p| p.name.as_str())
-            .to_string();
-        let group_by: Vec<String> =
-            playbook.map_or_else(|| vec!["alertname".to_string()], |p| p.group_by.clone());
+        let name = playbook.map_or(DEFAULT_PLAYBOOK, |p| p.name.as_str()).to_string();
+        let group_by: Vec<String> = playbook.map_or_else(|| vec!["alertname".to_string()], |p| p.group_by.clone());
         let severity = policy.classify(&alert.labels);
         let group: BTreeMap<String, String> = group_by
             .iter()
@@ -265,13 +275,7 @@ impl Intake {
         (n, true)
     }
 
-    fn raise_severity(
-        &mut self,
-        n: u64,
-        severity: crate::severity::Severity,
-        alert: &Alert,
-        now: DateTime<Utc>,
-    ) {
+    fn raise_severity(&mut self, n: u64, severity: crate::severity::Severity, alert: &Alert, now: DateTime<Utc>) {
         let Some(inc) = self.open.get_mut(&n) else {
             return;
         };
@@ -316,10 +320,7 @@ impl Intake {
     }
 
     fn record_episode(&mut self, n: u64, alert: &Alert, status: AlertStatus) {
-        let episode = Episode {
-            incident: n,
-            status,
-        };
+        let episode = Episode { incident: n, status };
         self.episodes
             .insert((alert.fingerprint.clone(), alert.starts_at), episode);
         self.pending.push(Write::Episode {
@@ -342,12 +343,7 @@ impl Intake {
         }
     }
 
-    fn resolve_alert(
-        &mut self,
-        n: u64,
-        alert: &Alert,
-        now: DateTime<Utc>,
-    ) -> Result<(), StoreError> {
+    fn resolve_alert(&mut self, n: u64, alert: &Alert, now: DateTime<Utc>) -> Result<(), StoreError> {
         self.record_episode(n, alert, AlertStatus::Resolved);
         let Some(inc) = self.open.get_mut(&n) else {
             // The incident was resolved by hand before its alert resolved:
@@ -422,18 +418,10 @@ impl Intake {
     }
 
     /// Resolves an incident by hand.
-    pub fn resolve_by_hand(
-        &mut self,
-        n: u64,
-        by: &str,
-        now: DateTime<Utc>,
-    ) -> Result<Incident, RequestError> {
+    pub fn resolve_by_hand(&mut self, n: u64, by: &str, now: DateTime<Utc>) -> Result<Incident, RequestError> {
         if !self.open.contains_key(&n) {
             return match self.store.incident(n)? {
-                Some(inc) => Err(RequestError::Conflict(format!(
-                    "{} is already resolved",
-                    inc.id
-                ))),
+                Some(inc) => Err(RequestError::Conflict(format!("{} is already resolved", inc.id))),
                 None => Err(RequestError::NotFound(format_id(n))),
             };
         }
@@ -455,23 +443,104 @@ impl Intake {
             text: text.to_string(),
             by: by.to_string(),
         };
-        if self.open.contains_key(&n) {
-            self.event(n, now, what);
+        self.append_event(n, now, what, |_| {})
+    }
+
+    /// Appends an event to any incident, open or resolved; `change` may
+    /// alter the incident in the same write.
+    fn append_event(
+        &mut self,
+        n: u64,
+        at: DateTime<Utc>,
+        what: EventKind,
+        change: impl FnOnce(&mut Incident),
+    ) -> Result<(), RequestError> {
+        if let Some(inc) = self.open.get_mut(&n) {
+            change(inc);
+            self.event(n, at, what);
             return Ok(());
         }
         let mut inc = self
             .store
             .incident(n)?
             .ok_or_else(|| RequestError::NotFound(format_id(n)))?;
+        change(&mut inc);
         let seq = inc.events;
         inc.events += 1;
         self.pending.push(Write::Event {
             incident: n,
             seq,
-            event: Event { at: now, what },
+            event: Event { at, what },
         });
         self.pending.push(Write::Incident(inc));
         Ok(())
+    }
+
+    /// Journals a run's state and, when it acts for an incident, an event
+    /// on that incident's timeline. A run without an id is new: it gets the
+    /// next `RUN-n`, unless its idempotency key was seen before, in which
+    /// case nothing is written and the earlier run's id comes back.
+    pub fn journal_run(
+        &mut self,
+        mut run: Run,
+        event: Option<EventKind>,
+        now: DateTime<Utc>,
+    ) -> Result<Journaled, RequestError> {
+        let incident = run.incident.as_deref().and_then(crate::incident::parse_id);
+        let is_new = run.id.is_empty();
+        if is_new {
+            if let Some(key) = &run.idempotency_key {
+                let earlier = match self.run_keys.get(key) {
+                    Some(id) => Some(id.clone()),
+                    None => self.store.run_for_key(key)?,
+                };
+                if let Some(id) = earlier {
+                    return Ok(Journaled { id, duplicate: true });
+                }
+            }
+            if let Some(n) = incident {
+                if !self.open.contains_key(&n) && self.store.incident(n)?.is_none() {
+                    return Err(RequestError::NotFound(format_id(n)));
+                }
+            }
+            self.last_run += 1;
+            run.id = format_run_id(self.last_run);
+            self.pending.push(Write::LastRun(self.last_run));
+            if let Some(key) = &run.idempotency_key {
+                self.run_keys.insert(key.clone(), run.id.clone());
+                self.pending.push(Write::IdempotencyKey {
+                    key: key.clone(),
+                    run: run.id.clone(),
+                });
+            }
+        }
+        let id = run.id.clone();
+        let mitigates = run.status == RunStatus::Succeeded && !run.dry_run;
+        self.pending.push(Write::Run(run));
+        if let (Some(n), Some(what)) = (incident, event) {
+            let run_id = id.clone();
+            self.append_event(n, now, what, |inc| {
+                if is_new && !inc.runs.contains(&run_id) {
+                    inc.runs.push(run_id.clone());
+                }
+            })?;
+            if mitigates && self.open.get(&n).is_some_and(|i| i.status == Status::Open) {
+                if let Some(inc) = self.open.get_mut(&n) {
+                    inc.status = Status::Mitigated;
+                    inc.mitigated_at = Some(now);
+                }
+                self.event(
+                    n,
+                    now,
+                    EventKind::StatusChanged {
+                        from: Status::Open,
+                        to: Status::Mitigated,
+                        by: id.clone(),
+                    },
+                );
+            }
+        }
+        Ok(Journaled { id, duplicate: false })
     }
 }
 
@@ -501,11 +570,7 @@ fn group_key(group: &BTreeMap<String, String>) -> String {
 /// The summary annotation if there is one, else the alert name and the
 /// group's other labels.
 fn title_of(alert: &Alert, group: &BTreeMap<String, String>) -> String {
-    if let Some(summary) = alert
-        .annotations
-        .get("summary")
-        .filter(|s| !s.trim().is_empty())
-    {
+    if let Some(summary) = alert.annotations.get("summary").filter(|s| !s.trim().is_empty()) {
         return summary.chars().take(200).collect();
     }
     let rest: Vec<String> = group
@@ -528,12 +593,7 @@ mod tests {
 
     fn playbook(src: &str) -> Playbook {
         let mut found = Vec::new();
-        let name = src
-            .lines()
-            .next()
-            .unwrap()
-            .trim_start_matches("name: ")
-            .to_string();
+        let name = src.lines().next().unwrap().trim_start_matches("name: ").to_string();
         let path = std::path::PathBuf::from(format!("playbooks/{name}.yaml"));
         crate::playbook::load(&path, src, &mut found).unwrap_or_else(|| panic!("{found:?}"))
     }
@@ -552,14 +612,9 @@ mod tests {
         Alert {
             fingerprint: fp.into(),
             status,
-            labels: labels
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect(),
+            labels: labels.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
             annotations: BTreeMap::new(),
-            starts_at: DateTime::parse_from_rfc3339(starts)
-                .unwrap()
-                .with_timezone(&Utc),
+            starts_at: DateTime::parse_from_rfc3339(starts).unwrap().with_timezone(&Utc),
             ends_at: None,
             generator_url: None,
         }
@@ -600,12 +655,7 @@ mod tests {
             .unwrap();
         assert_eq!(all.len(), 1);
         assert_eq!(all[0].alerts[0].repeats, 3);
-        let kinds: Vec<String> = store
-            .timeline(1)
-            .unwrap()
-            .iter()
-            .map(|e| e.what.describe())
-            .collect();
+        let kinds: Vec<String> = store.timeline(1).unwrap().iter().map(|e| e.what.describe()).collect();
         assert_eq!(kinds.len(), 3, "{kinds:?}");
     }
 
@@ -626,11 +676,7 @@ mod tests {
             "bb",
             AlertStatus::Firing,
             T0,
-            &[
-                ("alertname", "ServiceDown"),
-                ("namespace", "web"),
-                ("env", "prod"),
-            ],
+            &[("alertname", "ServiceDown"), ("namespace", "web"), ("env", "prod")],
         );
         let c = alert(
             "cc",
@@ -641,11 +687,7 @@ mod tests {
         let r = intake.apply(&[a, b, c], Utc::now()).unwrap();
         assert_eq!(
             r.outcomes,
-            [
-                AlertOutcome::Opened,
-                AlertOutcome::Joined,
-                AlertOutcome::Opened
-            ]
+            [AlertOutcome::Opened, AlertOutcome::Joined, AlertOutcome::Opened]
         );
         commit(&mut intake, &store);
         let inc = store.incident(1).unwrap().unwrap();
@@ -672,10 +714,7 @@ mod tests {
         let mut resolved = alert("aa", AlertStatus::Resolved, T0, &labels);
         resolved.ends_at = Some(Utc::now());
         assert_eq!(
-            intake
-                .apply(&[resolved.clone()], Utc::now())
-                .unwrap()
-                .outcomes,
+            intake.apply(&[resolved.clone()], Utc::now()).unwrap().outcomes,
             [AlertOutcome::Resolved]
         );
         commit(&mut intake, &store);
@@ -727,19 +766,11 @@ mod tests {
         let (_d, store, mut intake) = setup();
         let r = intake
             .apply(
-                &[alert(
-                    "qq",
-                    AlertStatus::Resolved,
-                    T0,
-                    &[("alertname", "X")],
-                )],
+                &[alert("qq", AlertStatus::Resolved, T0, &[("alertname", "X")])],
                 Utc::now(),
             )
             .unwrap();
-        assert!(
-            r.opened.is_empty(),
-            "remediation never starts on a resolved alert"
-        );
+        assert!(r.opened.is_empty(), "remediation never starts on a resolved alert");
         commit(&mut intake, &store);
         assert_eq!(store.incident(1).unwrap().unwrap().status, Status::Resolved);
     }
@@ -765,19 +796,11 @@ mod tests {
         );
         let r = intake
             .apply(
-                &[alert(
-                    "bb",
-                    AlertStatus::Firing,
-                    T0,
-                    &[("alertname", "Other")],
-                )],
+                &[alert("bb", AlertStatus::Firing, T0, &[("alertname", "Other")])],
                 Utc::now(),
             )
             .unwrap();
-        assert_eq!(
-            r.opened[0].incident.id, "INC-2",
-            "numbering goes on after a restart"
-        );
+        assert_eq!(r.opened[0].incident.id, "INC-2", "numbering goes on after a restart");
     }
 
     #[test]
@@ -791,13 +814,7 @@ mod tests {
             .unwrap();
         commit(&mut intake, &store);
         intake
-            .add_note(
-                1,
-                NoteKind::RootCause,
-                "pool too small",
-                "alice",
-                Utc::now(),
-            )
+            .add_note(1, NoteKind::RootCause, "pool too small", "alice", Utc::now())
             .unwrap();
         let inc = intake.resolve_by_hand(1, "alice", Utc::now()).unwrap();
         assert_eq!(inc.status, Status::Resolved);
@@ -822,9 +839,6 @@ mod tests {
                 ..
             }
         ));
-        assert_eq!(
-            store.incident(1).unwrap().unwrap().events as usize,
-            timeline.len()
-        );
+        assert_eq!(store.incident(1).unwrap().unwrap().events as usize, timeline.len());
     }
 }

@@ -14,6 +14,7 @@ pub mod intake;
 pub mod matcher;
 pub mod metrics;
 pub mod playbook;
+pub mod run;
 pub mod runbook;
 pub mod script;
 pub mod secret;

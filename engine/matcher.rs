@@ -100,11 +100,9 @@ fn first_line(s: &str) -> String {
 pub fn parse_matchers(input: &str) -> Result<Vec<Matcher>, MatcherError> {
     let trimmed = input.trim();
     let inner = match trimmed.strip_prefix('{') {
-        Some(rest) => rest.strip_suffix('}').ok_or_else(|| {
-            MatcherError(format!(
-                "`{trimmed}` opens `{{` but does not close it with `}}`"
-            ))
-        })?,
+        Some(rest) => rest
+            .strip_suffix('}')
+            .ok_or_else(|| MatcherError(format!("`{trimmed}` opens `{{` but does not close it with `}}`")))?,
         None => trimmed,
     };
     let mut out = Vec::new();
@@ -135,10 +133,7 @@ fn parse_one(s: &str) -> Result<(Matcher, &str), MatcherError> {
         .find(|(_, c)| !(c.is_ascii_alphanumeric() || *c == '_'))
         .map_or(s.len(), |(i, _)| i);
     let name = &s[..name_len];
-    let valid_name = name
-        .chars()
-        .next()
-        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_');
+    let valid_name = name.chars().next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_');
     if !valid_name {
         return Err(MatcherError(format!(
             "`{s}` does not start with a label name; write e.g. `alertname=\"ServiceDown\"`"
@@ -160,11 +155,8 @@ fn parse_one(s: &str) -> Result<(Matcher, &str), MatcherError> {
     };
     let after_op = after_name[op_text.len()..].trim_start();
     let (value, rest) = if let Some(quoted) = after_op.strip_prefix('"') {
-        parse_quoted(quoted).ok_or_else(|| {
-            MatcherError(format!(
-                "`{s}` has a value that opens `\"` but never closes it"
-            ))
-        })?
+        parse_quoted(quoted)
+            .ok_or_else(|| MatcherError(format!("`{s}` has a value that opens `\"` but never closes it")))?
     } else {
         let end = after_op.find([',', '}']).unwrap_or(after_op.len());
         (after_op[..end].trim_end().to_string(), &after_op[end..])
@@ -201,15 +193,14 @@ mod tests {
     use super::*;
 
     fn labels(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
-        pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect()
+        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
     }
 
     #[test]
     fn parses_all_four_operators() {
-        let ms = parse_matchers(r#"{alertname="ServiceDown", severity=~"critical|page", namespace!="dev", env!~"test.*"}"#).unwrap();
+        let ms =
+            parse_matchers(r#"{alertname="ServiceDown", severity=~"critical|page", namespace!="dev", env!~"test.*"}"#)
+                .unwrap();
         let ops: Vec<Op> = ms.iter().map(|m| m.op).collect();
         assert_eq!(ops, [Op::Equal, Op::Regex, Op::NotEqual, Op::NotRegex]);
         let l = labels(&[

@@ -1,8 +1,7 @@
 //! Prometheus metrics, served at `/metrics` in the text format.
 
 use prometheus::{
-    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry,
-    TextEncoder,
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
 use crate::incident::Incident;
@@ -38,15 +37,15 @@ impl Metrics {
         )
         .expect("metric definition is valid");
         let alerts = IntCounterVec::new(
-            Opts::new("laojun_alerts_received_total", "Alerts received, by status and by what they did (opened, joined, resolved, repeat, stale)."),
+            Opts::new(
+                "laojun_alerts_received_total",
+                "Alerts received, by status and by what they did (opened, joined, resolved, repeat, stale).",
+            ),
             &["status", "outcome"],
         )
         .expect("metric definition is valid");
         let incidents_open = IntGaugeVec::new(
-            Opts::new(
-                "laojun_incidents_open",
-                "Incidents not yet resolved, by severity.",
-            ),
+            Opts::new("laojun_incidents_open", "Incidents not yet resolved, by severity."),
             &["severity"],
         )
         .expect("metric definition is valid");

@@ -146,27 +146,27 @@ pub fn load(path: &Path, source: &str, found: &mut Vec<Diagnostic>) -> Option<Pl
         .to_string();
     if let Some(node) = f.get("name") {
         if !is_identifier(&name) {
-            d.error(node.pos, format!("playbook name {name:?} must be lower-case letters, digits, `-` or `_`, starting with a letter"));
+            d.error(
+                node.pos,
+                format!(
+                    "playbook name {name:?} must be lower-case letters, digits, `-` or `_`, starting with a letter"
+                ),
+            );
         } else {
-            let stem = path
-                .file_stem()
-                .and_then(|s| s.to_str())
-                .unwrap_or_default();
+            let stem = path.file_stem().and_then(|s| s.to_str()).unwrap_or_default();
             if stem != name {
-                d.error(node.pos, format!("playbook `{name}` is in {stem}.yaml; rename the file to {name}.yaml or write `name: {stem}`"));
+                d.error(
+                    node.pos,
+                    format!(
+                        "playbook `{name}` is in {stem}.yaml; rename the file to {name}.yaml or write `name: {stem}`"
+                    ),
+                );
             }
         }
     }
-    let description = f
-        .opt_str("description", &mut d)
-        .unwrap_or_default()
-        .to_string();
+    let description = f.opt_str("description", &mut d).unwrap_or_default().to_string();
     let trigger = f
-        .required(
-            "trigger",
-            "trigger: {alerts: ['alertname=\"ServiceDown\"']}",
-            &mut d,
-        )
+        .required("trigger", "trigger: {alerts: ['alertname=\"ServiceDown\"']}", &mut d)
         .and_then(|n| trigger(n, &mut d));
     let severity = match f.get("severity") {
         Some(n) => severity_policy(n, &mut d),
@@ -188,10 +188,7 @@ pub fn load(path: &Path, source: &str, found: &mut Vec<Diagnostic>) -> Option<Pl
         Some(n) => calls(n, &mut d),
         None => Vec::new(),
     };
-    let guards = f
-        .get("guards")
-        .and_then(|n| guards(n, &mut d))
-        .unwrap_or_default();
+    let guards = f.get("guards").and_then(|n| guards(n, &mut d)).unwrap_or_default();
     if found.len() != before {
         return None;
     }
@@ -252,9 +249,7 @@ fn schedule_of(node: &Node, d: &mut Diagnostics) -> Option<Schedule> {
     let f = Fields::of(node, "`trigger.schedule`", SCHEDULE_KEYS, d)?;
     let expr_node = f.required("cron", "cron: \"0 9 * * *\"", d)?;
     let expression = expect_str(expr_node, "`cron`", d)?.to_string();
-    let cron = parse_cron(&expression)
-        .map_err(|e| d.error(expr_node.pos, e))
-        .ok();
+    let cron = parse_cron(&expression).map_err(|e| d.error(expr_node.pos, e)).ok();
     let timezone = match f.get("timezone") {
         None => Some(chrono_tz::UTC),
         Some(n) => {
@@ -289,11 +284,7 @@ pub fn parse_cron(expression: &str) -> Result<cron::Schedule, String> {
             ))
         }
     };
-    let weekday = if fields.len() == 5 {
-        fields[4]
-    } else {
-        fields[5]
-    };
+    let weekday = if fields.len() == 5 { fields[4] } else { fields[5] };
     if weekday.chars().any(|c| c.is_ascii_digit()) && !weekday.contains('/') {
         return Err(format!(
             "cron {expression:?} gives weekdays as numbers ({weekday}); write names such as `MON-FRI` or `SUN`, because 0/1 mean Sunday or Monday depending on the cron dialect"
@@ -324,10 +315,7 @@ fn severity_policy(node: &Node, d: &mut Diagnostics) -> Option<SeverityPolicy> {
             Some("from_label") => None,
             Some(w) => Some(severity_word(w, n.pos, d)?),
             None => {
-                d.error(
-                    n.pos,
-                    "`severity.default` must be P0, P1, P2, P3 or `from_label`",
-                );
+                d.error(n.pos, "`severity.default` must be P0, P1, P2, P3 or `from_label`");
                 return None;
             }
         },
@@ -335,7 +323,10 @@ fn severity_policy(node: &Node, d: &mut Diagnostics) -> Option<SeverityPolicy> {
     let mut rules = Vec::new();
     if let Some(list) = f.get("rules") {
         let Some(items) = list.as_seq() else {
-            d.error(list.pos, "`severity.rules` must be a list such as `- {match: ['env=\"prod\"'], severity: P0}`");
+            d.error(
+                list.pos,
+                "`severity.rules` must be a list such as `- {match: ['env=\"prod\"'], severity: P0}`",
+            );
             return None;
         };
         for item in items {
@@ -365,7 +356,13 @@ fn severity_policy(node: &Node, d: &mut Diagnostics) -> Option<SeverityPolicy> {
 fn severity_word(word: &str, pos: Pos, d: &mut Diagnostics) -> Option<Severity> {
     let s = Severity::parse(word);
     if s.is_none() {
-        d.error(pos, format!("severity `{word}` is not a class; write one of {} (P0 is the worst), or `from_label`", one_of(Severity::NAMES)));
+        d.error(
+            pos,
+            format!(
+                "severity `{word}` is not a class; write one of {} (P0 is the worst), or `from_label`",
+                one_of(Severity::NAMES)
+            ),
+        );
     }
     s
 }
@@ -390,10 +387,7 @@ fn calls(node: &Node, d: &mut Diagnostics) -> Vec<RunbookCall> {
         let mut param_pos = HashMap::new();
         if let Some(pn) = f.get("params") {
             let Some(entries) = pn.as_map() else {
-                d.error(
-                    pn.pos,
-                    "`params` must be a mapping of parameter names to values",
-                );
+                d.error(pn.pos, "`params` must be a mapping of parameter names to values");
                 continue;
             };
             for (k, v) in entries {
@@ -444,7 +438,10 @@ fn guards(node: &Node, d: &mut Diagnostics) -> Option<Guards> {
             match (count, window) {
                 (Some(c), Some(w)) => Some((c as u32, Duration::from_secs(w as u64))),
                 _ => {
-                    d.error(n.pos, "`guards.max_runs` needs `count` and `window_secs`, e.g. `{count: 3, window_secs: 3600}`");
+                    d.error(
+                        n.pos,
+                        "`guards.max_runs` needs `count` and `window_secs`, e.g. `{count: 3, window_secs: 3600}`",
+                    );
                     None
                 }
             }
@@ -465,11 +462,7 @@ pub fn check_calls(
     found: &mut Vec<Diagnostic>,
 ) {
     let mut d = Diagnostics::new(&playbook.path, found);
-    for call in playbook
-        .runbooks
-        .iter()
-        .filter(|c| !broken.contains(&c.runbook))
-    {
+    for call in playbook.runbooks.iter().filter(|c| !broken.contains(&c.runbook)) {
         let Some(rb) = runbooks.get(&call.runbook) else {
             let names: Vec<&str> = runbooks.keys().map(String::as_str).collect();
             let hint = did_you_mean(&call.runbook, &names)
@@ -531,7 +524,10 @@ pub fn check_calls(
         {
             d.error(
                 call.pos,
-                format!("runbook `{}` needs parameter `{}`; add it under `params:`, e.g. `{}: \"{{{{alert.labels.{}}}}}\"`", rb.name, param.name, param.name, param.name),
+                format!(
+                    "runbook `{}` needs parameter `{}`; add it under `params:`, e.g. `{}: \"{{{{alert.labels.{}}}}}\"`",
+                    rb.name, param.name, param.name, param.name
+                ),
             );
         }
     }
@@ -548,10 +544,7 @@ mod tests {
     }
 
     fn labels(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
-        pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect()
+        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
     }
 
     #[test]
@@ -584,16 +577,15 @@ guards: {cooldown_secs: 600, max_runs: {count: 3, window_secs: 3600}}
         assert_eq!(pb.severity.classify(&prod), Severity::P0);
         let staging = labels(&[("alertname", "ServiceDown"), ("severity", "critical")]);
         assert_eq!(pb.severity.classify(&staging), Severity::P1);
-        assert!(!pb.matches(&labels(&[
-            ("alertname", "ServiceDown"),
-            ("namespace", "dev")
-        ])));
+        assert!(!pb.matches(&labels(&[("alertname", "ServiceDown"), ("namespace", "dev")])));
         assert_eq!(pb.guards.max_runs, Some((3, Duration::from_secs(3600))));
     }
 
     #[test]
     fn a_schedule_playbook_takes_five_field_cron_in_a_time_zone() {
-        let (pb, errs) = load_str("name: pb\ntrigger:\n  schedule: {cron: \"0 9 * * MON-FRI\", timezone: Asia/Shanghai, catch_up: true}\n");
+        let (pb, errs) = load_str(
+            "name: pb\ntrigger:\n  schedule: {cron: \"0 9 * * MON-FRI\", timezone: Asia/Shanghai, catch_up: true}\n",
+        );
         assert!(errs.is_empty(), "{errs:#?}");
         let Trigger::Schedule(s) = pb.unwrap().trigger else {
             panic!("not a schedule")
@@ -608,15 +600,13 @@ guards: {cooldown_secs: 600, max_runs: {count: 3, window_secs: 3600}}
             "name: pb\ntrigger:\n  alerts: ['severity=~\"(crit\"']\nseverity: P5\ngroup_by: [\"not a label\"]\n",
         );
         assert_eq!(errs.len(), 3, "{errs:#?}");
-        assert!(errs[0].starts_with("playbooks/pb.yaml:3:12: `trigger.alerts`: `severity=~\"(crit\"` has an invalid regex"), "{}", errs[0]);
         assert!(
-            errs[1].contains("4:11: severity `P5` is not a class"),
+            errs[0].starts_with("playbooks/pb.yaml:3:12: `trigger.alerts`: `severity=~\"(crit\"` has an invalid regex"),
             "{}",
-            errs[1]
+            errs[0]
         );
-        let (_, errs) = load_str(
-            "name: pb\ntrigger:\n  schedule: {cron: \"0 9 * * 1-5\", timezone: Mars/Olympus}\n",
-        );
+        assert!(errs[1].contains("4:11: severity `P5` is not a class"), "{}", errs[1]);
+        let (_, errs) = load_str("name: pb\ntrigger:\n  schedule: {cron: \"0 9 * * 1-5\", timezone: Mars/Olympus}\n");
         assert_eq!(errs.len(), 2, "{errs:#?}");
         assert!(errs[0].contains("weekdays as numbers"), "{}", errs[0]);
         assert!(errs[1].contains("not an IANA time zone"), "{}", errs[1]);

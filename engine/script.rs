@@ -124,11 +124,7 @@ impl Sandbox {
 
     /// Evaluates a condition; anything but a boolean is an error, so a typo
     /// never silently becomes "true".
-    pub fn eval_condition(
-        &self,
-        script: &Script,
-        context: &serde_json::Value,
-    ) -> Result<bool, ScriptError> {
+    pub fn eval_condition(&self, script: &Script, context: &serde_json::Value) -> Result<bool, ScriptError> {
         let out = self.eval(script, context)?;
         match out.value {
             serde_json::Value::Bool(b) => Ok(b),
@@ -142,11 +138,7 @@ impl Sandbox {
 
     /// Runs a script with `context`'s top-level keys as read-only variables.
     /// A script fails its step with `throw "message"`.
-    pub fn eval(
-        &self,
-        script: &Script,
-        context: &serde_json::Value,
-    ) -> Result<ScriptOutput, ScriptError> {
+    pub fn eval(&self, script: &Script, context: &serde_json::Value) -> Result<ScriptOutput, ScriptError> {
         let mut scope = Scope::new();
         if let serde_json::Value::Object(vars) = context {
             for (name, value) in vars {
@@ -156,18 +148,15 @@ impl Sandbox {
         }
         PRINTED.with(|p| p.borrow_mut().clear());
         DEADLINE.with(|d| d.set(Some(Instant::now() + self.limits.wall_clock)));
-        let result = self
-            .engine
-            .eval_ast_with_scope::<Dynamic>(&mut scope, &script.ast);
+        let result = self.engine.eval_ast_with_scope::<Dynamic>(&mut scope, &script.ast);
         DEADLINE.with(|d| d.set(None));
         let log = PRINTED.with(|p| std::mem::take(&mut *p.borrow_mut()));
         let value = result.map_err(|e| self.explain(&e))?;
-        let value =
-            rhai::serde::from_dynamic::<serde_json::Value>(&value).map_err(|e| ScriptError {
-                line: 0,
-                col: 0,
-                message: format!("the script's result cannot be used as step output: {e}"),
-            })?;
+        let value = rhai::serde::from_dynamic::<serde_json::Value>(&value).map_err(|e| ScriptError {
+            line: 0,
+            col: 0,
+            message: format!("the script's result cannot be used as step output: {e}"),
+        })?;
         Ok(ScriptOutput { value, log })
     }
 
@@ -182,10 +171,9 @@ impl Sandbox {
                 "the script ran longer than its wall-clock limit of {:?}",
                 limits.wall_clock
             ),
-            EvalAltResult::ErrorStackOverflow(_) => format!(
-                "the script went deeper than {} nested calls",
-                limits.max_call_depth
-            ),
+            EvalAltResult::ErrorStackOverflow(_) => {
+                format!("the script went deeper than {} nested calls", limits.max_call_depth)
+            }
             EvalAltResult::ErrorDataTooLarge(what, _) => {
                 format!("the script built data that is too large: {what}")
             }
@@ -266,9 +254,7 @@ mod tests {
     #[test]
     fn unbounded_allocation_is_stopped() {
         let sb = Sandbox::default();
-        let s = sb
-            .compile_script(r#"let s = "x"; loop { s += s; }"#)
-            .unwrap();
+        let s = sb.compile_script(r#"let s = "x"; loop { s += s; }"#).unwrap();
         let e = sb.eval(&s, &json!({})).unwrap_err();
         assert!(e.message.contains("too large"), "{e}");
     }
@@ -276,9 +262,7 @@ mod tests {
     #[test]
     fn context_values_are_read_only() {
         let sb = Sandbox::default();
-        let s = sb
-            .compile_script(r#"alert.labels.severity = "none"; 1"#)
-            .unwrap();
+        let s = sb.compile_script(r#"alert.labels.severity = "none"; 1"#).unwrap();
         let ctx = json!({"alert": {"labels": {"severity": "critical"}}});
         assert!(sb.eval(&s, &ctx).is_err());
     }

@@ -61,9 +61,7 @@ fn scan(text: &str) -> Result<Vec<Result<&str, Reference<'_>>>, SecretError> {
         parts.push(Ok(&rest[..start]));
         let after = &rest[start + 2..];
         let end = after.find('}').ok_or_else(|| {
-            SecretError::Malformed(
-                "`${` is not closed with `}`; write `${env:NAME}` or `${file:/path}`".into(),
-            )
+            SecretError::Malformed("`${` is not closed with `}`; write `${env:NAME}` or `${file:/path}`".into())
         })?;
         let inner = &after[..end];
         let reference = if let Some(name) = inner.strip_prefix("env:") {
@@ -113,9 +111,9 @@ pub fn resolve(text: &str) -> Result<Secret, SecretError> {
     for part in scan(text)? {
         match part {
             Ok(literal) => out.push_str(literal),
-            Err(Reference::Env(name)) => out.push_str(
-                &std::env::var(name).map_err(|_| SecretError::MissingEnv(name.to_string()))?,
-            ),
+            Err(Reference::Env(name)) => {
+                out.push_str(&std::env::var(name).map_err(|_| SecretError::MissingEnv(name.to_string()))?)
+            }
             Err(Reference::File(path)) => {
                 let content = std::fs::read_to_string(path).map_err(|e| SecretError::File {
                     path: path.to_string(),
@@ -144,10 +142,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("s");
         std::fs::write(&file, "from-file\n").unwrap();
-        let text = format!(
-            "Bearer ${{env:LAOJUN_TEST_SECRET_A}}/${{file:{}}}",
-            file.display()
-        );
+        let text = format!("Bearer ${{env:LAOJUN_TEST_SECRET_A}}/${{file:{}}}", file.display());
         assert_eq!(resolve(&text).unwrap().expose(), "Bearer tok/from-file");
     }
 
@@ -158,9 +153,7 @@ mod tests {
             e.to_string(),
             "environment variable `LAOJUN_TEST_SURELY_UNSET` is not set"
         );
-        assert!(check_references("${SLACK}")
-            .unwrap_err()
-            .contains("${env:NAME}"));
+        assert!(check_references("${SLACK}").unwrap_err().contains("${env:NAME}"));
         assert!(check_references("${env:A").is_err());
         assert!(check_references("no references").is_ok());
     }

@@ -24,12 +24,8 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + 'static,
     on_listen: impl FnOnce(SocketAddr),
 ) -> anyhow::Result<()> {
-    let loaded = catalog::load(&config.root, &Sandbox::default()).with_context(|| {
-        format!(
-            "loading runbooks and playbooks from {}",
-            config.root.display()
-        )
-    })?;
+    let loaded = catalog::load(&config.root, &Sandbox::default())
+        .with_context(|| format!("loading runbooks and playbooks from {}", config.root.display()))?;
     if !loaded.problems.is_empty() {
         let list: Vec<String> = loaded.problems.iter().map(ToString::to_string).collect();
         anyhow::bail!(
@@ -40,15 +36,16 @@ pub async fn run(
     }
     let token = config.api_token()?;
     if token.is_none() {
-        tracing::warn!("no API token is configured (auth.token or LAOJUN_API_TOKEN): anyone who can reach {} can use the API", config.listen);
+        tracing::warn!(
+            "no API token is configured (auth.token or LAOJUN_API_TOKEN): anyone who can reach {} can use the API",
+            config.listen
+        );
     }
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("creating data_dir {}", config.data_dir.display()))?;
     let store_dir = config.data_dir.join("store");
-    let store: Arc<dyn Store> = Arc::new(
-        SledStore::open(&store_dir)
-            .with_context(|| format!("opening the store in {}", store_dir.display()))?,
-    );
+    let store: Arc<dyn Store> =
+        Arc::new(SledStore::open(&store_dir).with_context(|| format!("opening the store in {}", store_dir.display()))?);
     let catalog = Arc::new(loaded.catalog);
     let intake = Intake::new(store.clone(), catalog.playbooks.clone())?;
     let open = intake.open_incidents().count();
@@ -75,9 +72,7 @@ pub async fn run(
     let addr = listener.local_addr()?;
     tracing::info!(%addr, runbooks = catalog.runbooks.len(), playbooks = catalog.playbooks.len(), open_incidents = open, data_dir = %config.data_dir.display(), "laojun listening");
     on_listen(addr);
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown)
-        .await?;
+    axum::serve(listener, app).with_graceful_shutdown(shutdown).await?;
     // The router (and with it every Writer handle) is gone: the writer
     // drains what is queued, commits it and stops.
     tracing::info!("stopped accepting; finishing queued writes");

@@ -5,9 +5,7 @@ use std::fmt;
 
 /// P0 is the most severe; `Ord` sorts P0 first, so the worst of several is
 /// their minimum.
-#[derive(
-    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
-)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize)]
 pub enum Severity {
     P0,
     P1,

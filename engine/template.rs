@@ -9,17 +9,15 @@
 use std::collections::HashSet;
 
 use handlebars::template::{HelperTemplate, Parameter, TemplateElement};
-use handlebars::{
-    Context, Handlebars, Helper, HelperResult, Output, RenderContext, RenderErrorReason, Template,
-};
+use handlebars::{Context, Handlebars, Helper, HelperResult, Output, RenderContext, RenderErrorReason, Template};
 
 /// The names a `with:` value may start from.
 pub const STEP_ROOTS: &[&str] = &["params", "alert", "incident", "steps", "run"];
 
 /// Handlebars' own helpers and laojun's; a template may call no other.
 pub const HELPERS: &[&str] = &[
-    "and", "coalesce", "each", "eq", "gt", "gte", "if", "json", "len", "log", "lookup", "lower",
-    "lt", "lte", "ne", "not", "or", "raw", "unless", "upper", "with",
+    "and", "coalesce", "each", "eq", "gt", "gte", "if", "json", "len", "log", "lookup", "lower", "lt", "lte", "ne",
+    "not", "or", "raw", "unless", "upper", "with",
 ];
 
 fn is_helper(name: &str) -> bool {
@@ -39,13 +37,7 @@ pub fn registry() -> Handlebars<'static> {
 }
 
 /// `{{coalesce a b c}}`: the first value that is present and not empty.
-fn coalesce(
-    h: &Helper,
-    _: &Handlebars,
-    _: &Context,
-    _: &mut RenderContext,
-    out: &mut dyn Output,
-) -> HelperResult {
+fn coalesce(h: &Helper, _: &Handlebars, _: &Context, _: &mut RenderContext, out: &mut dyn Output) -> HelperResult {
     let first = h.params().iter().map(|p| p.value()).find(|v| match v {
         serde_json::Value::Null => false,
         serde_json::Value::String(s) => !s.is_empty(),
@@ -57,38 +49,20 @@ fn coalesce(
     Ok(())
 }
 
-fn upper(
-    h: &Helper,
-    _: &Handlebars,
-    _: &Context,
-    _: &mut RenderContext,
-    out: &mut dyn Output,
-) -> HelperResult {
+fn upper(h: &Helper, _: &Handlebars, _: &Context, _: &mut RenderContext, out: &mut dyn Output) -> HelperResult {
     let v = h.param(0).map(|p| plain(p.value())).unwrap_or_default();
     out.write(&v.to_uppercase())?;
     Ok(())
 }
 
-fn lower(
-    h: &Helper,
-    _: &Handlebars,
-    _: &Context,
-    _: &mut RenderContext,
-    out: &mut dyn Output,
-) -> HelperResult {
+fn lower(h: &Helper, _: &Handlebars, _: &Context, _: &mut RenderContext, out: &mut dyn Output) -> HelperResult {
     let v = h.param(0).map(|p| plain(p.value())).unwrap_or_default();
     out.write(&v.to_lowercase())?;
     Ok(())
 }
 
 /// `{{json value}}`: the value as JSON text (for HTTP bodies).
-fn json(
-    h: &Helper,
-    _: &Handlebars,
-    _: &Context,
-    _: &mut RenderContext,
-    out: &mut dyn Output,
-) -> HelperResult {
+fn json(h: &Helper, _: &Handlebars, _: &Context, _: &mut RenderContext, out: &mut dyn Output) -> HelperResult {
     let v = h
         .param(0)
         .ok_or_else(|| RenderErrorReason::ParamNotFoundForIndex("json", 0))?;
@@ -166,8 +140,7 @@ fn walk(t: &Template, scope: &Scope, top_context: bool, out: &mut Vec<TemplatePr
                 helper_or_path(h, scope, top_context, out);
                 // `if`/`unless` keep the context; `each`/`with` change it, so
                 // paths inside them are relative to something else.
-                let keeps_context =
-                    matches!(&h.name, Parameter::Name(n) if n == "if" || n == "unless");
+                let keeps_context = matches!(&h.name, Parameter::Name(n) if n == "if" || n == "unless");
                 for inner in [&h.template, &h.inverse].into_iter().flatten() {
                     walk(inner, scope, top_context && keeps_context, out);
                 }
@@ -210,9 +183,7 @@ fn helper_or_path(h: &HelperTemplate, scope: &Scope, top: bool, out: &mut Vec<Te
                 helper_names()
             )));
         }
-        Parameter::Name(name) if !is_call && top && !is_helper(name) => {
-            check_path(name, scope, out)
-        }
+        Parameter::Name(name) if !is_call && top && !is_helper(name) => check_path(name, scope, out),
         Parameter::Path(path) if top => check_path(path_text(path), scope, out),
         _ => {}
     }
@@ -318,11 +289,7 @@ mod tests {
         assert!(found[0].message.contains("did you mean `params.namespace`"));
         assert!(found[1].message.contains("no earlier step `verify`"));
         assert!(found[2].message.contains("did you mean `alert`"));
-        assert!(check(
-            "{{coalesce alert.labels.deployment alert.labels.app}}",
-            &scope
-        )
-        .is_empty());
+        assert!(check("{{coalesce alert.labels.deployment alert.labels.app}}", &scope).is_empty());
     }
 
     #[test]
@@ -349,9 +316,7 @@ mod tests {
     fn label_values_holding_template_syntax_render_as_text() {
         let hb = registry();
         let data = json!({"alert": {"labels": {"pod": "{{params.secret}}"}}});
-        let out = hb
-            .render_template("pod {{alert.labels.pod}}", &data)
-            .unwrap();
+        let out = hb.render_template("pod {{alert.labels.pod}}", &data).unwrap();
         assert_eq!(out, "pod {{params.secret}}");
     }
 

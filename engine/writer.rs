@@ -12,9 +12,10 @@ use chrono::Utc;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::alert::Alert;
-use crate::incident::{Incident, NoteKind};
-use crate::intake::{Applied, Intake, Opened, RequestError};
+use crate::incident::{EventKind, Incident, NoteKind};
+use crate::intake::{Applied, Intake, Journaled, Opened, RequestError};
 use crate::metrics::Metrics;
+use crate::run::Run;
 use crate::store::Store;
 
 /// How many requests one commit may carry.
@@ -37,6 +38,12 @@ pub enum Request {
         incident: u64,
         by: String,
         reply: oneshot::Sender<Result<Incident, Failure>>,
+    },
+    /// Journals a run's state (and its incident event) before it acts.
+    Run {
+        run: Box<Run>,
+        event: Option<EventKind>,
+        reply: oneshot::Sender<Result<Journaled, Failure>>,
     },
 }
 
@@ -88,6 +95,22 @@ impl Writer {
     pub async fn send(&self, request: Request) -> Result<(), Busy> {
         self.tx.send(request).await.map_err(|_| Busy)
     }
+
+    /// Journals a run and waits until it is on disk.
+    pub async fn journal(&self, run: &Run, event: Option<EventKind>) -> Result<Journaled, Failure> {
+        let (reply, answer) = oneshot::channel();
+        let request = Request::Run {
+            run: Box::new(run.clone()),
+            event,
+            reply,
+        };
+        self.send(request)
+            .await
+            .map_err(|_| Failure::Unavailable("laojun is shutting down".into()))?;
+        answer
+            .await
+            .map_err(|_| Failure::Unavailable("laojun is shutting down".into()))?
+    }
 }
 
 fn run(
@@ -118,9 +141,7 @@ fn run(
         } else {
             let started = Instant::now();
             let result = store.commit(writes);
-            metrics
-                .store_write_seconds
-                .observe(started.elapsed().as_secs_f64());
+            metrics.store_write_seconds.observe(started.elapsed().as_secs_f64());
             result
         };
         match committed {
@@ -146,15 +167,10 @@ fn run(
 
 /// A request applied in memory, waiting for its commit to be answered.
 enum Answer {
-    Alerts(
-        oneshot::Sender<Result<Applied, Failure>>,
-        Result<Applied, Failure>,
-    ),
+    Alerts(oneshot::Sender<Result<Applied, Failure>>, Result<Applied, Failure>),
     Note(oneshot::Sender<Result<(), Failure>>, Result<(), Failure>),
-    Resolve(
-        oneshot::Sender<Result<Incident, Failure>>,
-        Result<Incident, Failure>,
-    ),
+    Resolve(oneshot::Sender<Result<Incident, Failure>>, Result<Incident, Failure>),
+    Run(oneshot::Sender<Result<Journaled, Failure>>, Result<Journaled, Failure>),
 }
 
 fn apply(intake: &mut Intake, request: Request, now: chrono::DateTime<Utc>) -> Answer {
@@ -172,18 +188,16 @@ fn apply(intake: &mut Intake, request: Request, now: chrono::DateTime<Utc>) -> A
             by,
             reply,
         } => {
-            let r = intake
-                .add_note(incident, kind, &text, &by, now)
-                .map_err(refused);
+            let r = intake.add_note(incident, kind, &text, &by, now).map_err(refused);
             Answer::Note(reply, r)
         }
-        Request::Resolve {
-            incident,
-            by,
-            reply,
-        } => {
+        Request::Resolve { incident, by, reply } => {
             let r = intake.resolve_by_hand(incident, &by, now).map_err(refused);
             Answer::Resolve(reply, r)
+        }
+        Request::Run { run, event, reply } => {
+            let r = intake.journal_run(*run, event, now).map_err(refused);
+            Answer::Run(reply, r)
         }
     }
 }
@@ -213,6 +227,9 @@ impl Answer {
             Answer::Resolve(reply, result) => {
                 let _ = reply.send(result);
             }
+            Answer::Run(reply, result) => {
+                let _ = reply.send(result);
+            }
         }
     }
 
@@ -226,6 +243,9 @@ impl Answer {
                 let _ = reply.send(r.and(Err(failure())));
             }
             Answer::Resolve(reply, r) => {
+                let _ = reply.send(r.and_then(|_| Err(failure())));
+            }
+            Answer::Run(reply, r) => {
                 let _ = reply.send(r.and_then(|_| Err(failure())));
             }
         }

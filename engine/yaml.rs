@@ -128,12 +128,7 @@ impl Node {
             Value::Float(f) => serde_json::Number::from_f64(*f).map_or(J::Null, J::Number),
             Value::Str { text, .. } => J::String(text.clone()),
             Value::Seq(items) => J::Array(items.iter().map(Node::to_json).collect()),
-            Value::Map(entries) => J::Object(
-                entries
-                    .iter()
-                    .map(|(k, v)| (k.key_text(), v.to_json()))
-                    .collect(),
-            ),
+            Value::Map(entries) => J::Object(entries.iter().map(|(k, v)| (k.key_text(), v.to_json())).collect()),
         }
     }
 
@@ -211,10 +206,7 @@ impl Builder {
                     if self.error.is_none() && entries.iter().any(|(k, _)| k.value == key.value) {
                         self.error = Some(SyntaxError {
                             pos: key.pos,
-                            message: format!(
-                                "key {} appears twice in this mapping; keep one",
-                                key.brief()
-                            ),
+                            message: format!("key {} appears twice in this mapping; keep one", key.brief()),
                         });
                     }
                     entries.push((key, node));
@@ -266,11 +258,7 @@ impl MarkedEventReceiver for Builder {
                 });
                 self.push_value(Node { pos, ..node }, 0);
             }
-            Event::Nothing
-            | Event::StreamStart
-            | Event::StreamEnd
-            | Event::DocumentStart
-            | Event::DocumentEnd => {}
+            Event::Nothing | Event::StreamStart | Event::StreamEnd | Event::DocumentStart | Event::DocumentEnd => {}
         }
     }
 }
@@ -297,10 +285,7 @@ fn resolve_scalar(text: String, style: TScalarStyle, tagged: bool) -> Value {
             return Value::Float(f);
         }
     }
-    Value::Str {
-        text,
-        quoted: false,
-    }
+    Value::Str { text, quoted: false }
 }
 
 fn parse_int(text: &str) -> Option<i64> {

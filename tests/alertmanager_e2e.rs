@@ -15,10 +15,7 @@ use support::{Server, TOKEN};
 /// The AlertManager binary, or `None` outside CI when it is not installed.
 /// In CI a missing component is a failure, never a skip.
 fn alertmanager_binary() -> Option<String> {
-    for candidate in [
-        "/usr/bin/prometheus-alertmanager",
-        "/usr/local/bin/alertmanager",
-    ] {
+    for candidate in ["/usr/bin/prometheus-alertmanager", "/usr/local/bin/alertmanager"] {
         if std::path::Path::new(candidate).exists() {
             return Some(candidate.to_string());
         }
@@ -31,11 +28,7 @@ fn alertmanager_binary() -> Option<String> {
 }
 
 fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
 struct AlertManager {
@@ -78,10 +71,7 @@ receivers:
             "--config.file={}",
             dir.path().join("alertmanager.yml").display()
         ))
-        .arg(format!(
-            "--storage.path={}",
-            dir.path().join("data").display()
-        ))
+        .arg(format!("--storage.path={}", dir.path().join("data").display()))
         .arg(format!("--web.listen-address=127.0.0.1:{port}"))
         .arg("--cluster.listen-address=")
         .stdout(Stdio::null())
@@ -96,17 +86,10 @@ receivers:
                 break;
             }
         }
-        assert!(
-            Instant::now() < deadline,
-            "alertmanager did not become ready"
-        );
+        assert!(Instant::now() < deadline, "alertmanager did not become ready");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    AlertManager {
-        child,
-        url,
-        _dir: dir,
-    }
+    AlertManager { child, url, _dir: dir }
 }
 
 async fn push(am: &AlertManager, alert: Value) {
@@ -154,7 +137,11 @@ async fn alerts_flow_from_alertmanager_to_one_incident_repeat_without_duplicates
 
     let labels = json!({"alertname": "ServiceDown", "namespace": "prod", "job": "checkout", "severity": "critical"});
     let starts_at = chrono::Utc::now().to_rfc3339();
-    push(&am, json!({"labels": labels, "annotations": {"summary": "checkout is down"}, "startsAt": starts_at})).await;
+    push(
+        &am,
+        json!({"labels": labels, "annotations": {"summary": "checkout is down"}, "startsAt": starts_at}),
+    )
+    .await;
 
     let incident = eventually("the incident to open", async || {
         let (_, list) = c.get("/api/v1/incidents").await;
@@ -162,10 +149,7 @@ async fn alerts_flow_from_alertmanager_to_one_incident_repeat_without_duplicates
     })
     .await;
     assert_eq!(incident["playbook"], "service-down");
-    assert_eq!(
-        incident["severity"], "P0",
-        "the ServiceDown playbook says P0"
-    );
+    assert_eq!(incident["severity"], "P0", "the ServiceDown playbook says P0");
     assert_eq!(incident["title"], "checkout is down");
     let id = incident["id"].as_str().unwrap().to_string();
     let (_, with_timeline) = c.get(&format!("/api/v1/incidents/{id}")).await;
@@ -173,7 +157,11 @@ async fn alerts_flow_from_alertmanager_to_one_incident_repeat_without_duplicates
 
     // AlertManager resends the group every repeat_interval (2 s) and we
     // push the same alert again: still one incident, same timeline.
-    push(&am, json!({"labels": labels, "annotations": {"summary": "checkout is down"}, "startsAt": starts_at})).await;
+    push(
+        &am,
+        json!({"labels": labels, "annotations": {"summary": "checkout is down"}, "startsAt": starts_at}),
+    )
+    .await;
     let metrics_url = format!("{}/metrics", server.url);
     eventually("AlertManager to repeat the notification", async || {
         let text = reqwest::get(&metrics_url).await.ok()?.text().await.ok()?;

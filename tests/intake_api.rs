@@ -41,11 +41,7 @@ async fn every_captured_body_is_accepted_and_resending_them_creates_nothing_new(
         for name in FIXTURES {
             let (status, body) = c.post("/api/v1/alerts", fixture(name)).await;
             assert_eq!(status, 200);
-            assert_eq!(
-                body["opened"],
-                json!([]),
-                "{name}: a resend opened an incident"
-            );
+            assert_eq!(body["opened"], json!([]), "{name}: a resend opened an incident");
         }
     }
     let (_, after) = c.get("/api/v1/incidents").await;
@@ -55,10 +51,7 @@ async fn every_captured_body_is_accepted_and_resending_them_creates_nothing_new(
             .as_array()
             .unwrap()
             .len();
-        assert_eq!(
-            timeline, timelines_before[i],
-            "{id}: a resend added timeline events"
-        );
+        assert_eq!(timeline, timelines_before[i], "{id}: a resend added timeline events");
     }
     server.stop().await;
 }
@@ -67,9 +60,7 @@ async fn every_captured_body_is_accepted_and_resending_them_creates_nothing_new(
 async fn a_firing_alert_opens_an_incident_and_its_resolve_closes_it() {
     let server = Server::start().await;
     let c = server.client();
-    let (_, r) = c
-        .post("/api/v1/alerts", fixture("firing-single.json"))
-        .await;
+    let (_, r) = c.post("/api/v1/alerts", fixture("firing-single.json")).await;
     let id = r["opened"][0].as_str().unwrap().to_string();
     let (status, inc) = c.get(&format!("/api/v1/incidents/{id}")).await;
     assert_eq!(status, 200);
@@ -86,9 +77,7 @@ async fn a_firing_alert_opens_an_incident_and_its_resolve_closes_it() {
         .collect();
     assert_eq!(kinds, ["opened", "severity_set", "alert_fired"]);
 
-    let (_, r) = c
-        .post("/api/v1/alerts", fixture("resolved-single.json"))
-        .await;
+    let (_, r) = c.post("/api/v1/alerts", fixture("resolved-single.json")).await;
     assert_eq!(r["resolved"], 1);
     let (_, inc) = c.get(&format!("/api/v1/incidents/{id}")).await;
     assert_eq!(inc["status"], "resolved");
@@ -108,18 +97,23 @@ async fn bad_input_gets_its_status_and_a_message_a_person_understands() {
     let cases: Vec<(Vec<u8>, u16, &str)> = vec![
         (b"{\"alerts\": [".to_vec(), 400, "not valid JSON"),
         (b"{\"receiver\": \"x\"}".to_vec(), 400, "missing field `alerts`"),
-        (br#"{"alerts":[{"status":"firing","labels":{"a":1},"startsAt":"2026-11-29T12:46:35Z"}]}"#.to_vec(), 400, "expected a string"),
-        (br#"{"alerts":[{"status":"firing","labels":{},"startsAt":"soon"}]}"#.to_vec(), 400, "startsAt \"soon\" is not an RFC 3339 time"),
+        (
+            br#"{"alerts":[{"status":"firing","labels":{"a":1},"startsAt":"2026-11-29T12:46:35Z"}]}"#.to_vec(),
+            400,
+            "expected a string",
+        ),
+        (
+            br#"{"alerts":[{"status":"firing","labels":{},"startsAt":"soon"}]}"#.to_vec(),
+            400,
+            "startsAt \"soon\" is not an RFC 3339 time",
+        ),
         (vec![0xff, 0xfe, 0x00], 400, "not valid JSON"),
         (vec![b' '; 65 * 1024], 413, "larger than the limit"),
     ];
     for (body, status, message) in cases {
         let (got, answer) = c.post("/api/v1/alerts", body).await;
         assert_eq!(got, status, "{answer}");
-        assert!(
-            answer["error"].as_str().unwrap().contains(message),
-            "{answer}"
-        );
+        assert!(answer["error"].as_str().unwrap().contains(message), "{answer}");
     }
 
     let mut anonymous = c.clone();
@@ -157,10 +151,7 @@ async fn bad_input_gets_its_status_and_a_message_a_person_understands() {
     ] {
         let (got, answer) = c.get(path).await;
         assert_eq!(got, status, "{path}: {answer}");
-        assert!(
-            answer["error"].as_str().unwrap().contains(message),
-            "{path}: {answer}"
-        );
+        assert!(answer["error"].as_str().unwrap().contains(message), "{path}: {answer}");
     }
     // The failures are counted in /metrics, by outcome.
     let metrics = reqwest::get(format!("{}/metrics", server.url))
@@ -185,8 +176,7 @@ async fn bad_input_gets_its_status_and_a_message_a_person_understands() {
 async fn notes_and_resolve_by_hand_land_on_the_timeline_with_who_did_it() {
     let server = Server::start().await;
     let c = server.client();
-    c.post("/api/v1/alerts", fixture("firing-grouped.json"))
-        .await;
+    c.post("/api/v1/alerts", fixture("firing-grouped.json")).await;
     let (status, _) = c
         .post(
             "/api/v1/incidents/INC-1/notes",
@@ -201,10 +191,7 @@ async fn notes_and_resolve_by_hand_land_on_the_timeline_with_who_did_it() {
         )
         .await;
     assert_eq!(status, 400, "{answer}");
-    assert!(
-        answer["error"].as_str().unwrap().contains("root_cause"),
-        "{answer}"
-    );
+    assert!(answer["error"].as_str().unwrap().contains("root_cause"), "{answer}");
     let (status, inc) = c.post("/api/v1/incidents/INC-1/resolve", vec![]).await;
     assert_eq!(status, 200, "{inc}");
     assert_eq!(inc["status"], "resolved");
@@ -222,9 +209,7 @@ async fn notes_and_resolve_by_hand_land_on_the_timeline_with_who_did_it() {
     );
     // The group's alerts fire again (a repeat): the resolved incident stays
     // resolved and no new one opens.
-    let (_, r) = c
-        .post("/api/v1/alerts", fixture("firing-grouped.json"))
-        .await;
+    let (_, r) = c.post("/api/v1/alerts", fixture("firing-grouped.json")).await;
     assert_eq!(r["opened"], json!([]));
     server.stop().await;
 }
@@ -232,9 +217,7 @@ async fn notes_and_resolve_by_hand_land_on_the_timeline_with_who_did_it() {
 #[tokio::test(flavor = "multi_thread")]
 async fn health_and_runbooks_answer() {
     let server = Server::start().await;
-    let health = reqwest::get(format!("{}/healthz", server.url))
-        .await
-        .unwrap();
+    let health = reqwest::get(format!("{}/healthz", server.url)).await.unwrap();
     assert_eq!(health.status(), 200);
     let (status, runbooks) = server.client().get("/api/v1/runbooks").await;
     assert_eq!(status, 200);

@@ -30,16 +30,10 @@ fn start(data_dir: &std::path::Path) -> (Child, String) {
     let stderr = child.stderr.take().expect("stderr is piped");
     let mut lines = BufReader::new(stderr).lines();
     let addr = loop {
-        let line = lines
-            .next()
-            .expect("laojun logs that it listens")
-            .expect("log line");
+        let line = lines.next().expect("laojun logs that it listens").expect("log line");
         let log: Value = serde_json::from_str(&line).unwrap_or_default();
         if log["fields"]["message"] == "laojun listening" {
-            break log["fields"]["addr"]
-                .as_str()
-                .expect("addr field")
-                .to_string();
+            break log["fields"]["addr"].as_str().expect("addr field").to_string();
         }
     };
     // Keep draining the log so the child never blocks on a full pipe.

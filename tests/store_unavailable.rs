@@ -9,6 +9,7 @@ use chrono::{DateTime, Utc};
 use laojun::incident::{Event, Incident};
 use laojun::intake::Intake;
 use laojun::metrics::Metrics;
+use laojun::run::Run;
 use laojun::server::{router, AppState};
 use laojun::store::{Episode, IncidentFilter, SledStore, Store, StoreError, Write};
 use laojun::writer::Writer;
@@ -45,6 +46,21 @@ impl Store for FlakyStore {
     }
     fn last_incident(&self) -> Result<u64, StoreError> {
         self.inner.last_incident()
+    }
+    fn run(&self, n: u64) -> Result<Option<Run>, StoreError> {
+        self.inner.run(n)
+    }
+    fn unfinished_runs(&self) -> Result<Vec<Run>, StoreError> {
+        self.inner.unfinished_runs()
+    }
+    fn runs_since(&self, since: DateTime<Utc>) -> Result<Vec<Run>, StoreError> {
+        self.inner.runs_since(since)
+    }
+    fn last_run(&self) -> Result<u64, StoreError> {
+        self.inner.last_run()
+    }
+    fn run_for_key(&self, key: &str) -> Result<Option<String>, StoreError> {
+        self.inner.run_for_key(key)
     }
 }
 
@@ -83,10 +99,7 @@ async fn a_store_that_cannot_write_gets_503_and_the_retry_after_recovery_is_stor
     assert_eq!(resp.headers()["retry-after"], "1");
     let answer: serde_json::Value = resp.json().await.unwrap();
     assert!(
-        answer["error"]
-            .as_str()
-            .unwrap()
-            .contains("No space left on device"),
+        answer["error"].as_str().unwrap().contains("No space left on device"),
         "{answer}"
     );
     assert_eq!(store.last_incident().unwrap(), 0, "nothing was kept");

@@ -20,15 +20,8 @@ fn stdout(o: &Output) -> String {
 fn the_shipped_runbooks_playbooks_and_templates_validate_clean() {
     let out = laojun(&["validate", "."]);
     assert_eq!(out.status.code(), Some(0), "{}", stdout(&out));
-    assert_eq!(
-        stdout(&out),
-        "ok: 7 runbooks, 6 playbooks, 2 templates in .\n"
-    );
-    assert!(
-        out.stderr.is_empty(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_eq!(stdout(&out), "ok: 7 runbooks, 6 playbooks, 2 templates in .\n");
+    assert!(out.stderr.is_empty(), "{}", String::from_utf8_lossy(&out.stderr));
 }
 
 #[test]
@@ -56,10 +49,7 @@ fn the_broken_folder_has_one_message_per_faulty_file() {
         let hits = out.lines().filter(|l| l.starts_with(file.as_str())).count();
         assert_eq!(hits, 1, "{file} should have exactly one message:\n{out}");
     }
-    assert!(
-        !out.contains("/ok."),
-        "the fault-free files got a message:\n{out}"
-    );
+    assert!(!out.contains("/ok."), "the fault-free files got a message:\n{out}");
     assert!(out.ends_with(&format!("{} problems found\n", faulty.len())));
 }
 
@@ -68,8 +58,7 @@ fn a_folder_without_runbooks_is_bad_usage() {
     let empty = tempfile::tempdir().unwrap();
     let out = laojun(&["validate", empty.path().to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&out.stderr)
-        .contains("none of runbooks/, playbooks/ or templates/"));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("none of runbooks/, playbooks/ or templates/"));
     let out = laojun(&["validate", "/no/such/folder"]);
     assert_eq!(out.status.code(), Some(2));
     let out = laojun(&["validate", "--frobnicate"]);
@@ -82,10 +71,7 @@ fn help_is_printed_for_every_command_with_exit_zero() {
     assert_eq!(out.status.code(), Some(0));
     let text = stdout(&out);
     for command in ["validate", "actions"] {
-        assert!(
-            text.contains(command),
-            "{command} missing from --help:\n{text}"
-        );
+        assert!(text.contains(command), "{command} missing from --help:\n{text}");
         let sub = laojun(&[command, "--help"]);
         assert_eq!(sub.status.code(), Some(0));
         assert!(stdout(&sub).contains("Usage: laojun"), "{}", stdout(&sub));

@@ -38,12 +38,7 @@ pub struct Tools<'a> {
 
 /// Loads one runbook. Problems go to `found`; the runbook is returned only
 /// when this file had none.
-pub fn load(
-    path: &Path,
-    source: &str,
-    tools: &Tools,
-    found: &mut Vec<Diagnostic>,
-) -> Option<Runbook> {
+pub fn load(path: &Path, source: &str, tools: &Tools, found: &mut Vec<Diagnostic>) -> Option<Runbook> {
     let before = found.len();
     let mut d = Diagnostics::new(path, found);
     let doc = match yaml::parse(source) {
@@ -60,14 +55,8 @@ pub fn load(
     if let Some(node) = f.get("name") {
         check_name_matches_file(name, node.pos, &mut d);
     }
-    let description = f
-        .opt_str("description", &mut d)
-        .unwrap_or_default()
-        .to_string();
-    let params = f
-        .get("params")
-        .map(|n| load_params(n, &mut d))
-        .unwrap_or_default();
+    let description = f.opt_str("description", &mut d).unwrap_or_default().to_string();
+    let params = f.get("params").map(|n| load_params(n, &mut d)).unwrap_or_default();
     let param_names: Vec<String> = params.iter().map(|p| p.name.clone()).collect();
 
     let mut ctx = StepContext {
@@ -110,11 +99,7 @@ fn check_name_matches_file(name: &str, pos: Pos, d: &mut Diagnostics) {
         );
         return;
     }
-    let stem = d
-        .path()
-        .file_stem()
-        .and_then(|s| s.to_str())
-        .unwrap_or_default();
+    let stem = d.path().file_stem().and_then(|s| s.to_str()).unwrap_or_default();
     if stem != name {
         d.error(
             pos,
@@ -174,11 +159,21 @@ fn load_param(name: &str, node: &Node, d: &mut Diagnostics) -> Option<Param> {
                     if kind.accepts(&v) {
                         allowed.push(v);
                     } else {
-                        d.error(item.pos, format!("allowed value {} of parameter `{name}` is not a {}", item.brief(), kind.name()));
+                        d.error(
+                            item.pos,
+                            format!(
+                                "allowed value {} of parameter `{name}` is not a {}",
+                                item.brief(),
+                                kind.name()
+                            ),
+                        );
                     }
                 }
             }
-            None => d.error(list.pos, format!("`allowed` of parameter `{name}` must be a list of values, e.g. `allowed: [prod, staging]`")),
+            None => d.error(
+                list.pos,
+                format!("`allowed` of parameter `{name}` must be a list of values, e.g. `allowed: [prod, staging]`"),
+            ),
         }
     }
     let mut default = None;
@@ -268,7 +263,10 @@ impl StepContext<'_> {
         let id = f.req_str("id", "id: rollback", d).map(str::to_string);
         if let (Some(id), Some(id_node)) = (&id, f.get("id")) {
             if !is_identifier(id) {
-                d.error(id_node.pos, format!("step id {id:?} must be lower-case letters, digits, `-` or `_`, starting with a letter"));
+                d.error(
+                    id_node.pos,
+                    format!("step id {id:?} must be lower-case letters, digits, `-` or `_`, starting with a letter"),
+                );
             } else if let Some(first) = self.seen.get(id) {
                 d.error(id_node.pos, format!("step id `{id}` is used twice (first at line {}); step ids must be unique so `steps.{id}.output` means one step", first.line));
             } else {
@@ -284,18 +282,13 @@ impl StepContext<'_> {
         };
         let when = f.get("when").and_then(|n| self.condition(n, &label, d));
         let timeout = f.opt_int("timeout_secs", 1, DAY_SECS, d).map(secs);
-        let retries = f
-            .get("retries")
-            .and_then(|n| retries(n, &label, d))
-            .unwrap_or_default();
+        let retries = f.get("retries").and_then(|n| retries(n, &label, d)).unwrap_or_default();
         let script = match (action, &with) {
             (Some(a), Some(with)) if a.name == "script" => self.script(with, &f, d),
             _ => None,
         };
         let default_idempotent = action.is_some_and(|a| {
-            a.idempotent
-                || (a.name == "k8s.scale"
-                    && with.as_ref().is_some_and(|w| w.contains_key("replicas")))
+            a.idempotent || (a.name == "k8s.scale" && with.as_ref().is_some_and(|w| w.contains_key("replicas")))
         });
         let idempotent = f.opt_bool("idempotent", d).unwrap_or(default_idempotent);
         // Steps in on_failure may use this step's output (it failed, but may
@@ -305,17 +298,17 @@ impl StepContext<'_> {
         }
         let on_failure = match f.get("on_failure") {
             None => OnFailure::Abort,
-            Some(n) => match &n.value {
-                Value::Str { text, .. } if text == "abort" => OnFailure::Abort,
-                Value::Str { text, .. } if text == "continue" => OnFailure::Continue,
-                Value::Seq(_) => {
-                    OnFailure::Steps(self.steps(n, &format!("`on_failure` of {label}"), d))
+            Some(n) => {
+                match &n.value {
+                    Value::Str { text, .. } if text == "abort" => OnFailure::Abort,
+                    Value::Str { text, .. } if text == "continue" => OnFailure::Continue,
+                    Value::Seq(_) => OnFailure::Steps(self.steps(n, &format!("`on_failure` of {label}"), d)),
+                    _ => {
+                        d.error(n.pos, format!("`on_failure` of {label} must be `abort`, `continue` or a list of steps to run, found {}", n.brief()));
+                        OnFailure::Abort
+                    }
                 }
-                _ => {
-                    d.error(n.pos, format!("`on_failure` of {label} must be `abort`, `continue` or a list of steps to run, found {}", n.brief()));
-                    OnFailure::Abort
-                }
-            },
+            }
         };
         Some(Step {
             id: id?,
@@ -385,19 +378,11 @@ impl StepContext<'_> {
             }
         }
         for group in spec.exactly_one_of {
-            let given: Vec<&str> = group
-                .iter()
-                .copied()
-                .filter(|n| f.get(n).is_some())
-                .collect();
+            let given: Vec<&str> = group.iter().copied().filter(|n| f.get(n).is_some()).collect();
             if given.is_empty() {
                 d.error(
                     with_node.pos,
-                    format!(
-                        "{label} ({}) needs one of {} in `with`",
-                        spec.name,
-                        one_of(group)
-                    ),
+                    format!("{label} ({}) needs one of {} in `with`", spec.name, one_of(group)),
                 );
             } else if given.len() > 1 {
                 d.error(
@@ -405,11 +390,7 @@ impl StepContext<'_> {
                     format!(
                         "{label} ({}) gives both {}; keep only one of them",
                         spec.name,
-                        given
-                            .iter()
-                            .map(|g| format!("`{g}`"))
-                            .collect::<Vec<_>>()
-                            .join(" and ")
+                        given.iter().map(|g| format!("`{g}`")).collect::<Vec<_>>().join(" and ")
                     ),
                 );
             }
@@ -420,13 +401,7 @@ impl StepContext<'_> {
         (d.count() == errors_before).then_some(out)
     }
 
-    fn argument(
-        &self,
-        kind: ArgKind,
-        node: &Node,
-        field: &str,
-        d: &mut Diagnostics,
-    ) -> Option<serde_json::Value> {
+    fn argument(&self, kind: ArgKind, node: &Node, field: &str, d: &mut Diagnostics) -> Option<serde_json::Value> {
         use serde_json::Value as J;
         // A template renders at run time; its type is checked then.
         if let Some(text) = node.as_str() {
@@ -453,9 +428,7 @@ impl StepContext<'_> {
                     self.check_text(text, node.pos, field, d);
                     Some(J::String(text.clone()))
                 }
-                Value::Int(_) | Value::Float(_) | Value::Bool(_) => {
-                    Some(J::String(template::plain(&node.to_json())))
-                }
+                Value::Int(_) | Value::Float(_) | Value::Bool(_) => Some(J::String(template::plain(&node.to_json()))),
                 _ => bad(d),
             },
             ArgKind::Int => match node.value {
@@ -482,9 +455,7 @@ impl StepContext<'_> {
             },
             ArgKind::ScaleBy => match &node.value {
                 Value::Int(i) => Some(J::String(format!("{i:+}"))),
-                Value::Str { text, .. } if parse_scale_by(text).is_some() => {
-                    Some(J::String(text.clone()))
-                }
+                Value::Str { text, .. } if parse_scale_by(text).is_some() => Some(J::String(text.clone())),
                 _ => bad(d),
             },
             ArgKind::Statuses => {
@@ -537,10 +508,7 @@ impl StepContext<'_> {
                             } else {
                                 "a string"
                             };
-                            d.error(
-                                v.pos,
-                                format!("{entry_field} must be {want}, found {}", v.brief()),
-                            );
+                            d.error(v.pos, format!("{entry_field} must be {want}, found {}", v.brief()));
                             continue;
                         }
                     };
@@ -558,12 +526,8 @@ impl StepContext<'_> {
     fn check_strings_in(&self, node: &Node, field: &str, d: &mut Diagnostics) {
         match &node.value {
             Value::Str { text, .. } => self.check_text(text, node.pos, field, d),
-            Value::Seq(items) => items
-                .iter()
-                .for_each(|i| self.check_strings_in(i, field, d)),
-            Value::Map(entries) => entries
-                .iter()
-                .for_each(|(_, v)| self.check_strings_in(v, field, d)),
+            Value::Seq(items) => items.iter().for_each(|i| self.check_strings_in(i, field, d)),
+            Value::Map(entries) => entries.iter().for_each(|(_, v)| self.check_strings_in(v, field, d)),
             _ => {}
         }
     }
@@ -621,12 +585,7 @@ impl StepContext<'_> {
                 Err(e) => {
                     d.error(
                         pos,
-                        format!(
-                            "{} {}{}",
-                            f.field("with.source"),
-                            e.message,
-                            at_script_pos(&e)
-                        ),
+                        format!("{} {}{}", f.field("with.source"), e.message, at_script_pos(&e)),
                     );
                     None
                 }
@@ -635,8 +594,8 @@ impl StepContext<'_> {
         let file = with.get("file").and_then(|v| v.as_str())?;
         let pos = with_node.get("file").map_or(with_node.pos, |n| n.pos);
         let rel = Path::new(file);
-        let inside = rel.extension().is_some_and(|e| e == "rhai")
-            && rel.components().all(|c| matches!(c, Component::Normal(_)));
+        let inside =
+            rel.extension().is_some_and(|e| e == "rhai") && rel.components().all(|c| matches!(c, Component::Normal(_)));
         if !inside {
             d.error(pos, format!("{} is {file:?}; name a `.rhai` file beside the runbook, e.g. `file: check-health.rhai` (no `..`, no absolute path)", f.field("with.file")));
             return None;
@@ -686,10 +645,7 @@ fn action_of(node: &Node, d: &mut Diagnostics) -> Option<&'static ActionSpec> {
             .unwrap_or_default();
         d.error(
             node.pos,
-            format!(
-                "unknown action `{name}`; {hint}the actions are {}",
-                one_of(&names)
-            ),
+            format!("unknown action `{name}`; {hint}the actions are {}", one_of(&names)),
         );
     }
     found
@@ -846,10 +802,7 @@ steps:
         assert_eq!(rb.steps[0].retries.attempts, 3);
         assert!(matches!(&rb.steps[0].on_failure, OnFailure::Steps(s) if s.len() == 1));
         assert_eq!(rb.steps[1].with["by"], "+2");
-        assert!(
-            !rb.steps[1].idempotent,
-            "relative scaling is not idempotent"
-        );
+        assert!(!rb.steps[1].idempotent, "relative scaling is not idempotent");
     }
 
     #[test]
@@ -860,9 +813,7 @@ steps:
         assert!(rb.is_none());
         assert_eq!(errs.len(), 4, "{errs:#?}");
         assert!(
-            errs[0].starts_with(
-                "runbooks/rb.yaml:4:13: unknown action `k8s.rolback`; did you mean `k8s.rollback`?"
-            ),
+            errs[0].starts_with("runbooks/rb.yaml:4:13: unknown action `k8s.rolback`; did you mean `k8s.rollback`?"),
             "{}",
             errs[0]
         );
@@ -873,13 +824,12 @@ steps:
         );
         assert!(
             errs.iter()
-                .any(|e| e
-                    .contains("7:18: `secs` in `with` of step `a` (wait) must be a whole number")),
+                .any(|e| e.contains("7:18: `secs` in `with` of step `a` (wait) must be a whole number")),
             "{errs:#?}"
         );
         assert!(
-            errs.iter().any(|e| e
-                .contains("8:5: unknown key `timeout` in step `a`; did you mean `timeout_secs`?")),
+            errs.iter()
+                .any(|e| e.contains("8:5: unknown key `timeout` in step `a`; did you mean `timeout_secs`?")),
             "{errs:#?}"
         );
     }

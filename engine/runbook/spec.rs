@@ -90,12 +90,7 @@ const fn req(name: &'static str, kind: ArgKind, doc: &'static str) -> Arg {
     }
 }
 
-const fn opt(
-    name: &'static str,
-    kind: ArgKind,
-    default: Option<&'static str>,
-    doc: &'static str,
-) -> Arg {
+const fn opt(name: &'static str, kind: ArgKind, default: Option<&'static str>, doc: &'static str) -> Arg {
     Arg {
         name,
         kind,
@@ -123,7 +118,12 @@ pub const ACTIONS: &[ActionSpec] = &[
             CLUSTER,
             NAMESPACE,
             DEPLOYMENT,
-            opt("to_revision", ArgKind::Int, Some("the previous revision"), "revision to roll back to"),
+            opt(
+                "to_revision",
+                ArgKind::Int,
+                Some("the previous revision"),
+                "revision to roll back to",
+            ),
         ],
         exactly_one_of: &[],
         idempotent: false,
@@ -137,7 +137,12 @@ pub const ACTIONS: &[ActionSpec] = &[
             NAMESPACE,
             DEPLOYMENT,
             opt("replicas", ArgKind::Int, None, "the replica count to set"),
-            opt("by", ArgKind::ScaleBy, None, "a change from the current count: `+2`, `-1`, `x2`, `*1.5`"),
+            opt(
+                "by",
+                ArgKind::ScaleBy,
+                None,
+                "a change from the current count: `+2`, `-1`, `x2`, `*1.5`",
+            ),
             opt("min", ArgKind::Int, Some("0"), "never scale below this"),
             opt("max", ArgKind::Int, None, "never scale above this"),
         ],
@@ -183,14 +188,42 @@ pub const ACTIONS: &[ActionSpec] = &[
         name: "dns.failover",
         summary: "Move a Route53 record to a standby target (UPSERT) or shift weights, then wait for INSYNC.",
         args: &[
-            req("hosted_zone_id", ArgKind::Str, "Route53 hosted zone id, e.g. `Z123456789`"),
-            req("record_name", ArgKind::Str, "the record to change, e.g. `api.example.com`"),
-            opt("record_type", ArgKind::Enum(&["A", "AAAA", "CNAME"]), Some("A"), "record type"),
-            opt("from", ArgKind::Str, None, "the value the record must have now; the step fails if it has another"),
+            req(
+                "hosted_zone_id",
+                ArgKind::Str,
+                "Route53 hosted zone id, e.g. `Z123456789`",
+            ),
+            req(
+                "record_name",
+                ArgKind::Str,
+                "the record to change, e.g. `api.example.com`",
+            ),
+            opt(
+                "record_type",
+                ArgKind::Enum(&["A", "AAAA", "CNAME"]),
+                Some("A"),
+                "record type",
+            ),
+            opt(
+                "from",
+                ArgKind::Str,
+                None,
+                "the value the record must have now; the step fails if it has another",
+            ),
             opt("to", ArgKind::Str, None, "the standby target to point the record at"),
-            opt("weights", ArgKind::IntMap, None, "new weight per set identifier, for weighted records"),
+            opt(
+                "weights",
+                ArgKind::IntMap,
+                None,
+                "new weight per set identifier, for weighted records",
+            ),
             opt("ttl", ArgKind::Int, Some("60"), "TTL of the written record"),
-            opt("wait_insync", ArgKind::Bool, Some("true"), "wait until Route53 reports the change INSYNC"),
+            opt(
+                "wait_insync",
+                ArgKind::Bool,
+                Some("true"),
+                "wait until Route53 reports the change INSYNC",
+            ),
         ],
         exactly_one_of: &[&["to", "weights"]],
         idempotent: true,
@@ -200,10 +233,25 @@ pub const ACTIONS: &[ActionSpec] = &[
         name: "slack.notify",
         summary: "Post a Block Kit message to Slack through an incoming webhook.",
         args: &[
-            opt("channel", ArgKind::Str, Some("the webhook's channel"), "channel to post to, e.g. `#ops-alerts`"),
+            opt(
+                "channel",
+                ArgKind::Str,
+                Some("the webhook's channel"),
+                "channel to post to, e.g. `#ops-alerts`",
+            ),
             opt("text", ArgKind::Str, None, "the message text (a template)"),
-            opt("template", ArgKind::Str, None, "name of a template in templates/ to render as the message"),
-            opt("webhook_url", ArgKind::Str, Some("`slack.webhook_url` from the config"), "a secret reference such as `${env:SLACK_WEBHOOK_URL}`"),
+            opt(
+                "template",
+                ArgKind::Str,
+                None,
+                "name of a template in templates/ to render as the message",
+            ),
+            opt(
+                "webhook_url",
+                ArgKind::Str,
+                Some("`slack.webhook_url` from the config"),
+                "a secret reference such as `${env:SLACK_WEBHOOK_URL}`",
+            ),
         ],
         exactly_one_of: &[&["text", "template"]],
         idempotent: false,
@@ -213,11 +261,31 @@ pub const ACTIONS: &[ActionSpec] = &[
         name: "http",
         summary: "Call an HTTP endpoint and check its status.",
         args: &[
-            opt("method", ArgKind::Enum(&["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD"]), Some("GET"), "HTTP method"),
+            opt(
+                "method",
+                ArgKind::Enum(&["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD"]),
+                Some("GET"),
+                "HTTP method",
+            ),
             req("url", ArgKind::Str, "http:// or https:// URL"),
-            opt("headers", ArgKind::StrMap, None, "request headers; values may hold secret references `${env:NAME}`"),
-            opt("body", ArgKind::Any, None, "request body: a string is sent as is, anything else as JSON"),
-            opt("expect_status", ArgKind::Statuses, Some("any 2xx"), "status codes that count as success"),
+            opt(
+                "headers",
+                ArgKind::StrMap,
+                None,
+                "request headers; values may hold secret references `${env:NAME}`",
+            ),
+            opt(
+                "body",
+                ArgKind::Any,
+                None,
+                "request body: a string is sent as is, anything else as JSON",
+            ),
+            opt(
+                "expect_status",
+                ArgKind::Statuses,
+                Some("any 2xx"),
+                "status codes that count as success",
+            ),
         ],
         exactly_one_of: &[],
         idempotent: false,
@@ -236,12 +304,23 @@ pub const ACTIONS: &[ActionSpec] = &[
     },
     ActionSpec {
         name: "approval",
-        summary: "Wait until a person approves (API or CLI); deny or timeout fails the step unless `on_timeout: approve`.",
+        summary:
+            "Wait until a person approves (API or CLI); deny or timeout fails the step unless `on_timeout: approve`.",
         args: &[
-            opt("who", ArgKind::StrList, Some("any operator"), "who may approve (token names)"),
+            opt(
+                "who",
+                ArgKind::StrList,
+                Some("any operator"),
+                "who may approve (token names)",
+            ),
             opt("message", ArgKind::Str, None, "what the approver is asked"),
             opt("ttl_secs", ArgKind::Int, Some("900"), "how long to wait for a decision"),
-            opt("on_timeout", ArgKind::Enum(&["deny", "approve"]), Some("deny"), "what happens when nobody decides in time"),
+            opt(
+                "on_timeout",
+                ArgKind::Enum(&["deny", "approve"]),
+                Some("deny"),
+                "what happens when nobody decides in time",
+            ),
         ],
         exactly_one_of: &[],
         idempotent: true,

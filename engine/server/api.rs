@@ -23,10 +23,7 @@ use crate::writer::{Failure, Request};
 type ApiResult = Result<Json<Value>, ApiError>;
 
 /// `POST /api/v1/alerts`: answers 200 only after the alerts are on disk.
-pub async fn post_alerts(
-    State(state): State<Arc<AppState>>,
-    body: Result<Bytes, BytesRejection>,
-) -> ApiResult {
+pub async fn post_alerts(State(state): State<Arc<AppState>>, body: Result<Bytes, BytesRejection>) -> ApiResult {
     let outcome = |o: &str| state.metrics.webhooks.with_label_values(&[o]).inc();
     let body = body.map_err(|rejection| {
         if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
@@ -43,11 +40,7 @@ pub async fn post_alerts(
     })?;
     let statuses: Vec<&'static str> = alerts.iter().map(|a| a.status.as_str()).collect();
     let (reply, answer) = oneshot::channel();
-    if state
-        .writer
-        .try_send(Request::Alerts { alerts, reply })
-        .is_err()
-    {
+    if state.writer.try_send(Request::Alerts { alerts, reply }).is_err() {
         outcome("unavailable");
         return Err(ApiError::unavailable(
             "laojun is busy (intake queue full); retry shortly",
@@ -75,17 +68,9 @@ pub async fn post_alerts(
             AlertOutcome::Stale => (4, "stale"),
         };
         counts[i] += 1;
-        state
-            .metrics
-            .alerts
-            .with_label_values(&[status, name])
-            .inc();
+        state.metrics.alerts.with_label_values(&[status, name]).inc();
     }
-    let opened: Vec<&str> = applied
-        .opened
-        .iter()
-        .map(|o| o.incident.id.as_str())
-        .collect();
+    let opened: Vec<&str> = applied.opened.iter().map(|o| o.incident.id.as_str()).collect();
     Ok(Json(json!({
         "status": "stored",
         "alerts": applied.outcomes.len(),
@@ -110,20 +95,13 @@ pub async fn list_incidents(
     State(state): State<Arc<AppState>>,
     query: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
 ) -> ApiResult {
-    let Query(q) = query.map_err(|e| {
-        ApiError::bad_request(format!(
-            "{}; the filters are status, severity and limit",
-            e.body_text()
-        ))
-    })?;
+    let Query(q) = query
+        .map_err(|e| ApiError::bad_request(format!("{}; the filters are status, severity and limit", e.body_text())))?;
     let status = q
         .status
         .map(|s| {
             Status::parse(&s).ok_or_else(|| {
-                ApiError::bad_request(format!(
-                    "status {s:?} is not one of {}",
-                    Status::NAMES.join(", ")
-                ))
+                ApiError::bad_request(format!("status {s:?} is not one of {}", Status::NAMES.join(", ")))
             })
         })
         .transpose()?;
@@ -131,10 +109,7 @@ pub async fn list_incidents(
         .severity
         .map(|s| {
             Severity::parse(&s).ok_or_else(|| {
-                ApiError::bad_request(format!(
-                    "severity {s:?} is not one of {}",
-                    Severity::NAMES.join(", ")
-                ))
+                ApiError::bad_request(format!("severity {s:?} is not one of {}", Severity::NAMES.join(", ")))
             })
         })
         .transpose()?;
@@ -152,9 +127,7 @@ pub async fn list_incidents(
 }
 
 fn incident_number(id: &str) -> Result<u64, ApiError> {
-    parse_id(id).ok_or_else(|| {
-        ApiError::not_found(format!("no incident {id:?}; incident ids look like INC-42"))
-    })
+    parse_id(id).ok_or_else(|| ApiError::not_found(format!("no incident {id:?}; incident ids look like INC-42")))
 }
 
 /// `GET /api/v1/incidents/{id}`: the incident with its `timeline`.
@@ -248,9 +221,7 @@ pub async fn post_resolve(
 
 fn failure(f: Failure) -> ApiError {
     match f {
-        Failure::Refused(crate::intake::RequestError::NotFound(id)) => {
-            ApiError::not_found(format!("no incident {id}"))
-        }
+        Failure::Refused(crate::intake::RequestError::NotFound(id)) => ApiError::not_found(format!("no incident {id}")),
         Failure::Refused(other) => ApiError::new(StatusCode::CONFLICT, other.to_string()),
         Failure::Unavailable(why) => ApiError::unavailable(why),
     }

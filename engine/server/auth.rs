@@ -16,20 +16,12 @@ use super::{ApiError, AppState};
 #[derive(Debug, Clone)]
 pub struct Caller(pub String);
 
-pub async fn require_token(
-    State(state): State<Arc<AppState>>,
-    mut request: Request,
-    next: Next,
-) -> Response {
+pub async fn require_token(State(state): State<Arc<AppState>>, mut request: Request, next: Next) -> Response {
     // Only webhook refusals count in the webhook metric.
     let is_webhook = request.uri().path().ends_with("/alerts");
     let refuse = |message: &'static str| {
         if is_webhook {
-            state
-                .metrics
-                .webhooks
-                .with_label_values(&["unauthorized"])
-                .inc();
+            state.metrics.webhooks.with_label_values(&["unauthorized"]).inc();
         }
         ApiError::new(StatusCode::UNAUTHORIZED, message).into_response()
     };
@@ -46,9 +38,7 @@ pub async fn require_token(
         {
             user.unwrap_or_else(|| "api-token".into())
         }
-        (Some(_), None) => {
-            return refuse("this API needs a token: send `Authorization: Bearer <token>`")
-        }
+        (Some(_), None) => return refuse("this API needs a token: send `Authorization: Bearer <token>`"),
         (Some(_), Some(_)) => return refuse("the token is not valid"),
     };
     request.extensions_mut().insert(Caller(caller));
@@ -62,9 +52,7 @@ fn credentials(header: &str) -> Option<(Option<String>, String)> {
         return Some((None, value.trim().to_string()));
     }
     if scheme.eq_ignore_ascii_case("basic") {
-        let decoded = base64::engine::general_purpose::STANDARD
-            .decode(value.trim())
-            .ok()?;
+        let decoded = base64::engine::general_purpose::STANDARD.decode(value.trim()).ok()?;
         let text = String::from_utf8(decoded).ok()?;
         let (user, password) = text.split_once(':')?;
         let user = (!user.is_empty()).then(|| user.to_string());

@@ -35,11 +35,7 @@ impl ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let mut response = (
-            self.status,
-            Json(serde_json::json!({"error": self.message})),
-        )
-            .into_response();
+        let mut response = (self.status, Json(serde_json::json!({"error": self.message}))).into_response();
         match self.status {
             StatusCode::SERVICE_UNAVAILABLE => {
                 response

@@ -36,35 +36,24 @@ pub struct AppState {
 /// All routes. `max_body` bounds the webhook body (413 beyond it).
 pub fn router(state: Arc<AppState>, max_body: usize) -> Router {
     let api = Router::new()
-        .route(
-            "/alerts",
-            post(api::post_alerts).layer(DefaultBodyLimit::max(max_body)),
-        )
+        .route("/alerts", post(api::post_alerts).layer(DefaultBodyLimit::max(max_body)))
         .route("/incidents", get(api::list_incidents))
         .route("/incidents/{id}", get(api::get_incident))
         .route("/incidents/{id}/notes", post(api::post_note))
         .route("/incidents/{id}/resolve", post(api::post_resolve))
         .route("/runbooks", get(api::list_runbooks))
-        .route_layer(middleware::from_fn_with_state(
-            state.clone(),
-            auth::require_token,
-        ));
+        .route_layer(middleware::from_fn_with_state(state.clone(), auth::require_token));
     Router::new()
         .nest("/api/v1", api)
         .route("/metrics", get(metrics))
         .route("/healthz", get(|| async { "ok\n" }))
-        .fallback(|| async {
-            ApiError::not_found("no such route; see GET /api/v1/incidents, POST /api/v1/alerts")
-        })
+        .fallback(|| async { ApiError::not_found("no such route; see GET /api/v1/incidents, POST /api/v1/alerts") })
         .layer(middleware::from_fn_with_state(state.clone(), observe))
         .with_state(state)
 }
 
 async fn metrics(State(state): State<Arc<AppState>>) -> impl IntoResponse {
-    (
-        [("content-type", "text/plain; version=0.0.4")],
-        state.metrics.render(),
-    )
+    ([("content-type", "text/plain; version=0.0.4")], state.metrics.render())
 }
 
 /// Records each request's latency by route and status.

@@ -14,6 +14,7 @@ pub use sled_store::SledStore;
 
 use crate::alert::Status as AlertStatus;
 use crate::incident::{Event, Incident};
+use crate::run::Run;
 
 /// Which incident an alert episode (fingerprint + startsAt) went to, and the
 /// last status recorded for it.
@@ -44,6 +45,15 @@ pub enum Write {
     },
     /// The highest incident number handed out.
     LastIncident(u64),
+    /// A run's whole state; also keeps the index of unfinished runs.
+    Run(Run),
+    /// The highest run number handed out.
+    LastRun(u64),
+    /// A manual run's idempotency key → its run id.
+    IdempotencyKey {
+        key: String,
+        run: String,
+    },
 }
 
 /// A storage failure. The webhook answers 503 so AlertManager retries.
@@ -76,10 +86,13 @@ pub trait Store: Send + Sync + 'static {
     /// Every incident not yet resolved (to rebuild state on start).
     fn open_incidents(&self) -> Result<Vec<Incident>, StoreError>;
     fn timeline(&self, number: u64) -> Result<Vec<Event>, StoreError>;
-    fn episode(
-        &self,
-        fingerprint: &str,
-        starts_at: DateTime<Utc>,
-    ) -> Result<Option<Episode>, StoreError>;
+    fn episode(&self, fingerprint: &str, starts_at: DateTime<Utc>) -> Result<Option<Episode>, StoreError>;
     fn last_incident(&self) -> Result<u64, StoreError>;
+    fn run(&self, number: u64) -> Result<Option<Run>, StoreError>;
+    /// Runs not finished (pending, running, awaiting approval), oldest first.
+    fn unfinished_runs(&self) -> Result<Vec<Run>, StoreError>;
+    /// Runs newest first, until one created before `since`.
+    fn runs_since(&self, since: DateTime<Utc>) -> Result<Vec<Run>, StoreError>;
+    fn last_run(&self) -> Result<u64, StoreError>;
+    fn run_for_key(&self, key: &str) -> Result<Option<String>, StoreError>;
 }

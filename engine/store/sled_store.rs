@@ -11,6 +11,10 @@
 //! | `e/` fingerprint, 0x00, i64 startsAt ns (sign-flipped) | episode JSON |
 //! | `o/` u64 incident number | empty: the incident is not resolved |
 //! | `m/last_incident` | u64: the highest incident number handed out |
+//! | `r/` u64 run number | run JSON |
+//! | `u/` u64 run number | empty: the run is not finished |
+//! | `k/` idempotency key | run id |
+//! | `m/last_run` | u64: the highest run number handed out |
 
 use std::path::Path;
 
@@ -18,6 +22,7 @@ use chrono::{DateTime, Utc};
 
 use super::{Episode, IncidentFilter, Store, StoreError, Write};
 use crate::incident::{Event, Incident};
+use crate::run::Run;
 
 pub struct SledStore {
     db: sled::Db,
@@ -54,21 +59,33 @@ fn episode_key(fingerprint: &str, starts_at: DateTime<Utc>) -> Vec<u8> {
         .unwrap_or(starts_at.timestamp().saturating_mul(1_000_000_000));
     // Flip the sign bit so negative times sort before positive ones.
     let sortable = (nanos as u64) ^ (1 << 63);
-    [
-        b"e/".as_slice(),
-        fingerprint.as_bytes(),
-        &[0],
-        &sortable.to_be_bytes(),
-    ]
-    .concat()
+    [b"e/".as_slice(), fingerprint.as_bytes(), &[0], &sortable.to_be_bytes()].concat()
 }
 
 const LAST_INCIDENT: &[u8] = b"m/last_incident";
+const LAST_RUN: &[u8] = b"m/last_run";
+
+fn run_key(n: u64) -> Vec<u8> {
+    [b"r/".as_slice(), &n.to_be_bytes()].concat()
+}
+
+fn unfinished_key(n: u64) -> Vec<u8> {
+    [b"u/".as_slice(), &n.to_be_bytes()].concat()
+}
+
+fn idempotency_key(key: &str) -> Vec<u8> {
+    [b"k/".as_slice(), key.as_bytes()].concat()
+}
+
+fn read_u64(db: &sled::Db, key: &[u8]) -> Result<u64, StoreError> {
+    Ok(db
+        .get(key)?
+        .and_then(|b| b.as_ref().try_into().ok())
+        .map_or(0, u64::from_be_bytes))
+}
 
 fn number_of(key: &[u8]) -> Option<u64> {
-    key.get(2..10)
-        .and_then(|b| b.try_into().ok())
-        .map(u64::from_be_bytes)
+    key.get(2..10).and_then(|b| b.try_into().ok()).map(u64::from_be_bytes)
 }
 
 impl Store for SledStore {
@@ -76,31 +93,29 @@ impl Store for SledStore {
         let mut batch = sled::Batch::default();
         for w in writes {
             match w {
-                Write::Incident(inc) => {
-                    batch.insert(incident_key(inc.number()), serde_json::to_vec(&inc)?)
+                Write::Incident(inc) => batch.insert(incident_key(inc.number()), serde_json::to_vec(&inc)?),
+                Write::Event { incident, seq, event } => {
+                    batch.insert(event_key(incident, seq), serde_json::to_vec(&event)?)
                 }
-                Write::Event {
-                    incident,
-                    seq,
-                    event,
-                } => batch.insert(event_key(incident, seq), serde_json::to_vec(&event)?),
                 Write::Episode {
                     fingerprint,
                     starts_at,
                     episode,
-                } => batch.insert(
-                    episode_key(&fingerprint, starts_at),
-                    serde_json::to_vec(&episode)?,
-                ),
-                Write::Open {
-                    incident,
-                    open: true,
-                } => batch.insert(open_key(incident), &[][..]),
-                Write::Open {
-                    incident,
-                    open: false,
-                } => batch.remove(open_key(incident)),
+                } => batch.insert(episode_key(&fingerprint, starts_at), serde_json::to_vec(&episode)?),
+                Write::Open { incident, open: true } => batch.insert(open_key(incident), &[][..]),
+                Write::Open { incident, open: false } => batch.remove(open_key(incident)),
                 Write::LastIncident(n) => batch.insert(LAST_INCIDENT, &n.to_be_bytes()),
+                Write::Run(run) => {
+                    let n = run.number();
+                    if run.status.is_finished() {
+                        batch.remove(unfinished_key(n));
+                    } else {
+                        batch.insert(unfinished_key(n), &[][..]);
+                    }
+                    batch.insert(run_key(n), serde_json::to_vec(&run)?);
+                }
+                Write::LastRun(n) => batch.insert(LAST_RUN, &n.to_be_bytes()),
+                Write::IdempotencyKey { key, run } => batch.insert(idempotency_key(&key), run.as_bytes()),
             }
         }
         self.db.apply_batch(batch)?;
@@ -120,8 +135,8 @@ impl Store for SledStore {
         for item in self.db.scan_prefix(b"i/").rev() {
             let (_, bytes) = item?;
             let inc: Incident = serde_json::from_slice(&bytes)?;
-            let wanted = filter.status.is_none_or(|s| inc.status == s)
-                && filter.severity.is_none_or(|s| inc.severity == s);
+            let wanted =
+                filter.status.is_none_or(|s| inc.status == s) && filter.severity.is_none_or(|s| inc.severity == s);
             if wanted {
                 out.push(inc);
                 if out.len() >= filter.limit {
@@ -136,11 +151,7 @@ impl Store for SledStore {
         let mut out = Vec::new();
         for item in self.db.scan_prefix(b"o/") {
             let (key, _) = item?;
-            if let Some(inc) = number_of(&key)
-                .map(|n| self.incident(n))
-                .transpose()?
-                .flatten()
-            {
+            if let Some(inc) = number_of(&key).map(|n| self.incident(n)).transpose()?.flatten() {
                 out.push(inc);
             }
         }
@@ -155,11 +166,7 @@ impl Store for SledStore {
             .collect()
     }
 
-    fn episode(
-        &self,
-        fingerprint: &str,
-        starts_at: DateTime<Utc>,
-    ) -> Result<Option<Episode>, StoreError> {
+    fn episode(&self, fingerprint: &str, starts_at: DateTime<Utc>) -> Result<Option<Episode>, StoreError> {
         match self.db.get(episode_key(fingerprint, starts_at))? {
             Some(bytes) => Ok(Some(serde_json::from_slice(&bytes)?)),
             None => Ok(None),
@@ -167,10 +174,47 @@ impl Store for SledStore {
     }
 
     fn last_incident(&self) -> Result<u64, StoreError> {
+        read_u64(&self.db, LAST_INCIDENT)
+    }
+
+    fn run(&self, number: u64) -> Result<Option<Run>, StoreError> {
+        match self.db.get(run_key(number))? {
+            Some(bytes) => Ok(Some(serde_json::from_slice(&bytes)?)),
+            None => Ok(None),
+        }
+    }
+
+    fn unfinished_runs(&self) -> Result<Vec<Run>, StoreError> {
+        let mut out = Vec::new();
+        for item in self.db.scan_prefix(b"u/") {
+            let (key, _) = item?;
+            if let Some(run) = number_of(&key).map(|n| self.run(n)).transpose()?.flatten() {
+                out.push(run);
+            }
+        }
+        Ok(out)
+    }
+
+    fn runs_since(&self, since: DateTime<Utc>) -> Result<Vec<Run>, StoreError> {
+        let mut out = Vec::new();
+        for item in self.db.scan_prefix(b"r/").rev() {
+            let run: Run = serde_json::from_slice(&item?.1)?;
+            if run.created_at < since {
+                break;
+            }
+            out.push(run);
+        }
+        Ok(out)
+    }
+
+    fn last_run(&self) -> Result<u64, StoreError> {
+        read_u64(&self.db, LAST_RUN)
+    }
+
+    fn run_for_key(&self, key: &str) -> Result<Option<String>, StoreError> {
         Ok(self
             .db
-            .get(LAST_INCIDENT)?
-            .and_then(|b| b.as_ref().try_into().ok())
-            .map_or(0, u64::from_be_bytes))
+            .get(idempotency_key(key))?
+            .map(|v| String::from_utf8_lossy(&v).into_owned()))
     }
 }

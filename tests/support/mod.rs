@@ -66,9 +66,7 @@ impl Server {
                 let _ = addr_tx.send(addr);
             },
         ));
-        let addr = addr_rx
-            .await
-            .expect("the server starts and reports its address");
+        let addr = addr_rx.await.expect("the server starts and reports its address");
         Server {
             url: format!("http://{addr}"),
             data_dir,
@@ -84,9 +82,7 @@ impl Server {
             let _ = stop.send(());
         }
         if let Some(done) = self.done.take() {
-            done.await
-                .expect("server task")
-                .expect("server shut down cleanly");
+            done.await.expect("server task").expect("server shut down cleanly");
         }
     }
 

@@ -1,0 +1,181 @@
+//! Runs: one execution of one runbook, with the state of each step. Plain
+//! data; the executor changes it and journals every change before acting.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+/// Where a run stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RunStatus {
+    /// Journaled, no step started yet.
+    Pending,
+    Running,
+    AwaitingApproval,
+    Succeeded,
+    Failed,
+    /// A non-idempotent step was running when laojun stopped; it was not re-run.
+    Interrupted,
+    /// Not started: automation was paused.
+    Paused,
+    /// Not started: a guard (cooldown, max_runs) or a missing parameter stopped it.
+    Refused,
+}
+
+impl RunStatus {
+    pub fn is_finished(self) -> bool {
+        !matches!(
+            self,
+            RunStatus::Pending | RunStatus::Running | RunStatus::AwaitingApproval
+        )
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RunStatus::Pending => "pending",
+            RunStatus::Running => "running",
+            RunStatus::AwaitingApproval => "awaiting_approval",
+            RunStatus::Succeeded => "succeeded",
+            RunStatus::Failed => "failed",
+            RunStatus::Interrupted => "interrupted",
+            RunStatus::Paused => "paused",
+            RunStatus::Refused => "refused",
+        }
+    }
+}
+
+/// Where a step stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StepStatus {
+    Pending,
+    Running,
+    Succeeded,
+    Failed,
+    Skipped,
+    AwaitingApproval,
+    Interrupted,
+}
+
+impl StepStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StepStatus::Pending => "pending",
+            StepStatus::Running => "running",
+            StepStatus::Succeeded => "succeeded",
+            StepStatus::Failed => "failed",
+            StepStatus::Skipped => "skipped",
+            StepStatus::AwaitingApproval => "awaiting_approval",
+            StepStatus::Interrupted => "interrupted",
+        }
+    }
+}
+
+/// What started a run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TriggerKind {
+    Alert,
+    Manual,
+    Schedule,
+}
+
+/// One step's record within a run. `on_failure` steps are added as they run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StepRecord {
+    pub id: String,
+    pub action: String,
+    pub status: StepStatus,
+    #[serde(default)]
+    pub attempts: u32,
+    pub started_at: Option<DateTime<Utc>>,
+    pub finished_at: Option<DateTime<Utc>>,
+    /// What the action gave (`steps.<id>.output`).
+    #[serde(default)]
+    pub output: serde_json::Value,
+    /// One line on what the step did or would do (dry-run).
+    #[serde(default)]
+    pub summary: Option<String>,
+    pub error: Option<String>,
+    /// The step that failed and made this one run (for on_failure steps).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub handles_failure_of: Option<String>,
+}
+
+impl StepRecord {
+    pub fn new(id: &str, action: &str) -> Self {
+        StepRecord {
+            id: id.to_string(),
+            action: action.to_string(),
+            status: StepStatus::Pending,
+            attempts: 0,
+            started_at: None,
+            finished_at: None,
+            output: serde_json::Value::Null,
+            summary: None,
+            error: None,
+            handles_failure_of: None,
+        }
+    }
+
+    pub fn duration_ms(&self) -> Option<i64> {
+        Some((self.finished_at? - self.started_at?).num_milliseconds())
+    }
+}
+
+/// One run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Run {
+    /// `RUN-7`.
+    pub id: String,
+    pub runbook: String,
+    /// The incident it acts for (alert-triggered runs, or a manual run given one).
+    pub incident: Option<String>,
+    pub playbook: Option<String>,
+    pub trigger: TriggerKind,
+    /// Who started it: a token name, `alert`, or `schedule`.
+    pub by: String,
+    pub params: serde_json::Map<String, serde_json::Value>,
+    pub dry_run: bool,
+    pub status: RunStatus,
+    pub steps: Vec<StepRecord>,
+    pub created_at: DateTime<Utc>,
+    pub finished_at: Option<DateTime<Utc>>,
+    /// Why it failed, was refused, paused or interrupted.
+    pub reason: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub idempotency_key: Option<String>,
+    /// The alert that started it (labels, annotations...), for templates.
+    #[serde(default)]
+    pub alert: serde_json::Value,
+    /// Guard group: playbook and group key, for cooldowns after a restart.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub group: Option<String>,
+}
+
+impl Run {
+    pub fn number(&self) -> u64 {
+        parse_run_id(&self.id).unwrap_or(0)
+    }
+
+    pub fn step(&self, id: &str) -> Option<&StepRecord> {
+        self.steps.iter().find(|s| s.id == id)
+    }
+
+    pub fn step_mut(&mut self, id: &str) -> Option<&mut StepRecord> {
+        self.steps.iter_mut().find(|s| s.id == id)
+    }
+}
+
+/// `RUN-7` → 7.
+pub fn parse_run_id(id: &str) -> Option<u64> {
+    let n = id.strip_prefix("RUN-")?;
+    if n.is_empty() || n.len() > 19 || !n.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    n.parse().ok()
+}
+
+pub fn format_run_id(n: u64) -> String {
+    format!("RUN-{n}")
+}
