@@ -92,6 +92,8 @@ pub struct Slack {
 pub struct Execution {
     /// Report what every step would do and change nothing.
     pub dry_run: bool,
+    /// Start with automation paused (resume through the API).
+    pub paused: bool,
 }
 
 /// Bounds on what the webhook accepts.

@@ -515,6 +515,12 @@ impl Intake {
             }
         }
         let id = run.id.clone();
+        let mut event = event;
+        if let Some(EventKind::RunStarted { run: r, .. } | EventKind::RunNotStarted { run: r, .. }) = &mut event {
+            if r.is_empty() {
+                r.clone_from(&id);
+            }
+        }
         let mitigates = run.status == RunStatus::Succeeded && !run.dry_run;
         self.pending.push(Write::Run(run));
         if let (Some(n), Some(what)) = (incident, event) {

@@ -2,6 +2,7 @@
 //! run against Kubernetes, Route53, Slack and HTTP, a timeline and a
 //! postmortem left behind.
 
+pub mod actions;
 pub mod alert;
 pub mod catalog;
 pub mod cli;
@@ -9,6 +10,7 @@ pub mod client;
 pub mod config;
 pub mod decode;
 pub mod diag;
+pub mod executor;
 pub mod incident;
 pub mod intake;
 pub mod matcher;

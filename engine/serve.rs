@@ -8,8 +8,10 @@ use std::sync::Arc;
 
 use anyhow::Context as _;
 
+use crate::actions::Backends;
 use crate::catalog;
 use crate::config::Config;
+use crate::executor::Executor;
 use crate::intake::Intake;
 use crate::metrics::Metrics;
 use crate::script::Sandbox;
@@ -50,20 +52,60 @@ pub async fn run(
     let intake = Intake::new(store.clone(), catalog.playbooks.clone())?;
     let open = intake.open_incidents().count();
     let metrics = Arc::new(Metrics::new());
+    let (opened_tx, mut opened_rx) = tokio::sync::mpsc::unbounded_channel();
     let (writer, writer_thread) = Writer::start(
         intake,
         store.clone(),
         config.intake.queue_capacity,
         metrics.clone(),
-        None,
+        Some(opened_tx),
     );
 
+    let slack = match &config.slack.webhook_url {
+        Some(reference) => {
+            Some(crate::secret::resolve(reference).map_err(|e| anyhow::anyhow!("slack.webhook_url: {e}"))?)
+        }
+        None => None,
+    };
+    let settings = crate::executor::Settings {
+        dry_run: config.execution.dry_run,
+        paused: config.execution.paused,
+        external_url: config.external_url.clone(),
+    };
+    let executor = Executor::new(
+        writer.clone(),
+        store.clone(),
+        catalog.clone(),
+        Backends::new(slack),
+        settings,
+    );
+    let settled = executor
+        .recover()
+        .await
+        .map_err(|e| anyhow::anyhow!("recovering unfinished runs: {e}"))?;
+    if settled > 0 {
+        tracing::warn!(
+            runs = settled,
+            "found runs a previous process left unfinished and settled them (see their timelines)"
+        );
+    }
+    {
+        let executor = executor.clone();
+        tokio::spawn(async move {
+            while let Some(opened) = opened_rx.recv().await {
+                let executor = executor.clone();
+                tokio::spawn(async move { executor.start_for_incident(opened).await });
+            }
+        });
+    }
+    let stopper = writer.clone();
     let state = Arc::new(AppState {
         writer,
         store,
         metrics,
         token,
         catalog: catalog.clone(),
+        executor,
     });
     let app = router(state, config.intake.max_body_bytes);
     let listener = tokio::net::TcpListener::bind(&config.listen)
@@ -73,9 +115,11 @@ pub async fn run(
     tracing::info!(%addr, runbooks = catalog.runbooks.len(), playbooks = catalog.playbooks.len(), open_incidents = open, data_dir = %config.data_dir.display(), "laojun listening");
     on_listen(addr);
     axum::serve(listener, app).with_graceful_shutdown(shutdown).await?;
-    // The router (and with it every Writer handle) is gone: the writer
-    // drains what is queued, commits it and stops.
+    // No new requests: the writer commits what is queued and stops. Runs
+    // still going cannot journal further steps; the next start settles
+    // them as after a crash (idempotent steps re-run, others interrupted).
     tracing::info!("stopped accepting; finishing queued writes");
+    stopper.stop().await;
     tokio::task::spawn_blocking(move || writer_thread.join())
         .await?
         .map_err(|_| anyhow::anyhow!("the writer thread panicked"))?;

@@ -39,6 +39,9 @@ pub enum Request {
         by: String,
         reply: oneshot::Sender<Result<Incident, Failure>>,
     },
+    /// Commits what is queued before it, then stops the writer. Later
+    /// requests (e.g. from runs still going) are refused.
+    Stop,
     /// Journals a run's state (and its incident event) before it acts.
     Run {
         run: Box<Run>,
@@ -96,6 +99,11 @@ impl Writer {
         self.tx.send(request).await.map_err(|_| Busy)
     }
 
+    /// Asks the writer to commit what is queued and stop.
+    pub async fn stop(&self) {
+        let _ = self.tx.send(Request::Stop).await;
+    }
+
     /// Journals a run and waits until it is on disk.
     pub async fn journal(&self, run: &Run, event: Option<EventKind>) -> Result<Journaled, Failure> {
         let (reply, answer) = oneshot::channel();
@@ -132,7 +140,12 @@ fn run(
         }
         let now = Utc::now();
         let mut answers = Vec::with_capacity(batch.len());
+        let mut stop = false;
         for request in batch {
+            if let Request::Stop = request {
+                stop = true;
+                continue;
+            }
             answers.push(apply(&mut intake, request, now));
         }
         let writes = intake.take_writes();
@@ -161,6 +174,9 @@ fn run(
                     answer.send_err(&e.to_string());
                 }
             }
+        }
+        if stop {
+            break;
         }
     }
 }
@@ -199,6 +215,7 @@ fn apply(intake: &mut Intake, request: Request, now: chrono::DateTime<Utc>) -> A
             let r = intake.journal_run(*run, event, now).map_err(refused);
             Answer::Run(reply, r)
         }
+        Request::Stop => unreachable!("Stop is handled by the loop"),
     }
 }
 

@@ -76,12 +76,20 @@ async fn a_store_that_cannot_write_gets_503_and_the_retry_after_recovery_is_stor
     let metrics = Arc::new(Metrics::new());
     let (writer, _thread) = Writer::start(intake, store.clone(), 16, metrics.clone(), None);
     let catalog = Arc::new(laojun::catalog::Catalog::default());
+    let executor = laojun::executor::Executor::new(
+        writer.clone(),
+        store.clone(),
+        catalog.clone(),
+        laojun::actions::Backends::new(None),
+        Default::default(),
+    );
     let state = Arc::new(AppState {
         writer,
         store: store.clone(),
         metrics,
         token: None,
         catalog,
+        executor,
     });
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}/api/v1/alerts", listener.local_addr().unwrap());

@@ -5,6 +5,7 @@
 mod api;
 mod auth;
 mod error;
+mod runs;
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -31,6 +32,7 @@ pub struct AppState {
     /// `None`: the API needs no token.
     pub token: Option<Secret>,
     pub catalog: Arc<Catalog>,
+    pub executor: crate::executor::Executor,
 }
 
 /// All routes. `max_body` bounds the webhook body (413 beyond it).
@@ -42,6 +44,13 @@ pub fn router(state: Arc<AppState>, max_body: usize) -> Router {
         .route("/incidents/{id}/notes", post(api::post_note))
         .route("/incidents/{id}/resolve", post(api::post_resolve))
         .route("/runbooks", get(api::list_runbooks))
+        .route("/runbooks/{name}/runs", post(runs::start_run))
+        .route("/runs/{id}", get(runs::get_run))
+        .route("/runs/{id}/approve", post(runs::approve))
+        .route("/runs/{id}/deny", post(runs::deny))
+        .route("/automation", get(runs::automation))
+        .route("/automation/pause", post(runs::pause))
+        .route("/automation/resume", post(runs::resume))
         .route_layer(middleware::from_fn_with_state(state.clone(), auth::require_token));
     Router::new()
         .nest("/api/v1", api)

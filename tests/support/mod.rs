@@ -128,3 +128,74 @@ impl Client {
         (status, resp.json().await.unwrap_or(serde_json::Value::Null))
     }
 }
+
+/// A folder with runbooks/, playbooks/ and templates/ made of `files`
+/// (path relative to the folder → content).
+pub fn root_with(files: &[(&str, &str)]) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().expect("temp dir");
+    for sub in ["runbooks", "playbooks", "templates"] {
+        std::fs::create_dir_all(dir.path().join(sub)).expect("create folder");
+    }
+    for (path, content) in files {
+        std::fs::write(dir.path().join(path), content).expect("write file");
+    }
+    dir
+}
+
+/// A local HTTP listener standing in for Slack or any endpoint: records
+/// every request body and answers with the statuses queued (200 after).
+#[derive(Clone)]
+pub struct Listener {
+    pub url: String,
+    pub received: std::sync::Arc<std::sync::Mutex<Vec<(String, serde_json::Value)>>>,
+    answers: std::sync::Arc<std::sync::Mutex<std::collections::VecDeque<u16>>>,
+}
+
+impl Listener {
+    pub async fn start() -> Listener {
+        use axum::routing::any;
+        let received = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let answers = std::sync::Arc::new(std::sync::Mutex::new(std::collections::VecDeque::new()));
+        let (r, a) = (received.clone(), answers.clone());
+        let app = axum::Router::new().fallback(any(move |uri: axum::http::Uri, body: axum::body::Bytes| {
+            let (r, a) = (r.clone(), a.clone());
+            async move {
+                let value = serde_json::from_slice(&body)
+                    .unwrap_or(serde_json::Value::String(String::from_utf8_lossy(&body).into()));
+                r.lock().unwrap().push((uri.path().to_string(), value));
+                let status = a.lock().unwrap().pop_front().unwrap_or(200);
+                (axum::http::StatusCode::from_u16(status).unwrap(), "ok")
+            }
+        }));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        Listener { url, received, answers }
+    }
+
+    /// The next requests get these statuses, in order.
+    pub fn answer_with(&self, statuses: &[u16]) {
+        self.answers.lock().unwrap().extend(statuses.iter().copied());
+    }
+
+    pub fn bodies(&self) -> Vec<serde_json::Value> {
+        self.received.lock().unwrap().iter().map(|(_, b)| b.clone()).collect()
+    }
+}
+
+impl Client {
+    /// Polls a run until it is finished (or waits for approval when `until`
+    /// says so); panics after 20 s.
+    pub async fn wait_run(&self, id: &str, until: &[&str]) -> serde_json::Value {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        loop {
+            let (_, run) = self.get(&format!("/api/v1/runs/{id}")).await;
+            let status = run["status"].as_str().unwrap_or_default().to_string();
+            if until.contains(&status.as_str()) {
+                return run;
+            }
+            assert!(std::time::Instant::now() < deadline, "run {id} stayed {status}: {run}");
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+    }
+}

@@ -1,0 +1,127 @@
+//! Route handlers for runs and automation control: manual runs,
+//! approvals, pause and resume.
+
+use std::sync::Arc;
+
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::{Extension, Json};
+use serde::Deserialize;
+use serde_json::{json, Map, Value};
+
+use super::auth::Caller;
+use super::{ApiError, AppState};
+use crate::executor::{ExecError, ManualRun};
+use crate::run::parse_run_id;
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RunBody {
+    #[serde(default)]
+    params: Map<String, Value>,
+    #[serde(default)]
+    dry_run: bool,
+    #[serde(default)]
+    idempotency_key: Option<String>,
+    /// An incident the run acts for (its timeline gets the run).
+    #[serde(default)]
+    incident: Option<String>,
+}
+
+fn exec_error(e: ExecError) -> ApiError {
+    match e {
+        ExecError::UnknownRunbook(_) | ExecError::NotFound(_) => ApiError::not_found(e.to_string()),
+        ExecError::BadParams(_) => ApiError::bad_request(e.to_string()),
+        ExecError::Paused(_) | ExecError::Conflict(_) => ApiError::new(StatusCode::CONFLICT, e.to_string()),
+        ExecError::Unavailable(_) => ApiError::unavailable(e.to_string()),
+    }
+}
+
+/// `POST /api/v1/runbooks/{name}/runs` → 202 `{"id": "RUN-7"}`.
+pub async fn start_run(
+    State(state): State<Arc<AppState>>,
+    Extension(caller): Extension<Caller>,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    let body: RunBody = if body.iter().all(u8::is_ascii_whitespace) {
+        RunBody::default()
+    } else {
+        serde_json::from_slice(&body).map_err(|e| {
+            ApiError::bad_request(format!(
+                "{e}; send {{\"params\": {{...}}, \"dry_run\": false, \"idempotency_key\": \"...\"}}"
+            ))
+        })?
+    };
+    let header_key = headers
+        .get("idempotency-key")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
+    let key = body.idempotency_key.or(header_key).filter(|k| !k.is_empty());
+    if key.as_ref().is_some_and(|k| k.len() > 200) {
+        return Err(ApiError::bad_request("the idempotency key is longer than 200 bytes"));
+    }
+    let request = ManualRun {
+        runbook: name,
+        params: body.params,
+        dry_run: body.dry_run,
+        by: caller.0,
+        idempotency_key: key,
+        incident: body.incident,
+    };
+    let (id, duplicate) = state.executor.start_manual(request).await.map_err(exec_error)?;
+    Ok((StatusCode::ACCEPTED, Json(json!({"id": id, "duplicate": duplicate}))))
+}
+
+/// `GET /api/v1/runs/{id}`: the run with every step's state.
+pub async fn get_run(State(state): State<Arc<AppState>>, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
+    let n = parse_run_id(&id).ok_or_else(|| ApiError::not_found(format!("no run {id:?}; run ids look like RUN-7")))?;
+    let store = state.store.clone();
+    let run = tokio::task::spawn_blocking(move || store.run(n))
+        .await
+        .map_err(|e| ApiError::unavailable(e.to_string()))?
+        .map_err(|e| ApiError::unavailable(e.to_string()))?
+        .ok_or_else(|| ApiError::not_found(format!("no run {id}")))?;
+    Ok(Json(json!(run)))
+}
+
+pub async fn approve(
+    State(state): State<Arc<AppState>>,
+    Extension(caller): Extension<Caller>,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    decide(&state, &id, true, &caller.0)
+}
+
+pub async fn deny(
+    State(state): State<Arc<AppState>>,
+    Extension(caller): Extension<Caller>,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    decide(&state, &id, false, &caller.0)
+}
+
+fn decide(state: &AppState, id: &str, approved: bool, by: &str) -> Result<Json<Value>, ApiError> {
+    parse_run_id(id).ok_or_else(|| ApiError::not_found(format!("no run {id:?}; run ids look like RUN-7")))?;
+    state.executor.decide(id, approved, by).map_err(exec_error)?;
+    Ok(Json(
+        json!({"id": id, "decision": if approved { "approved" } else { "denied" }, "by": by}),
+    ))
+}
+
+/// `GET /api/v1/automation`: whether automation is paused.
+pub async fn automation(State(state): State<Arc<AppState>>) -> Json<Value> {
+    let paused = state.executor.is_paused();
+    Json(json!({"paused": paused.is_some(), "by": paused}))
+}
+
+pub async fn pause(State(state): State<Arc<AppState>>, Extension(caller): Extension<Caller>) -> Json<Value> {
+    state.executor.pause(&caller.0);
+    Json(json!({"paused": true, "by": caller.0}))
+}
+
+pub async fn resume(State(state): State<Arc<AppState>>, Extension(caller): Extension<Caller>) -> Json<Value> {
+    state.executor.resume(&caller.0);
+    Json(json!({"paused": false, "by": caller.0}))
+}
