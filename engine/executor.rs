@@ -108,8 +108,11 @@ struct Inner {
     unlocked: Notify,
     approvals: Mutex<HashMap<String, oneshot::Sender<Decision>>>,
     /// Per playbook: when its runs started and for which group.
-    history: Mutex<HashMap<String, Vec<(DateTime<Utc>, String)>>>,
+    history: Mutex<HashMap<String, Vec<Started>>>,
 }
+
+/// When a playbook's run started, and for which incident group.
+type Started = (DateTime<Utc>, String);
 
 /// How long runs are remembered for cooldowns and max_runs after a restart.
 const HISTORY_WINDOW_HOURS: i64 = 24;

@@ -91,6 +91,8 @@ pub struct Intake {
     last_run: u64,
     /// Idempotency keys handed out since start (the store has the rest).
     run_keys: HashMap<String, String>,
+    /// Open incidents changed since the last `take_writes`.
+    dirty: std::collections::BTreeSet<u64>,
     /// Writes made since the last `take_writes`.
     pending: Vec<Write>,
 }
@@ -112,6 +114,7 @@ impl Intake {
             last_incident: 0,
             last_run: 0,
             run_keys: HashMap::new(),
+            dirty: Default::default(),
             pending: Vec::new(),
         };
         intake.reload()?;
@@ -122,6 +125,7 @@ impl Intake {
     /// failed commit, so memory never runs ahead of the disk).
     pub fn reload(&mut self) -> Result<(), StoreError> {
         self.pending.clear();
+        self.dirty.clear();
         self.open.clear();
         self.groups.clear();
         self.episodes.clear();
@@ -147,6 +151,11 @@ impl Intake {
 
     /// The writes made since the last call; the caller commits them.
     pub fn take_writes(&mut self) -> Vec<Write> {
+        for n in std::mem::take(&mut self.dirty) {
+            if let Some(inc) = self.open.get(&n) {
+                self.pending.push(Write::Incident(inc.clone()));
+            }
+        }
         std::mem::take(&mut self.pending)
     }
 
@@ -338,8 +347,7 @@ impl Intake {
             .and_then(|inc| inc.alert_mut(&alert.fingerprint, alert.starts_at))
         {
             a.repeats += 1;
-            let inc = self.open[&n].clone();
-            self.pending.push(Write::Incident(inc));
+            self.dirty.insert(n);
         }
     }
 
@@ -398,7 +406,10 @@ impl Intake {
             incident: n,
             open: false,
         });
-        self.open.remove(&n)
+        self.dirty.remove(&n);
+        let closed = self.open.remove(&n)?;
+        self.pending.push(Write::Incident(closed.clone()));
+        Some(closed)
     }
 
     /// Appends an event to an open incident and queues the incident write.
@@ -408,13 +419,13 @@ impl Intake {
         };
         let seq = inc.events;
         inc.events += 1;
-        let snapshot = inc.clone();
         self.pending.push(Write::Event {
             incident: n,
             seq,
             event: Event { at, what },
         });
-        self.pending.push(Write::Incident(snapshot));
+        // Written once per commit however many events it got (see take_writes).
+        self.dirty.insert(n);
     }
 
     /// Resolves an incident by hand.

@@ -410,7 +410,7 @@ async fn cooldown_and_pause_stop_runs_and_say_so_on_the_timeline() {
     assert_eq!(status, 202);
     assert_eq!(
         slack.bodies().len(),
-        1 + 0,
+        1,
         "neither the cooled-down nor the paused run posted"
     );
     server.stop().await;
