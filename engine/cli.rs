@@ -44,8 +44,77 @@ pub enum Command {
     /// List incidents or show one with its timeline (talks to a running server).
     #[command(subcommand)]
     Incidents(IncidentsCommand),
+    /// Start a runbook by hand and follow it until it ends.
+    ///
+    /// Goes through the server (--server, $LAOJUN_URL) unless --standalone,
+    /// which runs it in this process on the store in --data-dir. Exits 0
+    /// when the run succeeded, 1 otherwise.
+    Run(RunArgs),
+    /// Show a run with the state, output and error of each step.
+    Runs {
+        /// Run id, e.g. RUN-7
+        id: String,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Approve the approval step a run is waiting on.
+    Approve {
+        /// Run id, e.g. RUN-7
+        id: String,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Deny the approval step a run is waiting on (the step fails).
+    Deny {
+        /// Run id, e.g. RUN-7
+        id: String,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Stop all automation: no run starts, running ones stop before their next step.
+    Pause {
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Let automation run again after `pause`.
+    Resume {
+        #[command(flatten)]
+        client: ClientArgs,
+    },
     /// Print the reference of every runbook action and its arguments (markdown).
     Actions,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct RunArgs {
+    /// Name of the runbook (see GET /api/v1/runbooks or runbooks/)
+    pub runbook: String,
+    /// A parameter, e.g. -p namespace=prod (repeat for more)
+    #[arg(long = "param", short = 'p', value_name = "KEY=VALUE")]
+    pub params: Vec<String>,
+    /// Report what every step would do and change nothing
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Run in this process instead of through a server
+    #[arg(long)]
+    pub standalone: bool,
+    /// Starting twice with the same key starts one run
+    #[arg(long, value_name = "KEY")]
+    pub idempotency_key: Option<String>,
+    /// Incident the run acts for (its timeline gets the run), e.g. INC-42
+    #[arg(long, value_name = "ID")]
+    pub incident: Option<String>,
+    /// With --standalone: service config file [default: laojun.yaml if it exists]
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// With --standalone: folder of the store [default: data]
+    #[arg(long, value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// With --standalone: folder holding runbooks/ [default: .]
+    #[arg(long, value_name = "DIR")]
+    pub root: Option<PathBuf>,
+    #[command(flatten)]
+    pub client: ClientArgs,
 }
 
 #[derive(Debug, clap::Args)]
@@ -141,6 +210,12 @@ pub fn main() -> ExitCode {
         Command::Validate { dir } => validate(&dir),
         Command::Serve(args) => serve(args),
         Command::Incidents(command) => crate::client::incidents(command),
+        Command::Run(args) => crate::client::run(args),
+        Command::Runs { id, client } => crate::client::show_run(&id, &client),
+        Command::Approve { id, client } => crate::client::decide(&id, true, &client),
+        Command::Deny { id, client } => crate::client::decide(&id, false, &client),
+        Command::Pause { client } => crate::client::automation("pause", &client),
+        Command::Resume { client } => crate::client::automation("resume", &client),
         Command::Actions => {
             print!("{}", crate::runbook::spec::reference_markdown());
             ExitCode::SUCCESS

@@ -739,6 +739,15 @@ impl Executor {
             "slack.notify" => actions::slack::notify(args, info, &self.inner.backends, dry).await,
             "http" => actions::http::call(args, &self.inner.backends, dry).await,
             "approval" => self.approval(run, step, args).await,
+            "k8s.rollback" => actions::k8s::rollback(&self.inner.backends.kube, args, dry).await,
+            "k8s.scale" => actions::k8s::scale(&self.inner.backends.kube, args, dry).await,
+            "k8s.switch_traffic" => actions::k8s::switch_traffic(&self.inner.backends.kube, args, dry).await,
+            "k8s.restart" => actions::k8s::restart(&self.inner.backends.kube, args, dry).await,
+            "k8s.wait_ready" => actions::k8s::wait_ready(&self.inner.backends.kube, args, dry).await,
+            "dns.failover" => {
+                let comment = format!("laojun {} step {}", run.id, step.id);
+                actions::dns::failover(&self.inner.backends.route53, args, dry, &comment).await
+            }
             other => Err(ActionError::fatal(format!(
                 "action `{other}` is not available in this build"
             ))),

@@ -19,6 +19,102 @@ use crate::server::{router, AppState};
 use crate::store::{SledStore, Store};
 use crate::writer::Writer;
 
+/// Everything but the HTTP side: catalog, store, writer, executor.
+pub struct Engine {
+    pub catalog: Arc<crate::catalog::Catalog>,
+    pub store: Arc<dyn Store>,
+    pub writer: Writer,
+    pub executor: Executor,
+    pub metrics: Arc<Metrics>,
+    writer_thread: std::thread::JoinHandle<()>,
+}
+
+impl Engine {
+    /// Loads the catalog (refusing one with problems), opens the store,
+    /// starts the writer and the executor, and settles runs a previous
+    /// process left unfinished.
+    pub async fn start(config: &Config) -> anyhow::Result<Engine> {
+        install_crypto_provider();
+        let loaded = catalog::load(&config.root, &Sandbox::default())
+            .with_context(|| format!("loading runbooks and playbooks from {}", config.root.display()))?;
+        if !loaded.problems.is_empty() {
+            let list: Vec<String> = loaded.problems.iter().map(ToString::to_string).collect();
+            anyhow::bail!(
+                "{} has problems; fix them (laojun validate shows the same):\n{}",
+                config.root.display(),
+                list.join("\n")
+            );
+        }
+        std::fs::create_dir_all(&config.data_dir)
+            .with_context(|| format!("creating data_dir {}", config.data_dir.display()))?;
+        let store_dir = config.data_dir.join("store");
+        let store: Arc<dyn Store> = Arc::new(
+            SledStore::open(&store_dir).with_context(|| format!("opening the store in {}", store_dir.display()))?,
+        );
+        let catalog = Arc::new(loaded.catalog);
+        let intake = Intake::new(store.clone(), catalog.playbooks.clone())?;
+        let metrics = Arc::new(Metrics::new());
+        let (opened_tx, mut opened_rx) = tokio::sync::mpsc::unbounded_channel();
+        let (writer, writer_thread) = Writer::start(
+            intake,
+            store.clone(),
+            config.intake.queue_capacity,
+            metrics.clone(),
+            Some(opened_tx),
+        );
+        let slack = match &config.slack.webhook_url {
+            Some(reference) => {
+                Some(crate::secret::resolve(reference).map_err(|e| anyhow::anyhow!("slack.webhook_url: {e}"))?)
+            }
+            None => None,
+        };
+        let settings = crate::executor::Settings {
+            dry_run: config.execution.dry_run,
+            paused: config.execution.paused,
+            external_url: config.external_url.clone(),
+        };
+        let backends = Backends::from_config(config, slack);
+        let executor = Executor::new(writer.clone(), store.clone(), catalog.clone(), backends, settings);
+        let settled = executor
+            .recover()
+            .await
+            .map_err(|e| anyhow::anyhow!("recovering unfinished runs: {e}"))?;
+        if settled > 0 {
+            tracing::warn!(
+                runs = settled,
+                "found runs a previous process left unfinished and settled them"
+            );
+        }
+        let starter = executor.clone();
+        tokio::spawn(async move {
+            while let Some(opened) = opened_rx.recv().await {
+                let executor = starter.clone();
+                tokio::spawn(async move { executor.start_for_incident(opened).await });
+            }
+        });
+        Ok(Engine {
+            catalog,
+            store,
+            writer,
+            executor,
+            metrics,
+            writer_thread,
+        })
+    }
+
+    /// Commits what is queued and stops the writer. Runs still going cannot
+    /// journal further steps; the next start settles them as after a crash
+    /// (idempotent steps re-run, others interrupted).
+    pub async fn stop(self) -> anyhow::Result<()> {
+        self.writer.stop().await;
+        let thread = self.writer_thread;
+        tokio::task::spawn_blocking(move || thread.join())
+            .await?
+            .map_err(|_| anyhow::anyhow!("the writer thread panicked"))?;
+        Ok(())
+    }
+}
+
 /// Runs the server until `shutdown` completes. `on_listen` is told the
 /// bound address (the port may have been 0).
 pub async fn run(
@@ -26,16 +122,6 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + 'static,
     on_listen: impl FnOnce(SocketAddr),
 ) -> anyhow::Result<()> {
-    let loaded = catalog::load(&config.root, &Sandbox::default())
-        .with_context(|| format!("loading runbooks and playbooks from {}", config.root.display()))?;
-    if !loaded.problems.is_empty() {
-        let list: Vec<String> = loaded.problems.iter().map(ToString::to_string).collect();
-        anyhow::bail!(
-            "{} has problems; fix them (laojun validate shows the same):\n{}",
-            config.root.display(),
-            list.join("\n")
-        );
-    }
     let token = config.api_token()?;
     if token.is_none() {
         tracing::warn!(
@@ -43,88 +129,49 @@ pub async fn run(
             config.listen
         );
     }
-    std::fs::create_dir_all(&config.data_dir)
-        .with_context(|| format!("creating data_dir {}", config.data_dir.display()))?;
-    let store_dir = config.data_dir.join("store");
-    let store: Arc<dyn Store> =
-        Arc::new(SledStore::open(&store_dir).with_context(|| format!("opening the store in {}", store_dir.display()))?);
-    let catalog = Arc::new(loaded.catalog);
-    let intake = Intake::new(store.clone(), catalog.playbooks.clone())?;
-    let open = intake.open_incidents().count();
-    let metrics = Arc::new(Metrics::new());
-    let (opened_tx, mut opened_rx) = tokio::sync::mpsc::unbounded_channel();
-    let (writer, writer_thread) = Writer::start(
-        intake,
-        store.clone(),
-        config.intake.queue_capacity,
-        metrics.clone(),
-        Some(opened_tx),
-    );
-
-    let slack = match &config.slack.webhook_url {
-        Some(reference) => {
-            Some(crate::secret::resolve(reference).map_err(|e| anyhow::anyhow!("slack.webhook_url: {e}"))?)
-        }
-        None => None,
-    };
-    let settings = crate::executor::Settings {
-        dry_run: config.execution.dry_run,
-        paused: config.execution.paused,
-        external_url: config.external_url.clone(),
-    };
-    let executor = Executor::new(
-        writer.clone(),
-        store.clone(),
-        catalog.clone(),
-        Backends::new(slack),
-        settings,
-    );
-    let settled = executor
-        .recover()
-        .await
-        .map_err(|e| anyhow::anyhow!("recovering unfinished runs: {e}"))?;
-    if settled > 0 {
-        tracing::warn!(
-            runs = settled,
-            "found runs a previous process left unfinished and settled them (see their timelines)"
-        );
-    }
-    {
-        let executor = executor.clone();
-        tokio::spawn(async move {
-            while let Some(opened) = opened_rx.recv().await {
-                let executor = executor.clone();
-                tokio::spawn(async move { executor.start_for_incident(opened).await });
-            }
-        });
-    }
-    let stopper = writer.clone();
+    let engine = Engine::start(&config).await?;
     let state = Arc::new(AppState {
-        writer,
-        store,
-        metrics,
+        writer: engine.writer.clone(),
+        store: engine.store.clone(),
+        metrics: engine.metrics.clone(),
         token,
-        catalog: catalog.clone(),
-        executor,
+        catalog: engine.catalog.clone(),
+        executor: engine.executor.clone(),
     });
     let app = router(state, config.intake.max_body_bytes);
     let listener = tokio::net::TcpListener::bind(&config.listen)
         .await
         .with_context(|| format!("listening on {}", config.listen))?;
     let addr = listener.local_addr()?;
-    tracing::info!(%addr, runbooks = catalog.runbooks.len(), playbooks = catalog.playbooks.len(), open_incidents = open, data_dir = %config.data_dir.display(), "laojun listening");
+    tracing::info!(%addr, runbooks = engine.catalog.runbooks.len(), playbooks = engine.catalog.playbooks.len(), data_dir = %config.data_dir.display(), "laojun listening");
     on_listen(addr);
     axum::serve(listener, app).with_graceful_shutdown(shutdown).await?;
-    // No new requests: the writer commits what is queued and stops. Runs
-    // still going cannot journal further steps; the next start settles
-    // them as after a crash (idempotent steps re-run, others interrupted).
     tracing::info!("stopped accepting; finishing queued writes");
-    stopper.stop().await;
-    tokio::task::spawn_blocking(move || writer_thread.join())
-        .await?
-        .map_err(|_| anyhow::anyhow!("the writer thread panicked"))?;
+    engine.stop().await?;
     tracing::info!("shut down cleanly");
     Ok(())
+}
+
+/// `laojun run --standalone`: one manual run in this process, on the
+/// store in `data_dir`, without a server. Returns the finished run.
+pub async fn standalone(config: &Config, request: crate::executor::ManualRun) -> anyhow::Result<crate::run::Run> {
+    let engine = Engine::start(config).await?;
+    let (id, _) = engine
+        .executor
+        .start_manual(request)
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let n = crate::run::parse_run_id(&id).unwrap_or(0);
+    let run = loop {
+        if let Some(run) = engine.store.run(n)? {
+            if run.status.is_finished() {
+                break run;
+            }
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    };
+    engine.stop().await?;
+    Ok(run)
 }
 
 /// Completes on SIGINT or SIGTERM.
@@ -147,4 +194,12 @@ pub async fn signal() {
         () = ctrl_c => {},
         () = term => {},
     }
+}
+
+/// kube, reqwest and the AWS SDK all use rustls; with more than one crypto
+/// backend compiled in, rustls will not pick one itself and the first TLS
+/// connection panics. Installing ring once at start settles it.
+pub fn install_crypto_provider() {
+    // Err means one is installed already, which is all we need.
+    let _ = rustls::crypto::ring::default_provider().install_default();
 }
