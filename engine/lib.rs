@@ -9,6 +9,7 @@ pub mod client;
 pub mod config;
 pub mod decode;
 pub mod diag;
+pub mod fake_kube;
 pub mod incident;
 pub mod intake;
 pub mod matcher;
