@@ -44,22 +44,55 @@ fn parse_args() -> Result<Args, String> {
 fn seed(kube: &FakeKube) {
     kube.set_ready_delay(Duration::ZERO);
     let core = "registry.example.com/core-services";
-    kube.add_deployment_with_labels("prod", "core-services", &format!("{core}:1.41.0"), 3, &[("version", "stable")]);
+    kube.add_deployment_with_labels(
+        "prod",
+        "core-services",
+        &format!("{core}:1.41.0"),
+        3,
+        &[("version", "stable")],
+    );
     // Seeding it again rolls it out: revision 2, the canary.
-    kube.add_deployment_with_labels("prod", "core-services", &format!("{core}:1.42.0-canary"), 3, &[("version", "canary")]);
-    kube.add_deployment("prod", "localization-service", "registry.example.com/localization-service:2.3.1", 2);
-    kube.add_deployment("prod", "compliance-service", "registry.example.com/compliance-service:0.9.4", 2);
-    kube.add_service("prod", "core-services", &[("app", "core-services"), ("version", "canary")]);
+    kube.add_deployment_with_labels(
+        "prod",
+        "core-services",
+        &format!("{core}:1.42.0-canary"),
+        3,
+        &[("version", "canary")],
+    );
+    kube.add_deployment(
+        "prod",
+        "localization-service",
+        "registry.example.com/localization-service:2.3.1",
+        2,
+    );
+    kube.add_deployment(
+        "prod",
+        "compliance-service",
+        "registry.example.com/compliance-service:0.9.4",
+        2,
+    );
+    kube.add_service(
+        "prod",
+        "core-services",
+        &[("app", "core-services"), ("version", "canary")],
+    );
     // Rollouts made from here on take a moment, like a real cluster's.
     kube.set_ready_delay(Duration::from_secs(2));
 }
 
 fn usage(kube: &FakeKube, kubeconfig: Option<&PathBuf>) -> String {
     let config = match kubeconfig {
-        Some(path) => format!("kubeconfig written to {} (contexts {})", path.display(), CONTEXTS.join(", ")),
+        Some(path) => format!(
+            "kubeconfig written to {} (contexts {})",
+            path.display(),
+            CONTEXTS.join(", ")
+        ),
         None => "no kubeconfig written; pass --kubeconfig PATH for one".to_string(),
     };
-    let flag = kubeconfig.map_or_else(|| format!("--server {}", kube.url()), |p| format!("--kubeconfig {}", p.display()));
+    let flag = kubeconfig.map_or_else(
+        || format!("--server {}", kube.url()),
+        |p| format!("--kubeconfig {}", p.display()),
+    );
     format!(
         "fake Kubernetes API server on {url}\n{config}\n\ntry:\n  \
          kubectl {flag} -n prod get deployments,replicasets,services\n  \

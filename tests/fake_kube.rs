@@ -66,7 +66,10 @@ impl Kubectl {
     /// Runs kubectl and insists that it succeeds; returns stdout.
     async fn ok(&self, args: &[&str]) -> String {
         let (ok, stdout, stderr) = self.run(args).await;
-        assert!(ok, "kubectl {args:?} failed\nstdout: {stdout}\nstderr: {stderr}");
+        assert!(
+            ok,
+            "kubectl {args:?} failed\nstdout: {stdout}\nstderr: {stderr}"
+        );
         stdout
     }
 }
@@ -78,15 +81,27 @@ async fn fake() -> FakeKube {
 }
 
 fn image(kube: &FakeKube, ns: &str, name: &str) -> String {
-    let d = kube.get("deployments", ns, name).expect("deployment exists");
-    d["spec"]["template"]["spec"]["containers"][0]["image"].as_str().unwrap().to_string()
+    let d = kube
+        .get("deployments", ns, name)
+        .expect("deployment exists");
+    d["spec"]["template"]["spec"]["containers"][0]["image"]
+        .as_str()
+        .unwrap()
+        .to_string()
 }
 
 fn revision(object: &Value) -> String {
-    object["metadata"]["annotations"][REVISION_ANNOTATION].as_str().unwrap_or("").to_string()
+    object["metadata"]["annotations"][REVISION_ANNOTATION]
+        .as_str()
+        .unwrap_or("")
+        .to_string()
 }
 
-fn requests_matching(kube: &FakeKube, method: &str, path_part: &str) -> Vec<(String, String, Option<String>)> {
+fn requests_matching(
+    kube: &FakeKube,
+    method: &str,
+    path_part: &str,
+) -> Vec<(String, String, Option<String>)> {
     kube.requests()
         .into_iter()
         .filter(|(m, p, _)| m == method && p.contains(path_part))
@@ -100,24 +115,40 @@ async fn kubectl_get_deployments_shows_the_seeded_deployments_ready() {
     let kube = fake().await;
     kube.add_deployment("prod", "core-services", "core:1.41", 3);
     kube.add_deployment("prod", "compliance-service", "compliance:0.9", 2);
-    let Some(kubectl) = Kubectl::new(&kube) else { return };
+    let Some(kubectl) = Kubectl::new(&kube) else {
+        return;
+    };
     let out = kubectl.ok(&["get", "deploy", "-n", "prod"]).await;
     assert!(out.contains("NAME"), "{out}");
-    let line = out.lines().find(|l| l.starts_with("core-services")).expect(&out);
+    let line = out
+        .lines()
+        .find(|l| l.starts_with("core-services"))
+        .expect(&out);
     assert!(line.contains("3/3"), "{out}");
-    assert!(out.lines().any(|l| l.starts_with("compliance-service") && l.contains("2/2")), "{out}");
+    assert!(
+        out.lines()
+            .any(|l| l.starts_with("compliance-service") && l.contains("2/2")),
+        "{out}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kubectl_get_replicasets_by_short_name_and_json_output_work() {
     let kube = fake().await;
     kube.add_deployment("prod", "web", "web:1", 2);
-    let Some(kubectl) = Kubectl::new(&kube) else { return };
-    let out = kubectl.ok(&["get", "rs", "-n", "prod", "-l", "app=web", "-o", "json"]).await;
+    let Some(kubectl) = Kubectl::new(&kube) else {
+        return;
+    };
+    let out = kubectl
+        .ok(&["get", "rs", "-n", "prod", "-l", "app=web", "-o", "json"])
+        .await;
     let list: Value = serde_json::from_str(&out).unwrap();
     let items = list["items"].as_array().unwrap();
     assert_eq!(items.len(), 1);
-    assert!(items[0]["metadata"]["name"].as_str().unwrap().starts_with("web-"));
+    assert!(items[0]["metadata"]["name"]
+        .as_str()
+        .unwrap()
+        .starts_with("web-"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -125,10 +156,17 @@ async fn kubectl_rollout_undo_restores_the_previous_template() {
     let kube = fake().await;
     kube.add_deployment("prod", "core-services", "core:1.41", 3);
     kube.set_image("prod", "core-services", "core:1.42-canary");
-    assert_eq!(revision(&kube.get("deploy", "prod", "core-services").unwrap()), "2");
-    let Some(kubectl) = Kubectl::new(&kube) else { return };
+    assert_eq!(
+        revision(&kube.get("deploy", "prod", "core-services").unwrap()),
+        "2"
+    );
+    let Some(kubectl) = Kubectl::new(&kube) else {
+        return;
+    };
 
-    let out = kubectl.ok(&["rollout", "undo", "deployment/core-services", "-n", "prod"]).await;
+    let out = kubectl
+        .ok(&["rollout", "undo", "deployment/core-services", "-n", "prod"])
+        .await;
 
     assert!(out.contains("rolled back"), "{out}");
     assert_eq!(image(&kube, "prod", "core-services"), "core:1.41");
@@ -136,12 +174,25 @@ async fn kubectl_rollout_undo_restores_the_previous_template() {
     assert_eq!(revision(&deployment), "3");
     // The revision-1 ReplicaSet was reused and now holds every replica.
     let sets = kube.list("replicasets", "prod");
-    assert_eq!(sets.len(), 2, "no new ReplicaSet for a template seen before");
-    let active: Vec<&Value> = sets.iter().filter(|rs| rs["spec"]["replicas"] == 3).collect();
+    assert_eq!(
+        sets.len(),
+        2,
+        "no new ReplicaSet for a template seen before"
+    );
+    let active: Vec<&Value> = sets
+        .iter()
+        .filter(|rs| rs["spec"]["replicas"] == 3)
+        .collect();
     assert_eq!(active.len(), 1);
     assert_eq!(revision(active[0]), "3");
-    assert_eq!(active[0]["metadata"]["annotations"]["deployment.kubernetes.io/revision-history"], "1");
-    assert_eq!(active[0]["spec"]["template"]["spec"]["containers"][0]["image"], "core:1.41");
+    assert_eq!(
+        active[0]["metadata"]["annotations"]["deployment.kubernetes.io/revision-history"],
+        "1"
+    );
+    assert_eq!(
+        active[0]["spec"]["template"]["spec"]["containers"][0]["image"],
+        "core:1.41"
+    );
     // kubectl 1.32 rolls back with a JSON patch of spec.template and the annotations.
     let patches = requests_matching(&kube, "PATCH", "/deployments/core-services");
     assert_eq!(patches.len(), 1, "{patches:?}");
@@ -154,17 +205,34 @@ async fn kubectl_rollout_undo_to_revision_one_skips_the_revisions_in_between() {
     kube.add_deployment("prod", "web", "web:1", 2);
     kube.set_image("prod", "web", "web:2");
     kube.set_image("prod", "web", "web:3");
-    let Some(kubectl) = Kubectl::new(&kube) else { return };
+    let Some(kubectl) = Kubectl::new(&kube) else {
+        return;
+    };
 
     kubectl
-        .ok(&["rollout", "undo", "deployment/web", "-n", "prod", "--to-revision=1"])
+        .ok(&[
+            "rollout",
+            "undo",
+            "deployment/web",
+            "-n",
+            "prod",
+            "--to-revision=1",
+        ])
         .await;
 
     assert_eq!(image(&kube, "prod", "web"), "web:1");
-    assert_eq!(revision(&kube.get("deployments", "prod", "web").unwrap()), "4");
-    let history = kubectl.ok(&["rollout", "history", "deployment/web", "-n", "prod"]).await;
+    assert_eq!(
+        revision(&kube.get("deployments", "prod", "web").unwrap()),
+        "4"
+    );
+    let history = kubectl
+        .ok(&["rollout", "history", "deployment/web", "-n", "prod"])
+        .await;
     for rev in ["2", "3", "4"] {
-        assert!(history.lines().any(|l| l.trim_start().starts_with(rev)), "revision {rev} in:\n{history}");
+        assert!(
+            history.lines().any(|l| l.trim_start().starts_with(rev)),
+            "revision {rev} in:\n{history}"
+        );
     }
 }
 
@@ -173,22 +241,42 @@ async fn kubectl_rollout_undo_to_the_current_template_is_skipped() {
     let kube = fake().await;
     kube.add_deployment("prod", "web", "web:1", 2);
     kube.set_image("prod", "web", "web:2");
-    let Some(kubectl) = Kubectl::new(&kube) else { return };
+    let Some(kubectl) = Kubectl::new(&kube) else {
+        return;
+    };
     let out = kubectl
-        .ok(&["rollout", "undo", "deployment/web", "-n", "prod", "--to-revision=2"])
+        .ok(&[
+            "rollout",
+            "undo",
+            "deployment/web",
+            "-n",
+            "prod",
+            "--to-revision=2",
+        ])
         .await;
     assert!(out.contains("skipped rollback"), "{out}");
-    assert_eq!(revision(&kube.get("deployments", "prod", "web").unwrap()), "2");
+    assert_eq!(
+        revision(&kube.get("deployments", "prod", "web").unwrap()),
+        "2"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kubectl_scale_sets_replicas_through_the_scale_subresource() {
     let kube = fake().await;
     kube.add_deployment("prod", "core-services", "core:1.41", 3);
-    let Some(kubectl) = Kubectl::new(&kube) else { return };
+    let Some(kubectl) = Kubectl::new(&kube) else {
+        return;
+    };
 
     let out = kubectl
-        .ok(&["scale", "deployment/core-services", "--replicas=5", "-n", "prod"])
+        .ok(&[
+            "scale",
+            "deployment/core-services",
+            "--replicas=5",
+            "-n",
+            "prod",
+        ])
         .await;
 
     assert!(out.contains("scaled"), "{out}");
@@ -199,36 +287,66 @@ async fn kubectl_scale_sets_replicas_through_the_scale_subresource() {
     assert_eq!(revision(&deployment), "1", "scaling is not a new revision");
     let scale_patches = requests_matching(&kube, "PATCH", "/deployments/core-services/scale");
     assert_eq!(scale_patches.len(), 1, "{:?}", kube.requests());
-    assert_eq!(scale_patches[0].2.as_deref(), Some("application/merge-patch+json"));
+    assert_eq!(
+        scale_patches[0].2.as_deref(),
+        Some("application/merge-patch+json")
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kubectl_patch_service_merges_the_selector() {
     let kube = fake().await;
-    kube.add_service("prod", "core-services", &[("app", "core-services"), ("version", "canary")]);
-    let Some(kubectl) = Kubectl::new(&kube) else { return };
+    kube.add_service(
+        "prod",
+        "core-services",
+        &[("app", "core-services"), ("version", "canary")],
+    );
+    let Some(kubectl) = Kubectl::new(&kube) else {
+        return;
+    };
 
     kubectl
-        .ok(&["patch", "service", "core-services", "-n", "prod", "-p", r#"{"spec":{"selector":{"version":"stable"}}}"#])
+        .ok(&[
+            "patch",
+            "service",
+            "core-services",
+            "-n",
+            "prod",
+            "-p",
+            r#"{"spec":{"selector":{"version":"stable"}}}"#,
+        ])
         .await;
 
     let service = kube.get("services", "prod", "core-services").unwrap();
-    assert_eq!(service["spec"]["selector"], json!({"app": "core-services", "version": "stable"}));
+    assert_eq!(
+        service["spec"]["selector"],
+        json!({"app": "core-services", "version": "stable"})
+    );
     let patches = requests_matching(&kube, "PATCH", "/services/core-services");
-    assert_eq!(patches[0].2.as_deref(), Some("application/strategic-merge-patch+json"));
+    assert_eq!(
+        patches[0].2.as_deref(),
+        Some("application/strategic-merge-patch+json")
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kubectl_rollout_restart_stamps_the_template_and_makes_a_new_revision() {
     let kube = fake().await;
     kube.add_deployment("prod", "web", "web:1", 2);
-    let Some(kubectl) = Kubectl::new(&kube) else { return };
+    let Some(kubectl) = Kubectl::new(&kube) else {
+        return;
+    };
 
-    kubectl.ok(&["rollout", "restart", "deployment/web", "-n", "prod"]).await;
+    kubectl
+        .ok(&["rollout", "restart", "deployment/web", "-n", "prod"])
+        .await;
 
     let deployment = kube.get("deployments", "prod", "web").unwrap();
     let annotations = &deployment["spec"]["template"]["metadata"]["annotations"];
-    assert!(annotations["kubectl.kubernetes.io/restartedAt"].is_string(), "{deployment:#}");
+    assert!(
+        annotations["kubectl.kubernetes.io/restartedAt"].is_string(),
+        "{deployment:#}"
+    );
     assert_eq!(revision(&deployment), "2");
     assert_eq!(image(&kube, "prod", "web"), "web:1");
     assert_eq!(kube.list("replicasets", "prod").len(), 2);
@@ -238,7 +356,9 @@ async fn kubectl_rollout_restart_stamps_the_template_and_makes_a_new_revision() 
 async fn kubectl_rollout_status_waits_for_the_ready_delay_then_succeeds() {
     let kube = fake().await;
     kube.add_deployment("prod", "web", "web:1", 3);
-    let Some(kubectl) = Kubectl::new(&kube) else { return };
+    let Some(kubectl) = Kubectl::new(&kube) else {
+        return;
+    };
     let delay = Duration::from_millis(1500);
     kube.set_ready_delay(delay);
     let started = Instant::now();
@@ -248,15 +368,30 @@ async fn kubectl_rollout_status_waits_for_the_ready_delay_then_succeeds() {
     assert_eq!(midway["status"]["observedGeneration"], 2);
 
     let out = kubectl
-        .ok(&["rollout", "status", "deployment/web", "-n", "prod", "--timeout=10s"])
+        .ok(&[
+            "rollout",
+            "status",
+            "deployment/web",
+            "-n",
+            "prod",
+            "--timeout=10s",
+        ])
         .await;
 
     assert!(out.contains("successfully rolled out"), "{out}");
-    assert!(started.elapsed() >= delay, "rollout status returned before the deployment was ready");
+    assert!(
+        started.elapsed() >= delay,
+        "rollout status returned before the deployment was ready"
+    );
     let done = kube.get("deployments", "prod", "web").unwrap();
     assert_eq!(done["status"]["updatedReplicas"], 3);
     assert_eq!(done["status"]["availableReplicas"], 3);
-    let progressing = done["status"]["conditions"].as_array().unwrap().iter().find(|c| c["type"] == "Progressing").unwrap();
+    let progressing = done["status"]["conditions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["type"] == "Progressing")
+        .unwrap();
     assert_eq!(progressing["reason"], "NewReplicaSetAvailable");
 }
 
@@ -264,19 +399,37 @@ async fn kubectl_rollout_status_waits_for_the_ready_delay_then_succeeds() {
 async fn kubectl_uses_every_context_in_the_written_kubeconfig() {
     let kube = fake().await;
     kube.add_deployment("default", "web", "web:1", 1);
-    let Some(kubectl) = Kubectl::new(&kube) else { return };
+    let Some(kubectl) = Kubectl::new(&kube) else {
+        return;
+    };
     let contexts = kubectl.ok(&["config", "get-contexts", "-o", "name"]).await;
-    assert_eq!(contexts.split_whitespace().collect::<Vec<_>>(), ["ap-east-1", "ap-southeast-1"]);
+    assert_eq!(
+        contexts.split_whitespace().collect::<Vec<_>>(),
+        ["ap-east-1", "ap-southeast-1"]
+    );
     let current = kubectl.ok(&["config", "current-context"]).await;
     assert_eq!(current.trim(), "ap-east-1");
-    let out = kubectl.ok(&["--context", "ap-southeast-1", "get", "deployment", "web", "-o", "name"]).await;
+    let out = kubectl
+        .ok(&[
+            "--context",
+            "ap-southeast-1",
+            "get",
+            "deployment",
+            "web",
+            "-o",
+            "name",
+        ])
+        .await;
     assert_eq!(out.trim(), "deployment.apps/web");
 }
 
 // ---- HTTP ----
 
 fn deployment_url(kube: &FakeKube, ns: &str, name: &str) -> String {
-    format!("{}/apis/apps/v1/namespaces/{ns}/deployments/{name}", kube.url())
+    format!(
+        "{}/apis/apps/v1/namespaces/{ns}/deployments/{name}",
+        kube.url()
+    )
 }
 
 async fn send_patch(url: &str, content_type: &str, body: Value) -> reqwest::Response {
@@ -299,21 +452,37 @@ async fn a_put_with_a_stale_resource_version_gets_409_conflict() {
 
     let mut body = stale.clone();
     body["spec"]["replicas"] = json!(7);
-    let response = reqwest::Client::new().put(&url).json(&body).send().await.unwrap();
+    let response = reqwest::Client::new()
+        .put(&url)
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
 
     assert_eq!(response.status(), 409);
     let status: Value = response.json().await.unwrap();
     assert_eq!(status["kind"], "Status");
     assert_eq!(status["reason"], "Conflict");
     assert_eq!(status["code"], 409);
-    assert_eq!(kube.get("deployments", "prod", "web").unwrap()["spec"]["replicas"], 2);
+    assert_eq!(
+        kube.get("deployments", "prod", "web").unwrap()["spec"]["replicas"],
+        2
+    );
 
     // With the current resourceVersion the same update goes through.
     let mut fresh = kube.get("deployments", "prod", "web").unwrap();
     fresh["spec"]["replicas"] = json!(7);
-    let response = reqwest::Client::new().put(&url).json(&fresh).send().await.unwrap();
+    let response = reqwest::Client::new()
+        .put(&url)
+        .json(&fresh)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(response.status(), 200);
-    assert_eq!(kube.get("deployments", "prod", "web").unwrap()["spec"]["replicas"], 7);
+    assert_eq!(
+        kube.get("deployments", "prod", "web").unwrap()["spec"]["replicas"],
+        7
+    );
 }
 
 #[tokio::test]
@@ -321,7 +490,8 @@ async fn a_patch_carrying_a_stale_resource_version_gets_409_conflict() {
     let kube = fake().await;
     kube.add_service("prod", "web", &[("app", "web")]);
     let url = format!("{}/api/v1/namespaces/prod/services/web", kube.url());
-    let body = json!({"metadata": {"resourceVersion": "1"}, "spec": {"selector": {"version": "stable"}}});
+    let body =
+        json!({"metadata": {"resourceVersion": "1"}, "spec": {"selector": {"version": "stable"}}});
     let response = send_patch(&url, "application/merge-patch+json", body).await;
     assert_eq!(response.status(), 409);
 }
@@ -333,7 +503,12 @@ async fn dry_run_all_returns_the_result_but_stores_nothing() {
     let before = kube.get("deployments", "prod", "web").unwrap();
     let url = format!("{}?dryRun=All", deployment_url(&kube, "prod", "web"));
 
-    let response = send_patch(&url, "application/merge-patch+json", json!({"spec": {"replicas": 9}})).await;
+    let response = send_patch(
+        &url,
+        "application/merge-patch+json",
+        json!({"spec": {"replicas": 9}}),
+    )
+    .await;
 
     assert_eq!(response.status(), 200);
     let preview: Value = response.json().await.unwrap();
@@ -342,14 +517,20 @@ async fn dry_run_all_returns_the_result_but_stores_nothing() {
     assert_eq!(kube.list("replicasets", "prod").len(), 1);
 
     let create = reqwest::Client::new()
-        .post(format!("{}/api/v1/namespaces/prod/services?dryRun=All", kube.url()))
+        .post(format!(
+            "{}/api/v1/namespaces/prod/services?dryRun=All",
+            kube.url()
+        ))
         .json(&json!({"metadata": {"name": "new"}, "spec": {"selector": {"app": "web"}}}))
         .send()
         .await
         .unwrap();
     assert_eq!(create.status(), 201);
     assert!(kube.get("services", "prod", "new").is_none());
-    assert!(kube.requests().iter().any(|(m, p, _)| m == "PATCH" && p.ends_with("?dryRun=All")));
+    assert!(kube
+        .requests()
+        .iter()
+        .any(|(m, p, _)| m == "PATCH" && p.ends_with("?dryRun=All")));
 }
 
 #[tokio::test]
@@ -367,7 +548,10 @@ async fn json_patch_paths_unescape_tilde_one() {
 
     assert_eq!(response.status(), 200);
     let deployment = kube.get("deployments", "prod", "web").unwrap();
-    assert_eq!(deployment["metadata"]["annotations"]["laojun.io/paused-by"], "runbook");
+    assert_eq!(
+        deployment["metadata"]["annotations"]["laojun.io/paused-by"],
+        "runbook"
+    );
     assert_eq!(image(&kube, "prod", "web"), "web:2");
     assert_eq!(revision(&deployment), "2");
 
@@ -384,13 +568,23 @@ async fn strategic_merge_patch_merges_containers_by_name() {
         {"name": "web", "image": "web:2"},
         {"name": "sidecar", "image": "envoy:1"},
     ]}}}});
-    let response = send_patch(&deployment_url(&kube, "prod", "web"), "application/strategic-merge-patch+json", patch).await;
+    let response = send_patch(
+        &deployment_url(&kube, "prod", "web"),
+        "application/strategic-merge-patch+json",
+        patch,
+    )
+    .await;
     assert_eq!(response.status(), 200);
     let deployment = kube.get("deployments", "prod", "web").unwrap();
-    let containers = deployment["spec"]["template"]["spec"]["containers"].as_array().unwrap();
+    let containers = deployment["spec"]["template"]["spec"]["containers"]
+        .as_array()
+        .unwrap();
     assert_eq!(containers.len(), 2);
     assert_eq!(containers[0]["image"], "web:2");
-    assert_eq!(containers[0]["ports"][0]["containerPort"], 8080, "merged, not replaced");
+    assert_eq!(
+        containers[0]["ports"][0]["containerPort"], 8080,
+        "merged, not replaced"
+    );
 }
 
 #[tokio::test]
@@ -398,9 +592,17 @@ async fn a_merge_patch_with_null_deletes_a_selector_key() {
     let kube = fake().await;
     kube.add_service("prod", "web", &[("app", "web"), ("version", "canary")]);
     let url = format!("{}/api/v1/namespaces/prod/services/web", kube.url());
-    let response = send_patch(&url, "application/merge-patch+json", json!({"spec": {"selector": {"version": null}}})).await;
+    let response = send_patch(
+        &url,
+        "application/merge-patch+json",
+        json!({"spec": {"selector": {"version": null}}}),
+    )
+    .await;
     assert_eq!(response.status(), 200);
-    assert_eq!(kube.get("services", "prod", "web").unwrap()["spec"]["selector"], json!({"app": "web"}));
+    assert_eq!(
+        kube.get("services", "prod", "web").unwrap()["spec"]["selector"],
+        json!({"app": "web"})
+    );
 }
 
 #[tokio::test]
@@ -419,7 +621,12 @@ async fn bad_patch_bodies_are_refused_with_a_status() {
     assert_eq!(not_json.status(), 400);
     let not_a_list = send_patch(&url, "application/json-patch+json", json!({"op": "add"})).await;
     assert_eq!(not_a_list.status(), 422);
-    let negative = send_patch(&url, "application/merge-patch+json", json!({"spec": {"replicas": -1}})).await;
+    let negative = send_patch(
+        &url,
+        "application/merge-patch+json",
+        json!({"spec": {"replicas": -1}}),
+    )
+    .await;
     assert_eq!(negative.status(), 422);
     let unknown_type = send_patch(&url, "text/plain", json!({})).await;
     assert_eq!(unknown_type.status(), 415);
@@ -428,12 +635,19 @@ async fn bad_patch_bodies_are_refused_with_a_status() {
 #[tokio::test]
 async fn unknown_objects_get_a_404_status() {
     let kube = fake().await;
-    let response = reqwest::get(deployment_url(&kube, "prod", "nothing")).await.unwrap();
+    let response = reqwest::get(deployment_url(&kube, "prod", "nothing"))
+        .await
+        .unwrap();
     assert_eq!(response.status(), 404);
     let status: Value = response.json().await.unwrap();
     assert_eq!(status["reason"], "NotFound");
     assert_eq!(status["status"], "Failure");
-    let response = send_patch(&deployment_url(&kube, "prod", "nothing"), "application/merge-patch+json", json!({})).await;
+    let response = send_patch(
+        &deployment_url(&kube, "prod", "nothing"),
+        "application/merge-patch+json",
+        json!({}),
+    )
+    .await;
     assert_eq!(response.status(), 404);
 }
 
@@ -444,7 +658,13 @@ async fn fail_next_fails_exactly_that_many_requests_but_not_discovery() {
     kube.fail_next(2, 503);
     let url = deployment_url(&kube, "prod", "web");
 
-    assert_eq!(reqwest::get(format!("{}/apis/apps/v1", kube.url())).await.unwrap().status(), 200);
+    assert_eq!(
+        reqwest::get(format!("{}/apis/apps/v1", kube.url()))
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
     let first = reqwest::get(&url).await.unwrap();
     assert_eq!(first.status(), 503);
     assert_eq!(first.headers()["retry-after"], "1");
@@ -477,7 +697,12 @@ async fn replica_sets_are_listed_by_label_selector() {
                 .as_array()
                 .unwrap()
                 .iter()
-                .map(|rs| rs["metadata"]["labels"]["app"].as_str().unwrap().to_string())
+                .map(|rs| {
+                    rs["metadata"]["labels"]["app"]
+                        .as_str()
+                        .unwrap()
+                        .to_string()
+                })
                 .collect();
             names.sort();
             names
@@ -504,11 +729,19 @@ async fn a_watch_reports_changes_after_its_resource_version() {
     tokio::time::sleep(Duration::from_millis(100)).await;
     kube.set_image("prod", "web", "web:2");
 
-    let body = tokio::time::timeout(Duration::from_secs(5), watch).await.unwrap().unwrap();
+    let body = tokio::time::timeout(Duration::from_secs(5), watch)
+        .await
+        .unwrap()
+        .unwrap();
 
-    let events: Vec<Value> = body.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let events: Vec<Value> = body
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
     assert!(!events.is_empty());
-    assert!(events.iter().all(|e| e["type"] == "MODIFIED" && e["object"]["metadata"]["name"] == "web"));
+    assert!(events
+        .iter()
+        .all(|e| e["type"] == "MODIFIED" && e["object"]["metadata"]["name"] == "web"));
 }
 
 #[tokio::test]
@@ -524,15 +757,28 @@ async fn creating_a_deployment_over_http_rolls_out_its_first_replica_set() {
         },
     });
     let url = format!("{}/apis/apps/v1/namespaces/prod/deployments", kube.url());
-    let response = reqwest::Client::new().post(&url).json(&body).send().await.unwrap();
+    let response = reqwest::Client::new()
+        .post(&url)
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(response.status(), 201);
-    let again = reqwest::Client::new().post(&url).json(&body).send().await.unwrap();
+    let again = reqwest::Client::new()
+        .post(&url)
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(again.status(), 409);
     let deployment = kube.get("deployments", "prod", "new").unwrap();
     assert_eq!(revision(&deployment), "1");
     assert_eq!(deployment["status"]["readyReplicas"], 2);
     let sets = kube.list("replicasets", "prod");
     assert_eq!(sets.len(), 1);
-    assert_eq!(sets[0]["metadata"]["ownerReferences"][0]["uid"], deployment["metadata"]["uid"]);
+    assert_eq!(
+        sets[0]["metadata"]["ownerReferences"][0]["uid"],
+        deployment["metadata"]["uid"]
+    );
     assert!(sets[0]["metadata"]["labels"]["pod-template-hash"].is_string());
 }

@@ -108,7 +108,9 @@ pub fn settle(state: &mut State, pending: &Pending) {
 /// The deployment's ReplicaSets (matched by controller ownerReference),
 /// oldest first.
 pub fn owned_replica_sets(state: &State, deployment: &Value) -> Vec<Value> {
-    let namespace = deployment["metadata"]["namespace"].as_str().unwrap_or_default();
+    let namespace = deployment["metadata"]["namespace"]
+        .as_str()
+        .unwrap_or_default();
     let uid = &deployment["metadata"]["uid"];
     let mut owned: Vec<Value> = state
         .list(Kind::ReplicaSets, Some(namespace))
@@ -116,12 +118,18 @@ pub fn owned_replica_sets(state: &State, deployment: &Value) -> Vec<Value> {
         .filter(|rs| {
             rs["metadata"]["ownerReferences"]
                 .as_array()
-                .is_some_and(|refs| refs.iter().any(|r| &r["uid"] == uid && r["controller"] == true))
+                .is_some_and(|refs| {
+                    refs.iter()
+                        .any(|r| &r["uid"] == uid && r["controller"] == true)
+                })
         })
         .collect();
     owned.sort_by_key(|rs| {
         (
-            rs["metadata"]["creationTimestamp"].as_str().unwrap_or_default().to_string(),
+            rs["metadata"]["creationTimestamp"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string(),
             rs["metadata"]["resourceVersion"]
                 .as_str()
                 .and_then(|v| v.parse::<u64>().ok())
@@ -207,7 +215,8 @@ fn new_replica_set(state: &mut State, deployment: &Value, revision: i64) -> Valu
     let namespace = meta["namespace"].as_str().unwrap_or_default();
     let mut template = deployment["spec"]["template"].clone();
     let hash = unused_hash(state, namespace, name, &template);
-    object_at(object_at_value(&mut template, "metadata"), "labels").insert(HASH_LABEL.into(), json!(hash));
+    object_at(object_at_value(&mut template, "metadata"), "labels")
+        .insert(HASH_LABEL.into(), json!(hash));
     let mut selector = deployment["spec"]["selector"].clone();
     object_at(&mut selector, "matchLabels").insert(HASH_LABEL.into(), json!(hash));
     let labels = template["metadata"]["labels"].clone();
@@ -258,12 +267,18 @@ fn unused_hash(state: &State, namespace: &str, name: &str, template: &Value) -> 
             };
             safe_encode(fnv1a(text.as_bytes()))
         })
-        .find(|hash| state.get(Kind::ReplicaSets, namespace, &format!("{name}-{hash}")).is_none())
+        .find(|hash| {
+            state
+                .get(Kind::ReplicaSets, namespace, &format!("{name}-{hash}"))
+                .is_none()
+        })
         .unwrap_or_default()
 }
 
 fn fnv1a(bytes: &[u8]) -> u32 {
-    bytes.iter().fold(0x811c_9dc5u32, |h, b| (h ^ u32::from(*b)).wrapping_mul(0x0100_0193))
+    bytes.iter().fold(0x811c_9dc5u32, |h, b| {
+        (h ^ u32::from(*b)).wrapping_mul(0x0100_0193)
+    })
 }
 
 /// Kubernetes' `rand.SafeEncodeString` of the decimal hash: an alphabet
@@ -323,8 +338,16 @@ fn annotate_revision(mut deployment: Value, revision: i64) -> Value {
 fn with_status(state: &State, mut deployment: Value, new_rs: &Value) -> Value {
     let want = deployment["spec"]["replicas"].as_i64().unwrap_or(1);
     let all = owned_replica_sets(state, &deployment);
-    let sum = |field: &str| -> i64 { all.iter().map(|rs| rs["status"][field].as_i64().unwrap_or(0)).sum() };
-    let (replicas, ready, available) = (sum("replicas"), sum("readyReplicas"), sum("availableReplicas"));
+    let sum = |field: &str| -> i64 {
+        all.iter()
+            .map(|rs| rs["status"][field].as_i64().unwrap_or(0))
+            .sum()
+    };
+    let (replicas, ready, available) = (
+        sum("replicas"),
+        sum("readyReplicas"),
+        sum("availableReplicas"),
+    );
     let updated = new_rs["status"]["replicas"].as_i64().unwrap_or(0);
     let rs_name = new_rs["metadata"]["name"].as_str().unwrap_or_default();
     let complete = updated == want && replicas == want && available == want;
@@ -332,12 +355,36 @@ fn with_status(state: &State, mut deployment: Value, new_rs: &Value) -> Value {
     let min_available = want - want / 4;
     let old = deployment["status"]["conditions"].clone();
     let conditions = json!([
-        condition(&old, "Available", available >= min_available,
-            if available >= min_available { "MinimumReplicasAvailable" } else { "MinimumReplicasUnavailable" },
-            if available >= min_available { "Deployment has minimum availability.".to_string() } else { "Deployment does not have minimum availability.".to_string() }),
-        condition(&old, "Progressing", true,
-            if complete { "NewReplicaSetAvailable" } else { "ReplicaSetUpdated" },
-            if complete { format!("ReplicaSet {rs_name:?} has successfully progressed.") } else { format!("ReplicaSet {rs_name:?} is progressing.") }),
+        condition(
+            &old,
+            "Available",
+            available >= min_available,
+            if available >= min_available {
+                "MinimumReplicasAvailable"
+            } else {
+                "MinimumReplicasUnavailable"
+            },
+            if available >= min_available {
+                "Deployment has minimum availability.".to_string()
+            } else {
+                "Deployment does not have minimum availability.".to_string()
+            }
+        ),
+        condition(
+            &old,
+            "Progressing",
+            true,
+            if complete {
+                "NewReplicaSetAvailable"
+            } else {
+                "ReplicaSetUpdated"
+            },
+            if complete {
+                format!("ReplicaSet {rs_name:?} has successfully progressed.")
+            } else {
+                format!("ReplicaSet {rs_name:?} is progressing.")
+            }
+        ),
     ]);
     deployment["status"] = json!({
         "observedGeneration": deployment["metadata"]["generation"],
@@ -359,7 +406,11 @@ fn condition(old: &Value, kind: &str, status: bool, reason: &str, message: Strin
         .and_then(|cs| cs.iter().find(|c| c["type"] == kind));
     let stamp = now();
     let (updated, transitioned) = match previous {
-        Some(p) if p["status"] == status && p["reason"] == reason && p["message"] == message.as_str() => {
+        Some(p)
+            if p["status"] == status
+                && p["reason"] == reason
+                && p["message"] == message.as_str() =>
+        {
             (p["lastUpdateTime"].clone(), p["lastTransitionTime"].clone())
         }
         Some(p) if p["status"] == status => (json!(stamp), p["lastTransitionTime"].clone()),
@@ -400,7 +451,9 @@ mod tests {
     #[test]
     fn hashes_use_only_the_safe_alphabet() {
         let hash = safe_encode(fnv1a(b"template"));
-        assert!(hash.chars().all(|c| "bcdfghjklmnpqrstvwxz2456789".contains(c)));
+        assert!(hash
+            .chars()
+            .all(|c| "bcdfghjklmnpqrstvwxz2456789".contains(c)));
         assert!(!hash.is_empty());
     }
 }

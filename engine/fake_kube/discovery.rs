@@ -38,7 +38,14 @@ pub fn is_discovery(path: &str) -> bool {
     path.starts_with("/openapi")
         || matches!(
             path.trim_end_matches('/'),
-            "/version" | "/api" | "/apis" | "/api/v1" | "/apis/apps/v1" | "/healthz" | "/readyz" | "/livez"
+            "/version"
+                | "/api"
+                | "/apis"
+                | "/api/v1"
+                | "/apis/apps/v1"
+                | "/healthz"
+                | "/readyz"
+                | "/livez"
         )
 }
 
@@ -65,7 +72,16 @@ fn resource_list(group_version: &str, resources: Vec<Value>) -> Value {
     })
 }
 
-const ALL_VERBS: [&str; 8] = ["create", "delete", "deletecollection", "get", "list", "patch", "update", "watch"];
+const ALL_VERBS: [&str; 8] = [
+    "create",
+    "delete",
+    "deletecollection",
+    "get",
+    "list",
+    "patch",
+    "update",
+    "watch",
+];
 
 fn resource(name: &str, singular: &str, kind: &str, verbs: &[&str], short: &[&str]) -> Value {
     let mut r = json!({
@@ -85,20 +101,50 @@ fn resource(name: &str, singular: &str, kind: &str, verbs: &[&str], short: &[&st
 fn core_resources() -> Vec<Value> {
     vec![
         resource("services", "service", "Service", &ALL_VERBS, &["svc"]),
-        resource("services/status", "", "Service", &["get", "patch", "update"], &[]),
+        resource(
+            "services/status",
+            "",
+            "Service",
+            &["get", "patch", "update"],
+            &[],
+        ),
     ]
 }
 
 fn apps_resources() -> Vec<Value> {
-    let mut scale = resource("deployments/scale", "", "Scale", &["get", "patch", "update"], &[]);
+    let mut scale = resource(
+        "deployments/scale",
+        "",
+        "Scale",
+        &["get", "patch", "update"],
+        &[],
+    );
     // kubectl scale reads the Scale's group and version from here.
     scale["group"] = json!("autoscaling");
     scale["version"] = json!("v1");
     vec![
-        resource("deployments", "deployment", "Deployment", &ALL_VERBS, &["deploy"]),
+        resource(
+            "deployments",
+            "deployment",
+            "Deployment",
+            &ALL_VERBS,
+            &["deploy"],
+        ),
         scale,
-        resource("deployments/status", "", "Deployment", &["get", "patch", "update"], &[]),
-        resource("replicasets", "replicaset", "ReplicaSet", &["get", "list", "watch"], &["rs"]),
+        resource(
+            "deployments/status",
+            "",
+            "Deployment",
+            &["get", "patch", "update"],
+            &[],
+        ),
+        resource(
+            "replicasets",
+            "replicaset",
+            "ReplicaSet",
+            &["get", "list", "watch"],
+            &["rs"],
+        ),
     ]
 }
 
@@ -110,19 +156,47 @@ pub fn wants_table(accept: &str) -> bool {
         .is_some_and(|first| first.contains("as=Table"))
 }
 
+/// Column (name, type) pairs and the function that fills a row's cells.
+type Layout = (
+    &'static [(&'static str, &'static str)],
+    fn(&Value) -> Vec<Value>,
+);
+
 /// A `meta.k8s.io/v1` Table with the columns `kubectl get` shows.
 pub fn table(kind: Kind, objects: &[Value], resource_version: &str) -> Value {
-    let (columns, cells): (&[(&str, &str)], fn(&Value) -> Vec<Value>) = match kind {
+    let (columns, cells): Layout = match kind {
         Kind::Deployments => (
-            &[("Name", "name"), ("Ready", "string"), ("Up-to-date", "integer"), ("Available", "integer"), ("Age", "string")],
+            &[
+                ("Name", "name"),
+                ("Ready", "string"),
+                ("Up-to-date", "integer"),
+                ("Available", "integer"),
+                ("Age", "string"),
+                ("Containers", "string"),
+                ("Images", "string"),
+                ("Selector", "string"),
+            ],
             deployment_cells,
         ),
         Kind::ReplicaSets => (
-            &[("Name", "name"), ("Desired", "integer"), ("Current", "integer"), ("Ready", "integer"), ("Age", "string")],
+            &[
+                ("Name", "name"),
+                ("Desired", "integer"),
+                ("Current", "integer"),
+                ("Ready", "integer"),
+                ("Age", "string"),
+            ],
             replica_set_cells,
         ),
         Kind::Services => (
-            &[("Name", "name"), ("Type", "string"), ("Cluster-IP", "string"), ("External-IP", "string"), ("Ports", "string"), ("Age", "string")],
+            &[
+                ("Name", "name"),
+                ("Type", "string"),
+                ("Cluster-IP", "string"),
+                ("External-IP", "string"),
+                ("Ports", "string"),
+                ("Age", "string"),
+            ],
             service_cells,
         ),
     };
@@ -139,13 +213,25 @@ pub fn table(kind: Kind, objects: &[Value], resource_version: &str) -> Value {
         "kind": "Table",
         "apiVersion": "meta.k8s.io/v1",
         "metadata": {"resourceVersion": resource_version},
-        "columnDefinitions": columns.iter().map(|(name, ty)| json!({
-            "name": name, "type": ty, "format": if *ty == "name" { "name" } else { "" },
-            "description": "", "priority": 0,
-        })).collect::<Vec<_>>(),
+        "columnDefinitions": columns.iter().map(|(name, ty)| column(name, ty)).collect::<Vec<_>>(),
         "rows": rows,
     })
 }
+
+/// A column definition; `-o wide` also shows the priority-1 ones, and
+/// kubectl prefixes the kind (`deployment.apps/x`) in the string column
+/// whose format is "name" when several kinds are listed.
+fn column(name: &str, ty: &str) -> Value {
+    let (ty, format) = if ty == "name" {
+        ("string", "name")
+    } else {
+        (ty, "")
+    };
+    let priority = if WIDE_COLUMNS.contains(&name) { 1 } else { 0 };
+    json!({"name": name, "type": ty, "format": format, "description": "", "priority": priority})
+}
+
+const WIDE_COLUMNS: [&str; 3] = ["Containers", "Images", "Selector"];
 
 fn int(v: &Value) -> i64 {
     v.as_i64().unwrap_or(0)
@@ -155,11 +241,39 @@ fn deployment_cells(d: &Value) -> Vec<Value> {
     let s = &d["status"];
     vec![
         d["metadata"]["name"].clone(),
-        json!(format!("{}/{}", int(&s["readyReplicas"]), int(&d["spec"]["replicas"]))),
+        json!(format!(
+            "{}/{}",
+            int(&s["readyReplicas"]),
+            int(&d["spec"]["replicas"])
+        )),
         json!(int(&s["updatedReplicas"])),
         json!(int(&s["availableReplicas"])),
         json!(age(d)),
+        json!(container_field(d, "name")),
+        json!(container_field(d, "image")),
+        json!(selector_text(d)),
     ]
+}
+
+fn container_field(d: &Value, field: &str) -> String {
+    let containers = d["spec"]["template"]["spec"]["containers"].as_array();
+    let values: Vec<&str> = containers
+        .map(|cs| cs.iter().filter_map(|c| c[field].as_str()).collect())
+        .unwrap_or_default();
+    values.join(",")
+}
+
+/// A deployment's selector as `k=v,k=v`, the form Scale and `-o wide` show.
+pub fn selector_text(d: &Value) -> String {
+    let labels = d["spec"]["selector"]["matchLabels"].as_object();
+    let pairs: Vec<String> = labels
+        .map(|m| {
+            m.iter()
+                .map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or_default()))
+                .collect()
+        })
+        .unwrap_or_default();
+    pairs.join(",")
 }
 
 fn replica_set_cells(rs: &Value) -> Vec<Value> {
@@ -177,7 +291,13 @@ fn service_cells(svc: &Value) -> Vec<Value> {
         .as_array()
         .map(|ps| {
             ps.iter()
-                .map(|p| format!("{}/{}", int(&p["port"]), p["protocol"].as_str().unwrap_or("TCP")))
+                .map(|p| {
+                    format!(
+                        "{}/{}",
+                        int(&p["port"]),
+                        p["protocol"].as_str().unwrap_or("TCP")
+                    )
+                })
                 .collect()
         })
         .unwrap_or_default();
@@ -186,7 +306,11 @@ fn service_cells(svc: &Value) -> Vec<Value> {
         svc["spec"]["type"].clone(),
         svc["spec"]["clusterIP"].clone(),
         json!("<none>"),
-        json!(if ports.is_empty() { "<none>".to_string() } else { ports.join(",") }),
+        json!(if ports.is_empty() {
+            "<none>".to_string()
+        } else {
+            ports.join(",")
+        }),
         json!(age(svc)),
     ]
 }
@@ -199,7 +323,9 @@ fn age(object: &Value) -> String {
     let Some(created) = created else {
         return "<unknown>".into();
     };
-    let secs = (chrono::Utc::now() - created.with_timezone(&chrono::Utc)).num_seconds().max(0);
+    let secs = (chrono::Utc::now() - created.with_timezone(&chrono::Utc))
+        .num_seconds()
+        .max(0);
     match secs {
         s if s < 120 => format!("{s}s"),
         s if s < 7200 => format!("{}m", s / 60),

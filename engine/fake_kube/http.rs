@@ -16,11 +16,17 @@ use serde_json::{json, Value};
 use super::discovery;
 use super::patch::{self, PatchType};
 use super::selector::Selector;
-use super::store::{ApiError, Kind};
+use super::store::{ApiError, Kind, State};
 use super::Shared;
 
-/// Watches end after this long without a change; clients simply re-watch.
-const MAX_WATCH_WAIT: Duration = Duration::from_secs(30);
+/// How long a watch waits for a change before ending. Short, because the
+/// response head goes out only with the events (see [`watch`]) and kubectl,
+/// done with a watch, still waits for that head before it exits.
+/// client-go counts a watch that ends empty within a second as an error,
+/// so an idle watch ends with a BOOKMARK when the client allows them, or
+/// empty after [`EMPTY_WATCH_WINDOW`] when it does not.
+const BOOKMARK_WINDOW: Duration = Duration::from_millis(250);
+const EMPTY_WATCH_WINDOW: Duration = Duration::from_millis(1500);
 
 /// Where a REST path points.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -63,7 +69,9 @@ pub async fn handle(
             .map(str::to_string)
     };
     let content_type = header_text(header::CONTENT_TYPE);
-    let full_path = uri.path_and_query().map_or(path.clone(), |p| p.as_str().to_string());
+    let full_path = uri
+        .path_and_query()
+        .map_or(path.clone(), |p| p.as_str().to_string());
     if let Some(code) = shared.record(&method, full_path, content_type.clone(), &path) {
         return error_response(&ApiError::new(code, format!("injected fault: HTTP {code}")));
     }
@@ -75,7 +83,10 @@ pub async fn handle(
         Err(e) => return error_response(&e),
     };
     let Some(route) = parse_route(&path) else {
-        return error_response(&ApiError::new(404, "the server could not find the requested resource"));
+        return error_response(&ApiError::new(
+            404,
+            "the server could not find the requested resource",
+        ));
     };
     let request = Request {
         method,
@@ -92,14 +103,37 @@ async fn dispatch(shared: &Arc<Shared>, route: Route, req: Request) -> Response 
         (&Method::GET, Route::Collection { kind, namespace }) if req.params.flag("watch") => {
             return watch(shared, kind, namespace, &req.params).await;
         }
-        (&Method::GET, Route::Collection { kind, namespace }) => list(shared, kind, namespace.as_deref(), &req),
-        (&Method::POST, Route::Collection { kind, namespace: Some(ns) }) => {
-            writable(kind).and_then(|_| create(shared, kind, &ns, &req))
+        (&Method::GET, Route::Collection { kind, namespace }) => {
+            list(shared, kind, namespace.as_deref(), &req)
         }
-        (method, Route::Object { kind, namespace, name, sub }) => {
-            object(shared, method, kind, &namespace, &name, sub.as_deref(), &req)
-        }
-        _ => Err(ApiError::new(405, "the server does not allow this method on the requested resource")),
+        (
+            &Method::POST,
+            Route::Collection {
+                kind,
+                namespace: Some(ns),
+            },
+        ) => writable(kind).and_then(|_| create(shared, kind, &ns, &req)),
+        (
+            method,
+            Route::Object {
+                kind,
+                namespace,
+                name,
+                sub,
+            },
+        ) => object(
+            shared,
+            method,
+            kind,
+            &namespace,
+            &name,
+            sub.as_deref(),
+            &req,
+        ),
+        _ => Err(ApiError::new(
+            405,
+            "the server does not allow this method on the requested resource",
+        )),
     };
     match answer {
         Ok(value) => json_response(success_code(&req.method), &value),
@@ -118,12 +152,23 @@ fn success_code(method: &Method) -> StatusCode {
 /// ReplicaSets belong to the (simulated) controller; clients only read them.
 fn writable(kind: Kind) -> Result<(), ApiError> {
     if kind == Kind::ReplicaSets {
-        return Err(ApiError::new(405, "replicasets are managed by the fake deployment controller"));
+        return Err(ApiError::new(
+            405,
+            "replicasets are managed by the fake deployment controller",
+        ));
     }
     Ok(())
 }
 
-fn object(shared: &Arc<Shared>, method: &Method, kind: Kind, ns: &str, name: &str, sub: Option<&str>, req: &Request) -> Answer {
+fn object(
+    shared: &Arc<Shared>,
+    method: &Method,
+    kind: Kind,
+    ns: &str,
+    name: &str,
+    sub: Option<&str>,
+    req: &Request,
+) -> Answer {
     let dry_run = req.params.dry_run()?;
     match (method.as_str(), sub) {
         ("GET", None | Some("status")) => {
@@ -131,7 +176,9 @@ fn object(shared: &Arc<Shared>, method: &Method, kind: Kind, ns: &str, name: &st
             let object = object.ok_or_else(|| ApiError::not_found(kind, name))?;
             Ok(maybe_table(shared, kind, object, &req.accept))
         }
-        (_, Some("scale")) if kind == Kind::Deployments => scale(shared, method, ns, name, req, dry_run),
+        (_, Some("scale")) if kind == Kind::Deployments => {
+            scale(shared, method, ns, name, req, dry_run)
+        }
         ("PUT", None) => {
             writable(kind)?;
             let body = json_body(&req.body)?;
@@ -140,32 +187,46 @@ fn object(shared: &Arc<Shared>, method: &Method, kind: Kind, ns: &str, name: &st
         ("PATCH", None) => {
             writable(kind)?;
             let (patch_type, doc) = patch_body(req)?;
-            shared.update(kind, ns, name, dry_run, |current| apply_patch(patch_type, current, &doc))
+            shared.update(kind, ns, name, dry_run, |current| {
+                apply_patch(patch_type, current, &doc)
+            })
         }
         ("DELETE", None) => {
             writable(kind)?;
             shared.delete(kind, ns, name, dry_run)
         }
-        (_, Some(other)) if other != "status" && other != "scale" => {
-            Err(ApiError::new(404, format!("{} has no subresource {other:?}", kind.plural())))
-        }
-        _ => Err(ApiError::new(405, "the server does not allow this method on the requested resource")),
+        (_, Some(other)) if other != "status" && other != "scale" => Err(ApiError::new(
+            404,
+            format!("{} has no subresource {other:?}", kind.plural()),
+        )),
+        _ => Err(ApiError::new(
+            405,
+            "the server does not allow this method on the requested resource",
+        )),
     }
 }
 
 fn apply_patch(patch_type: PatchType, current: &Value, doc: &Value) -> Answer {
-    patch::apply(patch_type, current, doc).map_err(|e| ApiError::new(422, format!("the patch could not be applied: {e}")))
+    patch::apply(patch_type, current, doc)
+        .map_err(|e| ApiError::new(422, format!("the patch could not be applied: {e}")))
 }
 
 fn patch_body(req: &Request) -> Result<(PatchType, Value), ApiError> {
     let patch_type = PatchType::from_content_type(&req.content_type).ok_or_else(|| {
-        ApiError::new(415, format!("the body of the request was in an unknown format: {:?}", req.content_type))
+        ApiError::new(
+            415,
+            format!(
+                "the body of the request was in an unknown format: {:?}",
+                req.content_type
+            ),
+        )
     })?;
     Ok((patch_type, json_body(&req.body)?))
 }
 
 fn json_body(body: &[u8]) -> Result<Value, ApiError> {
-    serde_json::from_slice(body).map_err(|e| ApiError::new(400, format!("the request body is not valid JSON: {e}")))
+    serde_json::from_slice(body)
+        .map_err(|e| ApiError::new(400, format!("the request body is not valid JSON: {e}")))
 }
 
 fn create(shared: &Arc<Shared>, kind: Kind, ns: &str, req: &Request) -> Answer {
@@ -176,10 +237,6 @@ fn create(shared: &Arc<Shared>, kind: Kind, ns: &str, req: &Request) -> Answer {
 /// The `autoscaling/v1` Scale view of a deployment.
 pub fn scale_of(deployment: &Value) -> Value {
     let meta = &deployment["metadata"];
-    let selector: Vec<String> = deployment["spec"]["selector"]["matchLabels"]
-        .as_object()
-        .map(|m| m.iter().map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or_default())).collect())
-        .unwrap_or_default();
     json!({
         "kind": "Scale",
         "apiVersion": "autoscaling/v1",
@@ -193,12 +250,19 @@ pub fn scale_of(deployment: &Value) -> Value {
         "spec": {"replicas": deployment["spec"]["replicas"]},
         "status": {
             "replicas": deployment["status"]["replicas"].as_i64().unwrap_or(0),
-            "selector": selector.join(","),
+            "selector": discovery::selector_text(deployment),
         },
     })
 }
 
-fn scale(shared: &Arc<Shared>, method: &Method, ns: &str, name: &str, req: &Request, dry_run: bool) -> Answer {
+fn scale(
+    shared: &Arc<Shared>,
+    method: &Method,
+    ns: &str,
+    name: &str,
+    req: &Request,
+    dry_run: bool,
+) -> Answer {
     let kind = Kind::Deployments;
     let new_scale = |current: &Value| -> Answer {
         match method.as_str() {
@@ -207,19 +271,26 @@ fn scale(shared: &Arc<Shared>, method: &Method, ns: &str, name: &str, req: &Requ
                 let (patch_type, doc) = patch_body(req)?;
                 apply_patch(patch_type, &scale_of(current), &doc)
             }
-            _ => Err(ApiError::new(405, "the scale subresource supports get, update and patch")),
+            _ => Err(ApiError::new(
+                405,
+                "the scale subresource supports get, update and patch",
+            )),
         }
     };
     if method == Method::GET {
         let deployment = shared.lock().get(kind, ns, name).cloned();
-        return deployment.map(|d| scale_of(&d)).ok_or_else(|| ApiError::not_found(kind, name));
+        return deployment
+            .map(|d| scale_of(&d))
+            .ok_or_else(|| ApiError::not_found(kind, name));
     }
     let updated = shared.update(kind, ns, name, dry_run, |current| {
         let wanted = new_scale(current)?;
         let replicas = wanted["spec"]["replicas"]
             .as_i64()
             .filter(|n| *n >= 0)
-            .ok_or_else(|| ApiError::invalid(kind, name, "spec.replicas: must be a non-negative integer"))?;
+            .ok_or_else(|| {
+                ApiError::invalid(kind, name, "spec.replicas: must be a non-negative integer")
+            })?;
         let mut deployment = current.clone();
         deployment["spec"]["replicas"] = json!(replicas);
         // The Scale's resourceVersion is the deployment's: a stale one conflicts.
@@ -270,48 +341,111 @@ fn selectors(params: &Params) -> Result<(Selector, Selector), ApiError> {
 /// A watch as a long poll: it answers as soon as there are events after
 /// the requested resourceVersion (or the current objects, when none is
 /// given) and then ends; clients re-watch from the last version they saw,
-/// which the watch protocol allows at any time.
-async fn watch(shared: &Arc<Shared>, kind: Kind, namespace: Option<String>, params: &Params) -> Response {
+/// which the watch protocol allows at any time. A streamed body would need
+/// a `Stream` or `http_body::Frame` type, which only a new dependency
+/// (futures-core or http-body) could name.
+async fn watch(
+    shared: &Arc<Shared>,
+    kind: Kind,
+    namespace: Option<String>,
+    params: &Params,
+) -> Response {
     let (labels, fields) = match selectors(params) {
         Ok(s) => s,
         Err(e) => return error_response(&e),
     };
-    let wanted = |o: &Value| {
-        namespace.as_deref().is_none_or(|ns| o["metadata"]["namespace"] == ns)
-            && labels.matches_labels(o)
-            && fields.matches_fields(o)
+    let filter = WatchFilter {
+        kind,
+        namespace,
+        labels,
+        fields,
     };
-    let since: u64 = params.get("resourceVersion").and_then(|v| v.parse().ok()).unwrap_or(0);
-    let wait = params
+    let since: u64 = params
+        .get("resourceVersion")
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    let bookmarks = params.flag("allowWatchBookmarks");
+    let window = if bookmarks {
+        BOOKMARK_WINDOW
+    } else {
+        EMPTY_WATCH_WINDOW
+    };
+    let requested = params
         .get("timeoutSeconds")
         .and_then(|t| t.parse().ok())
-        .map_or(MAX_WATCH_WAIT, Duration::from_secs)
-        .min(MAX_WATCH_WAIT);
-    let deadline = Instant::now() + wait;
+        .map(Duration::from_secs);
+    let deadline = Instant::now() + requested.map_or(window, |t| t.min(window));
     loop {
         let (events, mut changed) = {
             let state = shared.lock();
             if since != 0 && since < state.compacted_rv {
-                let gone = ApiError::new(410, format!("too old resource version: {since} ({})", state.compacted_rv));
-                return watch_response(vec![json!({"type": "ERROR", "object": gone.status_body()})]);
+                let gone = ApiError::new(
+                    410,
+                    format!("too old resource version: {since} ({})", state.compacted_rv),
+                );
+                return watch_response(vec![
+                    json!({"type": "ERROR", "object": gone.status_body()}),
+                ]);
             }
-            let events: Vec<Value> = if since == 0 {
-                let current = state.list(kind, namespace.as_deref());
-                current.into_iter().filter(|o| wanted(o)).map(|o| json!({"type": "ADDED", "object": o})).collect()
-            } else {
-                let logged = state.events_since(kind, since);
-                logged.into_iter().filter(|e| wanted(&e.object)).map(|e| json!({"type": e.event_type, "object": e.object})).collect()
-            };
-            (events, state.changed.subscribe())
+            (filter.events(&state, since), state.changed.subscribe())
         };
         if !events.is_empty() || shared.is_closed() {
             return watch_response(events);
         }
         let woke = tokio::time::timeout_at(deadline.into(), changed.changed()).await;
         if !matches!(woke, Ok(Ok(()))) {
-            return watch_response(Vec::new());
+            let idle = if bookmarks {
+                vec![bookmark(kind, shared.lock().rv)]
+            } else {
+                Vec::new()
+            };
+            return watch_response(idle);
         }
     }
+}
+
+/// What one watch asks to see.
+struct WatchFilter {
+    kind: Kind,
+    namespace: Option<String>,
+    labels: Selector,
+    fields: Selector,
+}
+
+impl WatchFilter {
+    fn wants(&self, object: &Value) -> bool {
+        self.namespace
+            .as_deref()
+            .is_none_or(|ns| object["metadata"]["namespace"] == ns)
+            && self.labels.matches_labels(object)
+            && self.fields.matches_fields(object)
+    }
+
+    /// Events after `since`; from 0 ("any version"), the current objects as ADDED.
+    fn events(&self, state: &State, since: u64) -> Vec<Value> {
+        if since == 0 {
+            let current = state.list(self.kind, self.namespace.as_deref());
+            return current
+                .into_iter()
+                .filter(|o| self.wants(o))
+                .map(|o| json!({"type": "ADDED", "object": o}))
+                .collect();
+        }
+        state
+            .events_since(self.kind, since)
+            .into_iter()
+            .filter(|e| self.wants(&e.object))
+            .map(|e| json!({"type": e.event_type, "object": e.object}))
+            .collect()
+    }
+}
+
+/// A BOOKMARK: "nothing for you up to `rv`"; the client re-watches from there.
+fn bookmark(kind: Kind, rv: u64) -> Value {
+    json!({
+        "type": "BOOKMARK",
+        "object": {"kind": kind.kind(), "apiVersion": kind.api_version(), "metadata": {"resourceVersion": rv.to_string()}},
+    })
 }
 
 fn watch_response(events: Vec<Value>) -> Response {
@@ -330,10 +464,17 @@ fn parse_route(path: &str) -> Option<Route> {
         ["apis", "apps", "v1", rest @ ..] => ("apps", rest),
         _ => return None,
     };
-    let kind = |plural: &str| Kind::parse(plural).filter(|k| k.plural() == plural && k.group() == group);
+    let kind =
+        |plural: &str| Kind::parse(plural).filter(|k| k.plural() == plural && k.group() == group);
     match rest {
-        [plural] => Some(Route::Collection { kind: kind(plural)?, namespace: None }),
-        ["namespaces", ns, plural] => Some(Route::Collection { kind: kind(plural)?, namespace: Some(ns.to_string()) }),
+        [plural] => Some(Route::Collection {
+            kind: kind(plural)?,
+            namespace: None,
+        }),
+        ["namespaces", ns, plural] => Some(Route::Collection {
+            kind: kind(plural)?,
+            namespace: Some(ns.to_string()),
+        }),
         ["namespaces", ns, plural, name, sub @ ..] if sub.len() <= 1 => Some(Route::Object {
             kind: kind(plural)?,
             namespace: ns.to_string(),
@@ -345,7 +486,12 @@ fn parse_route(path: &str) -> Option<Route> {
 }
 
 fn json_response(code: StatusCode, value: &Value) -> Response {
-    (code, [(header::CONTENT_TYPE, "application/json")], value.to_string()).into_response()
+    (
+        code,
+        [(header::CONTENT_TYPE, "application/json")],
+        value.to_string(),
+    )
+        .into_response()
 }
 
 pub fn error_response(error: &ApiError) -> Response {
@@ -353,7 +499,9 @@ pub fn error_response(error: &ApiError) -> Response {
     let mut response = json_response(code, &error.status_body());
     // Clients back off by Retry-After on throttling and unavailability.
     if matches!(error.code, 429 | 503) {
-        response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        response
+            .headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
     }
     response
 }
@@ -376,7 +524,10 @@ impl Params {
     }
 
     fn get(&self, key: &str) -> Option<&str> {
-        self.0.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
+        self.0
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
     }
 
     fn flag(&self, key: &str) -> bool {
@@ -388,7 +539,10 @@ impl Params {
         match self.get("dryRun") {
             None | Some("") => Ok(false),
             Some("All") => Ok(true),
-            Some(other) => Err(ApiError::new(400, format!("unsupported dryRun value {other:?}; only All is supported"))),
+            Some(other) => Err(ApiError::new(
+                400,
+                format!("unsupported dryRun value {other:?}; only All is supported"),
+            )),
         }
     }
 }
@@ -427,7 +581,13 @@ mod tests {
                 sub: Some("scale".into()),
             })
         );
-        assert_eq!(parse_route("/api/v1/services"), Some(Route::Collection { kind: Kind::Services, namespace: None }));
+        assert_eq!(
+            parse_route("/api/v1/services"),
+            Some(Route::Collection {
+                kind: Kind::Services,
+                namespace: None
+            })
+        );
         assert_eq!(parse_route("/api/v1/namespaces/prod/deployments"), None);
     }
 

@@ -46,7 +46,9 @@ pub(crate) struct Shared {
 impl Shared {
     fn lock(&self) -> MutexGuard<'_, State> {
         // A panic elsewhere must not take the fake down with it.
-        self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     fn is_closed(&self) -> bool {
@@ -54,9 +56,17 @@ impl Shared {
     }
 
     /// Records a request; returns an injected fault's status, if one is due.
-    fn record(&self, method: &Method, full_path: String, content_type: Option<String>, path: &str) -> Option<u16> {
+    fn record(
+        &self,
+        method: &Method,
+        full_path: String,
+        content_type: Option<String>,
+        path: &str,
+    ) -> Option<u16> {
         let mut state = self.lock();
-        state.requests.push((method.to_string(), full_path, content_type));
+        state
+            .requests
+            .push((method.to_string(), full_path, content_type));
         if discovery::is_discovery(path) {
             return None;
         }
@@ -75,8 +85,17 @@ impl Shared {
     }
 
     /// Creates an object from a client's body (POST).
-    fn create(self: &Arc<Self>, kind: Kind, namespace: &str, body: Value, dry_run: bool) -> Result<Value, ApiError> {
-        let name = body["metadata"]["name"].as_str().unwrap_or_default().to_string();
+    fn create(
+        self: &Arc<Self>,
+        kind: Kind,
+        namespace: &str,
+        body: Value,
+        dry_run: bool,
+    ) -> Result<Value, ApiError> {
+        let name = body["metadata"]["name"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
         let mut state = self.lock();
         if state.get(kind, namespace, &name).is_some() {
             return Err(ApiError {
@@ -113,13 +132,16 @@ impl Shared {
             .cloned()
             .ok_or_else(|| ApiError::not_found(kind, name))?;
         let new = change(&current)?;
-        let expected = new["metadata"]["resourceVersion"].as_str().filter(|v| !v.is_empty());
+        let expected = new["metadata"]["resourceVersion"]
+            .as_str()
+            .filter(|v| !v.is_empty());
         if expected.is_some_and(|v| current["metadata"]["resourceVersion"] != v) {
             return Err(ApiError::conflict(kind, name));
         }
         let mut admitted = state.admit(kind, namespace, name, new, Some(&current))?;
         if dry_run {
-            admitted["metadata"]["resourceVersion"] = current["metadata"]["resourceVersion"].clone();
+            admitted["metadata"]["resourceVersion"] =
+                current["metadata"]["resourceVersion"].clone();
             return Ok(admitted);
         }
         let stored = state.store(kind, admitted);
@@ -130,7 +152,13 @@ impl Shared {
     }
 
     /// Deletes an object; a deployment takes its ReplicaSets with it.
-    fn delete(&self, kind: Kind, namespace: &str, name: &str, dry_run: bool) -> Result<Value, ApiError> {
+    fn delete(
+        &self,
+        kind: Kind,
+        namespace: &str,
+        name: &str,
+        dry_run: bool,
+    ) -> Result<Value, ApiError> {
         let mut state = self.lock();
         let current = state
             .get(kind, namespace, name)
@@ -149,7 +177,12 @@ impl Shared {
     }
 }
 
-fn sync_if_deployment(state: &mut State, kind: Kind, namespace: &str, name: &str) -> Option<Pending> {
+fn sync_if_deployment(
+    state: &mut State,
+    kind: Kind,
+    namespace: &str,
+    name: &str,
+) -> Option<Pending> {
     if kind == Kind::Deployments {
         controller::sync(state, namespace, name)
     } else {
@@ -188,7 +221,11 @@ impl FakeKube {
                 tracing::warn!(error = %e, "fake kube-apiserver stopped");
             }
         });
-        Ok(FakeKube { shared, addr, server })
+        Ok(FakeKube {
+            shared,
+            addr,
+            server,
+        })
     }
 
     /// The base URL, e.g. "http://127.0.0.1:40123".
@@ -274,15 +311,19 @@ impl FakeKube {
     /// # Panics
     /// If the deployment does not exist.
     pub fn set_image(&self, namespace: &str, name: &str, image: &str) {
-        let result = self.shared.update(Kind::Deployments, namespace, name, false, |current| {
-            let mut deployment = current.clone();
-            if let Some(containers) = deployment["spec"]["template"]["spec"]["containers"].as_array_mut() {
-                for container in containers {
-                    container["image"] = json!(image);
+        let result = self
+            .shared
+            .update(Kind::Deployments, namespace, name, false, |current| {
+                let mut deployment = current.clone();
+                if let Some(containers) =
+                    deployment["spec"]["template"]["spec"]["containers"].as_array_mut()
+                {
+                    for container in containers {
+                        container["image"] = json!(image);
+                    }
                 }
-            }
-            Ok(deployment)
-        });
+                Ok(deployment)
+            });
         if let Err(e) = result {
             panic!("set_image({namespace}/{name}): {}", e.message);
         }
@@ -293,7 +334,10 @@ impl FakeKube {
     /// # Panics
     /// If the name or namespace is not usable.
     pub fn add_service(&self, namespace: &str, name: &str, selector: &[(&str, &str)]) {
-        let selector: Map<String, Value> = selector.iter().map(|(k, v)| ((*k).to_string(), json!(v))).collect();
+        let selector: Map<String, Value> = selector
+            .iter()
+            .map(|(k, v)| ((*k).to_string(), json!(v)))
+            .collect();
         let service = json!({
             "metadata": {"name": name, "namespace": namespace, "labels": {"app": name}},
             "spec": {
@@ -372,6 +416,9 @@ fn kubeconfig(url: &str, contexts: &[&str], current: &str) -> String {
             q(name)
         ));
     }
-    out.push_str(&format!("current-context: {}\npreferences: {{}}\n", q(current)));
+    out.push_str(&format!(
+        "current-context: {}\npreferences: {{}}\n",
+        q(current)
+    ));
     out
 }

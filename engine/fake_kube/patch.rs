@@ -73,7 +73,11 @@ pub fn merge_patch(target: &Value, patch: &Value) -> Value {
 fn merge_key(path: &str) -> Option<&'static str> {
     let field = path.rsplit('.').next().unwrap_or(path);
     match field {
-        "containers" | "initContainers" | "ephemeralContainers" | "volumes" | "env"
+        "containers"
+        | "initContainers"
+        | "ephemeralContainers"
+        | "volumes"
+        | "env"
         | "imagePullSecrets" => Some("name"),
         "ownerReferences" => Some("uid"),
         "volumeMounts" => Some("mountPath"),
@@ -131,7 +135,12 @@ fn strategic_merge(target: &Value, patch: &Value, path: &str) -> Result<Value, S
 
 /// Merges patch entries into a list by `merge_on`: a matching entry is
 /// patched (or deleted with `$patch: delete`), a new one is appended.
-fn merge_list(current: &Value, patch: &[Value], merge_on: &str, path: &str) -> Result<Value, String> {
+fn merge_list(
+    current: &Value,
+    patch: &[Value],
+    merge_on: &str,
+    path: &str,
+) -> Result<Value, String> {
     let mut out: Vec<Value> = current.as_array().cloned().unwrap_or_default();
     for entry in patch {
         let Some(key) = entry.get(merge_on) else {
@@ -164,10 +173,20 @@ pub fn json_patch(target: &Value, patch: &Value) -> Result<Value, String> {
 }
 
 fn apply_op(doc: &mut Value, op: &Value) -> Result<(), String> {
-    let name = op.get("op").and_then(Value::as_str).ok_or("missing \"op\"")?;
-    let path = op.get("path").and_then(Value::as_str).ok_or("missing \"path\"")?;
+    let name = op
+        .get("op")
+        .and_then(Value::as_str)
+        .ok_or("missing \"op\"")?;
+    let path = op
+        .get("path")
+        .and_then(Value::as_str)
+        .ok_or("missing \"path\"")?;
     let value = || op.get("value").cloned().ok_or("missing \"value\"");
-    let from = || op.get("from").and_then(Value::as_str).ok_or("missing \"from\"");
+    let from = || {
+        op.get("from")
+            .and_then(Value::as_str)
+            .ok_or("missing \"from\"")
+    };
     match name {
         "add" => add(doc, path, value()?),
         "remove" => remove(doc, path).map(|_| ()),
@@ -253,7 +272,8 @@ fn add(doc: &mut Value, path: &str, value: Value) -> Result<(), String> {
             let index = if last == "-" {
                 items.len()
             } else {
-                last.parse::<usize>().map_err(|_| format!("bad index {last:?}"))?
+                last.parse::<usize>()
+                    .map_err(|_| format!("bad index {last:?}"))?
             };
             if index > items.len() {
                 return Err(format!("index {index} is out of range"));
@@ -291,7 +311,8 @@ mod tests {
 
     #[test]
     fn strategic_merge_merges_containers_by_name() {
-        let target = json!({"containers": [{"name": "a", "image": "x"}, {"name": "b", "image": "y"}]});
+        let target =
+            json!({"containers": [{"name": "a", "image": "x"}, {"name": "b", "image": "y"}]});
         let patch = json!({"containers": [{"name": "b", "image": "z"}]});
         let out = strategic_merge(&target, &patch, "spec.template.spec").unwrap();
         assert_eq!(out["containers"][0]["image"], "x");

@@ -208,7 +208,11 @@ impl State {
         if previous.is_some_and(|p| same_ignoring_version(p, &object)) {
             return previous.cloned().unwrap_or(object);
         }
-        let event_type = if previous.is_some() { "MODIFIED" } else { "ADDED" };
+        let event_type = if previous.is_some() {
+            "MODIFIED"
+        } else {
+            "ADDED"
+        };
         self.rv += 1;
         object["metadata"]["resourceVersion"] = json!(self.rv.to_string());
         self.objects.insert(key, object.clone());
@@ -265,7 +269,14 @@ impl State {
     /// Applies what the real server does between decoding a create/update
     /// and storing it. `old` is the stored object for updates; the result
     /// is what would be stored (before resourceVersion is assigned).
-    pub fn admit(&mut self, kind: Kind, namespace: &str, name: &str, mut new: Value, old: Option<&Value>) -> Result<Value, ApiError> {
+    pub fn admit(
+        &mut self,
+        kind: Kind,
+        namespace: &str,
+        name: &str,
+        mut new: Value,
+        old: Option<&Value>,
+    ) -> Result<Value, ApiError> {
         if !new.is_object() {
             return Err(ApiError::new(400, "the body must be a JSON object"));
         }
@@ -304,7 +315,8 @@ impl State {
     fn default_service(&mut self, service: &mut Value, old: Option<&Value>) {
         let spec = object_at(service, "spec");
         spec.entry("type").or_insert_with(|| json!("ClusterIP"));
-        spec.entry("sessionAffinity").or_insert_with(|| json!("None"));
+        spec.entry("sessionAffinity")
+            .or_insert_with(|| json!("None"));
         if let Some(Value::Array(ports)) = spec.get_mut("ports") {
             for port in ports.iter_mut().filter_map(Value::as_object_mut) {
                 port.entry("protocol").or_insert_with(|| json!("TCP"));
@@ -349,7 +361,9 @@ fn check_identity(kind: Kind, namespace: &str, name: &str, body: &Value) -> Resu
         if given != name {
             return Err(ApiError::new(
                 400,
-                format!("the name of the object ({given}) does not match the name on the URL ({name})"),
+                format!(
+                    "the name of the object ({given}) does not match the name on the URL ({name})"
+                ),
             ));
         }
     }
@@ -357,12 +371,16 @@ fn check_identity(kind: Kind, namespace: &str, name: &str, body: &Value) -> Resu
         if !given.is_empty() && given != namespace {
             return Err(ApiError::new(
                 400,
-                format!("the namespace of the provided object does not match the namespace sent on the request"),
+                "the namespace of the provided object does not match the namespace sent on the request",
             ));
         }
     }
     if name.is_empty() {
-        return Err(ApiError::invalid(kind, name, "metadata.name: Required value: name is required"));
+        return Err(ApiError::invalid(
+            kind,
+            name,
+            "metadata.name: Required value: name is required",
+        ));
     }
     Ok(())
 }
@@ -380,7 +398,11 @@ fn carry_server_fields(kind: Kind, new: &mut Value, old: &Value) {
     }
     if kind != Kind::Services {
         let generation = old_meta["generation"].as_i64().unwrap_or(1);
-        let generation = if spec_changed { generation + 1 } else { generation };
+        let generation = if spec_changed {
+            generation + 1
+        } else {
+            generation
+        };
         meta.insert("generation".into(), json!(generation));
     }
     match old.get("status") {
@@ -398,14 +420,20 @@ fn default_deployment(deployment: &mut Value, name: &str) -> Result<(), ApiError
     let invalid = |why: &str| ApiError::invalid(Kind::Deployments, name, why);
     let spec = object_at(deployment, "spec");
     spec.entry("replicas").or_insert_with(|| json!(1));
-    spec.entry("revisionHistoryLimit").or_insert_with(|| json!(10));
-    spec.entry("progressDeadlineSeconds").or_insert_with(|| json!(600));
+    spec.entry("revisionHistoryLimit")
+        .or_insert_with(|| json!(10));
+    spec.entry("progressDeadlineSeconds")
+        .or_insert_with(|| json!(600));
     spec.entry("strategy").or_insert_with(|| {
         json!({"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": "25%", "maxSurge": "25%"}})
     });
     match spec.get("replicas").and_then(Value::as_i64) {
         Some(n) if n >= 0 => {}
-        _ => return Err(invalid("spec.replicas: Invalid value: must be a non-negative integer")),
+        _ => {
+            return Err(invalid(
+                "spec.replicas: Invalid value: must be a non-negative integer",
+            ))
+        }
     }
     let selector = spec
         .get("selector")
