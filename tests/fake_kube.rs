@@ -353,6 +353,48 @@ async fn kubectl_rollout_restart_stamps_the_template_and_makes_a_new_revision() 
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kubectl_rollout_pause_holds_a_new_image_until_resume() {
+    let kube = fake().await;
+    kube.add_deployment("prod", "web", "web:1", 2);
+    let Some(kubectl) = Kubectl::new(&kube) else {
+        return;
+    };
+    kubectl
+        .ok(&["rollout", "pause", "deployment/web", "-n", "prod"])
+        .await;
+    kubectl
+        .ok(&["set", "image", "deployment/web", "web=web:2", "-n", "prod"])
+        .await;
+    assert_eq!(image(&kube, "prod", "web"), "web:2");
+    assert_eq!(
+        kube.list("replicasets", "prod").len(),
+        1,
+        "paused: no rollout"
+    );
+    let (ok, _, stderr) = kubectl
+        .run(&[
+            "rollout",
+            "undo",
+            "deployment/web",
+            "-n",
+            "prod",
+            "--to-revision=1",
+        ])
+        .await;
+    assert!(!ok && stderr.contains("paused"), "{stderr}");
+
+    kubectl
+        .ok(&["rollout", "resume", "deployment/web", "-n", "prod"])
+        .await;
+
+    assert_eq!(kube.list("replicasets", "prod").len(), 2);
+    assert_eq!(
+        revision(&kube.get("deployments", "prod", "web").unwrap()),
+        "2"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kubectl_rollout_status_waits_for_the_ready_delay_then_succeeds() {
     let kube = fake().await;
     kube.add_deployment("prod", "web", "web:1", 3);
@@ -781,4 +823,43 @@ async fn creating_a_deployment_over_http_rolls_out_its_first_replica_set() {
         deployment["metadata"]["uid"]
     );
     assert!(sets[0]["metadata"]["labels"]["pod-template-hash"].is_string());
+}
+
+#[tokio::test]
+async fn a_protobuf_body_is_refused_with_415() {
+    let kube = fake().await;
+    let response = reqwest::Client::new()
+        .post(format!(
+            "{}/apis/apps/v1/namespaces/prod/deployments",
+            kube.url()
+        ))
+        .header("content-type", "application/vnd.kubernetes.protobuf")
+        .body(vec![0x6b, 0x38, 0x73, 0x00])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 415);
+    let status: Value = response.json().await.unwrap();
+    assert_eq!(status["reason"], "UnsupportedMediaType");
+}
+
+#[tokio::test]
+async fn an_idle_watch_that_allows_bookmarks_ends_soon_with_a_bookmark() {
+    let kube = fake().await;
+    kube.add_deployment("prod", "web", "web:1", 2);
+    let rv = kube.get("deployments", "prod", "web").unwrap()["metadata"]["resourceVersion"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let url = format!(
+        "{}/apis/apps/v1/namespaces/prod/deployments?watch=1&allowWatchBookmarks=true&resourceVersion={rv}",
+        kube.url()
+    );
+    let started = Instant::now();
+    let body = reqwest::get(url).await.unwrap().text().await.unwrap();
+    assert!(started.elapsed() < Duration::from_secs(1));
+    let event: Value = serde_json::from_str(body.trim()).unwrap();
+    assert_eq!(event["type"], "BOOKMARK");
+    assert_eq!(event["object"]["kind"], "Deployment");
+    assert_eq!(event["object"]["metadata"]["resourceVersion"], rv.as_str());
 }

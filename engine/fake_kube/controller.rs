@@ -28,6 +28,10 @@ pub struct Pending {
 /// (already settled, or settled at once because the delay is zero).
 pub fn sync(state: &mut State, namespace: &str, name: &str) -> Option<Pending> {
     let deployment = state.get(Kind::Deployments, namespace, name)?.clone();
+    if deployment["spec"]["paused"] == true {
+        state.store(Kind::Deployments, paused(deployment));
+        return None;
+    }
     let replicas = deployment["spec"]["replicas"].as_i64().unwrap_or(1);
     let template = &deployment["spec"]["template"];
     let owned = owned_replica_sets(state, &deployment);
@@ -351,40 +355,10 @@ fn with_status(state: &State, mut deployment: Value, new_rs: &Value) -> Value {
     let updated = new_rs["status"]["replicas"].as_i64().unwrap_or(0);
     let rs_name = new_rs["metadata"]["name"].as_str().unwrap_or_default();
     let complete = updated == want && replicas == want && available == want;
-    // Default RollingUpdate: up to 25% of the desired pods may be unavailable.
-    let min_available = want - want / 4;
-    let old = deployment["status"]["conditions"].clone();
+    let old = &deployment["status"]["conditions"];
     let conditions = json!([
-        condition(
-            &old,
-            "Available",
-            available >= min_available,
-            if available >= min_available {
-                "MinimumReplicasAvailable"
-            } else {
-                "MinimumReplicasUnavailable"
-            },
-            if available >= min_available {
-                "Deployment has minimum availability.".to_string()
-            } else {
-                "Deployment does not have minimum availability.".to_string()
-            }
-        ),
-        condition(
-            &old,
-            "Progressing",
-            true,
-            if complete {
-                "NewReplicaSetAvailable"
-            } else {
-                "ReplicaSetUpdated"
-            },
-            if complete {
-                format!("ReplicaSet {rs_name:?} has successfully progressed.")
-            } else {
-                format!("ReplicaSet {rs_name:?} is progressing.")
-            }
-        ),
+        availability(old, want, available),
+        progress(old, rs_name, complete),
     ]);
     deployment["status"] = json!({
         "observedGeneration": deployment["metadata"]["generation"],
@@ -398,19 +372,82 @@ fn with_status(state: &State, mut deployment: Value, new_rs: &Value) -> Value {
     deployment
 }
 
+/// The Available condition. With the default RollingUpdate strategy up to
+/// 25% of the desired pods may be unavailable.
+fn availability(old: &Value, want: i64, available: i64) -> Value {
+    if available >= want - want / 4 {
+        let message = "Deployment has minimum availability.";
+        condition(
+            old,
+            "Available",
+            "True",
+            "MinimumReplicasAvailable",
+            message,
+        )
+    } else {
+        let message = "Deployment does not have minimum availability.";
+        condition(
+            old,
+            "Available",
+            "False",
+            "MinimumReplicasUnavailable",
+            message,
+        )
+    }
+}
+
+fn progress(old: &Value, rs_name: &str, complete: bool) -> Value {
+    if complete {
+        let message = format!("ReplicaSet {rs_name:?} has successfully progressed.");
+        condition(
+            old,
+            "Progressing",
+            "True",
+            "NewReplicaSetAvailable",
+            &message,
+        )
+    } else {
+        let message = format!("ReplicaSet {rs_name:?} is progressing.");
+        condition(old, "Progressing", "True", "ReplicaSetUpdated", &message)
+    }
+}
+
+/// A paused deployment: the controller only acknowledges the generation,
+/// so template changes wait (as with `kubectl rollout pause`) until resumed.
+fn paused(mut deployment: Value) -> Value {
+    let old = deployment["status"]["conditions"].clone();
+    let paused = condition(
+        &old,
+        "Progressing",
+        "Unknown",
+        "DeploymentPaused",
+        "Deployment is paused",
+    );
+    let mut conditions: Vec<Value> = old
+        .as_array()
+        .map(|cs| {
+            cs.iter()
+                .filter(|c| c["type"] != "Progressing")
+                .cloned()
+                .collect()
+        })
+        .unwrap_or_default();
+    conditions.push(paused);
+    let generation = deployment["metadata"]["generation"].clone();
+    let status = object_at(&mut deployment, "status");
+    status.insert("observedGeneration".into(), generation);
+    status.insert("conditions".into(), json!(conditions));
+    deployment
+}
+
 /// A condition, keeping its timestamps when nothing about it changed.
-fn condition(old: &Value, kind: &str, status: bool, reason: &str, message: String) -> Value {
-    let status = if status { "True" } else { "False" };
+fn condition(old: &Value, kind: &str, status: &str, reason: &str, message: &str) -> Value {
     let previous = old
         .as_array()
         .and_then(|cs| cs.iter().find(|c| c["type"] == kind));
     let stamp = now();
     let (updated, transitioned) = match previous {
-        Some(p)
-            if p["status"] == status
-                && p["reason"] == reason
-                && p["message"] == message.as_str() =>
-        {
+        Some(p) if p["status"] == status && p["reason"] == reason && p["message"] == message => {
             (p["lastUpdateTime"].clone(), p["lastTransitionTime"].clone())
         }
         Some(p) if p["status"] == status => (json!(stamp), p["lastTransitionTime"].clone()),

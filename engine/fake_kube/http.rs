@@ -19,14 +19,15 @@ use super::selector::Selector;
 use super::store::{ApiError, Kind, State};
 use super::Shared;
 
-/// How long a watch waits for a change before ending. Short, because the
-/// response head goes out only with the events (see [`watch`]) and kubectl,
-/// done with a watch, still waits for that head before it exits.
-/// client-go counts a watch that ends empty within a second as an error,
-/// so an idle watch ends with a BOOKMARK when the client allows them, or
-/// empty after [`EMPTY_WATCH_WINDOW`] when it does not.
+/// How long an idle watch waits for a change. The response head goes out
+/// only with the events (see [`watch`]), and kubectl, done with a watch,
+/// still waits for that head before it exits; so a client that allows
+/// bookmarks (client-go informers, as in `kubectl rollout status`; kube-rs)
+/// gets a BOOKMARK soon and re-watches from it. client-go counts a watch
+/// that ends empty within a second as an error, so one that does not allow
+/// bookmarks (`kubectl get -w`) waits longer and ends empty.
 const BOOKMARK_WINDOW: Duration = Duration::from_millis(250);
-const EMPTY_WATCH_WINDOW: Duration = Duration::from_millis(1500);
+const EMPTY_WATCH_WINDOW: Duration = Duration::from_secs(30);
 
 /// Where a REST path points.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -181,7 +182,7 @@ fn object(
         }
         ("PUT", None) => {
             writable(kind)?;
-            let body = json_body(&req.body)?;
+            let body = object_body(req)?;
             shared.update(kind, ns, name, dry_run, |_| Ok(body))
         }
         ("PATCH", None) => {
@@ -224,13 +225,31 @@ fn patch_body(req: &Request) -> Result<(PatchType, Value), ApiError> {
     Ok((patch_type, json_body(&req.body)?))
 }
 
+/// The JSON body of a create or update. Other encodings (kubectl's typed
+/// clients send protobuf) are refused as the real server refuses unknown ones.
+fn object_body(req: &Request) -> Result<Value, ApiError> {
+    let media = req
+        .content_type
+        .split(';')
+        .next()
+        .unwrap_or_default()
+        .trim();
+    if !media.is_empty() && media != "application/json" {
+        return Err(ApiError::new(
+            415,
+            format!("the body of the request was in an unknown format ({media}) - accepted media types include: application/json"),
+        ));
+    }
+    json_body(&req.body)
+}
+
 fn json_body(body: &[u8]) -> Result<Value, ApiError> {
     serde_json::from_slice(body)
         .map_err(|e| ApiError::new(400, format!("the request body is not valid JSON: {e}")))
 }
 
 fn create(shared: &Arc<Shared>, kind: Kind, ns: &str, req: &Request) -> Answer {
-    let body = json_body(&req.body)?;
+    let body = object_body(req)?;
     shared.create(kind, ns, body, req.params.dry_run()?)
 }
 
@@ -266,7 +285,7 @@ fn scale(
     let kind = Kind::Deployments;
     let new_scale = |current: &Value| -> Answer {
         match method.as_str() {
-            "PUT" => json_body(&req.body),
+            "PUT" => object_body(req),
             "PATCH" => {
                 let (patch_type, doc) = patch_body(req)?;
                 apply_patch(patch_type, &scale_of(current), &doc)
