@@ -164,7 +164,28 @@ type Layout = (
 
 /// A `meta.k8s.io/v1` Table with the columns `kubectl get` shows.
 pub fn table(kind: Kind, objects: &[Value], resource_version: &str) -> Value {
-    let (columns, cells): Layout = match kind {
+    let (columns, cells) = layout(kind);
+    let rows: Vec<Value> = objects
+        .iter()
+        .map(|o| {
+            json!({
+                "cells": cells(o),
+                "object": {"kind": "PartialObjectMetadata", "apiVersion": "meta.k8s.io/v1", "metadata": o["metadata"]},
+            })
+        })
+        .collect();
+    json!({
+        "kind": "Table",
+        "apiVersion": "meta.k8s.io/v1",
+        "metadata": {"resourceVersion": resource_version},
+        "columnDefinitions": columns.iter().map(|(name, ty)| column(name, ty)).collect::<Vec<_>>(),
+        "rows": rows,
+    })
+}
+
+/// The columns `kubectl get` shows for a kind, as the real server defines them.
+fn layout(kind: Kind) -> Layout {
+    match kind {
         Kind::Deployments => (
             &[
                 ("Name", "name"),
@@ -199,23 +220,7 @@ pub fn table(kind: Kind, objects: &[Value], resource_version: &str) -> Value {
             ],
             service_cells,
         ),
-    };
-    let rows: Vec<Value> = objects
-        .iter()
-        .map(|o| {
-            json!({
-                "cells": cells(o),
-                "object": {"kind": "PartialObjectMetadata", "apiVersion": "meta.k8s.io/v1", "metadata": o["metadata"]},
-            })
-        })
-        .collect();
-    json!({
-        "kind": "Table",
-        "apiVersion": "meta.k8s.io/v1",
-        "metadata": {"resourceVersion": resource_version},
-        "columnDefinitions": columns.iter().map(|(name, ty)| column(name, ty)).collect::<Vec<_>>(),
-        "rows": rows,
-    })
+    }
 }
 
 /// A column definition; `-o wide` also shows the priority-1 ones, and

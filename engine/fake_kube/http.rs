@@ -384,16 +384,7 @@ async fn watch(
         .and_then(|v| v.parse().ok())
         .unwrap_or(0);
     let bookmarks = params.flag("allowWatchBookmarks");
-    let window = if bookmarks {
-        BOOKMARK_WINDOW
-    } else {
-        EMPTY_WATCH_WINDOW
-    };
-    let requested = params
-        .get("timeoutSeconds")
-        .and_then(|t| t.parse().ok())
-        .map(Duration::from_secs);
-    let deadline = Instant::now() + requested.map_or(window, |t| t.min(window));
+    let deadline = Instant::now() + watch_window(params, bookmarks);
     loop {
         let (events, mut changed) = {
             let state = shared.lock();
@@ -421,6 +412,18 @@ async fn watch(
             return watch_response(idle);
         }
     }
+}
+
+/// How long this watch may stay idle: the window for its kind of client,
+/// or less when the client asked for a shorter `timeoutSeconds`.
+fn watch_window(params: &Params, bookmarks: bool) -> Duration {
+    let window = if bookmarks {
+        BOOKMARK_WINDOW
+    } else {
+        EMPTY_WATCH_WINDOW
+    };
+    let requested = params.get("timeoutSeconds").and_then(|t| t.parse().ok());
+    requested.map_or(window, |t| Duration::from_secs(t).min(window))
 }
 
 /// What one watch asks to see.

@@ -318,8 +318,8 @@ impl FakeKube {
                 if let Some(containers) =
                     deployment["spec"]["template"]["spec"]["containers"].as_array_mut()
                 {
-                    for container in containers {
-                        container["image"] = json!(image);
+                    for container in containers.iter_mut().filter_map(Value::as_object_mut) {
+                        container.insert("image".into(), json!(image));
                     }
                 }
                 Ok(deployment)
