@@ -150,6 +150,12 @@ fn success_code(method: &Method) -> StatusCode {
     }
 }
 
+/// The subresources served: deployments' scale and status, and status
+/// (read-only here) for the others.
+fn has_subresource(kind: Kind, sub: &str) -> bool {
+    sub == "status" || (kind == Kind::Deployments && sub == "scale")
+}
+
 /// ReplicaSets belong to the (simulated) controller; clients only read them.
 fn writable(kind: Kind) -> Result<(), ApiError> {
     if kind == Kind::ReplicaSets {
@@ -171,15 +177,17 @@ fn object(
     req: &Request,
 ) -> Answer {
     let dry_run = req.params.dry_run()?;
+    if let Some(sub) = sub.filter(|s| !has_subresource(kind, s)) {
+        let message = format!("{} has no subresource {sub:?}", kind.qualified());
+        return Err(ApiError::new(404, message));
+    }
     match (method.as_str(), sub) {
         ("GET", None | Some("status")) => {
             let object = shared.lock().get(kind, ns, name).cloned();
             let object = object.ok_or_else(|| ApiError::not_found(kind, name))?;
             Ok(maybe_table(shared, kind, object, &req.accept))
         }
-        (_, Some("scale")) if kind == Kind::Deployments => {
-            scale(shared, method, ns, name, req, dry_run)
-        }
+        (_, Some("scale")) => scale(shared, method, ns, name, req, dry_run),
         ("PUT", None) => {
             writable(kind)?;
             let body = object_body(req)?;
@@ -196,10 +204,6 @@ fn object(
             writable(kind)?;
             shared.delete(kind, ns, name, dry_run)
         }
-        (_, Some(other)) if other != "status" && other != "scale" => Err(ApiError::new(
-            404,
-            format!("{} has no subresource {other:?}", kind.plural()),
-        )),
         _ => Err(ApiError::new(
             405,
             "the server does not allow this method on the requested resource",

@@ -13,6 +13,13 @@
 //! // kubectl --kubeconfig /tmp/kubeconfig -n prod rollout undo deployment/web
 //! # Ok(()) }
 //! ```
+//!
+//! What it does not do, so a test that needs it knows to look elsewhere:
+//! no pods (ReplicaSet status counts stand in for them), no protobuf
+//! bodies (kubectl's `create deployment` sends protobuf and gets 415), no
+//! OpenAPI documents (`kubectl apply` needs `--validate=false`), no
+//! server-side apply, and watches are long polls: each answers with the
+//! next batch of events (or a bookmark) and ends, and clients re-watch.
 
 mod controller;
 mod discovery;
