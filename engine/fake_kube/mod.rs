@@ -1,0 +1,386 @@
+//! A fake Kubernetes API server for tests, demos and anyone without a
+//! cluster: enough of `apps/v1` Deployments and ReplicaSets and `v1`
+//! Services, with discovery, watches, all three patch types, the `scale`
+//! subresource, optimistic concurrency, `dryRun=All`, a simulated
+//! deployment controller and fault injection, for `kubectl` and kube-rs
+//! to talk to over plain HTTP on loopback (no TLS, no auth).
+//!
+//! ```no_run
+//! # async fn demo() -> std::io::Result<()> {
+//! let kube = laojun::fake_kube::FakeKube::start().await?;
+//! kube.add_deployment("prod", "web", "web:1.0", 3);
+//! kube.write_kubeconfig(std::path::Path::new("/tmp/kubeconfig"), &["local"])?;
+//! // kubectl --kubeconfig /tmp/kubeconfig -n prod rollout undo deployment/web
+//! # Ok(()) }
+//! ```
+//!
+//! What it does not do, so a test that needs it knows to look elsewhere:
+//! no pods (ReplicaSet status counts stand in for them), no protobuf
+//! bodies (kubectl's `create deployment` sends protobuf and gets 415), no
+//! OpenAPI documents (`kubectl apply` needs `--validate=false`), no
+//! server-side apply, and watches are long polls: each answers with the
+//! next batch of events (or a bookmark) and ends, and clients re-watch.
+
+mod controller;
+mod discovery;
+mod http;
+mod patch;
+mod selector;
+mod store;
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use axum::http::Method;
+use serde_json::{json, Map, Value};
+
+use controller::Pending;
+pub use controller::REVISION as REVISION_ANNOTATION;
+use store::{ApiError, Kind, State};
+
+/// State shared by the HTTP handlers, the settle timers and the handle.
+pub(crate) struct Shared {
+    state: Mutex<State>,
+    runtime: tokio::runtime::Handle,
+    /// `host:port`, for discovery's serverAddressByClientCIDRs.
+    address: String,
+    closed: AtomicBool,
+}
+
+impl Shared {
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // A panic elsewhere must not take the fake down with it.
+        self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn is_closed(&self) -> bool {
+        self.closed.load(Ordering::SeqCst)
+    }
+
+    /// Records a request; returns an injected fault's status, if one is due.
+    fn record(&self, method: &Method, full_path: String, content_type: Option<String>, path: &str) -> Option<u16> {
+        let mut state = self.lock();
+        state.requests.push((method.to_string(), full_path, content_type));
+        if discovery::is_discovery(path) {
+            return None;
+        }
+        state.faults.pop_front()
+    }
+
+    /// Settles a rollout once the ready delay has passed.
+    fn schedule(self: &Arc<Self>, pending: Option<Pending>) {
+        let Some(pending) = pending else { return };
+        let delay = self.lock().ready_delay;
+        let shared = Arc::clone(self);
+        self.runtime.spawn(async move {
+            tokio::time::sleep(delay).await;
+            controller::settle(&mut shared.lock(), &pending);
+        });
+    }
+
+    /// Creates an object from a client's body (POST).
+    fn create(self: &Arc<Self>, kind: Kind, namespace: &str, body: Value, dry_run: bool) -> Result<Value, ApiError> {
+        let name = body["metadata"]["name"].as_str().unwrap_or_default().to_string();
+        let mut state = self.lock();
+        if state.get(kind, namespace, &name).is_some() {
+            return Err(ApiError {
+                code: 409,
+                reason: "AlreadyExists",
+                message: format!("{} {name:?} already exists", kind.qualified()),
+            });
+        }
+        let admitted = state.admit(kind, namespace, &name, body, None)?;
+        if dry_run {
+            return Ok(admitted);
+        }
+        let stored = state.store(kind, admitted);
+        let pending = sync_if_deployment(&mut state, kind, namespace, &name);
+        drop(state);
+        self.schedule(pending);
+        Ok(stored)
+    }
+
+    /// Replaces an object with what `change` makes of the current one,
+    /// refusing a stale resourceVersion, as PUT and PATCH do. Returns the
+    /// object as written (before the controller reacts to it).
+    fn update(
+        self: &Arc<Self>,
+        kind: Kind,
+        namespace: &str,
+        name: &str,
+        dry_run: bool,
+        change: impl FnOnce(&Value) -> Result<Value, ApiError>,
+    ) -> Result<Value, ApiError> {
+        let mut state = self.lock();
+        let current = state
+            .get(kind, namespace, name)
+            .cloned()
+            .ok_or_else(|| ApiError::not_found(kind, name))?;
+        let new = change(&current)?;
+        let expected = new["metadata"]["resourceVersion"].as_str().filter(|v| !v.is_empty());
+        if expected.is_some_and(|v| current["metadata"]["resourceVersion"] != v) {
+            return Err(ApiError::conflict(kind, name));
+        }
+        let mut admitted = state.admit(kind, namespace, name, new, Some(&current))?;
+        if dry_run {
+            admitted["metadata"]["resourceVersion"] = current["metadata"]["resourceVersion"].clone();
+            return Ok(admitted);
+        }
+        let stored = state.store(kind, admitted);
+        let pending = sync_if_deployment(&mut state, kind, namespace, name);
+        drop(state);
+        self.schedule(pending);
+        Ok(stored)
+    }
+
+    /// Deletes an object; a deployment takes its ReplicaSets with it.
+    fn delete(&self, kind: Kind, namespace: &str, name: &str, dry_run: bool) -> Result<Value, ApiError> {
+        let mut state = self.lock();
+        let current = state
+            .get(kind, namespace, name)
+            .cloned()
+            .ok_or_else(|| ApiError::not_found(kind, name))?;
+        if dry_run {
+            return Ok(current);
+        }
+        if kind == Kind::Deployments {
+            for rs in controller::owned_replica_sets(&state, &current) {
+                let rs_name = rs["metadata"]["name"].as_str().unwrap_or_default();
+                state.remove(Kind::ReplicaSets, namespace, rs_name);
+            }
+        }
+        Ok(state.remove(kind, namespace, name).unwrap_or(current))
+    }
+}
+
+fn sync_if_deployment(state: &mut State, kind: Kind, namespace: &str, name: &str) -> Option<Pending> {
+    if kind == Kind::Deployments {
+        controller::sync(state, namespace, name)
+    } else {
+        None
+    }
+}
+
+/// A running fake API server. Dropping it stops the server.
+pub struct FakeKube {
+    shared: Arc<Shared>,
+    addr: SocketAddr,
+    server: tokio::task::JoinHandle<()>,
+}
+
+impl FakeKube {
+    /// Binds 127.0.0.1 on a free port and serves in a tokio task.
+    pub async fn start() -> std::io::Result<FakeKube> {
+        FakeKube::start_on("127.0.0.1:0").await
+    }
+
+    /// Binds `addr` (e.g. "127.0.0.1:8001") and serves in a tokio task.
+    pub async fn start_on(addr: &str) -> std::io::Result<FakeKube> {
+        let listener = tokio::net::TcpListener::bind(addr).await?;
+        let addr = listener.local_addr()?;
+        let shared = Arc::new(Shared {
+            state: Mutex::new(State::default()),
+            runtime: tokio::runtime::Handle::current(),
+            address: addr.to_string(),
+            closed: AtomicBool::new(false),
+        });
+        let app = axum::Router::new()
+            .fallback(http::handle)
+            .with_state(Arc::clone(&shared));
+        let server = tokio::spawn(async move {
+            if let Err(e) = axum::serve(listener, app).await {
+                tracing::warn!(error = %e, "fake kube-apiserver stopped");
+            }
+        });
+        Ok(FakeKube { shared, addr, server })
+    }
+
+    /// The base URL, e.g. "http://127.0.0.1:40123".
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Writes a kubeconfig (no TLS, no auth) with one context per name, all
+    /// pointing at this server with namespace `default`; the first is current.
+    pub fn write_kubeconfig(&self, path: &Path, contexts: &[&str]) -> std::io::Result<()> {
+        let Some(current) = contexts.first() else {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                "a kubeconfig needs at least one context",
+            ));
+        };
+        std::fs::write(path, kubeconfig(&self.url(), contexts, current))
+    }
+
+    /// Seeds a Deployment as if created and fully rolled out, with its
+    /// ReplicaSet at revision 1. Labels and selector are `app=<name>`.
+    /// Seeding one that exists rolls it out to the new template as the
+    /// next revision, again fully ready at once.
+    ///
+    /// # Panics
+    /// If the name or namespace is not usable.
+    pub fn add_deployment(&self, namespace: &str, name: &str, image: &str, replicas: i64) {
+        self.add_deployment_with_labels(namespace, name, image, replicas, &[]);
+    }
+
+    /// Like [`FakeKube::add_deployment`], with `extra_labels` on the pod
+    /// template (the selector stays `app=<name>`).
+    ///
+    /// # Panics
+    /// If the name or namespace is not usable.
+    pub fn add_deployment_with_labels(
+        &self,
+        namespace: &str,
+        name: &str,
+        image: &str,
+        replicas: i64,
+        extra_labels: &[(&str, &str)],
+    ) {
+        let mut template_labels = Map::new();
+        template_labels.insert("app".into(), json!(name));
+        for (k, v) in extra_labels {
+            template_labels.insert((*k).into(), json!(v));
+        }
+        let deployment = json!({
+            "metadata": {"name": name, "namespace": namespace, "labels": {"app": name}},
+            "spec": {
+                "replicas": replicas,
+                "selector": {"matchLabels": {"app": name}},
+                "template": {
+                    "metadata": {"labels": template_labels},
+                    "spec": {"containers": [{
+                        "name": name,
+                        "image": image,
+                        "ports": [{"containerPort": 8080, "protocol": "TCP"}],
+                    }]},
+                },
+            },
+        });
+        let mut state = self.shared.lock();
+        let old = state.get(Kind::Deployments, namespace, name).cloned();
+        let admitted = state
+            .admit(Kind::Deployments, namespace, name, deployment, old.as_ref())
+            .unwrap_or_else(|e| panic!("add_deployment({namespace}/{name}): {}", e.message));
+        state.store(Kind::Deployments, admitted);
+        // A seeded deployment is already rolled out, whatever the delay.
+        if let Some(pending) = controller::sync(&mut state, namespace, name) {
+            controller::settle(&mut state, &pending);
+        }
+    }
+
+    /// Rolls every container of a deployment to `image`, as `kubectl set
+    /// image` would; the rollout becomes ready after the ready delay.
+    ///
+    /// # Panics
+    /// If the deployment does not exist.
+    pub fn set_image(&self, namespace: &str, name: &str, image: &str) {
+        let result = self
+            .shared
+            .update(Kind::Deployments, namespace, name, false, |current| {
+                let mut deployment = current.clone();
+                if let Some(containers) = deployment["spec"]["template"]["spec"]["containers"].as_array_mut() {
+                    for container in containers.iter_mut().filter_map(Value::as_object_mut) {
+                        container.insert("image".into(), json!(image));
+                    }
+                }
+                Ok(deployment)
+            });
+        if let Err(e) = result {
+            panic!("set_image({namespace}/{name}): {}", e.message);
+        }
+    }
+
+    /// Seeds (or replaces) a ClusterIP Service on port 80 with `selector`.
+    ///
+    /// # Panics
+    /// If the name or namespace is not usable.
+    pub fn add_service(&self, namespace: &str, name: &str, selector: &[(&str, &str)]) {
+        let selector: Map<String, Value> = selector.iter().map(|(k, v)| ((*k).to_string(), json!(v))).collect();
+        let service = json!({
+            "metadata": {"name": name, "namespace": namespace, "labels": {"app": name}},
+            "spec": {
+                "selector": selector,
+                "ports": [{"name": "http", "port": 80, "targetPort": 8080, "protocol": "TCP"}],
+            },
+        });
+        let mut state = self.shared.lock();
+        let old = state.get(Kind::Services, namespace, name).cloned();
+        let admitted = state
+            .admit(Kind::Services, namespace, name, service, old.as_ref())
+            .unwrap_or_else(|e| panic!("add_service({namespace}/{name}): {}", e.message));
+        state.store(Kind::Services, admitted);
+    }
+
+    /// The current object, or None. `kind` is "deployments", "replicasets"
+    /// or "services" (singulars and short names work too).
+    pub fn get(&self, kind: &str, namespace: &str, name: &str) -> Option<Value> {
+        let kind = Kind::parse(kind)?;
+        self.shared.lock().get(kind, namespace, name).cloned()
+    }
+
+    /// Every object of a kind in a namespace, by name.
+    pub fn list(&self, kind: &str, namespace: &str) -> Vec<Value> {
+        match Kind::parse(kind) {
+            Some(kind) => self.shared.lock().list(kind, Some(namespace)),
+            None => Vec::new(),
+        }
+    }
+
+    /// How long after a template or replica change a deployment becomes
+    /// ready (default 200 ms); zero makes it ready at once.
+    pub fn set_ready_delay(&self, delay: Duration) {
+        self.shared.lock().ready_delay = delay;
+    }
+
+    /// The next `count` requests (discovery excepted) fail with `status`
+    /// and a `Status` body; queued after any faults already pending.
+    pub fn fail_next(&self, count: usize, status: u16) {
+        let mut state = self.shared.lock();
+        state.faults.extend(std::iter::repeat_n(status, count));
+    }
+
+    /// Every request seen: (method, path with query, content-type).
+    pub fn requests(&self) -> Vec<(String, String, Option<String>)> {
+        self.shared.lock().requests.clone()
+    }
+
+    /// Forgets the requests seen so far.
+    pub fn clear_requests(&self) {
+        self.shared.lock().requests.clear();
+    }
+}
+
+impl Drop for FakeKube {
+    fn drop(&mut self) {
+        self.shared.closed.store(true, Ordering::SeqCst);
+        // Wake pending watches so they end instead of waiting out their timeout.
+        let state = self.shared.lock();
+        state.changed.send_replace(state.rv);
+        drop(state);
+        self.server.abort();
+    }
+}
+
+/// A kubeconfig in YAML; names are JSON-quoted, which YAML accepts as-is.
+fn kubeconfig(url: &str, contexts: &[&str], current: &str) -> String {
+    let q = |s: &str| Value::String(s.to_string()).to_string();
+    let mut out = format!(
+        "apiVersion: v1\nkind: Config\nclusters:\n- name: fake-kube\n  cluster:\n    server: {}\nusers:\n- name: fake-kube\n  user: {{}}\ncontexts:\n",
+        q(url)
+    );
+    for name in contexts {
+        out.push_str(&format!(
+            "- name: {}\n  context:\n    cluster: fake-kube\n    user: fake-kube\n    namespace: default\n",
+            q(name)
+        ));
+    }
+    out.push_str(&format!("current-context: {}\npreferences: {{}}\n", q(current)));
+    out
+}
