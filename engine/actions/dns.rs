@@ -202,7 +202,7 @@ pub async fn failover(r53: &Route53, args: &Value, dry_run: bool, comment: &str)
         .iter()
         .map(|c| {
             let s = c.resource_record_set();
-            json!({"action": "UPSERT", "name": s.and_then(|s| Some(s.name())), "type": type_name, "ttl": s.and_then(|s| s.ttl()),
+            json!({"action": "UPSERT", "name": s.map(|s| s.name()), "type": type_name, "ttl": s.and_then(|s| s.ttl()),
                    "values": s.map(values), "set_identifier": s.and_then(|s| s.set_identifier()), "weight": s.and_then(|s| s.weight())})
         })
         .collect();

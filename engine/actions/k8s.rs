@@ -69,10 +69,11 @@ impl Kube {
 }
 
 fn patch_params(dry_run: bool) -> PatchParams {
-    let mut pp = PatchParams::default();
-    pp.field_manager = Some(FIELD_MANAGER.into());
-    pp.dry_run = dry_run;
-    pp
+    PatchParams {
+        field_manager: Some(FIELD_MANAGER.into()),
+        dry_run,
+        ..PatchParams::default()
+    }
 }
 
 /// A kube error as an action error, saying whether a retry can help.

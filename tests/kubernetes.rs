@@ -1,0 +1,358 @@
+//! The Kubernetes actions against the project's fake API server: the
+//! ServiceDown playbook rolling a deployment back, the same end state as
+//! kubectl's own commands, server-side dry runs, and retried conflicts.
+
+mod support;
+
+use std::process::Command;
+use std::time::Duration;
+
+use laojun::fake_kube::FakeKube;
+use serde_json::{json, Value};
+use support::{root_with, Listener, Server};
+
+/// Seeds `prod/checkout` at revision 2 (image v2) over revision 1 (v1).
+fn seed(kube: &FakeKube, namespace: &str) {
+    kube.add_deployment(namespace, "checkout", "registry.example/checkout:v1", 3);
+    kube.set_image(namespace, "checkout", "registry.example/checkout:v2");
+    kube.add_service(namespace, "checkout", &[("app", "checkout"), ("version", "canary")]);
+}
+
+async fn fake_cluster() -> (FakeKube, tempfile::TempDir) {
+    let kube = FakeKube::start().await.expect("the fake API server starts");
+    kube.set_ready_delay(Duration::from_millis(100));
+    let dir = tempfile::tempdir().unwrap();
+    kube.write_kubeconfig(&dir.path().join("kubeconfig"), &["ap-east-1", "ap-southeast-1"])
+        .unwrap();
+    (kube, dir)
+}
+
+async fn server(root: std::path::PathBuf, kubeconfig: std::path::PathBuf, slack: &Listener) -> Server {
+    let webhook = format!("{}/slack", slack.url);
+    Server::start_with(move |c| {
+        c.root = root;
+        c.kubernetes.kubeconfig = Some(kubeconfig);
+        c.slack.webhook_url = Some(webhook);
+    })
+    .await
+}
+
+/// Removes nulls and empty objects, as the API server's defaulting would.
+fn drop_empty(v: &mut Value) {
+    if let Value::Object(m) = v {
+        for child in m.values_mut() {
+            drop_empty(child);
+        }
+        m.retain(|_, c| !(c.is_null() || c.as_object().is_some_and(|o| o.is_empty())));
+    } else if let Value::Array(items) = v {
+        items.iter_mut().for_each(drop_empty);
+    }
+}
+
+fn image(deployment: &Value) -> String {
+    deployment["spec"]["template"]["spec"]["containers"][0]["image"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string()
+}
+
+fn revision(deployment: &Value) -> String {
+    deployment["metadata"]["annotations"]["deployment.kubernetes.io/revision"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_service_down_alert_rolls_the_deployment_back_notifies_slack_and_times_each_step() {
+    let (kube, dir) = fake_cluster().await;
+    seed(&kube, "prod");
+    let slack = Listener::start().await;
+    let server = server(support::repo().to_path_buf(), dir.path().join("kubeconfig"), &slack).await;
+    let c = server.client();
+    let alert = json!({"version": "4", "status": "firing", "alerts": [{
+        "status": "firing",
+        "labels": {"alertname": "ServiceDown", "namespace": "prod", "job": "checkout", "instance": "10.0.0.7:8080", "severity": "critical"},
+        "annotations": {"summary": "Service 10.0.0.7:8080 is down"},
+        "startsAt": "2026-11-29T12:00:00Z", "endsAt": "0001-01-01T00:00:00Z", "fingerprint": "5e11d0c0ffee0001",
+    }]});
+    let (status, answer) = c.post("/api/v1/alerts", serde_json::to_vec(&alert).unwrap()).await;
+    assert_eq!(status, 200, "{answer}");
+    let run = c
+        .wait_run("RUN-1", &["succeeded", "failed", "refused", "interrupted"])
+        .await;
+    assert_eq!(run["status"], "succeeded", "{run:#}");
+    assert_eq!(run["runbook"], "rollback-deployment");
+
+    let dep = kube.get("deployments", "prod", "checkout").unwrap();
+    assert_eq!(
+        image(&dep),
+        "registry.example/checkout:v1",
+        "rolled back to revision 1's image"
+    );
+    assert_eq!(
+        revision(&dep),
+        "3",
+        "as after kubectl rollout undo, the old template is the newest revision"
+    );
+    let rollback = &run["steps"][1];
+    assert_eq!(rollback["output"]["from_revision"], 2);
+    assert_eq!(rollback["output"]["to_revision"], 1);
+    assert_eq!(
+        run["steps"][2]["status"], "succeeded",
+        "verify waited for the rollout: {}",
+        run["steps"][2]
+    );
+
+    let texts: Vec<String> = slack
+        .bodies()
+        .iter()
+        .map(|b| b["text"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(texts.len(), 2, "{texts:?}");
+    assert!(
+        texts[0].contains("rolling back deployment/checkout in prod"),
+        "{texts:?}"
+    );
+    assert!(
+        texts[1].contains("back on revision 1 (registry.example/checkout:v1)"),
+        "{texts:?}"
+    );
+    let context = &slack.bodies()[0]["blocks"][1]["elements"][0]["text"];
+    assert_eq!(context, "*INC-1* · P0 · Service 10.0.0.7:8080 is down");
+
+    let (_, inc) = c.get("/api/v1/incidents/INC-1").await;
+    let steps: Vec<&Value> = inc["timeline"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["kind"] == "step" && e["status"] == "succeeded")
+        .collect();
+    let ids: Vec<&str> = steps.iter().map(|e| e["step"].as_str().unwrap()).collect();
+    assert_eq!(ids, ["announce", "rollback", "verify", "report"]);
+    assert!(
+        steps
+            .iter()
+            .all(|e| e["duration_ms"].as_i64().is_some_and(|ms| ms >= 0)),
+        "{steps:?}"
+    );
+    assert_eq!(inc["status"], "mitigated");
+    server.stop().await;
+}
+
+fn kubectl(kubeconfig: &std::path::Path, args: &[&str]) {
+    if !std::path::Path::new("/usr/bin/kubectl").exists() && std::env::var_os("CI").is_none() {
+        return;
+    }
+    let out = Command::new("kubectl")
+        .arg("--kubeconfig")
+        .arg(kubeconfig)
+        .args(args)
+        .output()
+        .expect("kubectl runs (it is part of the machine image)");
+    assert!(
+        out.status.success(),
+        "kubectl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+const SCALE_TO: &str = r#"
+name: scale-to
+params:
+  namespace: string
+  replicas: int
+steps:
+  - id: scale
+    action: k8s.scale
+    with: {namespace: "{{params.namespace}}", deployment: checkout, replicas: "{{params.replicas}}"}
+"#;
+
+#[tokio::test(flavor = "multi_thread")]
+async fn rollback_scale_and_selector_switch_leave_the_same_state_as_kubectl() {
+    if !std::path::Path::new("/usr/bin/kubectl").exists() {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "kubectl is missing; it is part of the machine image"
+        );
+        eprintln!("SKIPPED: kubectl is not installed");
+        return;
+    }
+    let (kube, dir) = fake_cluster().await;
+    let kubeconfig = dir.path().join("kubeconfig");
+    seed(&kube, "by-kubectl");
+    seed(&kube, "by-laojun");
+    let slack = Listener::start().await;
+    let mut files: Vec<(String, String)> = Vec::new();
+    for name in ["rollback-deployment", "switch-traffic-to-stable"] {
+        let path = format!("runbooks/{name}.yaml");
+        files.push((
+            path.clone(),
+            std::fs::read_to_string(support::repo().join(&path)).unwrap(),
+        ));
+    }
+    files.push(("runbooks/scale-to.yaml".into(), SCALE_TO.into()));
+    let refs: Vec<(&str, &str)> = files.iter().map(|(a, b)| (a.as_str(), b.as_str())).collect();
+    let root = root_with(&refs);
+    let server = server(root.path().to_path_buf(), kubeconfig.clone(), &slack).await;
+    let c = server.client();
+
+    kubectl(
+        &kubeconfig,
+        &["rollout", "undo", "deployment/checkout", "-n", "by-kubectl"],
+    );
+    kubectl(
+        &kubeconfig,
+        &["scale", "deployment/checkout", "--replicas=5", "-n", "by-kubectl"],
+    );
+    kubectl(
+        &kubeconfig,
+        &[
+            "patch",
+            "service",
+            "checkout",
+            "-n",
+            "by-kubectl",
+            "-p",
+            r#"{"spec":{"selector":{"version":"stable"}}}"#,
+        ],
+    );
+
+    for (runbook, params) in [
+        (
+            "rollback-deployment",
+            json!({"namespace": "by-laojun", "deployment": "checkout"}),
+        ),
+        ("scale-to", json!({"namespace": "by-laojun", "replicas": "5"})),
+        (
+            "switch-traffic-to-stable",
+            json!({"namespace": "by-laojun", "service": "checkout"}),
+        ),
+    ] {
+        let (status, a) = c
+            .post(
+                &format!("/api/v1/runbooks/{runbook}/runs"),
+                serde_json::to_vec(&json!({"params": params})).unwrap(),
+            )
+            .await;
+        assert_eq!(status, 202, "{a}");
+        let run = c.wait_run(a["id"].as_str().unwrap(), &["succeeded", "failed"]).await;
+        assert_eq!(run["status"], "succeeded", "{runbook}: {run:#}");
+    }
+
+    let theirs = kube.get("deployments", "by-kubectl", "checkout").unwrap();
+    let ours = kube.get("deployments", "by-laojun", "checkout").unwrap();
+    let mut their_template = theirs["spec"]["template"].clone();
+    let mut our_template = ours["spec"]["template"].clone();
+    // kubectl writes `creationTimestamp: null` and `resources: {}`, which
+    // Kubernetes treats as absent; compare without empty values.
+    for t in [&mut their_template, &mut our_template] {
+        drop_empty(t);
+    }
+    assert_eq!(our_template, their_template);
+    assert_eq!(revision(&ours), revision(&theirs));
+    assert_eq!(ours["spec"]["replicas"], theirs["spec"]["replicas"]);
+    assert_eq!(ours["spec"]["replicas"], 5);
+    let their_svc = kube.get("services", "by-kubectl", "checkout").unwrap();
+    let our_svc = kube.get("services", "by-laojun", "checkout").unwrap();
+    assert_eq!(our_svc["spec"]["selector"], their_svc["spec"]["selector"]);
+    assert_eq!(
+        our_svc["spec"]["selector"],
+        json!({"app": "checkout", "version": "stable"})
+    );
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_dry_run_asks_the_api_server_for_a_dry_run_and_changes_nothing() {
+    let (kube, dir) = fake_cluster().await;
+    seed(&kube, "prod");
+    let before = kube.get("deployments", "prod", "checkout").unwrap();
+    let slack = Listener::start().await;
+    let server = server(support::repo().to_path_buf(), dir.path().join("kubeconfig"), &slack).await;
+    let c = server.client();
+    kube.clear_requests();
+    let body = json!({"dry_run": true, "params": {"namespace": "prod", "deployment": "checkout"}});
+    let (_, a) = c
+        .post(
+            "/api/v1/runbooks/rollback-deployment/runs",
+            serde_json::to_vec(&body).unwrap(),
+        )
+        .await;
+    let run = c.wait_run(a["id"].as_str().unwrap(), &["succeeded", "failed"]).await;
+    assert_eq!(run["status"], "succeeded", "{run:#}");
+    assert_eq!(
+        run["steps"][1]["summary"],
+        "would roll back deployment/checkout in prod from revision 2 (registry.example/checkout:v2) to revision 1 (registry.example/checkout:v1)"
+    );
+    let after = kube.get("deployments", "prod", "checkout").unwrap();
+    assert_eq!(image(&after), image(&before));
+    assert_eq!(after["spec"], before["spec"], "the dry run changed the spec");
+    assert_eq!(after["metadata"]["generation"], before["metadata"]["generation"]);
+    assert_eq!(revision(&after), "2");
+    let patches: Vec<String> = kube
+        .requests()
+        .into_iter()
+        .filter(|(m, _, _)| m == "PATCH")
+        .map(|(_, p, _)| p)
+        .collect();
+    assert!(
+        !patches.is_empty() && patches.iter().all(|p| p.contains("dryRun=All")),
+        "{patches:?}"
+    );
+    assert!(slack.bodies().is_empty(), "a dry run posted to Slack");
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_conflict_from_the_api_server_is_retried_and_a_missing_deployment_is_not() {
+    let (kube, dir) = fake_cluster().await;
+    seed(&kube, "prod");
+    let slack = Listener::start().await;
+    let server = server(support::repo().to_path_buf(), dir.path().join("kubeconfig"), &slack).await;
+    let c = server.client();
+    kube.fail_next(1, 409);
+    let body = json!({"params": {"namespace": "prod", "deployment": "checkout"}});
+    let (_, a) = c
+        .post(
+            "/api/v1/runbooks/restart-deployment/runs",
+            serde_json::to_vec(&body).unwrap(),
+        )
+        .await;
+    let run = c.wait_run(a["id"].as_str().unwrap(), &["succeeded", "failed"]).await;
+    // restart-deployment does not retry: the 409 fails it, as its YAML says.
+    assert_eq!(run["status"], "failed", "{run:#}");
+    assert!(run["steps"][0]["error"].as_str().unwrap().contains("(409)"), "{run:#}");
+
+    kube.fail_next(1, 409);
+    let (_, a) = c
+        .post(
+            "/api/v1/runbooks/rollback-deployment/runs",
+            serde_json::to_vec(&body).unwrap(),
+        )
+        .await;
+    let run = c.wait_run(a["id"].as_str().unwrap(), &["succeeded", "failed"]).await;
+    assert_eq!(run["status"], "succeeded", "{run:#}");
+    assert_eq!(
+        run["steps"][1]["attempts"], 2,
+        "rollback has retries: 3, so the conflict was retried: {run:#}"
+    );
+
+    let body = json!({"params": {"namespace": "prod", "deployment": "nope"}});
+    let (_, a) = c
+        .post(
+            "/api/v1/runbooks/rollback-deployment/runs",
+            serde_json::to_vec(&body).unwrap(),
+        )
+        .await;
+    let run = c.wait_run(a["id"].as_str().unwrap(), &["succeeded", "failed"]).await;
+    assert_eq!(run["steps"][1]["attempts"], 1, "a 404 is not retried");
+    assert!(
+        run["steps"][1]["error"]
+            .as_str()
+            .unwrap()
+            .contains("deployment/nope in prod"),
+        "{run:#}"
+    );
+    server.stop().await;
+}
