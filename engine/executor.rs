@@ -395,7 +395,8 @@ impl Executor {
             tracing::error!(run = %run.id, error = %e, "could not journal an interrupted run");
         }
         tracing::error!(run = %run.id, %reason, "run interrupted");
-        // Say so where people look; a missing webhook is no reason to fail here.
+        // Say so where people look, without holding up the start: a slow or
+        // missing Slack is no reason to delay recovery.
         if self.inner.backends.slack_webhook.is_some() && !run.dry_run {
             let text = format!(
                 ":warning: {} (`{}`) was interrupted: {}",
@@ -404,7 +405,17 @@ impl Executor {
                 actions::slack::escape(&reason)
             );
             let info = self.incident_info(run);
-            let _ = actions::slack::notify(&json!({"text": text}), &info, &self.inner.backends, false).await;
+            let this = self.clone();
+            tokio::spawn(async move {
+                let sent = tokio::time::timeout(
+                    Duration::from_secs(30),
+                    actions::slack::notify(&json!({"text": text}), &info, &this.inner.backends, false),
+                )
+                .await;
+                if !matches!(sent, Ok(Ok(_))) {
+                    tracing::warn!("could not tell Slack about an interrupted run");
+                }
+            });
         }
     }
 

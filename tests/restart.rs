@@ -10,16 +10,13 @@ use serde_json::Value;
 use support::{Client, TOKEN};
 
 fn start(data_dir: &std::path::Path) -> (Child, String) {
+    start_in(data_dir, std::path::Path::new(env!("CARGO_MANIFEST_DIR")))
+}
+
+fn start_in(data_dir: &std::path::Path, root: &std::path::Path) -> (Child, String) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_laojun"))
-        .args([
-            "serve",
-            "--listen",
-            "127.0.0.1:0",
-            "--log-format",
-            "json",
-            "--root",
-            env!("CARGO_MANIFEST_DIR"),
-        ])
+        .args(["serve", "--listen", "127.0.0.1:0", "--log-format", "json", "--root"])
+        .arg(root)
         .arg("--data-dir")
         .arg(data_dir)
         .env("LAOJUN_API_TOKEN", TOKEN)
@@ -151,6 +148,102 @@ async fn every_alert_that_got_a_200_is_there_after_sigkill_and_restart() {
     let (status, answer) = client.post("/api/v1/alerts", alert_body(accepted[0])).await;
     assert_eq!(status, 200);
     assert_eq!(answer["repeats"], 1, "{answer}");
+    child.kill().unwrap();
+    child.wait().unwrap();
+}
+
+/// An HTTP endpoint that holds every request open while `hang` is set and
+/// answers 200 otherwise; counts requests by path.
+struct Endpoint {
+    addr: std::net::SocketAddr,
+    hang: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    hits: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+async fn endpoint() -> Endpoint {
+    use std::sync::atomic::Ordering;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let hang = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let hits = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let (h, seen) = (hang.clone(), hits.clone());
+    tokio::spawn(async move {
+        while let Ok((mut sock, _)) = listener.accept().await {
+            let (h, seen) = (h.clone(), seen.clone());
+            tokio::spawn(async move {
+                let mut buf = vec![0u8; 4096];
+                let n = sock.read(&mut buf).await.unwrap_or(0);
+                let head = String::from_utf8_lossy(&buf[..n]).to_string();
+                let path = head.split_whitespace().nth(1).unwrap_or("").to_string();
+                seen.lock().unwrap().push(path);
+                if h.load(Ordering::SeqCst) {
+                    tokio::time::sleep(std::time::Duration::from_secs(120)).await;
+                }
+                let _ = sock
+                    .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\nconnection: close\r\n\r\n")
+                    .await;
+            });
+        }
+    });
+    Endpoint { addr, hang, hits }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn after_sigkill_mid_step_a_non_idempotent_step_is_interrupted_and_an_idempotent_one_reruns() {
+    let ep = endpoint().await;
+    let runbook = |name: &str, idempotent: bool| {
+        format!(
+            "name: {name}\nsteps:\n  - id: call\n    action: http\n    idempotent: {idempotent}\n    timeout_secs: 300\n    with: {{url: \"http://{}/{name}\"}}\n  - id: done\n    action: wait\n    with: {{secs: 0}}\n",
+            ep.addr
+        )
+    };
+    let root = tempfile::tempdir().unwrap();
+    std::fs::create_dir(root.path().join("runbooks")).unwrap();
+    std::fs::write(root.path().join("runbooks/charge.yaml"), runbook("charge", false)).unwrap();
+    std::fs::write(root.path().join("runbooks/probe.yaml"), runbook("probe", true)).unwrap();
+    let data = tempfile::tempdir().unwrap();
+
+    let (mut child, url) = start_in(data.path(), root.path());
+    let client = Client {
+        url,
+        http: reqwest::Client::new(),
+        token: Some(TOKEN.into()),
+    };
+    assert_eq!(client.post("/api/v1/runbooks/charge/runs", vec![]).await.0, 202);
+    assert_eq!(client.post("/api/v1/runbooks/probe/runs", vec![]).await.0, 202);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while ep.hits.lock().unwrap().len() < 2 {
+        assert!(std::time::Instant::now() < deadline, "both runs reach their http step");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    child.kill().expect("SIGKILL");
+    child.wait().unwrap();
+
+    ep.hang.store(false, std::sync::atomic::Ordering::SeqCst);
+    let (mut child, url) = start_in(data.path(), root.path());
+    let client = Client {
+        url,
+        http: reqwest::Client::new(),
+        token: Some(TOKEN.into()),
+    };
+    let charge = client.wait_run("RUN-1", &["interrupted", "succeeded", "failed"]).await;
+    let probe = client.wait_run("RUN-2", &["interrupted", "succeeded", "failed"]).await;
+    assert_eq!(charge["status"], "interrupted", "{charge:#}");
+    assert_eq!(charge["steps"][0]["status"], "interrupted");
+    assert_eq!(charge["steps"][1]["status"], "pending");
+    assert_eq!(probe["status"], "succeeded", "{probe:#}");
+    let hits = ep.hits.lock().unwrap().clone();
+    assert_eq!(
+        hits.iter().filter(|p| *p == "/charge").count(),
+        1,
+        "the non-idempotent call was not made twice: {hits:?}"
+    );
+    assert_eq!(
+        hits.iter().filter(|p| *p == "/probe").count(),
+        2,
+        "the idempotent call ran again: {hits:?}"
+    );
     child.kill().unwrap();
     child.wait().unwrap();
 }

@@ -415,3 +415,60 @@ async fn cooldown_and_pause_stop_runs_and_say_so_on_the_timeline() {
     );
     server.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn refused_connections_and_timeouts_are_retried_then_fail_the_step_with_the_reason() {
+    // A port nobody listens on, and one that accepts but never answers.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let silent_addr = silent.local_addr().unwrap();
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((sock, _)) = silent.accept().await {
+            held.push(sock);
+        }
+    });
+    let runbook = format!(
+        r#"
+name: flaky
+steps:
+  - id: refused
+    action: http
+    with: {{url: "http://{closed}/health"}}
+    retries: {{attempts: 2, backoff_secs: 0.05}}
+    on_failure: continue
+  - id: silent
+    action: http
+    with: {{url: "http://{silent_addr}/health"}}
+    timeout_secs: 1
+    retries: {{attempts: 2, backoff_secs: 0.05}}
+"#
+    );
+    let slack = Listener::start().await;
+    let (server, _root) = start(&[("runbooks/flaky.yaml", &runbook)], &slack).await;
+    let c = server.client();
+    let started = std::time::Instant::now();
+    let (_, a) = c.post("/api/v1/runbooks/flaky/runs", vec![]).await;
+    let run = c.wait_run(a["id"].as_str().unwrap(), &["succeeded", "failed"]).await;
+    assert_eq!(run["status"], "failed");
+    assert_eq!(
+        statuses(&run),
+        [
+            ("refused".into(), "failed".into(), 2),
+            ("silent".into(), "failed".into(), 2)
+        ]
+    );
+    assert!(
+        run["steps"][0]["error"].as_str().unwrap().contains("connection failed"),
+        "{run:#}"
+    );
+    assert_eq!(run["steps"][1]["error"], "timed out after 1s (timeout_secs)");
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(10),
+        "nothing hung past its timeout"
+    );
+    server.stop().await;
+}
