@@ -81,6 +81,25 @@ pub enum Command {
         #[command(flatten)]
         client: ClientArgs,
     },
+    /// Print an incident's postmortem (markdown), or write it to a file.
+    Postmortem {
+        /// Incident id, e.g. INC-42
+        id: String,
+        /// Write to this file instead of standard output
+        #[arg(short, long, value_name = "FILE")]
+        output_file: Option<PathBuf>,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// List scheduled playbooks and their next fire times (reads playbooks/, no server needed).
+    Schedules {
+        /// Folder holding playbooks/
+        #[arg(default_value = ".")]
+        dir: PathBuf,
+        /// How many upcoming times to show for each
+        #[arg(long, default_value_t = 3)]
+        count: usize,
+    },
     /// Print the reference of every runbook action and its arguments (markdown).
     Actions,
 }
@@ -214,6 +233,12 @@ pub fn main() -> ExitCode {
         Command::Runs { id, client } => crate::client::show_run(&id, &client),
         Command::Approve { id, client } => crate::client::decide(&id, true, &client),
         Command::Deny { id, client } => crate::client::decide(&id, false, &client),
+        Command::Postmortem {
+            id,
+            output_file,
+            client,
+        } => crate::client::postmortem(&id, output_file.as_deref(), &client),
+        Command::Schedules { dir, count } => schedules(&dir, count),
         Command::Pause { client } => crate::client::automation("pause", &client),
         Command::Resume { client } => crate::client::automation("resume", &client),
         Command::Actions => {
@@ -305,6 +330,50 @@ fn validate(dir: &std::path::Path) -> ExitCode {
     } else {
         let n = loaded.problems.len();
         let _ = writeln!(out, "{n} problem{} found", if n == 1 { "" } else { "s" });
+        ExitCode::from(1)
+    }
+}
+
+fn schedules(dir: &std::path::Path, count: usize) -> ExitCode {
+    let loaded = match catalog::load(dir, &Sandbox::default()) {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("laojun schedules: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    for p in &loaded.problems {
+        eprintln!("{p}");
+    }
+    let now = chrono::Utc::now();
+    let mut any = false;
+    for pb in &loaded.catalog.playbooks {
+        if let crate::playbook::Trigger::Schedule(s) = &pb.trigger {
+            any = true;
+            let next: Vec<String> = crate::scheduler::next_fires(s, now, count)
+                .iter()
+                .map(|t| t.with_timezone(&s.timezone).format("%Y-%m-%d %H:%M %Z").to_string())
+                .collect();
+            println!(
+                "{}  cron {:?} in {}{}\n  next: {}",
+                pb.name,
+                s.expression,
+                s.timezone.name(),
+                if s.catch_up {
+                    ", catches up after downtime"
+                } else {
+                    ", skips missed runs"
+                },
+                next.join(", ")
+            );
+        }
+    }
+    if !any {
+        println!("no scheduled playbooks in {}", dir.join("playbooks").display());
+    }
+    if loaded.problems.is_empty() {
+        ExitCode::SUCCESS
+    } else {
         ExitCode::from(1)
     }
 }

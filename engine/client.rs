@@ -394,3 +394,42 @@ pub fn describe_run(run: &Run) -> String {
     }
     out
 }
+
+pub fn postmortem(id: &str, file: Option<&std::path::Path>, client: &ClientArgs) -> ExitCode {
+    let result = runtime().and_then(|rt| {
+        rt.block_on(async {
+            let url = format!(
+                "{}/api/v1/incidents/{}/postmortem",
+                client.server.trim_end_matches('/'),
+                urlencode(id)
+            );
+            let mut request = reqwest::Client::new()
+                .get(&url)
+                .timeout(std::time::Duration::from_secs(30));
+            if let Some(token) = &client.token {
+                request = request.bearer_auth(token);
+            }
+            let response = request
+                .send()
+                .await
+                .map_err(|e| format!("cannot reach the laojun server at {} ({e})", client.server))?;
+            let status = response.status();
+            let text = response.text().await.map_err(|e| e.to_string())?;
+            if !status.is_success() {
+                let why = serde_json::from_str::<Value>(&text)
+                    .ok()
+                    .and_then(|v| v["error"].as_str().map(str::to_string))
+                    .unwrap_or(text);
+                return Err(format!("{status}: {why}"));
+            }
+            match file {
+                Some(path) => {
+                    std::fs::write(path, &text).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+                    Ok(format!("wrote {}\n", path.display()))
+                }
+                None => Ok(text),
+            }
+        })
+    });
+    finish(result, true)
+}

@@ -24,6 +24,7 @@ pub struct Config {
     pub slack: Slack,
     pub execution: Execution,
     pub intake: IntakeLimits,
+    pub postmortem: Postmortems,
     /// Link to this server as people reach it, for Slack messages.
     pub external_url: Option<String>,
 }
@@ -40,6 +41,7 @@ impl Default for Config {
             slack: Slack::default(),
             execution: Execution::default(),
             intake: IntakeLimits::default(),
+            postmortem: Postmortems::default(),
             external_url: None,
         }
     }
@@ -115,6 +117,39 @@ impl Default for IntakeLimits {
     }
 }
 
+/// Where postmortems go and how they show times.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Postmortems {
+    /// IANA time zone for times in postmortems, e.g. `Asia/Shanghai`.
+    pub timezone: String,
+    /// Write `data_dir/postmortems/INC-n.md` when an incident resolves.
+    pub write_on_resolve: bool,
+    /// Post a short summary to Slack when an incident resolves.
+    pub slack_summary: bool,
+}
+
+impl Default for Postmortems {
+    fn default() -> Self {
+        Postmortems {
+            timezone: "UTC".into(),
+            write_on_resolve: true,
+            slack_summary: false,
+        }
+    }
+}
+
+impl Postmortems {
+    pub fn tz(&self) -> Result<chrono_tz::Tz, String> {
+        self.timezone.parse().map_err(|_| {
+            format!(
+                "postmortem.timezone {:?} is not an IANA time zone; write e.g. Asia/Shanghai or UTC",
+                self.timezone
+            )
+        })
+    }
+}
+
 /// Why the config could not be used.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -155,6 +190,7 @@ impl Config {
             Some(l) => format!("{}:{}: {}", l.line(), l.column(), strip_location(&e.to_string())),
             None => e.to_string(),
         })?;
+        config.postmortem.tz()?;
         if config.intake.max_body_bytes < 1024 {
             return Err("intake.max_body_bytes must be at least 1024".into());
         }

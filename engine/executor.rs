@@ -107,6 +107,9 @@ struct Inner {
     locks: Mutex<HashMap<String, String>>,
     unlocked: Notify,
     approvals: Mutex<HashMap<String, oneshot::Sender<Decision>>>,
+    /// The receiving ends, registered before `awaiting_approval` is
+    /// journaled so an approval that comes at once is not refused.
+    decisions: Mutex<HashMap<String, oneshot::Receiver<Decision>>>,
     /// Per playbook: when its runs started and for which group.
     history: Mutex<HashMap<String, Vec<Started>>>,
 }
@@ -141,6 +144,7 @@ impl Executor {
             locks: Mutex::new(HashMap::new()),
             unlocked: Notify::new(),
             approvals: Mutex::new(HashMap::new()),
+            decisions: Mutex::new(HashMap::new()),
             history: Mutex::new(HashMap::new()),
         };
         Executor { inner: Arc::new(inner) }
@@ -238,6 +242,58 @@ impl Executor {
         }
     }
 
+    /// Starts the runbooks of a scheduled playbook. The runs have no
+    /// incident: they are the record of the maintenance they did.
+    pub async fn start_scheduled(&self, playbook: &crate::playbook::Playbook, due: DateTime<Utc>) {
+        let group = format!("{}|schedule", playbook.name);
+        let schedule = match &playbook.trigger {
+            crate::playbook::Trigger::Schedule(s) => {
+                json!({"playbook": playbook.name, "cron": s.expression, "due": due, "timezone": s.timezone.name()})
+            }
+            crate::playbook::Trigger::Alerts(_) => return,
+        };
+        for call in &playbook.runbooks {
+            let Some(runbook) = self.inner.catalog.runbooks.get(&call.runbook).cloned() else {
+                continue;
+            };
+            let mut run = new_run(&runbook, TriggerKind::Schedule, "schedule", self.inner.settings.dry_run);
+            run.playbook = Some(playbook.name.clone());
+            run.group = Some(group.clone());
+            let refusal = match self.render_call_params(&runbook, &call.params, &json!({"schedule": schedule})) {
+                Err(why) => Some((RunStatus::Refused, why)),
+                Ok(params) => {
+                    run.params = params;
+                    match self.is_paused() {
+                        Some(by) => Some((RunStatus::Paused, format!("automation is paused (by {by})"))),
+                        None => self.check_guards(playbook, &group).map(|why| (RunStatus::Refused, why)),
+                    }
+                }
+            };
+            if let Some((status, reason)) = refusal {
+                tracing::warn!(playbook = %playbook.name, runbook = %runbook.name, %reason, "scheduled run not started");
+                run.status = status;
+                run.reason = Some(reason);
+                run.finished_at = Some(Utc::now());
+                let _ = self.inner.writer.journal(&run, None).await;
+                continue;
+            }
+            lock(&self.inner.history)
+                .entry(playbook.name.clone())
+                .or_default()
+                .push((Utc::now(), group.clone()));
+            match self.inner.writer.journal(&run, None).await {
+                Ok(j) => {
+                    run.id = j.id;
+                    tracing::info!(run = %run.id, playbook = %playbook.name, "scheduled run started");
+                    self.spawn(run, runbook, 0);
+                }
+                Err(e) => {
+                    tracing::error!(playbook = %playbook.name, error = %e, "scheduled run could not be journaled")
+                }
+            }
+        }
+    }
+
     /// Starts a run by hand; returns its id (an earlier run's id when the
     /// idempotency key was used before).
     pub async fn start_manual(&self, request: ManualRun) -> Result<(String, bool), ExecError> {
@@ -297,6 +353,40 @@ impl Executor {
             self.spawn(run, runbook, 0);
         }
         Ok((journaled.id, journaled.duplicate))
+    }
+
+    /// Tells Slack an incident resolved, how long it took, and where its
+    /// postmortem is. Failures are logged, not raised: the incident is
+    /// resolved either way.
+    pub async fn post_resolved_summary(&self, id: &str) {
+        let Some(inc) = crate::incident::parse_id(id).and_then(|n| self.inner.store.incident(n).ok().flatten()) else {
+            return;
+        };
+        let took = inc
+            .resolved_at
+            .map(|r| crate::template::human_duration((r - inc.opened_at).num_seconds()))
+            .unwrap_or_default();
+        let link = self.inner.settings.external_url.as_ref().map(|u| {
+            format!(
+                " Postmortem: {}/api/v1/incidents/{id}/postmortem",
+                u.trim_end_matches('/')
+            )
+        });
+        let text = format!(
+            ":white_check_mark: {id} resolved after {took}: {}.{}",
+            actions::slack::escape(&inc.title),
+            link.unwrap_or_default()
+        );
+        let info = self.incident_info(Some(id));
+        match tokio::time::timeout(
+            Duration::from_secs(30),
+            actions::slack::notify(&json!({"text": text}), &info, &self.inner.backends, false),
+        )
+        .await
+        {
+            Ok(Ok(_)) => {}
+            _ => tracing::warn!(incident = %id, "could not post the resolve summary to Slack"),
+        }
     }
 
     /// Decides a waiting approval step.
@@ -404,7 +494,7 @@ impl Executor {
                 run.runbook,
                 actions::slack::escape(&reason)
             );
-            let info = self.incident_info(run);
+            let info = self.incident_info(run.incident.as_deref());
             let this = self.clone();
             tokio::spawn(async move {
                 let sent = tokio::time::timeout(
@@ -492,13 +582,13 @@ impl Executor {
         check_params(runbook, &rendered)
     }
 
-    fn incident_info(&self, run: &Run) -> IncidentInfo {
-        let Some(id) = &run.incident else {
+    fn incident_info(&self, incident: Option<&str>) -> IncidentInfo {
+        let Some(id) = incident else {
             return IncidentInfo::default();
         };
         let inc = crate::incident::parse_id(id).and_then(|n| self.inner.store.incident(n).ok().flatten());
         IncidentInfo {
-            id: id.clone(),
+            id: id.to_string(),
             title: inc.as_ref().map(|i| i.title.clone()).unwrap_or_default(),
             severity: inc.as_ref().map(|i| i.severity.to_string()).unwrap_or_default(),
             link: self
@@ -512,7 +602,7 @@ impl Executor {
 
     /// Runs steps from `from_step` to the end.
     async fn execute(&self, mut run: Run, runbook: &Runbook, from_step: usize) -> Result<(), ExecError> {
-        let info = self.incident_info(&run);
+        let info = self.incident_info(run.incident.as_deref());
         let incident = match run.incident.as_deref().and_then(crate::incident::parse_id) {
             Some(n) => self.inner.store.incident(n).ok().flatten(),
             None => None,
@@ -655,6 +745,11 @@ impl Executor {
         for attempt in 1..=attempts {
             {
                 let waits = step.action.name == "approval" && !run.dry_run;
+                if waits {
+                    let (tx, rx) = oneshot::channel();
+                    lock(&self.inner.approvals).insert(run.id.clone(), tx);
+                    lock(&self.inner.decisions).insert(run.id.clone(), rx);
+                }
                 let record = record_mut(run, &step.id);
                 record.status = if waits {
                     StepStatus::AwaitingApproval
@@ -790,8 +885,9 @@ impl Executor {
                 ),
             });
         }
-        let (tx, rx) = oneshot::channel();
-        lock(&self.inner.approvals).insert(run.id.clone(), tx);
+        let rx = lock(&self.inner.decisions)
+            .remove(&run.id)
+            .ok_or_else(|| ActionError::fatal("the approval was not set up"))?;
         let decision = tokio::time::timeout(ttl, rx).await;
         lock(&self.inner.approvals).remove(&run.id);
         let decision = match decision {
@@ -1235,6 +1331,16 @@ fn pseudo_random() -> f64 {
             .unwrap_or(0),
     );
     (h.finish() >> 11) as f64 / (1u64 << 53) as f64
+}
+
+impl crate::scheduler::Fire for Executor {
+    fn fire<'a>(
+        &'a self,
+        playbook: &'a crate::playbook::Playbook,
+        due: DateTime<Utc>,
+    ) -> crate::scheduler::BoxFuture<'a> {
+        Box::pin(self.start_scheduled(playbook, due))
+    }
 }
 
 #[cfg(test)]

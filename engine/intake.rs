@@ -91,6 +91,8 @@ pub struct Intake {
     last_run: u64,
     /// Idempotency keys handed out since start (the store has the rest).
     run_keys: HashMap<String, String>,
+    /// Incidents resolved since the last `take_closed`.
+    closed: Vec<Incident>,
     /// Open incidents changed since the last `take_writes`.
     dirty: std::collections::BTreeSet<u64>,
     /// Writes made since the last `take_writes`.
@@ -115,6 +117,7 @@ impl Intake {
             last_run: 0,
             run_keys: HashMap::new(),
             dirty: Default::default(),
+            closed: Vec::new(),
             pending: Vec::new(),
         };
         intake.reload()?;
@@ -126,6 +129,7 @@ impl Intake {
     pub fn reload(&mut self) -> Result<(), StoreError> {
         self.pending.clear();
         self.dirty.clear();
+        self.closed.clear();
         self.open.clear();
         self.groups.clear();
         self.episodes.clear();
@@ -157,6 +161,11 @@ impl Intake {
             }
         }
         std::mem::take(&mut self.pending)
+    }
+
+    /// Incidents resolved since the last call (once their writes are committed).
+    pub fn take_closed(&mut self) -> Vec<Incident> {
+        std::mem::take(&mut self.closed)
     }
 
     /// Drops cached episodes of incidents that are no longer open, once
@@ -409,6 +418,7 @@ impl Intake {
         self.dirty.remove(&n);
         let closed = self.open.remove(&n)?;
         self.pending.push(Write::Incident(closed.clone()));
+        self.closed.push(closed.clone());
         Some(closed)
     }
 

@@ -17,7 +17,7 @@ use crate::metrics::Metrics;
 use crate::script::Sandbox;
 use crate::server::{router, AppState};
 use crate::store::{SledStore, Store};
-use crate::writer::Writer;
+use crate::writer::{Effect, Writer};
 
 /// Everything but the HTTP side: catalog, store, writer, executor.
 pub struct Engine {
@@ -54,13 +54,13 @@ impl Engine {
         let catalog = Arc::new(loaded.catalog);
         let intake = Intake::new(store.clone(), catalog.playbooks.clone())?;
         let metrics = Arc::new(Metrics::new());
-        let (opened_tx, mut opened_rx) = tokio::sync::mpsc::unbounded_channel();
+        let (effects_tx, mut effects_rx) = tokio::sync::mpsc::unbounded_channel();
         let (writer, writer_thread) = Writer::start(
             intake,
             store.clone(),
             config.intake.queue_capacity,
             metrics.clone(),
-            Some(opened_tx),
+            Some(effects_tx),
         );
         let slack = match &config.slack.webhook_url {
             Some(reference) => {
@@ -85,11 +85,38 @@ impl Engine {
                 "found runs a previous process left unfinished and settled them"
             );
         }
+        let tz = config.postmortem.tz().map_err(|e| anyhow::anyhow!(e))?;
+        let reports = Reports {
+            store: store.clone(),
+            catalog: catalog.clone(),
+            tz,
+            dir: config
+                .postmortem
+                .write_on_resolve
+                .then(|| config.data_dir.join("postmortems")),
+            slack_summary: config.postmortem.slack_summary,
+            executor: executor.clone(),
+        };
+        let scheduler = crate::scheduler::Scheduler::new(
+            &catalog.playbooks,
+            store.clone(),
+            Arc::new(crate::scheduler::SystemClock),
+            Arc::new(executor.clone()),
+        );
+        tokio::spawn(scheduler.run());
         let starter = executor.clone();
         tokio::spawn(async move {
-            while let Some(opened) = opened_rx.recv().await {
-                let executor = starter.clone();
-                tokio::spawn(async move { executor.start_for_incident(opened).await });
+            while let Some(effect) = effects_rx.recv().await {
+                match effect {
+                    Effect::Opened(opened) => {
+                        let executor = starter.clone();
+                        tokio::spawn(async move { executor.start_for_incident(*opened).await });
+                    }
+                    Effect::Resolved(incident) => {
+                        let reports = reports.clone();
+                        tokio::spawn(async move { reports.on_resolved(*incident).await });
+                    }
+                }
             }
         });
         Ok(Engine {
@@ -137,6 +164,7 @@ pub async fn run(
         token,
         catalog: engine.catalog.clone(),
         executor: engine.executor.clone(),
+        timezone: config.postmortem.tz().map_err(|e| anyhow::anyhow!(e))?,
     });
     let app = router(state, config.intake.max_body_bytes);
     let listener = tokio::net::TcpListener::bind(&config.listen)
@@ -202,4 +230,44 @@ pub async fn signal() {
 pub fn install_crypto_provider() {
     // Err means one is installed already, which is all we need.
     let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
+/// What happens when an incident resolves: its postmortem is written to
+/// `data_dir/postmortems/`, and Slack gets a summary if configured.
+#[derive(Clone)]
+struct Reports {
+    store: Arc<dyn Store>,
+    catalog: Arc<crate::catalog::Catalog>,
+    tz: chrono_tz::Tz,
+    dir: Option<std::path::PathBuf>,
+    slack_summary: bool,
+    executor: Executor,
+}
+
+impl Reports {
+    async fn on_resolved(self, incident: crate::incident::Incident) {
+        let id = incident.id.clone();
+        if let Some(dir) = self.dir.clone() {
+            let this = self.clone();
+            let written = tokio::task::spawn_blocking(move || -> anyhow::Result<std::path::PathBuf> {
+                let text = crate::postmortem::render_stored(&this.catalog, this.store.as_ref(), &incident.id, this.tz)?;
+                std::fs::create_dir_all(&dir)?;
+                let path = dir.join(format!("{}.md", incident.id));
+                // Write beside and rename, so a reader never sees half a file.
+                let partial = dir.join(format!(".{}.md.partial", incident.id));
+                std::fs::write(&partial, text)?;
+                std::fs::rename(&partial, &path)?;
+                Ok(path)
+            })
+            .await;
+            match written {
+                Ok(Ok(path)) => tracing::info!(incident = %id, path = %path.display(), "postmortem written"),
+                Ok(Err(e)) => tracing::error!(incident = %id, error = %format!("{e:#}"), "postmortem not written"),
+                Err(e) => tracing::error!(incident = %id, error = %e, "postmortem task failed"),
+            }
+        }
+        if self.slack_summary {
+            self.executor.post_resolved_summary(&id).await;
+        }
+    }
 }

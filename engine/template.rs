@@ -16,8 +16,8 @@ pub const STEP_ROOTS: &[&str] = &["params", "alert", "incident", "steps", "run"]
 
 /// Handlebars' own helpers and laojun's; a template may call no other.
 pub const HELPERS: &[&str] = &[
-    "and", "coalesce", "each", "eq", "gt", "gte", "if", "json", "len", "log", "lookup", "lower", "lt", "lte", "ne",
-    "not", "or", "raw", "unless", "upper", "with",
+    "and", "coalesce", "date", "duration", "each", "eq", "gt", "gte", "if", "json", "len", "log", "lookup", "lower",
+    "lt", "lte", "md", "ne", "not", "or", "raw", "unless", "upper", "with",
 ];
 
 fn is_helper(name: &str) -> bool {
@@ -33,7 +33,80 @@ pub fn registry() -> Handlebars<'static> {
     hb.register_helper("upper", Box::new(upper));
     hb.register_helper("lower", Box::new(lower));
     hb.register_helper("json", Box::new(json));
+    hb.register_helper("date", date_in(chrono_tz::UTC));
+    hb.register_helper("duration", Box::new(duration));
+    hb.register_helper("md", Box::new(md));
     hb
+}
+
+/// `{{date t}}`: an RFC 3339 time shown in `tz`, e.g. `2026-11-29 14:30:00 CST`.
+pub fn date_in(tz: chrono_tz::Tz) -> Box<dyn handlebars::HelperDef + Send + Sync> {
+    Box::new(
+        move |h: &Helper, _: &Handlebars, _: &Context, _: &mut RenderContext, out: &mut dyn Output| -> HelperResult {
+            let raw = h.param(0).map(|p| plain(p.value())).unwrap_or_default();
+            let text = match chrono::DateTime::parse_from_rfc3339(&raw) {
+                Ok(t) => t.with_timezone(&tz).format("%Y-%m-%d %H:%M:%S %Z").to_string(),
+                Err(_) => "—".to_string(),
+            };
+            out.write(&text)?;
+            Ok(())
+        },
+    )
+}
+
+/// `{{duration secs}}`: `1h 15m`, `4m 05s`, `12s`.
+fn duration(h: &Helper, _: &Handlebars, _: &Context, _: &mut RenderContext, out: &mut dyn Output) -> HelperResult {
+    let text = h
+        .param(0)
+        .and_then(|p| p.value().as_i64())
+        .map_or_else(|| "—".to_string(), human_duration);
+    out.write(&text)?;
+    Ok(())
+}
+
+/// `{{md value}}`: the value with markdown syntax escaped.
+fn md(h: &Helper, _: &Handlebars, _: &Context, _: &mut RenderContext, out: &mut dyn Output) -> HelperResult {
+    let v = h.param(0).map(|p| plain(p.value())).unwrap_or_default();
+    out.write(&escape_markdown(&v))?;
+    Ok(())
+}
+
+/// Escapes what markdown would read as syntax (emphasis, links, images,
+/// HTML, headings, tables, code) and template braces, and folds line
+/// breaks, so a value stays one inline piece of text. List markers are
+/// escaped only where they would start a list: at the value's start.
+pub fn escape_markdown(text: &str) -> String {
+    let mut out = String::with_capacity(text.len() + 8);
+    let digits = text.chars().take_while(char::is_ascii_digit).count();
+    for (i, c) in text.chars().enumerate() {
+        let at_start_marker =
+            (i == 0 && matches!(c, '-' | '+')) || (digits > 0 && i == digits && matches!(c, '.' | ')'));
+        match c {
+            '\\' | '`' | '*' | '_' | '{' | '}' | '[' | ']' | '#' | '|' | '<' | '>' | '~' => {
+                out.push('\\');
+                out.push(c);
+            }
+            '\n' | '\r' => out.push(' '),
+            _ if at_start_marker => {
+                out.push('\\');
+                out.push(c);
+            }
+            _ => out.push(c),
+        }
+    }
+    out
+}
+
+/// Seconds as people say them: `1h 15m`, `4m 05s`, `12s`.
+pub fn human_duration(secs: i64) -> String {
+    let secs = secs.max(0);
+    let (d, h, m, s) = (secs / 86_400, secs % 86_400 / 3600, secs % 3600 / 60, secs % 60);
+    match (d, h, m) {
+        (0, 0, 0) => format!("{s}s"),
+        (0, 0, _) => format!("{m}m {s:02}s"),
+        (0, _, _) => format!("{h}h {m:02}m"),
+        _ => format!("{d}d {h}h {m:02}m"),
+    }
 }
 
 /// `{{coalesce a b c}}`: the first value that is present and not empty.

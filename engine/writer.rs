@@ -61,6 +61,15 @@ pub enum Failure {
     Unavailable(String),
 }
 
+/// What committed changes lead to, for the parts that act on them.
+#[derive(Debug)]
+pub enum Effect {
+    /// An incident opened: its playbook's runbooks start.
+    Opened(Box<Opened>),
+    /// An incident resolved: its postmortem is written.
+    Resolved(Box<Incident>),
+}
+
 /// The queue is full or the writer has stopped.
 #[derive(Debug)]
 pub struct Busy;
@@ -72,19 +81,19 @@ pub struct Writer {
 }
 
 impl Writer {
-    /// Starts the writer thread. Incidents that open are sent on `opened`
+    /// Starts the writer thread. Incidents that open or resolve are sent on `effects`
     /// (after their commit) for the executor.
     pub fn start(
         intake: Intake,
         store: Arc<dyn Store>,
         capacity: usize,
         metrics: Arc<Metrics>,
-        opened: Option<mpsc::UnboundedSender<Opened>>,
+        effects: Option<mpsc::UnboundedSender<Effect>>,
     ) -> (Writer, JoinHandle<()>) {
         let (tx, rx) = mpsc::channel(capacity.max(1));
         let handle = std::thread::Builder::new()
             .name("laojun-writer".into())
-            .spawn(move || run(intake, store, rx, metrics, opened))
+            .spawn(move || run(intake, store, rx, metrics, effects))
             .expect("the OS can start the writer thread");
         (Writer { tx }, handle)
     }
@@ -126,7 +135,7 @@ fn run(
     store: Arc<dyn Store>,
     mut rx: mpsc::Receiver<Request>,
     metrics: Arc<Metrics>,
-    opened_tx: Option<mpsc::UnboundedSender<Opened>>,
+    effects: Option<mpsc::UnboundedSender<Effect>>,
 ) {
     metrics.set_open_incidents(intake.open_incidents());
     // Ends when every sender is gone (shutdown) and the queue is drained.
@@ -162,7 +171,12 @@ fn run(
                 intake.forget_closed();
                 metrics.set_open_incidents(intake.open_incidents());
                 for answer in answers {
-                    answer.send_ok(opened_tx.as_ref());
+                    answer.send_ok(effects.as_ref());
+                }
+                for incident in intake.take_closed() {
+                    if let Some(tx) = &effects {
+                        let _ = tx.send(Effect::Resolved(Box::new(incident)));
+                    }
                 }
             }
             Err(e) => {
@@ -227,13 +241,13 @@ fn refused(e: RequestError) -> Failure {
 }
 
 impl Answer {
-    fn send_ok(self, opened_tx: Option<&mpsc::UnboundedSender<Opened>>) {
+    fn send_ok(self, effects: Option<&mpsc::UnboundedSender<Effect>>) {
         // A requester that went away (client hung up) is no reason to stop.
         match self {
             Answer::Alerts(reply, result) => {
-                if let (Ok(applied), Some(tx)) = (&result, opened_tx) {
+                if let (Ok(applied), Some(tx)) = (&result, effects) {
                     for o in &applied.opened {
-                        let _ = tx.send(o.clone());
+                        let _ = tx.send(Effect::Opened(Box::new(o.clone())));
                     }
                 }
                 let _ = reply.send(result);

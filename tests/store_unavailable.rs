@@ -62,6 +62,12 @@ impl Store for FlakyStore {
     fn run_for_key(&self, key: &str) -> Result<Option<String>, StoreError> {
         self.inner.run_for_key(key)
     }
+    fn schedule_mark(&self, playbook: &str) -> Result<Option<DateTime<Utc>>, StoreError> {
+        self.inner.schedule_mark(playbook)
+    }
+    fn claim_schedule(&self, p: &str, expected: Option<DateTime<Utc>>, new: DateTime<Utc>) -> Result<bool, StoreError> {
+        self.inner.claim_schedule(p, expected, new)
+    }
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -90,6 +96,7 @@ async fn a_store_that_cannot_write_gets_503_and_the_retry_after_recovery_is_stor
         token: None,
         catalog,
         executor,
+        timezone: chrono_tz::UTC,
     });
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}/api/v1/alerts", listener.local_addr().unwrap());

@@ -245,3 +245,27 @@ pub async fn list_runbooks(State(state): State<Arc<AppState>>) -> ApiResult {
         .collect();
     Ok(Json(json!(list)))
 }
+
+/// `GET /api/v1/incidents/{id}/postmortem`: the postmortem, as markdown.
+pub async fn get_postmortem(
+    State(state): State<Arc<AppState>>,
+    Path(id): Path<String>,
+) -> Result<axum::response::Response, ApiError> {
+    use axum::response::IntoResponse;
+    incident_number(&id)?;
+    let (store, catalog, tz) = (state.store.clone(), state.catalog.clone(), state.timezone);
+    let exists = {
+        let (store, n) = (store.clone(), incident_number(&id)?);
+        tokio::task::spawn_blocking(move || store.incident(n))
+            .await
+            .map_err(|e| ApiError::unavailable(e.to_string()))?
+    };
+    if exists.map_err(|e| ApiError::unavailable(e.to_string()))?.is_none() {
+        return Err(ApiError::not_found(format!("no incident {id}")));
+    }
+    let text = tokio::task::spawn_blocking(move || crate::postmortem::render_stored(&catalog, store.as_ref(), &id, tz))
+        .await
+        .map_err(|e| ApiError::unavailable(e.to_string()))?
+        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, format!("{e:#}")))?;
+    Ok(([("content-type", "text/markdown; charset=utf-8")], text).into_response())
+}

@@ -33,6 +33,8 @@ pub struct AppState {
     pub token: Option<Secret>,
     pub catalog: Arc<Catalog>,
     pub executor: crate::executor::Executor,
+    /// Time zone for times in postmortems.
+    pub timezone: chrono_tz::Tz,
 }
 
 /// All routes. `max_body` bounds the webhook body (413 beyond it).
@@ -43,8 +45,10 @@ pub fn router(state: Arc<AppState>, max_body: usize) -> Router {
         .route("/incidents/{id}", get(api::get_incident))
         .route("/incidents/{id}/notes", post(api::post_note))
         .route("/incidents/{id}/resolve", post(api::post_resolve))
+        .route("/incidents/{id}/postmortem", get(api::get_postmortem))
         .route("/runbooks", get(api::list_runbooks))
         .route("/runbooks/{name}/runs", post(runs::start_run))
+        .route("/runs", get(runs::list_runs))
         .route("/runs/{id}", get(runs::get_run))
         .route("/runs/{id}/approve", post(runs::approve))
         .route("/runs/{id}/deny", post(runs::deny))

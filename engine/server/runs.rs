@@ -74,6 +74,42 @@ pub async fn start_run(
     Ok((StatusCode::ACCEPTED, Json(json!({"id": id, "duplicate": duplicate}))))
 }
 
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RunsQuery {
+    playbook: Option<String>,
+    runbook: Option<String>,
+    limit: Option<usize>,
+}
+
+/// `GET /api/v1/runs[?playbook=&runbook=&limit=]`: runs of the last 30 days, newest first.
+pub async fn list_runs(
+    State(state): State<Arc<AppState>>,
+    query: Result<axum::extract::Query<RunsQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let axum::extract::Query(q) = query.map_err(|e| {
+        ApiError::bad_request(format!(
+            "{}; the filters are playbook, runbook and limit",
+            e.body_text()
+        ))
+    })?;
+    let store = state.store.clone();
+    let since = chrono::Utc::now() - chrono::Duration::days(30);
+    let runs = tokio::task::spawn_blocking(move || store.runs_since(since))
+        .await
+        .map_err(|e| ApiError::unavailable(e.to_string()))?
+        .map_err(|e| ApiError::unavailable(e.to_string()))?;
+    let limit = q.limit.unwrap_or(100).clamp(1, 10_000);
+    let list: Vec<Value> = runs
+        .into_iter()
+        .filter(|r| q.playbook.as_ref().is_none_or(|p| r.playbook.as_ref() == Some(p)))
+        .filter(|r| q.runbook.as_ref().is_none_or(|b| &r.runbook == b))
+        .take(limit)
+        .map(|r| json!(r))
+        .collect();
+    Ok(Json(json!(list)))
+}
+
 /// `GET /api/v1/runs/{id}`: the run with every step's state.
 pub async fn get_run(State(state): State<Arc<AppState>>, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
     let n = parse_run_id(&id).ok_or_else(|| ApiError::not_found(format!("no run {id:?}; run ids look like RUN-7")))?;

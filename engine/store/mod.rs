@@ -95,4 +95,14 @@ pub trait Store: Send + Sync + 'static {
     fn runs_since(&self, since: DateTime<Utc>) -> Result<Vec<Run>, StoreError>;
     fn last_run(&self) -> Result<u64, StoreError>;
     fn run_for_key(&self, key: &str) -> Result<Option<String>, StoreError>;
+    /// When a scheduled playbook last fired (or was claimed to).
+    fn schedule_mark(&self, playbook: &str) -> Result<Option<DateTime<Utc>>, StoreError>;
+    /// Moves a playbook's mark from `expected` to `new` if nobody moved it
+    /// first; durable before it returns. True when this call won.
+    fn claim_schedule(
+        &self,
+        playbook: &str,
+        expected: Option<DateTime<Utc>>,
+        new: DateTime<Utc>,
+    ) -> Result<bool, StoreError>;
 }

@@ -15,6 +15,7 @@
 //! | `u/` u64 run number | empty: the run is not finished |
 //! | `k/` idempotency key | run id |
 //! | `m/last_run` | u64: the highest run number handed out |
+//! | `s/` playbook name | RFC 3339 time the schedule last fired |
 
 use std::path::Path;
 
@@ -209,6 +210,30 @@ impl Store for SledStore {
 
     fn last_run(&self) -> Result<u64, StoreError> {
         read_u64(&self.db, LAST_RUN)
+    }
+
+    fn schedule_mark(&self, playbook: &str) -> Result<Option<DateTime<Utc>>, StoreError> {
+        let key = [b"s/".as_slice(), playbook.as_bytes()].concat();
+        Ok(self
+            .db
+            .get(key)?
+            .and_then(|v| DateTime::parse_from_rfc3339(&String::from_utf8_lossy(&v)).ok())
+            .map(|t| t.with_timezone(&Utc)))
+    }
+
+    fn claim_schedule(
+        &self,
+        playbook: &str,
+        expected: Option<DateTime<Utc>>,
+        new: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        let key = [b"s/".as_slice(), playbook.as_bytes()].concat();
+        let text = |t: DateTime<Utc>| t.to_rfc3339_opts(chrono::SecondsFormat::Nanos, true).into_bytes();
+        let swapped = self.db.compare_and_swap(key, expected.map(text), Some(text(new)))?;
+        if swapped.is_ok() {
+            self.db.flush()?;
+        }
+        Ok(swapped.is_ok())
     }
 
     fn run_for_key(&self, key: &str) -> Result<Option<String>, StoreError> {

@@ -1,0 +1,232 @@
+//! Postmortems: an incident, its timeline, runs, alerts and notes rendered
+//! to markdown through the Handlebars templates in `templates/`
+//! (`postmortem.P0.md.hbs` wins over `postmortem.md.hbs` for a P0).
+//!
+//! Every `{{value}}` is markdown-escaped on the way out, so an alert label
+//! cannot add headings, links or tables; rendering is one pass, so a label
+//! holding `{{...}}` stays text. Notes people wrote are markdown on purpose
+//! and are printed with `{{{...}}}`.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use chrono::{DateTime, Utc};
+use chrono_tz::Tz;
+use handlebars::Handlebars;
+use serde_json::{json, Value};
+
+use crate::catalog::Catalog;
+use crate::incident::{Event, EventKind, Incident, NoteKind};
+use crate::run::{Run, StepStatus};
+
+/// Why a postmortem could not be rendered.
+#[derive(Debug, thiserror::Error)]
+pub enum PostmortemError {
+    /// Neither `postmortem.<severity>.md.hbs` nor `postmortem.md.hbs` exists.
+    #[error("no postmortem template: add templates/postmortem.md.hbs")]
+    NoTemplate,
+    #[error("rendering {template}: {reason}")]
+    Render { template: String, reason: String },
+}
+
+pub use crate::template::{escape_markdown, human_duration};
+
+/// The registry for postmortems: laojun's helpers with `date` in the
+/// configured time zone, and markdown escaping on every `{{value}}`.
+pub fn registry(tz: Tz) -> Handlebars<'static> {
+    let mut hb = crate::template::registry();
+    hb.register_escape_fn(escape_markdown);
+    hb.register_helper("date", crate::template::date_in(tz));
+    hb
+}
+
+/// The template for an incident of this severity.
+pub fn template_for<'a>(catalog: &'a Catalog, severity: &str) -> Option<(String, &'a String)> {
+    [format!("postmortem.{severity}.md"), "postmortem.md".to_string()]
+        .into_iter()
+        .find_map(|name| catalog.templates.get(&name).map(|t| (name, t)))
+}
+
+/// Renders the postmortem of an incident.
+pub fn render(
+    catalog: &Catalog,
+    incident: &Incident,
+    timeline: &[Event],
+    runs: &[Run],
+    tz: Tz,
+    now: DateTime<Utc>,
+) -> Result<String, PostmortemError> {
+    let (name, _) = template_for(catalog, incident.severity.as_str()).ok_or(PostmortemError::NoTemplate)?;
+    let data = data(incident, timeline, runs, tz, now);
+    // Every template is registered so postmortems can use partials
+    // (`{{> postmortem-summary}}`).
+    let mut hb = registry(tz);
+    for (t, source) in &catalog.templates {
+        hb.register_template_string(t, source)
+            .map_err(|e| PostmortemError::Render {
+                template: format!("templates/{t}.hbs"),
+                reason: e.to_string(),
+            })?;
+    }
+    hb.render(&name, &data).map_err(|e| PostmortemError::Render {
+        template: format!("templates/{name}.hbs"),
+        reason: e.to_string(),
+    })
+}
+
+fn span(from: Option<DateTime<Utc>>, to: Option<DateTime<Utc>>) -> Value {
+    match (from, to) {
+        (Some(a), Some(b)) => {
+            let secs = (b - a).num_seconds();
+            json!({"secs": secs, "human": human_duration(secs)})
+        }
+        _ => json!({"secs": null, "human": null}),
+    }
+}
+
+/// Everything a postmortem template can use (see README, "Postmortems").
+pub fn data(incident: &Incident, timeline: &[Event], runs: &[Run], tz: Tz, now: DateTime<Utc>) -> Value {
+    let detected = incident.alerts.iter().map(|a| a.starts_at).min();
+    let first_action = timeline
+        .iter()
+        .find(|e| {
+            matches!(
+                &e.what,
+                EventKind::Step {
+                    status: StepStatus::Running,
+                    ..
+                }
+            )
+        })
+        .map(|e| e.at);
+    let mitigated = incident.mitigated_at.or(incident.resolved_at);
+    let mut scope: BTreeMap<&str, BTreeSet<String>> = BTreeMap::new();
+    for a in &incident.alerts {
+        for (key, labels) in [
+            ("services", &["service", "app", "job", "deployment"][..]),
+            ("regions", &["region"][..]),
+            ("namespaces", &["namespace"][..]),
+        ] {
+            if let Some(v) = labels.iter().find_map(|l| a.labels.get(*l)) {
+                scope.entry(key).or_default().insert(v.clone());
+            }
+        }
+    }
+    let mut notes: BTreeMap<&str, Vec<Value>> = BTreeMap::new();
+    for kind in NoteKind::NAMES {
+        notes.insert(kind, Vec::new());
+    }
+    for e in timeline {
+        if let EventKind::Note { note, text, by } = &e.what {
+            let key = serde_json::to_value(note)
+                .ok()
+                .and_then(|v| v.as_str().map(str::to_string))
+                .unwrap_or_default();
+            if let Some(list) = notes.iter_mut().find(|(k, _)| **k == key).map(|(_, v)| v) {
+                list.push(json!({"text": text, "by": by, "at": e.at}));
+            }
+        }
+    }
+    let events: Vec<Value> = timeline
+        .iter()
+        .map(|e| json!({"at": e.at, "time": e.at.with_timezone(&tz).format("%H:%M:%S").to_string(), "kind": kind_of(&e.what), "text": e.what.describe()}))
+        .collect();
+    let runs: Vec<Value> = runs
+        .iter()
+        .map(|r| {
+            let steps: Vec<Value> = r
+                .steps
+                .iter()
+                .map(|s| json!({"id": s.id, "action": s.action, "status": s.status.as_str(), "attempts": s.attempts, "duration_ms": s.duration_ms(), "summary": s.summary, "error": s.error}))
+                .collect();
+            json!({"id": r.id, "runbook": r.runbook, "status": r.status.as_str(), "dry_run": r.dry_run, "by": r.by,
+                   "started_at": r.created_at, "finished_at": r.finished_at, "reason": r.reason,
+                   "duration": span(Some(r.created_at), r.finished_at), "steps": steps})
+        })
+        .collect();
+    let alerts: Vec<Value> = incident
+        .alerts
+        .iter()
+        .map(|a| {
+            let labels: Vec<Value> = a.labels.iter().map(|(k, v)| json!({"name": k, "value": v})).collect();
+            json!({"fingerprint": a.fingerprint, "alertname": a.labels.get("alertname"), "status": a.status.as_str(),
+                   "starts_at": a.starts_at, "ends_at": a.ends_at, "summary": a.annotations.get("summary"), "labels": labels, "repeats": a.repeats})
+        })
+        .collect();
+    let list = |k: &str| {
+        scope
+            .get(k)
+            .map(|s| s.iter().cloned().collect::<Vec<_>>())
+            .unwrap_or_default()
+    };
+    let scope_text = [list("services"), list("regions"), list("namespaces")]
+        .concat()
+        .join(", ");
+    json!({
+        "incident": {
+            "id": incident.id, "title": incident.title, "severity": incident.severity, "status": incident.status,
+            "playbook": incident.playbook, "group": incident.group,
+            "opened_at": incident.opened_at, "detected_at": detected, "first_action_at": first_action,
+            "mitigated_at": incident.mitigated_at, "resolved_at": incident.resolved_at,
+            "durations": {
+                "to_first_action": span(detected.or(Some(incident.opened_at)), first_action),
+                "to_mitigate": span(detected.or(Some(incident.opened_at)), mitigated),
+                "to_resolve": span(detected.or(Some(incident.opened_at)), incident.resolved_at),
+                "open": span(Some(incident.opened_at), incident.resolved_at),
+            },
+            "scope": {"services": list("services"), "regions": list("regions"), "namespaces": list("namespaces"), "text": scope_text},
+            "timeline": events, "runs": runs, "alerts": alerts, "notes": notes,
+        },
+        "timezone": tz.name(),
+        "generated_at": now,
+    })
+}
+
+fn kind_of(e: &EventKind) -> String {
+    serde_json::to_value(e)
+        .ok()
+        .and_then(|v| v.get("kind").and_then(|k| k.as_str().map(str::to_string)))
+        .unwrap_or_default()
+}
+
+/// Renders the postmortem of a stored incident (with its timeline and runs).
+pub fn render_stored(catalog: &Catalog, store: &dyn crate::store::Store, id: &str, tz: Tz) -> anyhow::Result<String> {
+    let n = crate::incident::parse_id(id).ok_or_else(|| anyhow::anyhow!("no incident {id:?}"))?;
+    let incident = store.incident(n)?.ok_or_else(|| anyhow::anyhow!("no incident {id}"))?;
+    let timeline = store.timeline(n)?;
+    let mut runs = Vec::new();
+    for run_id in &incident.runs {
+        if let Some(run) = crate::run::parse_run_id(run_id)
+            .map(|r| store.run(r))
+            .transpose()?
+            .flatten()
+        {
+            runs.push(run);
+        }
+    }
+    Ok(render(catalog, &incident, &timeline, &runs, tz, Utc::now())?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_read_like_a_person_wrote_them() {
+        assert_eq!(human_duration(12), "12s");
+        assert_eq!(human_duration(245), "4m 05s");
+        assert_eq!(human_duration(4500), "1h 15m");
+        assert_eq!(human_duration(90_000), "1d 1h 00m");
+    }
+
+    #[test]
+    fn markdown_in_values_is_escaped_and_stays_on_one_line() {
+        assert_eq!(
+            escape_markdown("# boom\n[x](http://evil)"),
+            "\\# boom \\[x\\](http://evil)"
+        );
+        assert_eq!(escape_markdown("a|b <i>"), "a\\|b \\<i\\>");
+        assert_eq!(escape_markdown("- item"), "\\- item");
+        assert_eq!(escape_markdown("12. item"), "12\\. item");
+        assert_eq!(escape_markdown("core-services 1.2"), "core-services 1.2");
+    }
+}
