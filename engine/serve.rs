@@ -85,6 +85,33 @@ impl Engine {
                 "found runs a previous process left unfinished and settled them"
             );
         }
+        // An incident committed just before a crash may not have had its
+        // runs journaled yet: start them now rather than lose them.
+        let mut started = 0;
+        for inc in store.open_incidents()? {
+            if inc.runs.is_empty() && inc.playbook != crate::intake::DEFAULT_PLAYBOOK {
+                if let Some(alert) = inc.alerts.first().map(|a| crate::alert::Alert {
+                    fingerprint: a.fingerprint.clone(),
+                    status: a.status,
+                    labels: a.labels.clone(),
+                    annotations: a.annotations.clone(),
+                    starts_at: a.starts_at,
+                    ends_at: a.ends_at,
+                    generator_url: None,
+                }) {
+                    started += 1;
+                    executor
+                        .start_for_incident(crate::intake::Opened { incident: inc, alert })
+                        .await;
+                }
+            }
+        }
+        if started > 0 {
+            tracing::warn!(
+                incidents = started,
+                "started the runbooks of incidents whose runs a crash kept from starting"
+            );
+        }
         let tz = config.postmortem.tz().map_err(|e| anyhow::anyhow!(e))?;
         let reports = Reports {
             store: store.clone(),

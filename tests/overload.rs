@@ -44,12 +44,23 @@ async fn overflow_gets_503_and_every_retried_alert_is_stored_once() {
     for t in tasks {
         refused += t.await.unwrap();
     }
-    assert!(refused > 0, "a queue of 2 under 64 senders never filled; the test proves nothing");
+    assert!(
+        refused > 0,
+        "a queue of 2 under 64 senders never filled; the test proves nothing"
+    );
     let (_, list) = server.client().get("/api/v1/incidents?limit=10000").await;
-    let titles: Vec<&str> = list.as_array().unwrap().iter().map(|i| i["title"].as_str().unwrap()).collect();
+    let titles: Vec<&str> = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["title"].as_str().unwrap())
+        .collect();
     let unique: HashSet<&&str> = titles.iter().collect();
     assert_eq!(titles.len(), senders * per_sender, "every alert stored");
     assert_eq!(unique.len(), titles.len(), "none stored twice");
-    eprintln!("{} alerts stored; {refused} requests got 503 and were retried", titles.len());
+    eprintln!(
+        "{} alerts stored; {refused} requests got 503 and were retried",
+        titles.len()
+    );
     server.stop().await;
 }
