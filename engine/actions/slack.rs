@@ -51,15 +51,16 @@ pub async fn notify(
         None => backends.slack_webhook.clone(),
     };
     let first_line: String = text.lines().next().unwrap_or_default().chars().take(120).collect();
+    // Checked before the dry-run answer: a dry run shows what the real run would do, failures included.
+    let webhook: Secret = webhook.ok_or_else(|| {
+        ActionError::fatal("no Slack webhook is configured: set slack.webhook_url in laojun.yaml (e.g. \"${env:SLACK_WEBHOOK_URL}\") or webhook_url on the step")
+    })?;
     if dry_run {
         return Ok(Outcome {
             output: json!({"would_post": body}),
             summary: format!("would post to {target}: {first_line}"),
         });
     }
-    let webhook: Secret = webhook.ok_or_else(|| {
-        ActionError::fatal("no Slack webhook is configured: set slack.webhook_url in laojun.yaml (e.g. \"${env:SLACK_WEBHOOK_URL}\") or webhook_url on the step")
-    })?;
     let response = backends
         .http
         .post(webhook.expose())
