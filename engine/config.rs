@@ -51,9 +51,56 @@ impl Default for Config {
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Auth {
-    /// Bearer token every `/api/` request must carry (a secret reference).
-    /// Falls back to `$LAOJUN_API_TOKEN`; with neither, the API is open.
+    /// A token with every right (a secret reference), named `api-token` on
+    /// timelines. Falls back to `$LAOJUN_API_TOKEN`. With no token at all
+    /// the API is open.
     pub token: Option<String>,
+    /// Named tokens with a role each.
+    pub tokens: Vec<NamedToken>,
+}
+
+/// A token for one caller.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NamedToken {
+    /// Who it is, as timelines and audit records show it.
+    pub name: String,
+    pub role: Role,
+    /// A secret reference, e.g. `${env:GRAFANA_TOKEN}`.
+    pub token: String,
+}
+
+/// What a token may do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    /// Read incidents, runs, runbooks and postmortems.
+    Viewer,
+    /// Everything a viewer may, plus run runbooks, approve, deny, add notes, resolve, pause.
+    Operator,
+    /// Post alerts, nothing else (for AlertManager).
+    Webhook,
+    /// Everything.
+    Admin,
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Viewer => "viewer",
+            Role::Operator => "operator",
+            Role::Webhook => "webhook",
+            Role::Admin => "admin",
+        }
+    }
+}
+
+/// A resolved token.
+#[derive(Debug, Clone)]
+pub struct Credential {
+    pub name: String,
+    pub role: Role,
+    pub secret: Secret,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -195,6 +242,34 @@ impl Config {
             return Err("intake.max_body_bytes must be at least 1024".into());
         }
         Ok(config)
+    }
+
+    /// Every token, resolved. Empty means the API is open.
+    pub fn credentials(&self) -> Result<Vec<Credential>, ConfigError> {
+        let mut out = Vec::new();
+        if let Some(secret) = self.api_token()? {
+            out.push(Credential {
+                name: "api-token".into(),
+                role: Role::Admin,
+                secret,
+            });
+        }
+        for t in &self.auth.tokens {
+            let secret =
+                secret::resolve(&t.token).map_err(|e| ConfigError::Secret(format!("auth.tokens `{}`: {e}", t.name)))?;
+            if secret.expose().len() < 16 {
+                return Err(ConfigError::Secret(format!(
+                    "auth.tokens `{}`: the token is shorter than 16 characters; use a long random one",
+                    t.name
+                )));
+            }
+            out.push(Credential {
+                name: t.name.clone(),
+                role: t.role,
+                secret,
+            });
+        }
+        Ok(out)
     }
 
     /// The API token: `auth.token` resolved, else `$LAOJUN_API_TOKEN`.

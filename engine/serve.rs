@@ -176,8 +176,8 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + 'static,
     on_listen: impl FnOnce(SocketAddr),
 ) -> anyhow::Result<()> {
-    let token = config.api_token()?;
-    if token.is_none() {
+    let credentials = config.credentials()?;
+    if credentials.is_empty() {
         tracing::warn!(
             "no API token is configured (auth.token or LAOJUN_API_TOKEN): anyone who can reach {} can use the API",
             config.listen
@@ -188,7 +188,7 @@ pub async fn run(
         writer: engine.writer.clone(),
         store: engine.store.clone(),
         metrics: engine.metrics.clone(),
-        token,
+        credentials,
         catalog: engine.catalog.clone(),
         executor: engine.executor.clone(),
         timezone: config.postmortem.tz().map_err(|e| anyhow::anyhow!(e))?,

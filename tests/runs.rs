@@ -403,16 +403,18 @@ async fn cooldown_and_pause_stop_runs_and_say_so_on_the_timeline() {
         .post("/api/v1/runbooks/notify/runs", br#"{"params": {"text": "x"}}"#.to_vec())
         .await;
     assert_eq!(status, 409, "{answer}");
-    c.post("/api/v1/automation/resume", vec![]).await;
-    let (status, _) = c
-        .post("/api/v1/runbooks/notify/runs", br#"{"params": {"text": "x"}}"#.to_vec())
-        .await;
-    assert_eq!(status, 202);
     assert_eq!(
         slack.bodies().len(),
         1,
         "neither the cooled-down nor the paused run posted"
     );
+    c.post("/api/v1/automation/resume", vec![]).await;
+    let (status, a) = c
+        .post("/api/v1/runbooks/notify/runs", br#"{"params": {"text": "x"}}"#.to_vec())
+        .await;
+    assert_eq!(status, 202);
+    c.wait_run(a["id"].as_str().unwrap(), &["succeeded"]).await;
+    assert_eq!(slack.bodies().len(), 2, "after resume, runs post again");
     server.stop().await;
 }
 

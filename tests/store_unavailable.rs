@@ -93,7 +93,7 @@ async fn a_store_that_cannot_write_gets_503_and_the_retry_after_recovery_is_stor
         writer,
         store: store.clone(),
         metrics,
-        token: None,
+        credentials: Vec::new(),
         catalog,
         executor,
         timezone: chrono_tz::UTC,

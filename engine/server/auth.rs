@@ -11,37 +11,96 @@ use axum::response::{IntoResponse, Response};
 use base64::Engine as _;
 
 use super::{ApiError, AppState};
+use crate::config::{Credential, Role};
 
 /// Who made a request, for the timeline ("by").
 #[derive(Debug, Clone)]
 pub struct Caller(pub String);
 
+/// What a route needs: posting alerts, reading, or operating.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Need {
+    Webhook,
+    Read,
+    Operate,
+}
+
+fn need(method: &axum::http::Method, path: &str) -> Need {
+    if path.ends_with("/alerts") {
+        Need::Webhook
+    } else if method == axum::http::Method::GET || method == axum::http::Method::HEAD {
+        Need::Read
+    } else {
+        Need::Operate
+    }
+}
+
+fn allows(role: Role, need: Need) -> bool {
+    matches!(
+        (role, need),
+        (Role::Admin, _)
+            | (Role::Operator, Need::Read | Need::Operate)
+            | (Role::Viewer, Need::Read)
+            | (Role::Webhook, Need::Webhook)
+    )
+}
+
 pub async fn require_token(State(state): State<Arc<AppState>>, mut request: Request, next: Next) -> Response {
+    let needed = need(request.method(), request.uri().path());
     // Only webhook refusals count in the webhook metric.
-    let is_webhook = request.uri().path().ends_with("/alerts");
-    let refuse = |message: &'static str| {
-        if is_webhook {
+    let refuse = |status: StatusCode, message: String| {
+        if needed == Need::Webhook {
             state.metrics.webhooks.with_label_values(&["unauthorized"]).inc();
         }
-        ApiError::new(StatusCode::UNAUTHORIZED, message).into_response()
+        ApiError::new(status, message).into_response()
     };
     let presented = request
         .headers()
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .map(credentials);
-    let caller = match (&state.token, presented) {
-        (None, Some(Some((user, _)))) => user.unwrap_or_else(|| "api".into()),
-        (None, _) => "api".to_string(),
-        (Some(token), Some(Some((user, given))))
-            if equal_in_constant_time(token.expose().as_bytes(), given.as_bytes()) =>
-        {
-            user.unwrap_or_else(|| "api-token".into())
-        }
-        (Some(_), None) => return refuse("this API needs a token: send `Authorization: Bearer <token>`"),
-        (Some(_), Some(_)) => return refuse("the token is not valid"),
+    if state.credentials.is_empty() {
+        let caller = match presented {
+            Some(Some((Some(user), _))) => user,
+            _ => "api".to_string(),
+        };
+        request.extensions_mut().insert(Caller(caller));
+        return next.run(request).await;
+    }
+    let Some(Some((_, given))) = presented else {
+        return refuse(
+            StatusCode::UNAUTHORIZED,
+            "this API needs a token: send `Authorization: Bearer <token>`".into(),
+        );
     };
-    request.extensions_mut().insert(Caller(caller));
+    // Compare against every token, without stopping at a match, so timing
+    // does not tell which token (or how much of one) was right.
+    let mut found: Option<&Credential> = None;
+    for c in &state.credentials {
+        if equal_in_constant_time(c.secret.expose().as_bytes(), given.as_bytes()) {
+            found = Some(c);
+        }
+    }
+    let Some(caller) = found else {
+        return refuse(StatusCode::UNAUTHORIZED, "the token is not valid".into());
+    };
+    if !allows(caller.role, needed) {
+        let wanted = match needed {
+            Need::Webhook => "a webhook or admin",
+            Need::Read => "a viewer, operator or admin",
+            Need::Operate => "an operator or admin",
+        };
+        let message = format!(
+            // This layer sits on the router nested at /api/v1, which sees the rest of the path.
+            "token `{}` ({}) may not {} /api/v1{}; it needs {wanted} token",
+            caller.name,
+            caller.role.as_str(),
+            request.method(),
+            request.uri().path()
+        );
+        return refuse(StatusCode::FORBIDDEN, message);
+    }
+    request.extensions_mut().insert(Caller(caller.name.clone()));
     next.run(request).await
 }
 

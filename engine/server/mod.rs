@@ -20,7 +20,6 @@ pub use error::ApiError;
 
 use crate::catalog::Catalog;
 use crate::metrics::Metrics;
-use crate::secret::Secret;
 use crate::store::Store;
 use crate::writer::Writer;
 
@@ -29,8 +28,8 @@ pub struct AppState {
     pub writer: Writer,
     pub store: Arc<dyn Store>,
     pub metrics: Arc<Metrics>,
-    /// `None`: the API needs no token.
-    pub token: Option<Secret>,
+    /// Tokens and their roles; empty: the API needs no token.
+    pub credentials: Vec<crate::config::Credential>,
     pub catalog: Arc<Catalog>,
     pub executor: crate::executor::Executor,
     /// Time zone for times in postmortems.
