@@ -78,6 +78,7 @@ async fn main() {
         data_dir: data.path().to_path_buf(),
         root: root.path().to_path_buf(),
         auth: laojun::config::Auth {
+            tokens: Vec::new(),
             token: Some("bench".into()),
         },
         ..Config::default()
