@@ -163,6 +163,11 @@ impl Intake {
         std::mem::take(&mut self.pending)
     }
 
+    /// Queues an audit record with the other writes.
+    pub fn audit(&mut self, record: crate::store::Audit) {
+        self.pending.push(Write::Audit(record));
+    }
+
     /// Incidents resolved since the last call (once their writes are committed).
     pub fn take_closed(&mut self) -> Vec<Incident> {
         std::mem::take(&mut self.closed)

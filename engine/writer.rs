@@ -39,6 +39,11 @@ pub enum Request {
         by: String,
         reply: oneshot::Sender<Result<Incident, Failure>>,
     },
+    /// Records an operator action in the audit trail.
+    Audit {
+        record: crate::store::Audit,
+        reply: oneshot::Sender<Result<(), Failure>>,
+    },
     /// Commits what is queued before it, then stops the writer. Later
     /// requests (e.g. from runs still going) are refused.
     Stop,
@@ -106,6 +111,26 @@ impl Writer {
     /// Queues a request, waiting for room (for people's requests, which are few).
     pub async fn send(&self, request: Request) -> Result<(), Busy> {
         self.tx.send(request).await.map_err(|_| Busy)
+    }
+
+    /// Records who did what and waits until it is on disk (a full queue
+    /// waits too: people's actions are few).
+    pub async fn audit(&self, by: &str, action: &str, target: &str, detail: Option<String>) {
+        let record = crate::store::Audit {
+            at: Utc::now(),
+            by: by.into(),
+            action: action.into(),
+            target: target.into(),
+            detail,
+        };
+        let (reply, answer) = oneshot::channel();
+        let written = match self.tx.send(Request::Audit { record, reply }).await {
+            Ok(()) => matches!(answer.await, Ok(Ok(()))),
+            Err(_) => false,
+        };
+        if !written {
+            tracing::warn!(by, action, target, "the audit record was not written");
+        }
     }
 
     /// Asks the writer to commit what is queued and stop.
@@ -228,6 +253,10 @@ fn apply(intake: &mut Intake, request: Request, now: chrono::DateTime<Utc>) -> A
         Request::Run { run, event, reply } => {
             let r = intake.journal_run(*run, event, now).map_err(refused);
             Answer::Run(reply, r)
+        }
+        Request::Audit { record, reply } => {
+            intake.audit(record);
+            Answer::Note(reply, Ok(()))
         }
         Request::Stop => unreachable!("Stop is handled by the loop"),
     }

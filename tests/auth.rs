@@ -130,3 +130,67 @@ async fn every_route_refuses_a_missing_or_wrong_token_and_roles_do_what_they_are
     );
     server.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn every_operator_action_is_in_the_audit_trail_with_who_did_it() {
+    let server = Server::start_with(|c| {
+        c.auth
+            .tokens
+            .push(serde_yaml::from_str(&format!("{{name: alice, role: operator, token: {OPERATOR}}}")).unwrap());
+        c.auth
+            .tokens
+            .push(serde_yaml::from_str(&format!("{{name: grafana, role: viewer, token: {VIEWER}}}")).unwrap());
+    })
+    .await;
+    let mut alice = server.client();
+    alice.token = Some(OPERATOR.into());
+    server
+        .client()
+        .post("/api/v1/alerts", fixture("firing-single.json"))
+        .await;
+    alice
+        .post(
+            "/api/v1/incidents/INC-1/notes",
+            br#"{"kind": "note", "text": "looking"}"#.to_vec(),
+        )
+        .await;
+    alice.post("/api/v1/automation/pause", vec![]).await;
+    alice.post("/api/v1/automation/resume", vec![]).await;
+    let (_, a) = alice
+        .post(
+            "/api/v1/runbooks/slack-status-update/runs",
+            br#"{"dry_run": true, "params": {"text": "x"}}"#.to_vec(),
+        )
+        .await;
+    let run = a["id"].as_str().unwrap().to_string();
+    alice.post("/api/v1/incidents/INC-1/resolve", vec![]).await;
+    let mut viewer = server.client();
+    viewer.token = Some(VIEWER.into());
+    let (status, trail) = viewer.get("/api/v1/audit").await;
+    assert_eq!(status, 200);
+    let got: Vec<(String, String, String)> = trail
+        .as_array()
+        .unwrap()
+        .iter()
+        .rev()
+        .map(|r| {
+            (
+                r["by"].as_str().unwrap().into(),
+                r["action"].as_str().unwrap().into(),
+                r["target"].as_str().unwrap().into(),
+            )
+        })
+        .collect();
+    let want: Vec<(String, String, String)> = [
+        ("alice", "note", "INC-1"),
+        ("alice", "pause", "automation"),
+        ("alice", "resume", "automation"),
+        ("alice", "run", run.as_str()),
+        ("alice", "resolve", "INC-1"),
+    ]
+    .iter()
+    .map(|(a, b, c)| (a.to_string(), b.to_string(), c.to_string()))
+    .collect();
+    assert_eq!(got, want);
+    server.stop().await;
+}

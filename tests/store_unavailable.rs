@@ -62,6 +62,9 @@ impl Store for FlakyStore {
     fn run_for_key(&self, key: &str) -> Result<Option<String>, StoreError> {
         self.inner.run_for_key(key)
     }
+    fn audit(&self, limit: usize) -> Result<Vec<laojun::store::Audit>, StoreError> {
+        self.inner.audit(limit)
+    }
     fn schedule_mark(&self, playbook: &str) -> Result<Option<DateTime<Utc>>, StoreError> {
         self.inner.schedule_mark(playbook)
     }

@@ -180,7 +180,7 @@ pub async fn post_note(
         incident: n,
         kind: note.kind.unwrap_or(NoteKind::Note),
         text: note.text,
-        by: caller.0,
+        by: caller.0.clone(),
         reply,
     };
     state
@@ -192,6 +192,7 @@ pub async fn post_note(
         .await
         .map_err(|_| ApiError::unavailable("laojun is shutting down; retry"))?
         .map_err(failure)?;
+    state.writer.audit(&caller.0, "note", &id, None).await;
     Ok(Json(json!({"status": "stored", "incident": id})))
 }
 
@@ -207,7 +208,7 @@ pub async fn post_resolve(
         .writer
         .send(Request::Resolve {
             incident: n,
-            by: caller.0,
+            by: caller.0.clone(),
             reply,
         })
         .await
@@ -216,6 +217,7 @@ pub async fn post_resolve(
         .await
         .map_err(|_| ApiError::unavailable("laojun is shutting down; retry"))?
         .map_err(failure)?;
+    state.writer.audit(&caller.0, "resolve", &id, None).await;
     Ok(Json(json!(incident)))
 }
 
@@ -268,4 +270,25 @@ pub async fn get_postmortem(
         .map_err(|e| ApiError::unavailable(e.to_string()))?
         .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, format!("{e:#}")))?;
     Ok(([("content-type", "text/markdown; charset=utf-8")], text).into_response())
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuditQuery {
+    limit: Option<usize>,
+}
+
+/// `GET /api/v1/audit[?limit=]`: who did what, newest first.
+pub async fn get_audit(
+    State(state): State<Arc<AppState>>,
+    query: Result<Query<AuditQuery>, axum::extract::rejection::QueryRejection>,
+) -> ApiResult {
+    let Query(q) = query.map_err(|e| ApiError::bad_request(format!("{}; the only filter is limit", e.body_text())))?;
+    let store = state.store.clone();
+    let limit = q.limit.unwrap_or(100).clamp(1, 10_000);
+    let records = tokio::task::spawn_blocking(move || store.audit(limit))
+        .await
+        .map_err(|e| ApiError::unavailable(e.to_string()))?
+        .map_err(|e| ApiError::unavailable(e.to_string()))?;
+    Ok(Json(json!(records)))
 }

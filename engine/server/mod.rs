@@ -52,6 +52,7 @@ pub fn router(state: Arc<AppState>, max_body: usize) -> Router {
         .route("/runs/{id}/approve", post(runs::approve))
         .route("/runs/{id}/deny", post(runs::deny))
         .route("/automation", get(runs::automation))
+        .route("/audit", get(api::get_audit))
         .route("/automation/pause", post(runs::pause))
         .route("/automation/resume", post(runs::resume))
         .route_layer(middleware::from_fn_with_state(state.clone(), auth::require_token));

@@ -62,6 +62,7 @@ pub async fn start_run(
     if key.as_ref().is_some_and(|k| k.len() > 200) {
         return Err(ApiError::bad_request("the idempotency key is longer than 200 bytes"));
     }
+    let (who, runbook, dry) = (caller.0.clone(), name.clone(), body.dry_run);
     let request = ManualRun {
         runbook: name,
         params: body.params,
@@ -71,6 +72,10 @@ pub async fn start_run(
         incident: body.incident,
     };
     let (id, duplicate) = state.executor.start_manual(request).await.map_err(exec_error)?;
+    if !duplicate {
+        let detail = format!("runbook {runbook}{}", if dry { " (dry run)" } else { "" });
+        state.writer.audit(&who, "run", &id, Some(detail)).await;
+    }
     Ok((StatusCode::ACCEPTED, Json(json!({"id": id, "duplicate": duplicate}))))
 }
 
@@ -127,7 +132,7 @@ pub async fn approve(
     Extension(caller): Extension<Caller>,
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    decide(&state, &id, true, &caller.0)
+    decide(&state, &id, true, &caller.0).await
 }
 
 pub async fn deny(
@@ -135,12 +140,16 @@ pub async fn deny(
     Extension(caller): Extension<Caller>,
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    decide(&state, &id, false, &caller.0)
+    decide(&state, &id, false, &caller.0).await
 }
 
-fn decide(state: &AppState, id: &str, approved: bool, by: &str) -> Result<Json<Value>, ApiError> {
+async fn decide(state: &AppState, id: &str, approved: bool, by: &str) -> Result<Json<Value>, ApiError> {
     parse_run_id(id).ok_or_else(|| ApiError::not_found(format!("no run {id:?}; run ids look like RUN-7")))?;
     state.executor.decide(id, approved, by).map_err(exec_error)?;
+    state
+        .writer
+        .audit(by, if approved { "approve" } else { "deny" }, id, None)
+        .await;
     Ok(Json(
         json!({"id": id, "decision": if approved { "approved" } else { "denied" }, "by": by}),
     ))
@@ -154,10 +163,12 @@ pub async fn automation(State(state): State<Arc<AppState>>) -> Json<Value> {
 
 pub async fn pause(State(state): State<Arc<AppState>>, Extension(caller): Extension<Caller>) -> Json<Value> {
     state.executor.pause(&caller.0);
+    state.writer.audit(&caller.0, "pause", "automation", None).await;
     Json(json!({"paused": true, "by": caller.0}))
 }
 
 pub async fn resume(State(state): State<Arc<AppState>>, Extension(caller): Extension<Caller>) -> Json<Value> {
     state.executor.resume(&caller.0);
+    state.writer.audit(&caller.0, "resume", "automation", None).await;
     Json(json!({"paused": false, "by": caller.0}))
 }

@@ -54,6 +54,22 @@ pub enum Write {
         key: String,
         run: String,
     },
+    /// One operator action, for the audit trail.
+    Audit(Audit),
+}
+
+/// Who did what, when: manual runs, approvals, notes, resolves, pause.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Audit {
+    pub at: DateTime<Utc>,
+    /// The token's name.
+    pub by: String,
+    /// `run`, `approve`, `deny`, `note`, `resolve`, `pause`, `resume`.
+    pub action: String,
+    /// What it acted on: a run id, an incident id, or `automation`.
+    pub target: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
 }
 
 /// A storage failure. The webhook answers 503 so AlertManager retries.
@@ -95,6 +111,8 @@ pub trait Store: Send + Sync + 'static {
     fn runs_since(&self, since: DateTime<Utc>) -> Result<Vec<Run>, StoreError>;
     fn last_run(&self) -> Result<u64, StoreError>;
     fn run_for_key(&self, key: &str) -> Result<Option<String>, StoreError>;
+    /// The audit trail, newest first.
+    fn audit(&self, limit: usize) -> Result<Vec<Audit>, StoreError>;
     /// When a scheduled playbook last fired (or was claimed to).
     fn schedule_mark(&self, playbook: &str) -> Result<Option<DateTime<Utc>>, StoreError>;
     /// Moves a playbook's mark from `expected` to `new` if nobody moved it

@@ -16,12 +16,13 @@
 //! | `k/` idempotency key | run id |
 //! | `m/last_run` | u64: the highest run number handed out |
 //! | `s/` playbook name | RFC 3339 time the schedule last fired |
+//! | `a/` u64 ns since 1970, u64 id | audit record JSON |
 
 use std::path::Path;
 
 use chrono::{DateTime, Utc};
 
-use super::{Episode, IncidentFilter, Store, StoreError, Write};
+use super::{Audit, Episode, IncidentFilter, Store, StoreError, Write};
 use crate::incident::{Event, Incident};
 use crate::run::Run;
 
@@ -117,6 +118,17 @@ impl Store for SledStore {
                 }
                 Write::LastRun(n) => batch.insert(LAST_RUN, &n.to_be_bytes()),
                 Write::IdempotencyKey { key, run } => batch.insert(idempotency_key(&key), run.as_bytes()),
+                Write::Audit(record) => {
+                    let nanos = record.at.timestamp_nanos_opt().unwrap_or(0).max(0) as u64;
+                    // The id keeps two records of the same nanosecond apart.
+                    let key = [
+                        b"a/".as_slice(),
+                        &nanos.to_be_bytes(),
+                        &self.db.generate_id()?.to_be_bytes(),
+                    ]
+                    .concat();
+                    batch.insert(key, serde_json::to_vec(&record)?);
+                }
             }
         }
         self.db.apply_batch(batch)?;
@@ -210,6 +222,15 @@ impl Store for SledStore {
 
     fn last_run(&self) -> Result<u64, StoreError> {
         read_u64(&self.db, LAST_RUN)
+    }
+
+    fn audit(&self, limit: usize) -> Result<Vec<Audit>, StoreError> {
+        self.db
+            .scan_prefix(b"a/")
+            .rev()
+            .take(limit)
+            .map(|item| Ok(serde_json::from_slice(&item?.1)?))
+            .collect()
     }
 
     fn schedule_mark(&self, playbook: &str) -> Result<Option<DateTime<Utc>>, StoreError> {
