@@ -90,9 +90,13 @@ pub struct BadBody(pub String);
 /// Parses and checks a webhook body.
 pub fn parse(body: &[u8]) -> Result<(Webhook, Vec<Alert>), BadBody> {
     let hook: Webhook = serde_json::from_slice(body).map_err(|e| {
-        let what = match e.classify() {
-            serde_json::error::Category::Syntax | serde_json::error::Category::Eof => "the body is not valid JSON",
-            _ => "the body is not an AlertManager webhook (version 4)",
+        // serde reports some type mismatches as syntax; the body's own
+        // validity decides which message is true.
+        let valid_json = serde_json::from_slice::<serde_json::Value>(body).is_ok();
+        let what = if valid_json {
+            "the body is not an AlertManager webhook (version 4)"
+        } else {
+            "the body is not valid JSON"
         };
         BadBody(format!("{what}: {e}"))
     })?;

@@ -191,9 +191,10 @@ pub async fn run(
         credentials,
         catalog: engine.catalog.clone(),
         executor: engine.executor.clone(),
+        max_body: config.intake.max_body_bytes,
         timezone: config.postmortem.tz().map_err(|e| anyhow::anyhow!(e))?,
     });
-    let app = router(state, config.intake.max_body_bytes);
+    let app = router(state);
     let listener = tokio::net::TcpListener::bind(&config.listen)
         .await
         .with_context(|| format!("listening on {}", config.listen))?;

@@ -100,10 +100,11 @@ async fn a_store_that_cannot_write_gets_503_and_the_retry_after_recovery_is_stor
         catalog,
         executor,
         timezone: chrono_tz::UTC,
+        max_body: 1 << 20,
     });
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}/api/v1/alerts", listener.local_addr().unwrap());
-    let app = router(state, 1 << 20);
+    let app = router(state);
     tokio::spawn(async move { axum::serve(listener, app).await });
 
     let body = std::fs::read(concat!(

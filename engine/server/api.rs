@@ -3,7 +3,6 @@
 use std::sync::Arc;
 
 use axum::body::Bytes;
-use axum::extract::rejection::BytesRejection;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::{Extension, Json};
@@ -23,17 +22,22 @@ use crate::writer::{Failure, Request};
 type ApiResult = Result<Json<Value>, ApiError>;
 
 /// `POST /api/v1/alerts`: answers 200 only after the alerts are on disk.
-pub async fn post_alerts(State(state): State<Arc<AppState>>, body: Result<Bytes, BytesRejection>) -> ApiResult {
+pub async fn post_alerts(State(state): State<Arc<AppState>>, body: axum::body::Body) -> ApiResult {
     let outcome = |o: &str| state.metrics.webhooks.with_label_values(&[o]).inc();
-    let body = body.map_err(|rejection| {
-        if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+    let body = match read_limited(body, state.max_body).await {
+        Ok(bytes) => bytes,
+        Err(BodyProblem::TooLarge) => {
             outcome("too_large");
-            ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "the body is larger than the limit (intake.max_body_bytes); lower AlertManager's max_alerts or raise the limit")
-        } else {
-            outcome("bad_request");
-            ApiError::bad_request(format!("the body cannot be read: {rejection}"))
+            return Err(ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                format!("the body is larger than the limit of {} bytes (intake.max_body_bytes); lower AlertManager's max_alerts or raise the limit", state.max_body),
+            ));
         }
-    })?;
+        Err(BodyProblem::Broken(why)) => {
+            outcome("bad_request");
+            return Err(ApiError::bad_request(format!("the body cannot be read: {why}")));
+        }
+    };
     let (_, alerts) = alert::parse(&body).map_err(|e| {
         outcome("bad_request");
         ApiError::bad_request(e.0)
@@ -80,6 +84,38 @@ pub async fn post_alerts(State(state): State<Arc<AppState>>, body: Result<Bytes,
         "repeats": counts[3],
         "stale": counts[4],
     })))
+}
+
+enum BodyProblem {
+    TooLarge,
+    Broken(String),
+}
+
+/// Past the limit, a body is read on (and dropped) up to this size before
+/// the 413 goes out: a sender still writing when the connection closes sees
+/// a network error and retries, where a 413 tells it to stop.
+const DRAIN_CAP: usize = 64 * 1024 * 1024;
+
+/// Reads a body up to `limit` bytes.
+async fn read_limited(body: axum::body::Body, limit: usize) -> Result<Bytes, BodyProblem> {
+    use http_body_util::BodyExt;
+    let mut body = body;
+    let mut buf = Vec::new();
+    let mut total = 0usize;
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|e| BodyProblem::Broken(e.to_string()))?;
+        let Ok(data) = frame.into_data() else { continue };
+        total += data.len();
+        if total <= limit {
+            buf.extend_from_slice(&data);
+        } else if total > DRAIN_CAP {
+            break;
+        }
+    }
+    if total > limit {
+        return Err(BodyProblem::TooLarge);
+    }
+    Ok(Bytes::from(buf))
 }
 
 #[derive(Debug, Deserialize)]

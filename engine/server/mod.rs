@@ -32,14 +32,17 @@ pub struct AppState {
     pub credentials: Vec<crate::config::Credential>,
     pub catalog: Arc<Catalog>,
     pub executor: crate::executor::Executor,
+    /// Webhook bodies over this many bytes get 413.
+    pub max_body: usize,
     /// Time zone for times in postmortems.
     pub timezone: chrono_tz::Tz,
 }
 
-/// All routes. `max_body` bounds the webhook body (413 beyond it).
-pub fn router(state: Arc<AppState>, max_body: usize) -> Router {
+/// All routes.
+pub fn router(state: Arc<AppState>) -> Router {
     let api = Router::new()
-        .route("/alerts", post(api::post_alerts).layer(DefaultBodyLimit::max(max_body)))
+        // The handler bounds the body itself (see api::read_limited).
+        .route("/alerts", post(api::post_alerts).layer(DefaultBodyLimit::disable()))
         .route("/incidents", get(api::list_incidents))
         .route("/incidents/{id}", get(api::get_incident))
         .route("/incidents/{id}/notes", post(api::post_note))
