@@ -27,6 +27,18 @@ pub struct Config {
     pub postmortem: Postmortems,
     /// Link to this server as people reach it, for Slack messages.
     pub external_url: Option<String>,
+    /// Serve HTTPS instead of HTTP.
+    pub tls: Option<Tls>,
+}
+
+/// TLS for the listener: PEM files, read at start.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Tls {
+    /// Certificate chain, PEM.
+    pub cert_file: PathBuf,
+    /// Private key, PEM (PKCS#8, PKCS#1 or SEC1).
+    pub key_file: PathBuf,
 }
 
 impl Default for Config {
@@ -43,6 +55,7 @@ impl Default for Config {
             intake: IntakeLimits::default(),
             postmortem: Postmortems::default(),
             external_url: None,
+            tls: None,
         }
     }
 }

@@ -195,13 +195,42 @@ pub async fn run(
         timezone: config.postmortem.tz().map_err(|e| anyhow::anyhow!(e))?,
     });
     let app = router(state);
-    let listener = tokio::net::TcpListener::bind(&config.listen)
-        .await
-        .with_context(|| format!("listening on {}", config.listen))?;
-    let addr = listener.local_addr()?;
-    tracing::info!(%addr, runbooks = engine.catalog.runbooks.len(), playbooks = engine.catalog.playbooks.len(), data_dir = %config.data_dir.display(), "laojun listening");
-    on_listen(addr);
-    axum::serve(listener, app).with_graceful_shutdown(shutdown).await?;
+    let std_listener =
+        std::net::TcpListener::bind(&config.listen).with_context(|| format!("listening on {}", config.listen))?;
+    std_listener.set_nonblocking(true)?;
+    let addr = std_listener.local_addr()?;
+    let scheme = if config.tls.is_some() { "https" } else { "http" };
+    tracing::info!(%addr, scheme, runbooks = engine.catalog.runbooks.len(), playbooks = engine.catalog.playbooks.len(), data_dir = %config.data_dir.display(), "laojun listening");
+    match &config.tls {
+        None => {
+            on_listen(addr);
+            let listener = tokio::net::TcpListener::from_std(std_listener)?;
+            axum::serve(listener, app).with_graceful_shutdown(shutdown).await?;
+        }
+        Some(tls) => {
+            let rustls = axum_server::tls_rustls::RustlsConfig::from_pem_file(&tls.cert_file, &tls.key_file)
+                .await
+                .with_context(|| {
+                    format!(
+                        "loading TLS files {} and {}",
+                        tls.cert_file.display(),
+                        tls.key_file.display()
+                    )
+                })?;
+            let handle = axum_server::Handle::new();
+            let stopper = handle.clone();
+            tokio::spawn(async move {
+                shutdown.await;
+                // Stop accepting; give requests in flight ten seconds.
+                stopper.graceful_shutdown(Some(std::time::Duration::from_secs(10)));
+            });
+            on_listen(addr);
+            axum_server::from_tcp_rustls(std_listener, rustls)?
+                .handle(handle)
+                .serve(app.into_make_service())
+                .await?;
+        }
+    }
     tracing::info!("stopped accepting; finishing queued writes");
     engine.stop().await?;
     tracing::info!("shut down cleanly");
