@@ -356,3 +356,58 @@ async fn a_conflict_from_the_api_server_is_retried_and_a_missing_deployment_is_n
     );
     server.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn throttling_and_unavailable_api_servers_are_retried_and_the_incident_goes_on() {
+    let (kube, dir) = fake_cluster().await;
+    seed(&kube, "prod");
+    let slack = Listener::start().await;
+    // Slack throttles the first post too.
+    slack.answer_with(&[429]);
+    let server = server(support::repo().to_path_buf(), dir.path().join("kubeconfig"), &slack).await;
+    let c = server.client();
+    kube.fail_next(1, 429);
+    let body = json!({"params": {"namespace": "prod", "deployment": "checkout"}});
+    let (_, a) = c
+        .post(
+            "/api/v1/runbooks/rollback-deployment/runs",
+            serde_json::to_vec(&body).unwrap(),
+        )
+        .await;
+    let run = c.wait_run(a["id"].as_str().unwrap(), &["succeeded", "failed"]).await;
+    assert_eq!(run["status"], "succeeded", "{run:#}");
+    assert_eq!(run["steps"][0]["attempts"], 2, "Slack's 429 was retried: {run:#}");
+    // kube-rs retries 429/503 itself before our step retries do; either way the rollback went through.
+    assert_eq!(run["steps"][1]["status"], "succeeded", "{run:#}");
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_api_server_that_keeps_failing_fails_the_step_within_its_timeout() {
+    let (kube, dir) = fake_cluster().await;
+    seed(&kube, "prod");
+    let slack = Listener::start().await;
+    let runbook = "name: quick\nsteps:\n  - id: rollback\n    action: k8s.rollback\n    with: {namespace: prod, deployment: checkout}\n    timeout_secs: 2\n    retries: {attempts: 2, backoff_secs: 0.1}\n";
+    let root = root_with(&[("runbooks/quick.yaml", runbook)]);
+    let server = server(root.path().to_path_buf(), dir.path().join("kubeconfig"), &slack).await;
+    let c = server.client();
+    kube.fail_next(100_000, 503);
+    let started = std::time::Instant::now();
+    let (_, a) = c.post("/api/v1/runbooks/quick/runs", b"{}".to_vec()).await;
+    let run = c.wait_run(a["id"].as_str().unwrap(), &["succeeded", "failed"]).await;
+    let took = started.elapsed();
+    assert_eq!(run["status"], "failed", "{run:#}");
+    assert_eq!(run["steps"][0]["attempts"], 2);
+    let error = run["steps"][0]["error"].as_str().unwrap();
+    assert!(
+        error.contains("(503)") || error.contains("timed out after 2s"),
+        "{error}"
+    );
+    assert!(
+        took < std::time::Duration::from_secs(8),
+        "two attempts of at most 2 s each took {took:?}"
+    );
+    let dep = kube.get("deployments", "prod", "checkout").unwrap();
+    assert_eq!(revision(&dep), "2", "nothing changed");
+    server.stop().await;
+}
