@@ -1,0 +1,102 @@
+//! Rendering a postmortem for an incident with a 5,000-event timeline and
+//! 500 runs of 2 steps. Run: `cargo bench --bench postmortem`.
+
+use std::time::Instant;
+
+use chrono::{Duration, TimeZone, Utc};
+use laojun::incident::{Event, EventKind, Incident, Status};
+use laojun::run::{Run, RunStatus, StepRecord, StepStatus, TriggerKind};
+use laojun::severity::Severity;
+
+fn main() {
+    let root = env!("CARGO_MANIFEST_DIR");
+    let loaded =
+        laojun::catalog::load(std::path::Path::new(root), &laojun::script::Sandbox::default()).expect("catalog");
+    let t0 = Utc.with_ymd_and_hms(2026, 11, 29, 12, 0, 0).unwrap();
+    let incident = Incident {
+        id: "INC-1".into(),
+        title: "checkout is down".into(),
+        status: Status::Resolved,
+        severity: Severity::P1,
+        playbook: "service-down".into(),
+        group: Default::default(),
+        opened_at: t0,
+        mitigated_at: Some(t0 + Duration::minutes(5)),
+        resolved_at: Some(t0 + Duration::hours(2)),
+        alerts: Vec::new(),
+        runs: (1..=500).map(|i| format!("RUN-{i}")).collect(),
+        events: 5000,
+    };
+    let timeline: Vec<Event> = (0..5000)
+        .map(|i| Event {
+            at: t0 + Duration::seconds(i),
+            what: EventKind::Step {
+                run: format!("RUN-{}", i / 10 + 1),
+                step: "rollback".into(),
+                action: "k8s.rollback".into(),
+                status: StepStatus::Succeeded,
+                attempt: 1,
+                duration_ms: Some(120),
+                summary: Some(format!(
+                    "rolled back deployment/checkout-{i} in prod from revision 2 to revision 1"
+                )),
+                error: None,
+            },
+        })
+        .collect();
+    let runs: Vec<Run> = (1..=500)
+        .map(|i| {
+            let mut steps = Vec::new();
+            for id in ["rollback", "verify"] {
+                let mut s = StepRecord::new(id, "k8s.rollback");
+                s.status = StepStatus::Succeeded;
+                s.started_at = Some(t0);
+                s.finished_at = Some(t0 + Duration::milliseconds(250));
+                s.summary = Some("done".into());
+                steps.push(s);
+            }
+            Run {
+                id: format!("RUN-{i}"),
+                runbook: "rollback-deployment".into(),
+                incident: Some("INC-1".into()),
+                playbook: None,
+                trigger: TriggerKind::Alert,
+                by: "alert".into(),
+                params: Default::default(),
+                dry_run: false,
+                status: RunStatus::Succeeded,
+                steps,
+                created_at: t0,
+                finished_at: Some(t0 + Duration::seconds(1)),
+                reason: None,
+                idempotency_key: None,
+                alert: serde_json::Value::Null,
+                group: None,
+            }
+        })
+        .collect();
+    let mut times = Vec::new();
+    let mut size = 0;
+    for _ in 0..11 {
+        let start = Instant::now();
+        let text = laojun::postmortem::render(
+            &loaded.catalog,
+            &incident,
+            &timeline,
+            &runs,
+            chrono_tz::Asia::Shanghai,
+            t0,
+        )
+        .expect("renders");
+        times.push(start.elapsed().as_secs_f64() * 1000.0);
+        size = text.len();
+    }
+    times.sort_by(f64::total_cmp);
+    println!(
+        "postmortem, 5000 events + 500 runs ({} KiB): median {:.1} ms, min {:.1} ms, max {:.1} ms over 11 renders",
+        size / 1024,
+        times[5],
+        times[0],
+        times[10]
+    );
+}
