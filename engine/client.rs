@@ -59,10 +59,18 @@ pub fn incidents(command: IncidentsCommand) -> ExitCode {
 
 async fn get(client: &ClientArgs, path: &str, query: &[(&str, String)]) -> Result<Value, String> {
     let url = format!("{}{path}", client.server.trim_end_matches('/'));
-    let mut request = reqwest::Client::new()
-        .get(&url)
-        .query(query)
-        .timeout(std::time::Duration::from_secs(30));
+    call(client, reqwest::Client::new().get(&url).query(query), &url).await
+}
+
+async fn post(client: &ClientArgs, path: &str, body: Value) -> Result<Value, String> {
+    let url = format!("{}{path}", client.server.trim_end_matches('/'));
+    call(client, reqwest::Client::new().post(&url).json(&body), &url).await
+}
+
+/// Sends a request with the token and turns the answer into JSON, or into
+/// the server's own error message.
+async fn call(client: &ClientArgs, request: reqwest::RequestBuilder, url: &str) -> Result<Value, String> {
+    let mut request = request.timeout(std::time::Duration::from_secs(30));
     if let Some(token) = &client.token {
         request = request.bearer_auth(token);
     }
@@ -210,33 +218,6 @@ fn finish(result: Result<String, String>, success: bool) -> ExitCode {
             ExitCode::from(1)
         }
     }
-}
-
-async fn post(client: &ClientArgs, path: &str, body: Value) -> Result<Value, String> {
-    let url = format!("{}{path}", client.server.trim_end_matches('/'));
-    let mut request = reqwest::Client::new()
-        .post(&url)
-        .json(&body)
-        .timeout(std::time::Duration::from_secs(30));
-    if let Some(token) = &client.token {
-        request = request.bearer_auth(token);
-    }
-    let response = request.send().await.map_err(|e| {
-        format!(
-            "cannot reach the laojun server at {} ({e}); is `laojun serve` running? Set --server or LAOJUN_URL",
-            client.server
-        )
-    })?;
-    let status = response.status();
-    let body: Value = response
-        .json()
-        .await
-        .map_err(|e| format!("{url} answered {status} with a body that is not JSON: {e}"))?;
-    if !status.is_success() {
-        let why = body.get("error").and_then(Value::as_str).unwrap_or("no reason given");
-        return Err(format!("{status}: {why}"));
-    }
-    Ok(body)
 }
 
 /// `--param k=v` pairs as JSON strings; the server types them by the
