@@ -213,6 +213,24 @@ pub enum EventKind {
 }
 
 impl EventKind {
+    /// The `kind` field as serialized (`alert_fired`, `step`, ...).
+    pub fn kind_name(&self) -> &'static str {
+        match self {
+            EventKind::Opened { .. } => "opened",
+            EventKind::AlertFired { .. } => "alert_fired",
+            EventKind::AlertResolved { .. } => "alert_resolved",
+            EventKind::SeveritySet { .. } => "severity_set",
+            EventKind::SeverityRaised { .. } => "severity_raised",
+            EventKind::StatusChanged { .. } => "status_changed",
+            EventKind::Note { .. } => "note",
+            EventKind::RunStarted { .. } => "run_started",
+            EventKind::RunNotStarted { .. } => "run_not_started",
+            EventKind::Step { .. } => "step",
+            EventKind::Approval { .. } => "approval",
+            EventKind::RunFinished { .. } => "run_finished",
+        }
+    }
+
     /// The event as one line of prose, for tables and postmortems.
     pub fn describe(&self) -> String {
         match self {
@@ -344,6 +362,7 @@ mod tests {
                 .with_timezone(&Utc),
             what: EventKind::SeveritySet { severity: Severity::P0 },
         };
+        assert_eq!(e.what.kind_name(), "severity_set");
         let json = serde_json::to_value(&e).unwrap();
         assert_eq!(
             json,

@@ -128,7 +128,7 @@ pub fn data(incident: &Incident, timeline: &[Event], runs: &[Run], tz: Tz, now: 
     }
     let events: Vec<Value> = timeline
         .iter()
-        .map(|e| json!({"at": e.at, "time": e.at.with_timezone(&tz).format("%H:%M:%S").to_string(), "kind": kind_of(&e.what), "text": e.what.describe()}))
+        .map(|e| json!({"at": e.at, "time": e.at.with_timezone(&tz).format("%H:%M:%S").to_string(), "kind": e.what.kind_name(), "text": e.what.describe()}))
         .collect();
     let runs: Vec<Value> = runs
         .iter()
@@ -179,13 +179,6 @@ pub fn data(incident: &Incident, timeline: &[Event], runs: &[Run], tz: Tz, now: 
         "timezone": tz.name(),
         "generated_at": now,
     })
-}
-
-fn kind_of(e: &EventKind) -> String {
-    serde_json::to_value(e)
-        .ok()
-        .and_then(|v| v.get("kind").and_then(|k| k.as_str().map(str::to_string)))
-        .unwrap_or_default()
 }
 
 /// Renders the postmortem of a stored incident (with its timeline and runs).
