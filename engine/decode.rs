@@ -162,6 +162,25 @@ pub fn is_identifier(name: &str) -> bool {
         && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_')
 }
 
+/// Checks a runbook's or playbook's `name`: an identifier, equal to its
+/// file name, so there is one name to grep for.
+pub fn check_name_matches_file(kind: &str, example: &str, name: &str, pos: Pos, d: &mut Diagnostics) {
+    if !is_identifier(name) {
+        d.error(
+            pos,
+            format!("{kind} name {name:?} must be lower-case letters, digits, `-` or `_`, starting with a letter (e.g. `{example}`)"),
+        );
+        return;
+    }
+    let stem = d.path().file_stem().and_then(|s| s.to_str()).unwrap_or_default();
+    if stem != name {
+        d.error(
+            pos,
+            format!("{kind} `{name}` is in {stem}.yaml; rename the file to {name}.yaml or write `name: {stem}`"),
+        );
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

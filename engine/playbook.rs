@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::time::Duration;
 
-use crate::decode::{expect_str, is_identifier, str_list, Fields};
+use crate::decode::{expect_str, str_list, Fields};
 use crate::diag::{did_you_mean, one_of, Diagnostic, Diagnostics};
 use crate::matcher::{parse_matchers, Matcher};
 use crate::runbook::Runbook;
@@ -145,24 +145,7 @@ pub fn load(path: &Path, source: &str, found: &mut Vec<Diagnostic>) -> Option<Pl
         .unwrap_or_default()
         .to_string();
     if let Some(node) = f.get("name") {
-        if !is_identifier(&name) {
-            d.error(
-                node.pos,
-                format!(
-                    "playbook name {name:?} must be lower-case letters, digits, `-` or `_`, starting with a letter"
-                ),
-            );
-        } else {
-            let stem = path.file_stem().and_then(|s| s.to_str()).unwrap_or_default();
-            if stem != name {
-                d.error(
-                    node.pos,
-                    format!(
-                        "playbook `{name}` is in {stem}.yaml; rename the file to {name}.yaml or write `name: {stem}`"
-                    ),
-                );
-            }
-        }
+        crate::decode::check_name_matches_file("playbook", "service-down", &name, node.pos, &mut d);
     }
     let description = f.opt_str("description", &mut d).unwrap_or_default().to_string();
     let trigger = f

@@ -53,7 +53,7 @@ pub fn load(path: &Path, source: &str, tools: &Tools, found: &mut Vec<Diagnostic
         .req_str("name", "name: rollback-deployment", &mut d)
         .unwrap_or_default();
     if let Some(node) = f.get("name") {
-        check_name_matches_file(name, node.pos, &mut d);
+        crate::decode::check_name_matches_file("runbook", "rollback-deployment", name, node.pos, &mut d);
     }
     let description = f.opt_str("description", &mut d).unwrap_or_default().to_string();
     let params = f.get("params").map(|n| load_params(n, &mut d)).unwrap_or_default();
@@ -89,23 +89,6 @@ pub fn load(path: &Path, source: &str, tools: &Tools, found: &mut Vec<Diagnostic
         steps,
         path: path.to_path_buf(),
     })
-}
-
-fn check_name_matches_file(name: &str, pos: Pos, d: &mut Diagnostics) {
-    if !is_identifier(name) {
-        d.error(
-            pos,
-            format!("runbook name {name:?} must be lower-case letters, digits, `-` or `_`, starting with a letter (e.g. `rollback-deployment`)"),
-        );
-        return;
-    }
-    let stem = d.path().file_stem().and_then(|s| s.to_str()).unwrap_or_default();
-    if stem != name {
-        d.error(
-            pos,
-            format!("runbook `{name}` is in {stem}.yaml; rename the file to {name}.yaml or write `name: {stem}`"),
-        );
-    }
 }
 
 fn load_params(node: &Node, d: &mut Diagnostics) -> Vec<Param> {
