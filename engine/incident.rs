@@ -69,7 +69,18 @@ pub struct Incident {
     pub opened_at: DateTime<Utc>,
     pub mitigated_at: Option<DateTime<Utc>>,
     pub resolved_at: Option<DateTime<Utc>>,
+    /// The alert episodes, oldest first. The store keeps them under their
+    /// own keys: the incident record is written without them, so an
+    /// incident that gathers thousands of alerts is not rewritten whole
+    /// for each one, and only what routing needs stays in memory.
+    #[serde(default)]
     pub alerts: Vec<IncidentAlert>,
+    /// How many alert episodes joined (the next one's index).
+    #[serde(default)]
+    pub alert_count: u32,
+    /// How many of them still fire; the incident resolves at 0.
+    #[serde(default)]
+    pub alerts_firing: u32,
     /// Ids of the runs started for this incident.
     #[serde(default)]
     pub runs: Vec<String>,
@@ -85,12 +96,6 @@ impl Incident {
 
     pub fn is_open(&self) -> bool {
         self.status != Status::Resolved
-    }
-
-    pub fn alert_mut(&mut self, fingerprint: &str, starts_at: DateTime<Utc>) -> Option<&mut IncidentAlert> {
-        self.alerts
-            .iter_mut()
-            .find(|a| a.fingerprint == fingerprint && a.starts_at == starts_at)
     }
 }
 

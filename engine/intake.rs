@@ -20,6 +20,7 @@ use crate::alert::{Alert, Status as AlertStatus};
 use crate::incident::{format_id, Event, EventKind, Incident, IncidentAlert, NoteKind, Status};
 use crate::playbook::{Playbook, SeverityPolicy};
 use crate::run::{format_run_id, Run, RunStatus};
+use crate::severity::Severity;
 use crate::store::{Episode, Store, StoreError, Write};
 
 /// The playbook that takes alerts no other playbook matches.
@@ -76,16 +77,54 @@ pub enum RequestError {
     Store(#[from] StoreError),
 }
 
-/// The state of open incidents, rebuilt from the store on start.
+/// Open incidents by number and how many there are of each severity (for
+/// the metrics), kept up to date as they change.
+#[derive(Default)]
+struct OpenSet {
+    severity: HashMap<u64, Severity>,
+    counts: [i64; 4],
+}
+
+impl OpenSet {
+    fn insert(&mut self, n: u64, severity: Severity) {
+        if let Some(old) = self.severity.insert(n, severity) {
+            self.counts[old as usize] -= 1;
+        }
+        self.counts[severity as usize] += 1;
+    }
+
+    fn remove(&mut self, n: u64) -> bool {
+        match self.severity.remove(&n) {
+            Some(old) => {
+                self.counts[old as usize] -= 1;
+                true
+            }
+            None => false,
+        }
+    }
+
+    fn contains(&self, n: u64) -> bool {
+        self.severity.contains_key(&n)
+    }
+
+    fn clear(&mut self) {
+        *self = OpenSet::default();
+    }
+}
+
+/// What intake needs in memory: the routing and dedup index of open
+/// incidents, and the records changed since the last commit. Everything
+/// else is read from the store when an alert needs it, so memory does not
+/// grow with the alerts an incident gathers.
 pub struct Intake {
     store: Arc<dyn Store>,
     playbooks: Vec<Playbook>,
     default: SeverityPolicy,
-    /// Open (not resolved) incidents by number.
-    open: HashMap<u64, Incident>,
+    /// Open (not resolved) incidents.
+    open: OpenSet,
     /// (playbook, group key) → open incident number.
     groups: HashMap<(String, String), u64>,
-    /// Episodes of open incidents and those written but not yet committed.
+    /// Episodes written but not yet committed (the store has the rest).
     episodes: HashMap<(String, DateTime<Utc>), Episode>,
     last_incident: u64,
     last_run: u64,
@@ -93,8 +132,10 @@ pub struct Intake {
     run_keys: HashMap<String, String>,
     /// Incidents resolved since the last `take_closed`.
     closed: Vec<Incident>,
-    /// Open incidents changed since the last `take_writes`.
-    dirty: std::collections::BTreeSet<u64>,
+    /// Incident records (without alerts) changed since the last `take_writes`.
+    records: BTreeMap<u64, Incident>,
+    /// Alerts changed since the last `take_writes`, by (incident, index).
+    alerts: BTreeMap<(u64, u32), IncidentAlert>,
     /// Writes made since the last `take_writes`.
     pending: Vec<Write>,
 }
@@ -110,14 +151,15 @@ impl Intake {
             store,
             playbooks,
             default: SeverityPolicy::from_label(),
-            open: HashMap::new(),
+            open: OpenSet::default(),
             groups: HashMap::new(),
             episodes: HashMap::new(),
             last_incident: 0,
             last_run: 0,
             run_keys: HashMap::new(),
-            dirty: Default::default(),
             closed: Vec::new(),
+            records: BTreeMap::new(),
+            alerts: BTreeMap::new(),
             pending: Vec::new(),
         };
         intake.reload()?;
@@ -128,7 +170,8 @@ impl Intake {
     /// failed commit, so memory never runs ahead of the disk).
     pub fn reload(&mut self) -> Result<(), StoreError> {
         self.pending.clear();
-        self.dirty.clear();
+        self.records.clear();
+        self.alerts.clear();
         self.closed.clear();
         self.open.clear();
         self.groups.clear();
@@ -136,31 +179,30 @@ impl Intake {
         self.run_keys.clear();
         self.last_incident = self.store.last_incident()?;
         self.last_run = self.store.last_run()?;
-        for inc in self.store.open_incidents()? {
+        for inc in self.store.open_incident_records()? {
             let n = inc.number();
             self.groups.insert((inc.playbook.clone(), group_key(&inc.group)), n);
-            for a in &inc.alerts {
-                self.episodes.insert(
-                    (a.fingerprint.clone(), a.starts_at),
-                    Episode {
-                        incident: n,
-                        status: a.status,
-                    },
-                );
-            }
-            self.open.insert(n, inc);
+            self.open.insert(n, inc.severity);
         }
         Ok(())
     }
 
-    /// The writes made since the last call; the caller commits them.
+    /// The writes made since the last call; the caller commits them and
+    /// then calls `committed`.
     pub fn take_writes(&mut self) -> Vec<Write> {
-        for n in std::mem::take(&mut self.dirty) {
-            if let Some(inc) = self.open.get(&n) {
-                self.pending.push(Write::Incident(inc.clone()));
-            }
+        for (_, inc) in std::mem::take(&mut self.records) {
+            self.pending.push(Write::Incident(inc));
+        }
+        for ((incident, index), alert) in std::mem::take(&mut self.alerts) {
+            self.pending.push(Write::Alert { incident, index, alert });
         }
         std::mem::take(&mut self.pending)
+    }
+
+    /// The writes taken are on disk: episodes are read from the store from
+    /// now on.
+    pub fn committed(&mut self) {
+        self.episodes.clear();
     }
 
     /// Queues an audit record with the other writes.
@@ -173,15 +215,9 @@ impl Intake {
         std::mem::take(&mut self.closed)
     }
 
-    /// Drops cached episodes of incidents that are no longer open, once
-    /// their writes are committed (they are then read from the store).
-    pub fn forget_closed(&mut self) {
-        let open = &self.open;
-        self.episodes.retain(|_, e| open.contains_key(&e.incident));
-    }
-
-    pub fn open_incidents(&self) -> impl Iterator<Item = &Incident> {
-        self.open.values()
+    /// How many incidents are open, by severity (`Severity as usize`).
+    pub fn open_counts(&self) -> [i64; 4] {
+        self.open.counts
     }
 
     /// Applies the alerts of one webhook body.
@@ -200,30 +236,29 @@ impl Intake {
         now: DateTime<Utc>,
         opened: &mut Vec<Opened>,
     ) -> Result<AlertOutcome, StoreError> {
-        let key = (alert.fingerprint.clone(), alert.starts_at);
-        let known = match self.episodes.get(&key) {
+        let known = match self.episodes.get(&(alert.fingerprint.clone(), alert.starts_at)) {
             Some(e) => Some(*e),
             None => self.store.episode(&alert.fingerprint, alert.starts_at)?,
         };
         match (known, alert.status) {
             (Some(e), status) if e.status == status => {
-                self.count_repeat(e.incident, alert);
+                self.count_repeat(e)?;
                 Ok(AlertOutcome::Repeat)
             }
             (Some(e), AlertStatus::Firing) if e.status == AlertStatus::Resolved => Ok(AlertOutcome::Stale),
             (Some(e), _) => {
-                self.resolve_alert(e.incident, alert, now)?;
+                self.resolve_alert(e, alert, now)?;
                 Ok(AlertOutcome::Resolved)
             }
             (None, status) => {
-                let (number, is_new) = self.incident_for(alert, now);
-                self.add_alert(number, alert, now);
+                let (number, is_new) = self.incident_for(alert, now)?;
+                let episode = self.add_alert(number, alert, now)?;
                 if status == AlertStatus::Resolved {
                     // Seen only once it had resolved (e.g. laojun was down
                     // while it fired): recorded all the same.
-                    self.resolve_alert(number, alert, now)?;
+                    self.resolve_alert(episode, alert, now)?;
                 } else if is_new {
-                    if let Some(inc) = self.open.get(&number) {
+                    if let Some(inc) = self.records.get(&number) {
                         opened.push(Opened {
                             incident: inc.clone(),
                             alert: alert.clone(),
@@ -248,20 +283,26 @@ impl Intake {
     }
 
     /// The open incident the alert's group maps to, or a new one.
-    fn incident_for(&mut self, alert: &Alert, now: DateTime<Utc>) -> (u64, bool) {
+    fn incident_for(&mut self, alert: &Alert, now: DateTime<Utc>) -> Result<(u64, bool), StoreError> {
         let (playbook, policy) = self.route(alert);
         let name = playbook.map_or(DEFAULT_PLAYBOOK, |p| p.name.as_str()).to_string();
-        let group_by: Vec<String> = playbook.map_or_else(|| vec!["alertname".to_string()], |p| p.group_by.clone());
+        let group: BTreeMap<String, String> = match playbook {
+            Some(p) => p
+                .group_by
+                .iter()
+                .map(|l| (l.clone(), alert.labels.get(l).cloned().unwrap_or_default()))
+                .collect(),
+            None => BTreeMap::from([(
+                "alertname".to_string(),
+                alert.labels.get("alertname").cloned().unwrap_or_default(),
+            )]),
+        };
         let severity = policy.classify(&alert.labels);
-        let group: BTreeMap<String, String> = group_by
-            .iter()
-            .map(|l| (l.clone(), alert.labels.get(l).cloned().unwrap_or_default()))
-            .collect();
         let is_default = playbook.is_none();
-        let gkey = (name.clone(), group_key(&group));
+        let gkey = (name, group_key(&group));
         if let Some(&n) = self.groups.get(&gkey) {
-            self.raise_severity(n, severity, alert, now);
-            return (n, false);
+            self.raise_severity(n, severity, alert, now)?;
+            return Ok((n, false));
         }
         self.last_incident += 1;
         let n = self.last_incident;
@@ -270,12 +311,14 @@ impl Intake {
             title: title_of(alert, &group),
             status: Status::Open,
             severity,
-            playbook: name.clone(),
+            playbook: gkey.0.clone(),
             group,
             opened_at: now,
             mitigated_at: None,
             resolved_at: None,
             alerts: Vec::new(),
+            alert_count: 0,
+            alerts_firing: 0,
             runs: Vec::new(),
             events: 0,
         };
@@ -284,27 +327,59 @@ impl Intake {
             incident: n,
             open: true,
         });
-        self.open.insert(n, incident);
+        self.records.insert(n, incident);
+        self.open.insert(n, severity);
+        let playbook = gkey.0.clone();
         self.groups.insert(gkey, n);
         self.event(
             n,
             now,
             EventKind::Opened {
-                playbook: name,
+                playbook,
                 default_playbook: is_default,
             },
-        );
-        self.event(n, now, EventKind::SeveritySet { severity });
-        (n, true)
+        )?;
+        self.event(n, now, EventKind::SeveritySet { severity })?;
+        Ok((n, true))
     }
 
-    fn raise_severity(&mut self, n: u64, severity: crate::severity::Severity, alert: &Alert, now: DateTime<Utc>) {
-        let Some(inc) = self.open.get_mut(&n) else {
-            return;
+    /// Incident `n`'s record, read once per commit; whatever changes it is
+    /// written by `take_writes`. `None` when there is no such incident.
+    fn record(&mut self, n: u64) -> Result<Option<&mut Incident>, StoreError> {
+        if !self.records.contains_key(&n) {
+            match self.store.incident_record(n)? {
+                Some(inc) => self.records.insert(n, inc),
+                None => return Ok(None),
+            };
+        }
+        Ok(self.records.get_mut(&n))
+    }
+
+    /// One of incident `n`'s alerts, read once per commit like `record`.
+    fn alert(&mut self, n: u64, index: u32) -> Result<Option<&mut IncidentAlert>, StoreError> {
+        if !self.alerts.contains_key(&(n, index)) {
+            match self.store.incident_alert(n, index)? {
+                Some(a) => self.alerts.insert((n, index), a),
+                None => return Ok(None),
+            };
+        }
+        Ok(self.alerts.get_mut(&(n, index)))
+    }
+
+    fn raise_severity(
+        &mut self,
+        n: u64,
+        severity: Severity,
+        alert: &Alert,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        let Some(inc) = self.record(n)? else {
+            return Ok(());
         };
         if severity < inc.severity {
             let from = inc.severity;
             inc.severity = severity;
+            self.open.insert(n, severity);
             self.event(
                 n,
                 now,
@@ -313,24 +388,37 @@ impl Intake {
                     to: severity,
                     fingerprint: alert.fingerprint.clone(),
                 },
-            );
+            )?;
         }
+        Ok(())
     }
 
-    fn add_alert(&mut self, n: u64, alert: &Alert, now: DateTime<Utc>) {
-        let Some(inc) = self.open.get_mut(&n) else {
-            return;
+    /// Adds a firing alert to incident `n`; returns its episode.
+    fn add_alert(&mut self, n: u64, alert: &Alert, now: DateTime<Utc>) -> Result<Episode, StoreError> {
+        let Some(inc) = self.record(n)? else {
+            unreachable!("incident_for returns an incident that exists");
         };
-        inc.alerts.push(IncidentAlert {
-            fingerprint: alert.fingerprint.clone(),
+        let index = inc.alert_count;
+        inc.alert_count += 1;
+        inc.alerts_firing += 1;
+        self.alerts.insert(
+            (n, index),
+            IncidentAlert {
+                fingerprint: alert.fingerprint.clone(),
+                status: AlertStatus::Firing,
+                labels: alert.labels.clone(),
+                annotations: alert.annotations.clone(),
+                starts_at: alert.starts_at,
+                ends_at: None,
+                repeats: 0,
+            },
+        );
+        let episode = Episode {
+            incident: n,
+            alert: index,
             status: AlertStatus::Firing,
-            labels: alert.labels.clone(),
-            annotations: alert.annotations.clone(),
-            starts_at: alert.starts_at,
-            ends_at: None,
-            repeats: 0,
-        });
-        self.record_episode(n, alert, AlertStatus::Firing);
+        };
+        self.record_episode(alert, episode);
         self.event(
             n,
             now,
@@ -339,11 +427,11 @@ impl Intake {
                 alertname: alert.name().to_string(),
                 starts_at: alert.starts_at,
             },
-        );
+        )?;
+        Ok(episode)
     }
 
-    fn record_episode(&mut self, n: u64, alert: &Alert, status: AlertStatus) {
-        let episode = Episode { incident: n, status };
+    fn record_episode(&mut self, alert: &Alert, episode: Episode) {
         self.episodes
             .insert((alert.fingerprint.clone(), alert.starts_at), episode);
         self.pending.push(Write::Episode {
@@ -353,59 +441,68 @@ impl Intake {
         });
     }
 
-    fn count_repeat(&mut self, n: u64, alert: &Alert) {
+    fn count_repeat(&mut self, e: Episode) -> Result<(), StoreError> {
         // Repeats of alerts of resolved incidents only show in metrics.
-        if let Some(a) = self
-            .open
-            .get_mut(&n)
-            .and_then(|inc| inc.alert_mut(&alert.fingerprint, alert.starts_at))
-        {
-            a.repeats += 1;
-            self.dirty.insert(n);
+        if self.open.contains(e.incident) {
+            if let Some(a) = self.alert(e.incident, e.alert)? {
+                a.repeats += 1;
+            }
         }
+        Ok(())
     }
 
-    fn resolve_alert(&mut self, n: u64, alert: &Alert, now: DateTime<Utc>) -> Result<(), StoreError> {
-        self.record_episode(n, alert, AlertStatus::Resolved);
-        let Some(inc) = self.open.get_mut(&n) else {
-            // The incident was resolved by hand before its alert resolved:
-            // note it on the timeline all the same.
-            if let Some(mut inc) = self.store.incident(n)? {
-                if let Some(a) = inc.alert_mut(&alert.fingerprint, alert.starts_at) {
-                    a.status = AlertStatus::Resolved;
-                    a.ends_at = alert.ends_at;
-                }
-                let seq = inc.events;
-                inc.events += 1;
-                self.pending.push(Write::Event {
-                    incident: n,
-                    seq,
-                    event: resolved_event(alert, now),
-                });
-                self.pending.push(Write::Incident(inc));
+    fn resolve_alert(&mut self, e: Episode, alert: &Alert, now: DateTime<Utc>) -> Result<(), StoreError> {
+        let n = e.incident;
+        self.record_episode(
+            alert,
+            Episode {
+                status: AlertStatus::Resolved,
+                ..e
+            },
+        );
+        let was_firing = match self.alert(n, e.alert)? {
+            Some(a) => {
+                let was_firing = a.status == AlertStatus::Firing;
+                a.status = AlertStatus::Resolved;
+                a.ends_at = alert.ends_at;
+                was_firing
             }
+            None => false,
+        };
+        let Some(inc) = self.record(n)? else {
             return Ok(());
         };
-        if let Some(a) = inc.alert_mut(&alert.fingerprint, alert.starts_at) {
-            a.status = AlertStatus::Resolved;
-            a.ends_at = alert.ends_at;
+        if was_firing {
+            inc.alerts_firing = inc.alerts_firing.saturating_sub(1);
         }
-        let all_resolved = inc.alerts.iter().all(|a| a.status == AlertStatus::Resolved);
-        self.event(n, now, resolved_event(alert, now).what);
-        if all_resolved {
-            self.close(n, now, "alerts".to_string());
+        let all_resolved = inc.alerts_firing == 0;
+        // Also on an incident resolved by hand before its alerts did.
+        self.event(n, now, resolved_event(alert, now).what)?;
+        if all_resolved && self.open.contains(n) {
+            self.close(n, now, "alerts".to_string())?;
         }
         Ok(())
     }
 
     /// Resolves an open incident: status, index of open incidents, group.
-    /// Returns the incident as resolved.
-    fn close(&mut self, n: u64, now: DateTime<Utc>, by: String) -> Option<Incident> {
-        let inc = self.open.get_mut(&n)?;
+    /// Returns the incident record as resolved, or `None` when `n` is not
+    /// open.
+    fn close(&mut self, n: u64, now: DateTime<Utc>, by: String) -> Result<Option<Incident>, StoreError> {
+        if !self.open.remove(n) {
+            return Ok(None);
+        }
+        let Some(inc) = self.record(n)? else {
+            return Ok(None);
+        };
         let from = inc.status;
         inc.status = Status::Resolved;
         inc.resolved_at = Some(now);
         let gkey = (inc.playbook.clone(), group_key(&inc.group));
+        self.groups.remove(&gkey);
+        self.pending.push(Write::Open {
+            incident: n,
+            open: false,
+        });
         self.event(
             n,
             now,
@@ -414,23 +511,17 @@ impl Intake {
                 to: Status::Resolved,
                 by,
             },
-        );
-        self.groups.remove(&gkey);
-        self.pending.push(Write::Open {
-            incident: n,
-            open: false,
-        });
-        self.dirty.remove(&n);
-        let closed = self.open.remove(&n)?;
-        self.pending.push(Write::Incident(closed.clone()));
-        self.closed.push(closed.clone());
-        Some(closed)
+        )?;
+        let closed = self.records.get(&n).cloned();
+        self.closed.extend(closed.clone());
+        Ok(closed)
     }
 
-    /// Appends an event to an open incident and queues the incident write.
-    fn event(&mut self, n: u64, at: DateTime<Utc>, what: EventKind) {
-        let Some(inc) = self.open.get_mut(&n) else {
-            return;
+    /// Appends an event to incident `n`'s timeline, open or resolved.
+    /// Returns false when there is no such incident.
+    fn event(&mut self, n: u64, at: DateTime<Utc>, what: EventKind) -> Result<bool, StoreError> {
+        let Some(inc) = self.record(n)? else {
+            return Ok(false);
         };
         let seq = inc.events;
         inc.events += 1;
@@ -439,20 +530,18 @@ impl Intake {
             seq,
             event: Event { at, what },
         });
-        // Written once per commit however many events it got (see take_writes).
-        self.dirty.insert(n);
+        Ok(true)
     }
 
     /// Resolves an incident by hand.
     pub fn resolve_by_hand(&mut self, n: u64, by: &str, now: DateTime<Utc>) -> Result<Incident, RequestError> {
-        if !self.open.contains_key(&n) {
-            return match self.store.incident(n)? {
-                Some(inc) => Err(RequestError::Conflict(format!("{} is already resolved", inc.id))),
-                None => Err(RequestError::NotFound(format_id(n))),
-            };
+        if let Some(inc) = self.close(n, now, by.to_string())? {
+            return Ok(inc);
         }
-        self.close(n, now, by.to_string())
-            .ok_or_else(|| RequestError::NotFound(format_id(n)))
+        match self.record(n)? {
+            Some(inc) => Err(RequestError::Conflict(format!("{} is already resolved", inc.id))),
+            None => Err(RequestError::NotFound(format_id(n))),
+        }
     }
 
     /// Adds a note to an incident, open or resolved.
@@ -469,37 +558,11 @@ impl Intake {
             text: text.to_string(),
             by: by.to_string(),
         };
-        self.append_event(n, now, what, |_| {})
-    }
-
-    /// Appends an event to any incident, open or resolved; `change` may
-    /// alter the incident in the same write.
-    fn append_event(
-        &mut self,
-        n: u64,
-        at: DateTime<Utc>,
-        what: EventKind,
-        change: impl FnOnce(&mut Incident),
-    ) -> Result<(), RequestError> {
-        if let Some(inc) = self.open.get_mut(&n) {
-            change(inc);
-            self.event(n, at, what);
-            return Ok(());
+        if self.event(n, now, what)? {
+            Ok(())
+        } else {
+            Err(RequestError::NotFound(format_id(n)))
         }
-        let mut inc = self
-            .store
-            .incident(n)?
-            .ok_or_else(|| RequestError::NotFound(format_id(n)))?;
-        change(&mut inc);
-        let seq = inc.events;
-        inc.events += 1;
-        self.pending.push(Write::Event {
-            incident: n,
-            seq,
-            event: Event { at, what },
-        });
-        self.pending.push(Write::Incident(inc));
-        Ok(())
     }
 
     /// Journals a run's state and, when it acts for an incident, an event
@@ -525,7 +588,7 @@ impl Intake {
                 }
             }
             if let Some(n) = incident {
-                if !self.open.contains_key(&n) && self.store.incident(n)?.is_none() {
+                if self.record(n)?.is_none() {
                     return Err(RequestError::NotFound(format_id(n)));
                 }
             }
@@ -550,17 +613,17 @@ impl Intake {
         let mitigates = run.status == RunStatus::Succeeded && !run.dry_run;
         self.pending.push(Write::Run(run));
         if let (Some(n), Some(what)) = (incident, event) {
-            let run_id = id.clone();
-            self.append_event(n, now, what, |inc| {
-                if is_new && !inc.runs.contains(&run_id) {
-                    inc.runs.push(run_id.clone());
-                }
-            })?;
-            if mitigates && self.open.get(&n).is_some_and(|i| i.status == Status::Open) {
-                if let Some(inc) = self.open.get_mut(&n) {
-                    inc.status = Status::Mitigated;
-                    inc.mitigated_at = Some(now);
-                }
+            let inc = self.record(n)?.ok_or_else(|| RequestError::NotFound(format_id(n)))?;
+            if is_new && !inc.runs.contains(&id) {
+                inc.runs.push(id.clone());
+            }
+            let mitigated = mitigates && inc.status == Status::Open;
+            if mitigated {
+                inc.status = Status::Mitigated;
+                inc.mitigated_at = Some(now);
+            }
+            self.event(n, now, what)?;
+            if mitigated {
                 self.event(
                     n,
                     now,
@@ -569,7 +632,7 @@ impl Intake {
                         to: Status::Mitigated,
                         by: id.clone(),
                     },
-                );
+                )?;
             }
         }
         Ok(Journaled { id, duplicate: false })
@@ -654,7 +717,7 @@ mod tests {
 
     fn commit(intake: &mut Intake, store: &Arc<dyn Store>) {
         store.commit(intake.take_writes()).unwrap();
-        intake.forget_closed();
+        intake.committed();
     }
 
     const T0: &str = "2026-11-29T12:00:00Z";
@@ -770,6 +833,49 @@ mod tests {
         assert_eq!(again.outcomes, [AlertOutcome::Opened]);
         commit(&mut intake, &store);
         assert_eq!(store.incident(2).unwrap().unwrap().status, Status::Open);
+    }
+
+    #[test]
+    fn an_incident_of_many_alerts_resolves_with_its_last_alert_also_across_a_restart() {
+        let (dir, store, mut intake) = setup();
+        let labels = [("alertname", "ServiceDown"), ("namespace", "web")];
+        let fp = |i: usize| format!("fp{i}");
+        for i in 0..300 {
+            intake
+                .apply(&[alert(&fp(i), AlertStatus::Firing, T0, &labels)], Utc::now())
+                .unwrap();
+            commit(&mut intake, &store);
+        }
+        let resolve = |i: usize| {
+            let mut a = alert(&fp(i), AlertStatus::Resolved, T0, &labels);
+            a.ends_at = Some(Utc::now());
+            a
+        };
+        let all: Vec<Alert> = (0..299).map(resolve).collect();
+        intake.apply(&all[..150], Utc::now()).unwrap();
+        commit(&mut intake, &store);
+        drop(intake);
+        drop(store);
+        let store: Arc<dyn Store> = Arc::new(SledStore::open(dir.path()).unwrap());
+        let mut intake = Intake::new(store.clone(), vec![]).unwrap();
+        intake.apply(&all[150..], Utc::now()).unwrap();
+        commit(&mut intake, &store);
+        let inc = store.incident(1).unwrap().unwrap();
+        assert_eq!(
+            (inc.status, inc.alerts.len(), inc.alerts_firing),
+            (Status::Open, 300, 1)
+        );
+        assert_eq!(inc.alerts[299].fingerprint, "fp299", "alerts keep their order");
+        assert_eq!(
+            intake.apply(&[resolve(299)], Utc::now()).unwrap().outcomes,
+            [AlertOutcome::Resolved]
+        );
+        commit(&mut intake, &store);
+        let inc = store.incident(1).unwrap().unwrap();
+        assert_eq!(inc.status, Status::Resolved);
+        assert!(inc.alerts.iter().all(|a| a.status == AlertStatus::Resolved));
+        assert_eq!(intake.open_counts(), [0; 4]);
+        assert_eq!(inc.events as usize, store.timeline(1).unwrap().len());
     }
 
     #[test]

@@ -4,7 +4,6 @@ use prometheus::{
     Encoder, Histogram, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
-use crate::incident::Incident;
 use crate::severity::Severity;
 
 /// Every metric laojun exports, in one registry per process.
@@ -92,11 +91,8 @@ impl Metrics {
         }
     }
 
-    pub fn set_open_incidents<'a>(&self, open: impl Iterator<Item = &'a Incident>) {
-        let mut counts = [0i64; 4];
-        for inc in open {
-            counts[inc.severity as usize] += 1;
-        }
+    /// Sets the open incident gauge from counts by severity (`Severity as usize`).
+    pub fn set_open_incidents(&self, counts: [i64; 4]) {
         for (i, s) in Severity::NAMES.iter().enumerate() {
             self.incidents_open.with_label_values(&[s]).set(counts[i]);
         }

@@ -88,9 +88,9 @@ impl Engine {
         // An incident committed just before a crash may not have had its
         // runs journaled yet: start them now rather than lose them.
         let mut started = 0;
-        for inc in store.open_incidents()? {
+        for inc in store.open_incident_records()? {
             if inc.runs.is_empty() && inc.playbook != crate::intake::DEFAULT_PLAYBOOK {
-                if let Some(alert) = inc.alerts.first().map(|a| crate::alert::Alert {
+                if let Some(alert) = store.incident_alert(inc.number(), 0)?.map(|a| crate::alert::Alert {
                     fingerprint: a.fingerprint.clone(),
                     status: a.status,
                     labels: a.labels.clone(),

@@ -162,7 +162,7 @@ fn run(
     metrics: Arc<Metrics>,
     effects: Option<mpsc::UnboundedSender<Effect>>,
 ) {
-    metrics.set_open_incidents(intake.open_incidents());
+    metrics.set_open_incidents(intake.open_counts());
     // Ends when every sender is gone (shutdown) and the queue is drained.
     while let Some(first) = rx.blocking_recv() {
         let mut batch = vec![first];
@@ -193,8 +193,8 @@ fn run(
         };
         match committed {
             Ok(()) => {
-                intake.forget_closed();
-                metrics.set_open_incidents(intake.open_incidents());
+                intake.committed();
+                metrics.set_open_incidents(intake.open_counts());
                 for answer in answers {
                     answer.send_ok(effects.as_ref());
                 }

@@ -57,6 +57,8 @@ fn recorded(service: &str) -> (Incident, Vec<Event>, Vec<Run>) {
             ends_at: Some(at("2023-12-01T15:44:30Z")),
             repeats: 4,
         }],
+        alert_count: 1,
+        alerts_firing: 0,
         runs: vec!["RUN-3".into()],
         events: 9,
     };

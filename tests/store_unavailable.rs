@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
-use laojun::incident::{Event, Incident};
+use laojun::incident::{Event, Incident, IncidentAlert};
 use laojun::intake::Intake;
 use laojun::metrics::Metrics;
 use laojun::run::Run;
@@ -35,8 +35,14 @@ impl Store for FlakyStore {
     fn incidents(&self, f: &IncidentFilter) -> Result<Vec<Incident>, StoreError> {
         self.inner.incidents(f)
     }
-    fn open_incidents(&self) -> Result<Vec<Incident>, StoreError> {
-        self.inner.open_incidents()
+    fn incident_record(&self, n: u64) -> Result<Option<Incident>, StoreError> {
+        self.inner.incident_record(n)
+    }
+    fn incident_alert(&self, n: u64, index: u32) -> Result<Option<IncidentAlert>, StoreError> {
+        self.inner.incident_alert(n, index)
+    }
+    fn open_incident_records(&self) -> Result<Vec<Incident>, StoreError> {
+        self.inner.open_incident_records()
     }
     fn timeline(&self, n: u64) -> Result<Vec<Event>, StoreError> {
         self.inner.timeline(n)

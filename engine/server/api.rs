@@ -249,11 +249,19 @@ pub async fn post_resolve(
         })
         .await
         .map_err(|_| ApiError::unavailable("laojun is shutting down; retry"))?;
-    let incident = answer
+    let resolved = answer
         .await
         .map_err(|_| ApiError::unavailable("laojun is shutting down; retry"))?
         .map_err(failure)?;
     state.writer.audit(&caller.0, "resolve", &id, None).await;
+    // The writer answers with the record; the answer shows the alerts too.
+    let store = state.store.clone();
+    let incident = tokio::task::spawn_blocking(move || store.incident(n))
+        .await
+        .ok()
+        .and_then(Result::ok)
+        .flatten()
+        .unwrap_or(resolved);
     Ok(Json(json!(incident)))
 }
 

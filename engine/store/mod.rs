@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 pub use sled_store::SledStore;
 
 use crate::alert::Status as AlertStatus;
-use crate::incident::{Event, Incident};
+use crate::incident::{Event, Incident, IncidentAlert};
 use crate::run::Run;
 
 /// Which incident an alert episode (fingerprint + startsAt) went to, and the
@@ -21,13 +21,23 @@ use crate::run::Run;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Episode {
     pub incident: u64,
+    /// Its index among the incident's alerts.
+    #[serde(default)]
+    pub alert: u32,
     pub status: AlertStatus,
 }
 
 /// One write; `commit` applies a list of them atomically.
 #[derive(Debug, Clone)]
 pub enum Write {
+    /// The incident record; its `alerts` are not part of it (see `Alert`).
     Incident(Incident),
+    /// One of an incident's alerts, by its index.
+    Alert {
+        incident: u64,
+        index: u32,
+        alert: IncidentAlert,
+    },
     Event {
         incident: u64,
         seq: u32,
@@ -96,11 +106,17 @@ pub struct IncidentFilter {
 pub trait Store: Send + Sync + 'static {
     /// Applies `writes` atomically and returns once they are durable.
     fn commit(&self, writes: Vec<Write>) -> Result<(), StoreError>;
+    /// An incident with its alerts.
     fn incident(&self, number: u64) -> Result<Option<Incident>, StoreError>;
-    /// Incidents newest first.
+    /// An incident's record alone: `alerts` is empty.
+    fn incident_record(&self, number: u64) -> Result<Option<Incident>, StoreError>;
+    /// One of an incident's alerts, by index.
+    fn incident_alert(&self, number: u64, index: u32) -> Result<Option<IncidentAlert>, StoreError>;
+    /// Incidents newest first, with their alerts.
     fn incidents(&self, filter: &IncidentFilter) -> Result<Vec<Incident>, StoreError>;
-    /// Every incident not yet resolved (to rebuild state on start).
-    fn open_incidents(&self) -> Result<Vec<Incident>, StoreError>;
+    /// The records of every incident not yet resolved (to rebuild the
+    /// routing index on start): `alerts` is empty.
+    fn open_incident_records(&self) -> Result<Vec<Incident>, StoreError>;
     fn timeline(&self, number: u64) -> Result<Vec<Event>, StoreError>;
     fn episode(&self, fingerprint: &str, starts_at: DateTime<Utc>) -> Result<Option<Episode>, StoreError>;
     fn last_incident(&self) -> Result<u64, StoreError>;

@@ -6,7 +6,8 @@
 //!
 //! | key | value |
 //! |---|---|
-//! | `i/` u64 incident number | incident JSON (without timeline) |
+//! | `i/` u64 incident number | incident JSON (without timeline and alerts) |
+//! | `l/` u64 incident, u32 index | one of the incident's alerts, JSON |
 //! | `t/` u64 incident, u32 sequence | timeline event JSON |
 //! | `e/` fingerprint, 0x00, i64 startsAt ns (sign-flipped) | episode JSON |
 //! | `o/` u64 incident number | empty: the incident is not resolved |
@@ -23,7 +24,7 @@ use std::path::Path;
 use chrono::{DateTime, Utc};
 
 use super::{Audit, Episode, IncidentFilter, Store, StoreError, Write};
-use crate::incident::{Event, Incident};
+use crate::incident::{Event, Incident, IncidentAlert};
 use crate::run::Run;
 
 pub struct SledStore {
@@ -45,6 +46,10 @@ impl SledStore {
 
 fn incident_key(n: u64) -> Vec<u8> {
     [b"i/".as_slice(), &n.to_be_bytes()].concat()
+}
+
+fn alert_key(n: u64, index: u32) -> Vec<u8> {
+    [b"l/".as_slice(), &n.to_be_bytes(), &index.to_be_bytes()].concat()
 }
 
 fn event_key(n: u64, seq: u32) -> Vec<u8> {
@@ -90,12 +95,31 @@ fn number_of(key: &[u8]) -> Option<u64> {
     key.get(2..10).and_then(|b| b.try_into().ok()).map(u64::from_be_bytes)
 }
 
+impl SledStore {
+    fn fill_alerts(&self, inc: &mut Incident) -> Result<(), StoreError> {
+        let prefix = [b"l/".as_slice(), &inc.number().to_be_bytes()].concat();
+        inc.alerts = self
+            .db
+            .scan_prefix(prefix)
+            .map(|item| Ok(serde_json::from_slice(&item?.1)?))
+            .collect::<Result<_, StoreError>>()?;
+        Ok(())
+    }
+}
+
 impl Store for SledStore {
     fn commit(&self, writes: Vec<Write>) -> Result<(), StoreError> {
         let mut batch = sled::Batch::default();
         for w in writes {
             match w {
-                Write::Incident(inc) => batch.insert(incident_key(inc.number()), serde_json::to_vec(&inc)?),
+                Write::Incident(mut inc) => {
+                    // Alerts live under their own keys (`Write::Alert`).
+                    inc.alerts.clear();
+                    batch.insert(incident_key(inc.number()), serde_json::to_vec(&inc)?)
+                }
+                Write::Alert { incident, index, alert } => {
+                    batch.insert(alert_key(incident, index), serde_json::to_vec(&alert)?)
+                }
                 Write::Event { incident, seq, event } => {
                     batch.insert(event_key(incident, seq), serde_json::to_vec(&event)?)
                 }
@@ -137,7 +161,22 @@ impl Store for SledStore {
     }
 
     fn incident(&self, number: u64) -> Result<Option<Incident>, StoreError> {
+        let Some(mut inc) = self.incident_record(number)? else {
+            return Ok(None);
+        };
+        self.fill_alerts(&mut inc)?;
+        Ok(Some(inc))
+    }
+
+    fn incident_record(&self, number: u64) -> Result<Option<Incident>, StoreError> {
         match self.db.get(incident_key(number))? {
+            Some(bytes) => Ok(Some(serde_json::from_slice(&bytes)?)),
+            None => Ok(None),
+        }
+    }
+
+    fn incident_alert(&self, number: u64, index: u32) -> Result<Option<IncidentAlert>, StoreError> {
+        match self.db.get(alert_key(number, index))? {
             Some(bytes) => Ok(Some(serde_json::from_slice(&bytes)?)),
             None => Ok(None),
         }
@@ -147,10 +186,11 @@ impl Store for SledStore {
         let mut out = Vec::new();
         for item in self.db.scan_prefix(b"i/").rev() {
             let (_, bytes) = item?;
-            let inc: Incident = serde_json::from_slice(&bytes)?;
+            let mut inc: Incident = serde_json::from_slice(&bytes)?;
             let wanted =
                 filter.status.is_none_or(|s| inc.status == s) && filter.severity.is_none_or(|s| inc.severity == s);
             if wanted {
+                self.fill_alerts(&mut inc)?;
                 out.push(inc);
                 if out.len() >= filter.limit {
                     break;
@@ -160,11 +200,11 @@ impl Store for SledStore {
         Ok(out)
     }
 
-    fn open_incidents(&self) -> Result<Vec<Incident>, StoreError> {
+    fn open_incident_records(&self) -> Result<Vec<Incident>, StoreError> {
         let mut out = Vec::new();
         for item in self.db.scan_prefix(b"o/") {
             let (key, _) = item?;
-            if let Some(inc) = number_of(&key).map(|n| self.incident(n)).transpose()?.flatten() {
+            if let Some(inc) = number_of(&key).map(|n| self.incident_record(n)).transpose()?.flatten() {
                 out.push(inc);
             }
         }
