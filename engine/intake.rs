@@ -21,7 +21,7 @@ use crate::incident::{format_id, Event, EventKind, Incident, IncidentAlert, Note
 use crate::playbook::{Playbook, SeverityPolicy};
 use crate::run::{format_run_id, Run, RunStatus};
 use crate::severity::Severity;
-use crate::store::{Episode, Store, StoreError, Write};
+use crate::store::{Episode, OpenEntry, Store, StoreError, Write};
 
 /// The playbook that takes alerts no other playbook matches.
 pub const DEFAULT_PLAYBOOK: &str = "default";
@@ -122,8 +122,8 @@ pub struct Intake {
     default: SeverityPolicy,
     /// Open (not resolved) incidents.
     open: OpenSet,
-    /// (playbook, group key) → open incident number.
-    groups: HashMap<(String, String), u64>,
+    /// Playbook and group (see `group_key`) → open incident number.
+    groups: HashMap<String, u64>,
     /// Episodes written but not yet committed (the store has the rest).
     episodes: HashMap<(String, DateTime<Utc>), Episode>,
     last_incident: u64,
@@ -179,11 +179,11 @@ impl Intake {
         self.run_keys.clear();
         self.last_incident = self.store.last_incident()?;
         self.last_run = self.store.last_run()?;
-        for inc in self.store.open_incident_records()? {
-            let n = inc.number();
-            self.groups.insert((inc.playbook.clone(), group_key(&inc.group)), n);
-            self.open.insert(n, inc.severity);
-        }
+        let (groups, open) = (&mut self.groups, &mut self.open);
+        self.store.each_open(&mut |entry| {
+            groups.insert(group_key(&entry.playbook, &entry.group), entry.incident);
+            open.insert(entry.incident, entry.severity);
+        })?;
         Ok(())
     }
 
@@ -299,7 +299,7 @@ impl Intake {
         };
         let severity = policy.classify(&alert.labels);
         let is_default = playbook.is_none();
-        let gkey = (name, group_key(&group));
+        let gkey = group_key(&name, &group);
         if let Some(&n) = self.groups.get(&gkey) {
             self.raise_severity(n, severity, alert, now)?;
             return Ok((n, false));
@@ -311,7 +311,7 @@ impl Intake {
             title: title_of(alert, &group),
             status: Status::Open,
             severity,
-            playbook: gkey.0.clone(),
+            playbook: name.clone(),
             group,
             opened_at: now,
             mitigated_at: None,
@@ -323,19 +323,15 @@ impl Intake {
             events: 0,
         };
         self.pending.push(Write::LastIncident(n));
-        self.pending.push(Write::Open {
-            incident: n,
-            open: true,
-        });
+        self.pending.push(Write::Open(OpenEntry::of(&incident)));
         self.records.insert(n, incident);
         self.open.insert(n, severity);
-        let playbook = gkey.0.clone();
         self.groups.insert(gkey, n);
         self.event(
             n,
             now,
             EventKind::Opened {
-                playbook,
+                playbook: name,
                 default_playbook: is_default,
             },
         )?;
@@ -379,6 +375,8 @@ impl Intake {
         if severity < inc.severity {
             let from = inc.severity;
             inc.severity = severity;
+            let entry = OpenEntry::of(inc);
+            self.pending.push(Write::Open(entry));
             self.open.insert(n, severity);
             self.event(
                 n,
@@ -497,12 +495,9 @@ impl Intake {
         let from = inc.status;
         inc.status = Status::Resolved;
         inc.resolved_at = Some(now);
-        let gkey = (inc.playbook.clone(), group_key(&inc.group));
+        let gkey = group_key(&inc.playbook, &inc.group);
         self.groups.remove(&gkey);
-        self.pending.push(Write::Open {
-            incident: n,
-            open: false,
-        });
+        self.pending.push(Write::Closed(n));
         self.event(
             n,
             now,
@@ -650,9 +645,12 @@ fn resolved_event(alert: &Alert, now: DateTime<Utc>) -> Event {
     }
 }
 
-/// The values of the group labels, as one key.
-fn group_key(group: &BTreeMap<String, String>) -> String {
-    let mut key = String::new();
+/// A playbook's name and the values of its group labels, as one key.
+fn group_key(playbook: &str, group: &BTreeMap<String, String>) -> String {
+    let len = group.iter().map(|(k, v)| k.len() + v.len() + 2).sum::<usize>();
+    let mut key = String::with_capacity(playbook.len() + 1 + len);
+    key.push_str(playbook);
+    key.push('\u{0}');
     for (k, v) in group {
         key.push_str(k);
         key.push('\u{1}');

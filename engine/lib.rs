@@ -4,6 +4,7 @@
 
 pub mod actions;
 pub mod alert;
+pub mod allocator;
 pub mod catalog;
 pub mod cli;
 pub mod client;

@@ -88,13 +88,26 @@ impl Engine {
         // An incident committed just before a crash may not have had its
         // runs journaled yet: start them now rather than lose them.
         let mut started = 0;
-        for inc in store.open_incident_records()? {
-            if inc.runs.is_empty() && inc.playbook != crate::intake::DEFAULT_PLAYBOOK {
+        let mut with_runbooks = Vec::new();
+        store.each_open(&mut |entry| {
+            if catalog
+                .playbooks
+                .iter()
+                .any(|p| p.name == entry.playbook && !p.runbooks.is_empty())
+            {
+                with_runbooks.push(entry.incident);
+            }
+        })?;
+        for n in with_runbooks {
+            let Some(inc) = store.incident_record(n)? else {
+                continue;
+            };
+            if inc.runs.is_empty() {
                 if let Some(alert) = store.incident_alert(inc.number(), 0)?.map(|a| crate::alert::Alert {
-                    fingerprint: a.fingerprint.clone(),
+                    fingerprint: a.fingerprint,
                     status: a.status,
-                    labels: a.labels.clone(),
-                    annotations: a.annotations.clone(),
+                    labels: a.labels,
+                    annotations: a.annotations,
                     starts_at: a.starts_at,
                     ends_at: a.ends_at,
                     generator_url: None,

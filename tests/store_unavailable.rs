@@ -11,7 +11,7 @@ use laojun::intake::Intake;
 use laojun::metrics::Metrics;
 use laojun::run::Run;
 use laojun::server::{router, AppState};
-use laojun::store::{Episode, IncidentFilter, SledStore, Store, StoreError, Write};
+use laojun::store::{Episode, IncidentFilter, OpenEntry, SledStore, Store, StoreError, Write};
 use laojun::writer::Writer;
 
 /// A sled store whose commits fail while `broken` is set (a full disk).
@@ -41,8 +41,8 @@ impl Store for FlakyStore {
     fn incident_alert(&self, n: u64, index: u32) -> Result<Option<IncidentAlert>, StoreError> {
         self.inner.incident_alert(n, index)
     }
-    fn open_incident_records(&self) -> Result<Vec<Incident>, StoreError> {
-        self.inner.open_incident_records()
+    fn each_open(&self, each: &mut dyn FnMut(OpenEntry)) -> Result<(), StoreError> {
+        self.inner.each_open(each)
     }
     fn timeline(&self, n: u64) -> Result<Vec<Event>, StoreError> {
         self.inner.timeline(n)

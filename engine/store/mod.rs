@@ -7,6 +7,8 @@
 
 mod sled_store;
 
+use std::collections::BTreeMap;
+
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
@@ -15,6 +17,7 @@ pub use sled_store::SledStore;
 use crate::alert::Status as AlertStatus;
 use crate::incident::{Event, Incident, IncidentAlert};
 use crate::run::Run;
+use crate::severity::Severity;
 
 /// Which incident an alert episode (fingerprint + startsAt) went to, and the
 /// last status recorded for it.
@@ -48,11 +51,10 @@ pub enum Write {
         starts_at: DateTime<Utc>,
         episode: Episode,
     },
-    /// Marks an incident open (in the index of open incidents) or not.
-    Open {
-        incident: u64,
-        open: bool,
-    },
+    /// Puts an incident in the index of open incidents, or updates its entry.
+    Open(OpenEntry),
+    /// Takes an incident out of the index of open incidents.
+    Closed(u64),
     /// The highest incident number handed out.
     LastIncident(u64),
     /// A run's whole state; also keeps the index of unfinished runs.
@@ -66,6 +68,28 @@ pub enum Write {
     },
     /// One operator action, for the audit trail.
     Audit(Audit),
+}
+
+/// What routing needs of an open incident, kept in the index of open
+/// incidents so that a restart rebuilds routing without reading every
+/// incident record.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct OpenEntry {
+    pub incident: u64,
+    pub playbook: String,
+    pub group: BTreeMap<String, String>,
+    pub severity: Severity,
+}
+
+impl OpenEntry {
+    pub fn of(incident: &Incident) -> OpenEntry {
+        OpenEntry {
+            incident: incident.number(),
+            playbook: incident.playbook.clone(),
+            group: incident.group.clone(),
+            severity: incident.severity,
+        }
+    }
 }
 
 /// Who did what, when: manual runs, approvals, notes, resolves, pause.
@@ -114,9 +138,9 @@ pub trait Store: Send + Sync + 'static {
     fn incident_alert(&self, number: u64, index: u32) -> Result<Option<IncidentAlert>, StoreError>;
     /// Incidents newest first, with their alerts.
     fn incidents(&self, filter: &IncidentFilter) -> Result<Vec<Incident>, StoreError>;
-    /// The records of every incident not yet resolved (to rebuild the
-    /// routing index on start): `alerts` is empty.
-    fn open_incident_records(&self) -> Result<Vec<Incident>, StoreError>;
+    /// Calls `each` with the index entry of every incident not yet
+    /// resolved, oldest first (to rebuild routing on start).
+    fn each_open(&self, each: &mut dyn FnMut(OpenEntry)) -> Result<(), StoreError>;
     fn timeline(&self, number: u64) -> Result<Vec<Event>, StoreError>;
     fn episode(&self, fingerprint: &str, starts_at: DateTime<Utc>) -> Result<Option<Episode>, StoreError>;
     fn last_incident(&self) -> Result<u64, StoreError>;

@@ -1,0 +1,30 @@
+//! The memory allocator. The `laojun` binary (and the benches that stand
+//! in for it) use mimalloc instead of glibc's malloc: sled copies B-tree
+//! nodes on every write, and under an alert storm glibc's malloc spent a
+//! third of the time in its own bookkeeping and kept most of the freed
+//! memory (docs/PERFORMANCE.md has the figures).
+//!
+//! The binary declares the global allocator and runs `configure` before
+//! `main`; the library itself does not choose an allocator (tests and
+//! fuzzing keep the system one).
+
+use libmimalloc_sys::{mi_option_set, mi_option_t};
+
+// Option numbers from mimalloc.h (v3, as vendored by libmimalloc-sys
+// 0.1.49), which libmimalloc-sys does not name.
+const MI_OPTION_ARENA_EAGER_COMMIT: mi_option_t = 4;
+const MI_OPTION_PURGE_DELAY: mi_option_t = 15;
+
+/// Commit memory only as it is used, and give freed pages back to the OS
+/// at once, so resident memory follows what laojun holds: about 20 MiB
+/// idle rather than the 64 MiB arena mimalloc commits up front.
+///
+/// Must run before mimalloc's first allocation, which happens before
+/// `main`: see `CONFIGURE_BEFORE_MAIN` in the binary.
+pub extern "C" fn configure() {
+    // SAFETY: plain setters of mimalloc's global options; any value is valid.
+    unsafe {
+        mi_option_set(MI_OPTION_ARENA_EAGER_COMMIT, 0);
+        mi_option_set(MI_OPTION_PURGE_DELAY, 0);
+    }
+}
