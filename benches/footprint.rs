@@ -1,6 +1,10 @@
 //! Start-up time with 500 runbooks, and resident memory idle and after
 //! 100,000 incidents are stored, of the real `laojun serve` binary.
-//! Run: `cargo bench --bench footprint` (Linux: reads /proc).
+//! Run: `cargo bench --bench footprint` (or `scripts/bench footprint`;
+//! Linux: reads /proc); prints three lines and writes
+//! <out>/bench-footprint.json, <out> being $LAOJUN_BENCH_OUT or target/bench.
+
+mod common;
 
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
@@ -54,6 +58,12 @@ async fn main() {
         )
         .unwrap();
     }
+    // One incident per host (as a host-down playbook would group them).
+    std::fs::write(
+        root.path().join("playbooks/footprint.yaml"),
+        "name: footprint\ntrigger:\n  alerts: ['alertname=\"Footprint\"']\nseverity: P3\ngroup_by: [alertname, instance]\n",
+    )
+    .unwrap();
     let data = tempfile::tempdir().unwrap();
     let started = Instant::now();
     let mut child = Command::new(env!("CARGO_BIN_EXE_laojun"))
@@ -121,4 +131,12 @@ async fn main() {
     );
     println!("resident memory idle: {idle:.1} MiB");
     println!("resident memory with {INCIDENTS} open incidents stored: {loaded:.1} MiB (store on disk {disk:.0} MiB; stored in {:.1} s)", load.as_secs_f64());
+    common::write_json(
+        "footprint",
+        &json!({
+            "bench": "footprint", "runbooks": RUNBOOKS, "startup_ms": startup.as_secs_f64() * 1000.0,
+            "rss_idle_mib": idle, "incidents": INCIDENTS, "rss_loaded_mib": loaded,
+            "store_mib": disk, "store_secs": load.as_secs_f64(),
+        }),
+    );
 }

@@ -1,6 +1,10 @@
 //! Latency from webhook accepted to first step started, read from the
 //! incident timelines (`opened` → first `step` running), at a steady rate
-//! and in a burst. Run: `cargo bench --bench latency`.
+//! and in a burst. Run: `cargo bench --bench latency` (or `scripts/bench
+//! latency`); prints a table and writes <out>/bench-latency.json, <out>
+//! being $LAOJUN_BENCH_OUT or target/bench.
+
+mod common;
 
 use std::time::{Duration, Instant};
 
@@ -125,20 +129,33 @@ async fn main() {
     let burst_secs = started.elapsed().as_secs_f64();
     let mut burst_ms = latencies(&client, &base, steady + 1, steady + burst + 1).await;
 
+    let steady_pct = [0.5, 0.99, 1.0].map(|p| pct(&mut steady_ms, p));
+    let burst_pct = [0.5, 0.99, 1.0].map(|p| pct(&mut burst_ms, p));
     println!("webhook accepted -> first step started (ms, from the timeline)");
     println!("{:<28} {:>8} {:>8} {:>8}", "load", "p50", "p99", "max");
     println!(
         "{:<28} {:>8.2} {:>8.2} {:>8.2}",
         format!("steady {rate}/s x {steady}"),
-        pct(&mut steady_ms, 0.5),
-        pct(&mut steady_ms, 0.99),
-        pct(&mut steady_ms, 1.0)
+        steady_pct[0],
+        steady_pct[1],
+        steady_pct[2]
     );
     println!(
         "{:<28} {:>8.2} {:>8.2} {:>8.2}",
         format!("burst {burst} in {burst_secs:.2}s"),
-        pct(&mut burst_ms, 0.5),
-        pct(&mut burst_ms, 0.99),
-        pct(&mut burst_ms, 1.0)
+        burst_pct[0],
+        burst_pct[1],
+        burst_pct[2]
+    );
+    common::write_json(
+        "latency",
+        &json!({
+            "bench": "latency",
+            "measures": "webhook accepted -> first step started, ms, from the incident timelines",
+            "steady": {"rate_per_sec": rate, "alerts": steady,
+                       "p50_ms": steady_pct[0], "p99_ms": steady_pct[1], "max_ms": steady_pct[2]},
+            "burst": {"alerts": burst, "senders": 32, "secs": burst_secs,
+                      "p50_ms": burst_pct[0], "p99_ms": burst_pct[1], "max_ms": burst_pct[2]},
+        }),
     );
 }

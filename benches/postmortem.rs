@@ -1,5 +1,9 @@
 //! Rendering a postmortem for an incident with a 5,000-event timeline and
-//! 500 runs of 2 steps. Run: `cargo bench --bench postmortem`.
+//! 500 runs of 2 steps. Run: `cargo bench --bench postmortem` (or
+//! `scripts/bench postmortem`); prints one line and writes
+//! <out>/bench-postmortem.json, <out> being $LAOJUN_BENCH_OUT or target/bench.
+
+mod common;
 
 use std::time::Instant;
 
@@ -24,6 +28,8 @@ fn main() {
         mitigated_at: Some(t0 + Duration::minutes(5)),
         resolved_at: Some(t0 + Duration::hours(2)),
         alerts: Vec::new(),
+        alert_count: 0,
+        alerts_firing: 0,
         runs: (1..=500).map(|i| format!("RUN-{i}")).collect(),
         events: 5000,
     };
@@ -98,5 +104,12 @@ fn main() {
         times[5],
         times[0],
         times[10]
+    );
+    common::write_json(
+        "postmortem",
+        &serde_json::json!({
+            "bench": "postmortem", "events": 5000, "runs": 500, "renders": times.len(), "size_kib": size / 1024,
+            "median_ms": times[5], "min_ms": times[0], "max_ms": times[10],
+        }),
     );
 }

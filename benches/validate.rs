@@ -1,6 +1,10 @@
 //! How long loading and validating a large catalog takes: 500 runbooks
 //! (copies of the shipped rollback runbook), the shipped playbooks and
-//! templates. Run: `cargo bench --bench validate`.
+//! templates. Run: `cargo bench --bench validate` (or `scripts/bench
+//! validate`); prints one line and writes <out>/bench-validate.json, <out>
+//! being $LAOJUN_BENCH_OUT or target/bench.
+
+mod common;
 
 use std::time::{Duration, Instant};
 
@@ -40,11 +44,16 @@ fn main() {
         })
         .collect();
     times.sort();
+    let (median, min, max) = (ms(times[ROUNDS / 2]), ms(times[0]), ms(times[ROUNDS - 1]));
     println!(
-        "validate {RUNBOOKS} runbooks: median {:.1} ms, min {:.1} ms, max {:.1} ms over {ROUNDS} rounds",
-        ms(times[ROUNDS / 2]),
-        ms(times[0]),
-        ms(times[ROUNDS - 1])
+        "validate {RUNBOOKS} runbooks: median {median:.1} ms, min {min:.1} ms, max {max:.1} ms over {ROUNDS} rounds"
+    );
+    common::write_json(
+        "validate",
+        &serde_json::json!({
+            "bench": "validate", "runbooks": RUNBOOKS, "rounds": ROUNDS,
+            "median_ms": median, "min_ms": min, "max_ms": max,
+        }),
     );
 }
 
