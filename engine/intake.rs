@@ -199,6 +199,11 @@ impl Intake {
         std::mem::take(&mut self.pending)
     }
 
+    /// How many writes `take_writes` would return now.
+    pub fn writes_waiting(&self) -> usize {
+        self.pending.len() + self.records.len() + self.alerts.len()
+    }
+
     /// The writes taken are on disk: episodes are read from the store from
     /// now on.
     pub fn committed(&mut self) {
@@ -693,7 +698,7 @@ mod tests {
 
     fn setup() -> (tempfile::TempDir, Arc<dyn Store>, Intake) {
         let dir = tempfile::tempdir().unwrap();
-        let store: Arc<dyn Store> = Arc::new(SledStore::open(dir.path()).unwrap());
+        let store = reopen(dir.path());
         let pbs = vec![playbook(
             "name: service-down\ntrigger: {alerts: ['alertname=\"ServiceDown\"']}\nseverity: {rules: [{match: ['env=\"prod\"'], severity: P0}]}\ngroup_by: [alertname, namespace]\n",
         )];
@@ -713,8 +718,20 @@ mod tests {
         }
     }
 
+    /// Opens the store again once the one dropped lets go of its lock
+    /// (sled's flusher thread lets go a little after the drop).
+    fn reopen(dir: &std::path::Path) -> Arc<dyn Store> {
+        for _ in 0..100 {
+            if let Ok(store) = SledStore::open(dir) {
+                return Arc::new(store);
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        Arc::new(SledStore::open(dir).unwrap())
+    }
+
     fn commit(intake: &mut Intake, store: &Arc<dyn Store>) {
-        store.commit(intake.take_writes()).unwrap();
+        store.commit(vec![intake.take_writes()]).unwrap();
         intake.committed();
     }
 
@@ -854,7 +871,7 @@ mod tests {
         commit(&mut intake, &store);
         drop(intake);
         drop(store);
-        let store: Arc<dyn Store> = Arc::new(SledStore::open(dir.path()).unwrap());
+        let store = reopen(dir.path());
         let mut intake = Intake::new(store.clone(), vec![]).unwrap();
         intake.apply(&all[150..], Utc::now()).unwrap();
         commit(&mut intake, &store);
@@ -921,7 +938,7 @@ mod tests {
         commit(&mut intake, &store);
         drop(intake);
         drop(store);
-        let store: Arc<dyn Store> = Arc::new(SledStore::open(dir.path()).unwrap());
+        let store = reopen(dir.path());
         let mut intake = Intake::new(store.clone(), vec![]).unwrap();
         assert_eq!(
             intake

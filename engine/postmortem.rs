@@ -9,7 +9,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, Timelike, Utc};
 use chrono_tz::Tz;
 use handlebars::Handlebars;
 use serde_json::{json, Value};
@@ -56,21 +56,46 @@ pub fn render(
     now: DateTime<Utc>,
 ) -> Result<String, PostmortemError> {
     let (name, _) = template_for(catalog, incident.severity.as_str()).ok_or(PostmortemError::NoTemplate)?;
-    let data = data(incident, timeline, runs, tz, now);
-    // Every template is registered so postmortems can use partials
-    // (`{{> postmortem-summary}}`).
-    let mut hb = registry(tz);
+    if catalog.postmortems.get().is_none() {
+        // The catalog keeps the first: there is one time zone per process.
+        let _ = catalog.postmortems.set(compile(catalog, tz)?);
+    }
+    let fresh;
+    let hb = match catalog.postmortems.get() {
+        Some(c) if c.tz == tz => &c.registry,
+        _ => {
+            fresh = compile(catalog, tz)?;
+            &fresh.registry
+        }
+    };
+    // `from` takes the data as is; `render` would copy all of it first.
+    let context = handlebars::Context::from(data(incident, timeline, runs, tz, now));
+    hb.render_with_context(&name, &context)
+        .map_err(|e| PostmortemError::Render {
+            template: format!("templates/{name}.hbs"),
+            reason: e.to_string(),
+        })
+}
+
+/// The postmortem registry with every catalog template compiled, so
+/// postmortems can use partials (`{{> postmortem-summary}}`).
+#[derive(Debug)]
+pub struct Compiled {
+    tz: Tz,
+    registry: Handlebars<'static>,
+}
+
+fn compile(catalog: &Catalog, tz: Tz) -> Result<Compiled, PostmortemError> {
+    let mut registry = registry(tz);
     for (t, source) in &catalog.templates {
-        hb.register_template_string(t, source)
+        registry
+            .register_template_string(t, source)
             .map_err(|e| PostmortemError::Render {
                 template: format!("templates/{t}.hbs"),
                 reason: e.to_string(),
             })?;
     }
-    hb.render(&name, &data).map_err(|e| PostmortemError::Render {
-        template: format!("templates/{name}.hbs"),
-        reason: e.to_string(),
-    })
+    Ok(Compiled { tz, registry })
 }
 
 fn span(from: Option<DateTime<Utc>>, to: Option<DateTime<Utc>>) -> Value {
@@ -128,7 +153,12 @@ pub fn data(incident: &Incident, timeline: &[Event], runs: &[Run], tz: Tz, now: 
     }
     let events: Vec<Value> = timeline
         .iter()
-        .map(|e| json!({"at": e.at, "time": e.at.with_timezone(&tz).format("%H:%M:%S").to_string(), "kind": e.what.kind_name(), "text": e.what.describe()}))
+        .map(|e| {
+            let local = e.at.with_timezone(&tz);
+            // Formatted by hand: `format("%H:%M:%S")` parses its pattern for every event.
+            let time = format!("{:02}:{:02}:{:02}", local.hour(), local.minute(), local.second());
+            json!({"at": e.at, "time": time, "kind": e.what.kind_name(), "text": e.what.describe()})
+        })
         .collect();
     let runs: Vec<Value> = runs
         .iter()

@@ -76,8 +76,19 @@ fn md(h: &Helper, _: &Handlebars, _: &Context, _: &mut RenderContext, out: &mut 
 /// breaks, so a value stays one inline piece of text. List markers are
 /// escaped only where they would start a list: at the value's start.
 pub fn escape_markdown(text: &str) -> String {
-    let mut out = String::with_capacity(text.len() + 8);
     let digits = text.chars().take_while(char::is_ascii_digit).count();
+    let special = |b: u8| {
+        matches!(
+            b,
+            b'\\' | b'`' | b'*' | b'_' | b'{' | b'}' | b'[' | b']' | b'#' | b'|' | b'<' | b'>' | b'~' | b'\n' | b'\r'
+        )
+    };
+    let marker_at_start = text.starts_with(['-', '+']) || (digits > 0 && text[digits..].starts_with(['.', ')']));
+    if !marker_at_start && !text.bytes().any(special) {
+        // Most values (names, times, numbers) need nothing: copy them whole.
+        return text.to_string();
+    }
+    let mut out = String::with_capacity(text.len() + 8);
     for (i, c) in text.chars().enumerate() {
         let at_start_marker =
             (i == 0 && matches!(c, '-' | '+')) || (digits > 0 && i == digits && matches!(c, '.' | ')'));

@@ -21,6 +21,13 @@ use crate::store::Store;
 /// How many requests one commit may carry.
 const MAX_BATCH: usize = 512;
 
+/// About how many writes go into one atomic store batch. A commit holds
+/// several such batches and one flush: sled's cost per write climbs
+/// steeply past a few thousand writes in a batch (12 µs a write at 6,400
+/// against 3 µs at 512-1,600, measured on this machine), and a 32-body
+/// storm of 50-alert bodies makes some 7,000.
+const CHUNK_WRITES: usize = 512;
+
 /// One request for the writer thread.
 pub enum Request {
     Alerts {
@@ -175,19 +182,25 @@ fn run(
         let now = Utc::now();
         let mut answers = Vec::with_capacity(batch.len());
         let mut stop = false;
+        let mut chunks = Vec::new();
         for request in batch {
             if let Request::Stop = request {
                 stop = true;
                 continue;
             }
             answers.push(apply(&mut intake, request, now));
+            // A chunk holds whole requests, so each request's writes land together.
+            if intake.writes_waiting() >= CHUNK_WRITES {
+                chunks.push(intake.take_writes());
+            }
         }
-        let writes = intake.take_writes();
-        let committed = if writes.is_empty() {
+        chunks.push(intake.take_writes());
+        chunks.retain(|c| !c.is_empty());
+        let committed = if chunks.is_empty() {
             Ok(())
         } else {
             let started = Instant::now();
-            let result = store.commit(writes);
+            let result = store.commit(chunks);
             metrics.store_write_seconds.observe(started.elapsed().as_secs_f64());
             result
         };

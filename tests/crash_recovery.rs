@@ -64,11 +64,11 @@ async fn a_non_idempotent_step_is_interrupted_and_an_idempotent_one_runs_again()
     {
         let store: Arc<dyn Store> = Arc::new(SledStore::open(&data.path().join("store")).unwrap());
         store
-            .commit(vec![
+            .commit(vec![vec![
                 Write::Run(left_running(1, "announce")),
                 Write::Run(left_running(2, "settle")),
                 Write::LastRun(2),
-            ])
+            ]])
             .unwrap();
     }
     let slack = Listener::start().await;

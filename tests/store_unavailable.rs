@@ -21,7 +21,7 @@ struct FlakyStore {
 }
 
 impl Store for FlakyStore {
-    fn commit(&self, writes: Vec<Write>) -> Result<(), StoreError> {
+    fn commit(&self, writes: Vec<Vec<Write>>) -> Result<(), StoreError> {
         if self.broken.load(Ordering::SeqCst) {
             return Err(StoreError::Backend(sled::Error::Io(std::io::Error::other(
                 "No space left on device",

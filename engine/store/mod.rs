@@ -1,9 +1,9 @@
 //! Where incidents, timelines and alert episodes are kept. `Store` is the
 //! interface; `sled` (embedded, under `data_dir`) is the default backend.
 //!
-//! Every change goes through `commit`, which applies a list of writes all
-//! at once and returns only when they are on disk: the webhook answers 200
-//! after that and never before.
+//! Every change goes through `commit`, which applies batches of writes,
+//! each all at once, and returns only when they are on disk: the webhook
+//! answers 200 after that and never before.
 
 mod sled_store;
 
@@ -128,8 +128,12 @@ pub struct IncidentFilter {
 
 /// The storage interface.
 pub trait Store: Send + Sync + 'static {
-    /// Applies `writes` atomically and returns once they are durable.
-    fn commit(&self, writes: Vec<Write>) -> Result<(), StoreError>;
+    /// Applies each batch of writes atomically, in order, and returns once
+    /// all are durable. Each batch holds whole requests (see `writer`). On an
+    /// error, the batches before the failing one may be kept: every request
+    /// of the commit is refused all the same, and a retried alert then finds
+    /// its episode and changes nothing.
+    fn commit(&self, batches: Vec<Vec<Write>>) -> Result<(), StoreError>;
     /// An incident with its alerts.
     fn incident(&self, number: u64) -> Result<Option<Incident>, StoreError>;
     /// An incident's record alone: `alerts` is empty.

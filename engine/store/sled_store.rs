@@ -98,19 +98,8 @@ fn number_of(key: &[u8]) -> Option<u64> {
 }
 
 impl SledStore {
-    fn fill_alerts(&self, inc: &mut Incident) -> Result<(), StoreError> {
-        let prefix = [b"l/".as_slice(), &inc.number().to_be_bytes()].concat();
-        inc.alerts = self
-            .db
-            .scan_prefix(prefix)
-            .map(|item| Ok(serde_json::from_slice(&item?.1)?))
-            .collect::<Result<_, StoreError>>()?;
-        Ok(())
-    }
-}
-
-impl Store for SledStore {
-    fn commit(&self, writes: Vec<Write>) -> Result<(), StoreError> {
+    /// One batch of writes as a sled batch.
+    fn batch(&self, writes: Vec<Write>) -> Result<sled::Batch, StoreError> {
         let mut batch = sled::Batch::default();
         for w in writes {
             match w {
@@ -157,7 +146,25 @@ impl Store for SledStore {
                 }
             }
         }
-        self.db.apply_batch(batch)?;
+        Ok(batch)
+    }
+
+    fn fill_alerts(&self, inc: &mut Incident) -> Result<(), StoreError> {
+        let prefix = [b"l/".as_slice(), &inc.number().to_be_bytes()].concat();
+        inc.alerts = self
+            .db
+            .scan_prefix(prefix)
+            .map(|item| Ok(serde_json::from_slice(&item?.1)?))
+            .collect::<Result<_, StoreError>>()?;
+        Ok(())
+    }
+}
+
+impl Store for SledStore {
+    fn commit(&self, batches: Vec<Vec<Write>>) -> Result<(), StoreError> {
+        for writes in batches {
+            self.db.apply_batch(self.batch(writes)?)?;
+        }
         self.db.flush()?;
         Ok(())
     }
