@@ -1,10 +1,13 @@
 //! `dns.failover` against Route53 as `moto_server` (PyPI `moto[server]`)
 //! serves it on loopback: UPSERT to the standby target, the `from` guard,
-//! weighted shifts, and dry runs that change nothing.
+//! weighted shifts, dry runs that change nothing, and throttling (through a
+//! proxy that answers Route53's throttling error) retried as the step says.
 
 mod support;
 
 use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use aws_sdk_route53::types::{Change, ChangeAction, ChangeBatch, ResourceRecord, ResourceRecordSet, RrType};
@@ -287,6 +290,171 @@ async fn failover_upserts_the_standby_target_guards_with_from_and_dry_runs_chang
     assert_eq!(
         missing["steps"][0]["attempts"], 1,
         "a missing zone is not retried: {missing:#}"
+    );
+    server.stop().await;
+}
+
+/// A proxy in front of moto that answers Route53's own throttling error to
+/// change calls while `throttle` is above the number of changes it has seen
+/// (moto cannot throttle). Everything else is passed through.
+struct Throttler {
+    url: String,
+    changes: Arc<AtomicUsize>,
+    throttle: Arc<AtomicUsize>,
+}
+
+const THROTTLED: &str = r#"<?xml version="1.0" encoding="UTF-8"?>
+<ErrorResponse xmlns="https://route53.amazonaws.com/doc/2013-04-01/"><Error><Type>Sender</Type><Code>Throttling</Code><Message>Rate exceeded</Message></Error><RequestId>laojun-test</RequestId></ErrorResponse>"#;
+
+async fn throttler(upstream: String) -> Throttler {
+    let changes = Arc::new(AtomicUsize::new(0));
+    let throttle = Arc::new(AtomicUsize::new(0));
+    let (seen, limit) = (changes.clone(), throttle.clone());
+    let http = reqwest::Client::new();
+    let app = axum::Router::new().fallback(
+        move |method: axum::http::Method,
+              uri: axum::http::Uri,
+              headers: axum::http::HeaderMap,
+              body: axum::body::Bytes| {
+            let (http, upstream, seen, limit) = (http.clone(), upstream.clone(), seen.clone(), limit.clone());
+            async move {
+                // ChangeResourceRecordSets: POST /2013-04-01/hostedzone/{id}/rrset/
+                if method == axum::http::Method::POST && uri.path().contains("/rrset") {
+                    let n = seen.fetch_add(1, Ordering::SeqCst);
+                    if n < limit.load(Ordering::SeqCst) {
+                        return (
+                            axum::http::StatusCode::BAD_REQUEST,
+                            [("content-type", "text/xml")],
+                            axum::body::Bytes::from_static(THROTTLED.as_bytes()),
+                        );
+                    }
+                }
+                let path = uri.path_and_query().map_or("/", |p| p.as_str());
+                let mut request = http.request(method, format!("{upstream}{path}")).body(body);
+                for (name, value) in &headers {
+                    if name != "host" && name != "content-length" {
+                        request = request.header(name, value);
+                    }
+                }
+                let response = request.send().await.expect("moto answers");
+                let status = axum::http::StatusCode::from_u16(response.status().as_u16()).unwrap();
+                let bytes = response.bytes().await.unwrap_or_default();
+                (status, [("content-type", "text/xml")], bytes)
+            }
+        },
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    Throttler { url, changes, throttle }
+}
+
+const PATIENT: &str = r#"
+name: dns
+params:
+  zone: string
+  to: string
+steps:
+  - id: failover
+    action: dns.failover
+    with: {hosted_zone_id: "{{params.zone}}", record_name: api.example.com, record_type: CNAME, to: "{{params.to}}"}
+    retries: {attempts: 3, backoff_secs: 0.1}
+"#;
+
+#[tokio::test(flavor = "multi_thread")]
+async fn throttled_changes_are_retried_as_the_step_says_and_each_attempt_is_on_the_timeline() {
+    let Some(moto) = start_moto().await else { return };
+    std::env::set_var("AWS_ACCESS_KEY_ID", "testing");
+    std::env::set_var("AWS_SECRET_ACCESS_KEY", "testing");
+    let client = route53(&moto.url).await;
+    let zone = client
+        .create_hosted_zone()
+        .name("example.com")
+        .caller_reference("laojun-throttle")
+        .send()
+        .await
+        .unwrap();
+    let zone_id = zone
+        .hosted_zone()
+        .unwrap()
+        .id()
+        .trim_start_matches("/hostedzone/")
+        .to_string();
+    create(
+        &client,
+        &zone_id,
+        vec![rrset("api.example.com", "primary.example.com", None)],
+    )
+    .await;
+    let proxy = throttler(moto.url.clone()).await;
+    let root = root_with(&[("runbooks/dns.yaml", PATIENT)]);
+    let (root_path, endpoint) = (root.path().to_path_buf(), proxy.url.clone());
+    let server = Server::start_with(move |c| {
+        c.root = root_path;
+        c.aws.endpoint_url = Some(endpoint);
+    })
+    .await;
+    let c = server.client();
+    let alert = json!({"version": "4", "alerts": [{"status": "firing", "labels": {"alertname": "PrimaryDown"},
+        "startsAt": "2026-11-29T12:00:00Z", "fingerprint": "d1"}]});
+    assert_eq!(
+        c.post("/api/v1/alerts", serde_json::to_vec(&alert).unwrap()).await.0,
+        200
+    );
+    let run = |to: &'static str| {
+        let (c, zone_id) = (c.clone(), zone_id.clone());
+        async move {
+            let body = json!({"incident": "INC-1", "params": {"zone": zone_id, "to": to}});
+            let (status, a) = c
+                .post("/api/v1/runbooks/dns/runs", serde_json::to_vec(&body).unwrap())
+                .await;
+            assert_eq!(status, 202, "{a}");
+            c.wait_run(a["id"].as_str().unwrap(), &["succeeded", "failed"]).await
+        }
+    };
+
+    // Throttled twice, then through on the third of three attempts.
+    proxy.throttle.store(2, Ordering::SeqCst);
+    let done = run("standby.example.com").await;
+    assert_eq!(done["status"], "succeeded", "{done:#}");
+    assert_eq!(done["steps"][0]["attempts"], 3);
+    assert_eq!(proxy.changes.load(Ordering::SeqCst), 3, "one change call per attempt");
+    assert_eq!(
+        record_values(&client, &zone_id, "api.example.com").await[0].2,
+        ["standby.example.com"]
+    );
+    let (_, incident) = c.get("/api/v1/incidents/INC-1").await;
+    let throttled: Vec<&serde_json::Value> = incident["timeline"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["kind"] == "step" && e["error"].as_str().is_some_and(|t| t.contains("Throttling")))
+        .collect();
+    assert_eq!(throttled.len(), 2, "{:#}", incident["timeline"]);
+    assert!(
+        throttled[0]["error"].as_str().unwrap().contains("retrying"),
+        "{:#}",
+        throttled[0]
+    );
+
+    // Throttled on every attempt: the step fails after its three, and the record stays.
+    proxy.changes.store(0, Ordering::SeqCst);
+    proxy.throttle.store(usize::MAX, Ordering::SeqCst);
+    let failed = run("third.example.com").await;
+    assert_eq!(failed["status"], "failed", "{failed:#}");
+    assert_eq!(failed["steps"][0]["attempts"], 3);
+    assert!(
+        failed["steps"][0]["error"].as_str().unwrap().contains("Throttling"),
+        "{failed:#}"
+    );
+    assert_eq!(
+        proxy.changes.load(Ordering::SeqCst),
+        3,
+        "the SDK does not retry on its own"
+    );
+    assert_eq!(
+        record_values(&client, &zone_id, "api.example.com").await[0].2,
+        ["standby.example.com"]
     );
     server.stop().await;
 }

@@ -32,7 +32,11 @@ impl Route53 {
         self.client
             .get_or_init(|| async {
                 let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest())
-                    .region(aws_config::Region::new(self.region.clone()));
+                    .region(aws_config::Region::new(self.region.clone()))
+                    // The step's `retries` decide, and each attempt lands on
+                    // the timeline; the SDK would otherwise retry throttling
+                    // out of sight (3 attempts, backoff up to 20 s).
+                    .retry_config(aws_config::retry::RetryConfig::disabled());
                 if let Some(url) = &self.endpoint_url {
                     loader = loader.endpoint_url(url);
                 }
