@@ -6,7 +6,7 @@
 //! Rendering is one pass over data: a label value that contains `{{...}}`
 //! is printed as text, never compiled as a template.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
 use handlebars::template::{HelperTemplate, Parameter, TemplateElement};
 use handlebars::{Context, Handlebars, Helper, HelperResult, Output, RenderContext, RenderErrorReason, Template};
@@ -192,7 +192,11 @@ pub struct Scope<'a> {
 
 /// Compiles `source` and checks its references; returns every problem.
 pub fn check(source: &str, scope: &Scope) -> Vec<TemplateProblem> {
-    let template = match Template::compile(source) {
+    if !source.contains("{{") {
+        // Plain text: nothing to compile or check.
+        return Vec::new();
+    }
+    let template = match compiled(source) {
         Ok(t) => t,
         Err(e) => {
             let (line, col) = e.pos().unwrap_or((0, 0));
@@ -211,6 +215,28 @@ pub fn check(source: &str, scope: &Scope) -> Vec<TemplateProblem> {
     let mut problems = Vec::new();
     walk(&template, scope, true, &mut problems);
     problems
+}
+
+thread_local! {
+    /// Templates compiled on this thread, by source: catalogs say the same
+    /// things again and again (`{{params.namespace}}` in every runbook), and
+    /// compiling is most of what loading a catalog costs.
+    static COMPILED: std::cell::RefCell<HashMap<String, std::rc::Rc<Template>>> = Default::default();
+}
+
+fn compiled(source: &str) -> Result<std::rc::Rc<Template>, handlebars::TemplateError> {
+    if let Some(t) = COMPILED.with(|c| c.borrow().get(source).cloned()) {
+        return Ok(t);
+    }
+    let t = std::rc::Rc::new(Template::compile(source)?);
+    COMPILED.with(|c| {
+        let mut cache = c.borrow_mut();
+        if cache.len() >= 10_000 {
+            cache.clear();
+        }
+        cache.insert(source.to_string(), t.clone());
+    });
+    Ok(t)
 }
 
 fn walk(t: &Template, scope: &Scope, top_context: bool, out: &mut Vec<TemplateProblem>) {
