@@ -11,7 +11,7 @@
 //! Only one thread changes this state (see `writer`), so there are no races
 //! between two webhooks about the same alert.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
@@ -132,10 +132,15 @@ pub struct Intake {
     run_keys: HashMap<String, String>,
     /// Incidents resolved since the last `take_closed`.
     closed: Vec<Incident>,
-    /// Incident records (without alerts) changed since the last `take_writes`.
+    /// Incident records (without alerts) read or changed since the last
+    /// commit: the store has them only once it is done, and a commit may
+    /// take its writes in several chunks (see `writer`).
     records: BTreeMap<u64, Incident>,
-    /// Alerts changed since the last `take_writes`, by (incident, index).
+    /// Alerts read or changed since the last commit, by (incident, index).
     alerts: BTreeMap<(u64, u32), IncidentAlert>,
+    /// Records and alerts changed since the last `take_writes`.
+    changed_records: BTreeSet<u64>,
+    changed_alerts: BTreeSet<(u64, u32)>,
     /// Writes made since the last `take_writes`.
     pending: Vec<Write>,
 }
@@ -160,6 +165,8 @@ impl Intake {
             closed: Vec::new(),
             records: BTreeMap::new(),
             alerts: BTreeMap::new(),
+            changed_records: BTreeSet::new(),
+            changed_alerts: BTreeSet::new(),
             pending: Vec::new(),
         };
         intake.reload()?;
@@ -172,6 +179,8 @@ impl Intake {
         self.pending.clear();
         self.records.clear();
         self.alerts.clear();
+        self.changed_records.clear();
+        self.changed_alerts.clear();
         self.closed.clear();
         self.open.clear();
         self.groups.clear();
@@ -190,24 +199,34 @@ impl Intake {
     /// The writes made since the last call; the caller commits them and
     /// then calls `committed`.
     pub fn take_writes(&mut self) -> Vec<Write> {
-        for (_, inc) in std::mem::take(&mut self.records) {
-            self.pending.push(Write::Incident(inc));
+        for n in std::mem::take(&mut self.changed_records) {
+            if let Some(inc) = self.records.get(&n) {
+                self.pending.push(Write::Incident(inc.clone()));
+            }
         }
-        for ((incident, index), alert) in std::mem::take(&mut self.alerts) {
-            self.pending.push(Write::Alert { incident, index, alert });
+        for (incident, index) in std::mem::take(&mut self.changed_alerts) {
+            if let Some(alert) = self.alerts.get(&(incident, index)) {
+                self.pending.push(Write::Alert {
+                    incident,
+                    index,
+                    alert: alert.clone(),
+                });
+            }
         }
         std::mem::take(&mut self.pending)
     }
 
     /// How many writes `take_writes` would return now.
     pub fn writes_waiting(&self) -> usize {
-        self.pending.len() + self.records.len() + self.alerts.len()
+        self.pending.len() + self.changed_records.len() + self.changed_alerts.len()
     }
 
-    /// The writes taken are on disk: episodes are read from the store from
-    /// now on.
+    /// The writes taken are on disk: episodes, records and alerts are read
+    /// from the store from now on.
     pub fn committed(&mut self) {
         self.episodes.clear();
+        self.records.clear();
+        self.alerts.clear();
     }
 
     /// Queues an audit record with the other writes.
@@ -330,6 +349,7 @@ impl Intake {
         self.pending.push(Write::LastIncident(n));
         self.pending.push(Write::Open(OpenEntry::of(&incident)));
         self.records.insert(n, incident);
+        self.changed_records.insert(n);
         self.open.insert(n, severity);
         self.groups.insert(gkey, n);
         self.event(
@@ -344,8 +364,8 @@ impl Intake {
         Ok((n, true))
     }
 
-    /// Incident `n`'s record, read once per commit; whatever changes it is
-    /// written by `take_writes`. `None` when there is no such incident.
+    /// Incident `n`'s record, to change: read once per commit, written by
+    /// the next `take_writes`. `None` when there is no such incident.
     fn record(&mut self, n: u64) -> Result<Option<&mut Incident>, StoreError> {
         if !self.records.contains_key(&n) {
             match self.store.incident_record(n)? {
@@ -353,10 +373,11 @@ impl Intake {
                 None => return Ok(None),
             };
         }
+        self.changed_records.insert(n);
         Ok(self.records.get_mut(&n))
     }
 
-    /// One of incident `n`'s alerts, read once per commit like `record`.
+    /// One of incident `n`'s alerts, to change, like `record`.
     fn alert(&mut self, n: u64, index: u32) -> Result<Option<&mut IncidentAlert>, StoreError> {
         if !self.alerts.contains_key(&(n, index)) {
             match self.store.incident_alert(n, index)? {
@@ -364,6 +385,7 @@ impl Intake {
                 None => return Ok(None),
             };
         }
+        self.changed_alerts.insert((n, index));
         Ok(self.alerts.get_mut(&(n, index)))
     }
 
@@ -399,11 +421,14 @@ impl Intake {
     /// Adds a firing alert to incident `n`; returns its episode.
     fn add_alert(&mut self, n: u64, alert: &Alert, now: DateTime<Utc>) -> Result<Episode, StoreError> {
         let Some(inc) = self.record(n)? else {
-            unreachable!("incident_for returns an incident that exists");
+            return Err(StoreError::Missing(format!(
+                "incident {n}, which alerts were routed to"
+            )));
         };
         let index = inc.alert_count;
         inc.alert_count += 1;
         inc.alerts_firing += 1;
+        self.changed_alerts.insert((n, index));
         self.alerts.insert(
             (n, index),
             IncidentAlert {
@@ -891,6 +916,42 @@ mod tests {
         assert!(inc.alerts.iter().all(|a| a.status == AlertStatus::Resolved));
         assert_eq!(intake.open_counts(), [0; 4]);
         assert_eq!(inc.events as usize, store.timeline(1).unwrap().len());
+    }
+
+    #[test]
+    fn writes_taken_in_several_chunks_of_one_commit_build_on_each_other() {
+        // The writer takes writes in chunks as a commit grows and applies
+        // them all at its end: a later request in the same commit must see
+        // what the earlier ones did to the same incident.
+        let (_d, store, mut intake) = setup();
+        let labels = [("alertname", "ServiceDown"), ("namespace", "web")];
+        let mut chunks = Vec::new();
+        for i in 0..3 {
+            intake
+                .apply(
+                    &[alert(&format!("fp{i}"), AlertStatus::Firing, T0, &labels)],
+                    Utc::now(),
+                )
+                .unwrap();
+            chunks.push(intake.take_writes());
+        }
+        let mut resolved = alert("fp0", AlertStatus::Resolved, T0, &labels);
+        resolved.ends_at = Some(Utc::now());
+        intake.apply(&[resolved], Utc::now()).unwrap();
+        chunks.push(intake.take_writes());
+        store.commit(chunks).unwrap();
+        intake.committed();
+        let inc = store.incident(1).unwrap().unwrap();
+        let fingerprints: Vec<&str> = inc.alerts.iter().map(|a| a.fingerprint.as_str()).collect();
+        assert_eq!(fingerprints, ["fp0", "fp1", "fp2"]);
+        assert_eq!((inc.alerts_firing, inc.alerts[0].status), (2, AlertStatus::Resolved));
+        let timeline = store.timeline(1).unwrap();
+        assert_eq!(inc.events as usize, timeline.len());
+        let fired = timeline
+            .iter()
+            .filter(|e| matches!(e.what, EventKind::AlertFired { .. }))
+            .count();
+        assert_eq!(fired, 3, "no event overwrote another: {timeline:?}");
     }
 
     #[test]

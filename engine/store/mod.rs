@@ -115,6 +115,9 @@ pub enum StoreError {
     /// A stored record could not be read back.
     #[error("store: a stored record does not decode: {0}")]
     Decode(#[from] serde_json::Error),
+    /// A record another one points at is not there.
+    #[error("store: no record of {0}")]
+    Missing(String),
 }
 
 /// What an incident list may be filtered by.
