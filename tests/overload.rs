@@ -64,3 +64,57 @@ async fn overflow_gets_503_and_every_retried_alert_is_stored_once() {
     );
     server.stop().await;
 }
+
+/// Grouped bodies from many senders at once make commits of thousands of
+/// writes, which the writer applies in several store batches: every alert
+/// and every timeline event of the few incidents they join must survive.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_storm_of_grouped_bodies_keeps_every_alert_and_event_of_the_incidents_it_joins() {
+    let server = Server::start().await;
+    let url = format!("{}/api/v1/alerts", server.url);
+    let http = reqwest::Client::new();
+    let (senders, bodies, per_body, groups) = (16, 10, 50, 3);
+    let mut tasks = Vec::new();
+    for s in 0..senders {
+        let (http, url) = (http.clone(), url.clone());
+        tasks.push(tokio::spawn(async move {
+            for b in 0..bodies {
+                let alerts: Vec<serde_json::Value> = (0..per_body)
+                    .map(|a| {
+                        json!({"status": "firing", "labels": {"alertname": format!("Grouped{}", (s + b + a) % groups), "instance": format!("{s}-{b}-{a}")},
+                               "startsAt": "2026-11-29T12:00:00Z", "fingerprint": format!("{s:04x}{b:04x}{a:04x}")})
+                    })
+                    .collect();
+                let r = http.post(&url).bearer_auth(TOKEN).json(&json!({"version": "4", "alerts": alerts})).send().await.unwrap();
+                assert_eq!(r.status(), 200);
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let c = server.client();
+    let (_, list) = c.get("/api/v1/incidents?limit=100").await;
+    let list = list.as_array().unwrap();
+    assert_eq!(list.len(), groups, "{list:#?}");
+    let mut stored = HashSet::new();
+    for inc in list {
+        let (_, full) = c
+            .get(&format!("/api/v1/incidents/{}", inc["id"].as_str().unwrap()))
+            .await;
+        let alerts = full["alerts"].as_array().unwrap();
+        assert_eq!(full["alert_count"].as_u64().unwrap() as usize, alerts.len());
+        let timeline = full["timeline"].as_array().unwrap();
+        assert_eq!(full["events"].as_u64().unwrap() as usize, timeline.len());
+        let fired = timeline.iter().filter(|e| e["kind"] == "alert_fired").count();
+        assert_eq!(fired, alerts.len(), "one alert_fired event per alert, none overwritten");
+        for a in alerts {
+            assert!(
+                stored.insert(a["fingerprint"].as_str().unwrap().to_string()),
+                "stored twice: {a}"
+            );
+        }
+    }
+    assert_eq!(stored.len(), senders * bodies * per_body, "every alert stored");
+    server.stop().await;
+}
