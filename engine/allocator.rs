@@ -8,7 +8,7 @@
 //! `main`; the library itself does not choose an allocator (tests and
 //! fuzzing keep the system one).
 
-use libmimalloc_sys::{mi_option_set, mi_option_t};
+use libmimalloc_sys::{mi_option_set_default, mi_option_t};
 
 // The option's number in mimalloc.h (v3, as vendored by libmimalloc-sys
 // 0.1.49), which libmimalloc-sys does not name.
@@ -22,8 +22,9 @@ const MI_OPTION_ARENA_EAGER_COMMIT: mi_option_t = 4;
 /// Must run before mimalloc's first allocation, which happens before
 /// `main`: see `CONFIGURE_BEFORE_MAIN` in the binary.
 pub extern "C" fn configure() {
-    // SAFETY: plain setters of mimalloc's global options; any value is valid.
+    // SAFETY: a plain setter of one of mimalloc's global options; any value
+    // is valid. A default, so MIMALLOC_ARENA_EAGER_COMMIT still wins.
     unsafe {
-        mi_option_set(MI_OPTION_ARENA_EAGER_COMMIT, 0);
+        mi_option_set_default(MI_OPTION_ARENA_EAGER_COMMIT, 0);
     }
 }

@@ -196,13 +196,17 @@ fn run(
         }
         chunks.push(intake.take_writes());
         chunks.retain(|c| !c.is_empty());
-        let committed = if chunks.is_empty() {
+        // A request the store failed under (a read) may have made half its
+        // writes: commit nothing of this batch rather than half a request.
+        let committed = if let Some(failed) = answers.iter().find_map(Answer::store_failure) {
+            Err(failed)
+        } else if chunks.is_empty() {
             Ok(())
         } else {
             let started = Instant::now();
             let result = store.commit(chunks);
             metrics.store_write_seconds.observe(started.elapsed().as_secs_f64());
-            result
+            result.map_err(|e| e.to_string())
         };
         match committed {
             Ok(()) => {
@@ -218,12 +222,12 @@ fn run(
                 }
             }
             Err(e) => {
-                tracing::error!(error = %e, "store commit failed; the requests of this batch are refused with 503");
+                tracing::error!(error = %e, "store failed; the requests of this batch are refused with 503");
                 if let Err(e) = intake.reload() {
                     tracing::error!(error = %e, "reloading state from the store failed");
                 }
                 for answer in answers {
-                    answer.send_err(&e.to_string());
+                    answer.send_err(&e);
                 }
             }
         }
@@ -283,6 +287,21 @@ fn refused(e: RequestError) -> Failure {
 }
 
 impl Answer {
+    /// Why the store failed this request, if it did.
+    fn store_failure(&self) -> Option<String> {
+        let failure = match self {
+            Answer::Alerts(_, Err(f)) => f,
+            Answer::Note(_, Err(f)) => f,
+            Answer::Resolve(_, Err(f)) => f,
+            Answer::Run(_, Err(f)) => f,
+            _ => return None,
+        };
+        match failure {
+            Failure::Unavailable(why) => Some(why.clone()),
+            Failure::Refused(_) => None,
+        }
+    }
+
     fn send_ok(self, effects: Option<&mpsc::UnboundedSender<Effect>>) {
         // A requester that went away (client hung up) is no reason to stop.
         match self {

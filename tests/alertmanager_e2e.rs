@@ -152,8 +152,19 @@ async fn alerts_flow_from_alertmanager_to_one_incident_repeat_without_duplicates
     assert_eq!(incident["severity"], "P0", "the ServiceDown playbook says P0");
     assert_eq!(incident["title"], "checkout is down");
     let id = incident["id"].as_str().unwrap().to_string();
+    // The playbook's runbooks add their own events meanwhile; what a repeat
+    // must not add is an alert event.
+    let alert_events = |incident: &serde_json::Value| {
+        incident["timeline"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|e| e["kind"].as_str().is_some_and(|k| k.starts_with("alert_")))
+            .count()
+    };
     let (_, with_timeline) = c.get(&format!("/api/v1/incidents/{id}")).await;
-    let events_before = with_timeline["timeline"].as_array().unwrap().len();
+    let events_before = alert_events(&with_timeline);
+    assert_eq!(events_before, 1, "{with_timeline:#}");
 
     // AlertManager resends the group every repeat_interval (2 s) and we
     // push the same alert again: still one incident, same timeline.
@@ -180,9 +191,9 @@ async fn alerts_flow_from_alertmanager_to_one_incident_repeat_without_duplicates
     );
     let (_, again) = c.get(&format!("/api/v1/incidents/{id}")).await;
     assert_eq!(
-        again["timeline"].as_array().unwrap().len(),
+        alert_events(&again),
         events_before,
-        "a repeat added to the timeline"
+        "a repeat added to the timeline: {again:#}"
     );
     assert!(again["alerts"][0]["repeats"].as_u64().unwrap() >= 1);
 

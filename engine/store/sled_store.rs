@@ -12,6 +12,7 @@
 //! | `e/` fingerprint, 0x00, i64 startsAt ns (sign-flipped) | episode JSON |
 //! | `o/` u64 incident number | the incident is not resolved: its routing entry JSON |
 //! | `m/last_incident` | u64: the highest incident number handed out |
+//! | `m/format` | u64: the layout's version (2; see `migrate`) |
 //! | `r/` u64 run number | run JSON |
 //! | `u/` u64 run number | empty: the run is not finished |
 //! | `k/` idempotency key | run id |
@@ -24,6 +25,7 @@ use std::path::Path;
 use chrono::{DateTime, Utc};
 
 use super::{Audit, Episode, IncidentFilter, OpenEntry, Store, StoreError, Write};
+use crate::alert::Status as AlertStatus;
 use crate::incident::{Event, Incident, IncidentAlert};
 use crate::run::Run;
 
@@ -42,7 +44,58 @@ impl SledStore {
             // keeps 100k open incidents under 150 MB resident.
             .cache_capacity(16 * 1024 * 1024)
             .open()?;
-        Ok(SledStore { db })
+        let store = SledStore { db };
+        store.migrate()?;
+        Ok(store)
+    }
+
+    /// Brings a store written by an earlier laojun to the current layout.
+    /// Format 1 (before `m/format` existed) kept each incident's alerts
+    /// inside its record, left `o/` values empty and gave episodes no alert
+    /// index. Each incident moves in one batch, so a migration cut short
+    /// carries on at the next start; the format is written last.
+    fn migrate(&self) -> Result<(), StoreError> {
+        if read_u64(&self.db, FORMAT)? >= CURRENT_FORMAT {
+            return Ok(());
+        }
+        let mut moved = 0;
+        for item in self.db.scan_prefix(b"i/") {
+            let (key, bytes) = item?;
+            let mut inc: Incident = serde_json::from_slice(&bytes)?;
+            if inc.alerts.is_empty() {
+                continue;
+            }
+            let n = inc.number();
+            let mut batch = sled::Batch::default();
+            for (index, alert) in inc.alerts.iter().enumerate() {
+                let index = index as u32;
+                let episode = Episode {
+                    incident: n,
+                    alert: index,
+                    status: alert.status,
+                };
+                batch.insert(
+                    episode_key(&alert.fingerprint, alert.starts_at),
+                    serde_json::to_vec(&episode)?,
+                );
+                batch.insert(alert_key(n, index), serde_json::to_vec(alert)?);
+            }
+            inc.alert_count = inc.alerts.len() as u32;
+            inc.alerts_firing = inc.alerts.iter().filter(|a| a.status == AlertStatus::Firing).count() as u32;
+            inc.alerts.clear();
+            if self.db.contains_key(open_key(n))? {
+                batch.insert(open_key(n), serde_json::to_vec(&OpenEntry::of(&inc))?);
+            }
+            batch.insert(key, serde_json::to_vec(&inc)?);
+            self.db.apply_batch(batch)?;
+            moved += 1;
+        }
+        self.db.insert(FORMAT, &CURRENT_FORMAT.to_be_bytes())?;
+        self.db.flush()?;
+        if moved > 0 {
+            tracing::warn!(incidents = moved, "moved the store to the current layout");
+        }
+        Ok(())
     }
 }
 
@@ -72,6 +125,9 @@ fn episode_key(fingerprint: &str, starts_at: DateTime<Utc>) -> Vec<u8> {
 }
 
 const LAST_INCIDENT: &[u8] = b"m/last_incident";
+/// The layout's version: absent in the first one.
+const FORMAT: &[u8] = b"m/format";
+const CURRENT_FORMAT: u64 = 2;
 const LAST_RUN: &[u8] = b"m/last_run";
 
 fn run_key(n: u64) -> Vec<u8> {
@@ -211,13 +267,8 @@ impl Store for SledStore {
 
     fn each_open(&self, each: &mut dyn FnMut(OpenEntry)) -> Result<(), StoreError> {
         for item in self.db.scan_prefix(b"o/") {
-            let (key, value) = item?;
-            if !value.is_empty() {
-                each(serde_json::from_slice(&value)?);
-            } else if let Some(inc) = number_of(&key).map(|n| self.incident_record(n)).transpose()?.flatten() {
-                // Stores written before the entry was kept here.
-                each(OpenEntry::of(&inc));
-            }
+            let (_, value) = item?;
+            each(serde_json::from_slice(&value)?);
         }
         Ok(())
     }
@@ -313,5 +364,91 @@ impl Store for SledStore {
             .db
             .get(idempotency_key(key))?
             .map(|v| String::from_utf8_lossy(&v).into_owned()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::alert::Alert;
+    use crate::incident::Status;
+    use crate::intake::{AlertOutcome, Intake};
+    use std::sync::Arc;
+
+    const STARTS: &str = "2026-11-29T12:00:00Z";
+
+    fn at(t: &str) -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339(t).unwrap().with_timezone(&Utc)
+    }
+
+    /// An open incident with two firing alerts as the first layout kept it.
+    fn write_format_1(dir: &Path) {
+        let db = sled::open(dir).unwrap();
+        let alert = |fp: &str| {
+            serde_json::json!({"fingerprint": fp, "status": "firing", "labels": {"alertname": "ServiceDown"},
+                               "annotations": {}, "starts_at": STARTS, "ends_at": null, "repeats": 2})
+        };
+        let record = serde_json::json!({"id": "INC-1", "title": "ServiceDown", "status": "open", "severity": "P1",
+            "playbook": "default", "group": {"alertname": "ServiceDown"}, "opened_at": STARTS,
+            "mitigated_at": null, "resolved_at": null, "alerts": [alert("a"), alert("b")], "runs": [], "events": 0});
+        db.insert(incident_key(1), serde_json::to_vec(&record).unwrap())
+            .unwrap();
+        db.insert(open_key(1), &[][..]).unwrap();
+        for fp in ["a", "b"] {
+            let episode = serde_json::json!({"incident": 1, "status": "firing"});
+            db.insert(episode_key(fp, at(STARTS)), serde_json::to_vec(&episode).unwrap())
+                .unwrap();
+        }
+        db.insert(LAST_INCIDENT, &1u64.to_be_bytes()).unwrap();
+        db.flush().unwrap();
+    }
+
+    fn open_when_free(dir: &Path) -> SledStore {
+        for _ in 0..100 {
+            if let Ok(store) = SledStore::open(dir) {
+                return store;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        SledStore::open(dir).unwrap()
+    }
+
+    #[test]
+    fn a_store_of_the_first_layout_keeps_its_alerts_and_resolves_with_the_last_one() {
+        let dir = tempfile::tempdir().unwrap();
+        write_format_1(dir.path());
+        let store: Arc<dyn Store> = Arc::new(open_when_free(dir.path()));
+        let inc = store.incident(1).unwrap().unwrap();
+        assert_eq!((inc.alerts.len(), inc.alert_count, inc.alerts_firing), (2, 2, 2));
+        assert_eq!(inc.alerts[1].repeats, 2);
+        let mut entries = Vec::new();
+        store.each_open(&mut |e| entries.push(e)).unwrap();
+        assert_eq!(entries.len(), 1);
+        assert_eq!(entries[0].playbook, "default");
+
+        let mut intake = Intake::new(store.clone(), vec![]).unwrap();
+        let resolve = |fp: &str| Alert {
+            fingerprint: fp.into(),
+            status: AlertStatus::Resolved,
+            labels: [("alertname".to_string(), "ServiceDown".to_string())].into(),
+            annotations: Default::default(),
+            starts_at: at(STARTS),
+            ends_at: Some(at("2026-11-29T13:00:00Z")),
+            generator_url: None,
+        };
+        let outcome = intake.apply(&[resolve("a")], Utc::now()).unwrap().outcomes;
+        assert_eq!(outcome, [AlertOutcome::Resolved]);
+        store.commit(vec![intake.take_writes()]).unwrap();
+        intake.committed();
+        assert_eq!(
+            store.incident(1).unwrap().unwrap().status,
+            Status::Open,
+            "b still fires"
+        );
+        intake.apply(&[resolve("b")], Utc::now()).unwrap();
+        store.commit(vec![intake.take_writes()]).unwrap();
+        let inc = store.incident(1).unwrap().unwrap();
+        assert_eq!(inc.status, Status::Resolved);
+        assert!(inc.alerts.iter().all(|a| a.status == AlertStatus::Resolved));
     }
 }
