@@ -15,17 +15,6 @@ use serde_json::{json, Value};
 const RUNBOOKS: usize = 500;
 const INCIDENTS: usize = 100_000;
 
-fn rss_mib(pid: u32) -> f64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    let kib: f64 = status
-        .lines()
-        .find(|l| l.starts_with("VmRSS:"))
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0.0);
-    kib / 1024.0
-}
-
 fn dir_mib(dir: &std::path::Path) -> f64 {
     let mut total = 0u64;
     for e in std::fs::read_dir(dir).unwrap().flatten() {
@@ -87,7 +76,7 @@ async fn main() {
     let startup = started.elapsed();
     std::thread::spawn(move || for _ in lines {});
     tokio::time::sleep(Duration::from_secs(1)).await;
-    let idle = rss_mib(child.id());
+    let idle = common::rss_mib(child.id());
 
     let url = format!("http://{addr}/api/v1/alerts");
     let http = reqwest::Client::new();
@@ -121,7 +110,7 @@ async fn main() {
     }
     let load = load_start.elapsed();
     tokio::time::sleep(Duration::from_secs(1)).await;
-    let loaded = rss_mib(child.id());
+    let loaded = common::rss_mib(child.id());
     let disk = dir_mib(data.path());
     child.kill().unwrap();
     child.wait().unwrap();

@@ -262,22 +262,11 @@ fn process_tree(root: u32) -> Vec<u32> {
     tree
 }
 
-fn rss_mib(pid: u32) -> f64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    let kib: f64 = status
-        .lines()
-        .find(|l| l.starts_with("VmRSS:"))
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0.0);
-    kib / 1024.0
-}
-
 /// Resident memory of the whole process tree. ansible-rulebook runs its
 /// rule engine (Drools) in a JVM loaded into the Python process through
 /// jpy, so the Python process itself holds nearly all of it.
 fn tree_rss_mib(root: u32) -> f64 {
-    process_tree(root).into_iter().map(rss_mib).sum()
+    process_tree(root).into_iter().map(common::rss_mib).sum()
 }
 
 #[tokio::main]

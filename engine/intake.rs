@@ -367,14 +367,23 @@ impl Intake {
     /// Incident `n`'s record, to change: read once per commit, written by
     /// the next `take_writes`. `None` when there is no such incident.
     fn record(&mut self, n: u64) -> Result<Option<&mut Incident>, StoreError> {
-        if !self.records.contains_key(&n) {
-            match self.store.incident_record(n)? {
-                Some(inc) => self.records.insert(n, inc),
-                None => return Ok(None),
-            };
+        if !self.has_record(n)? {
+            return Ok(None);
         }
         self.changed_records.insert(n);
         Ok(self.records.get_mut(&n))
+    }
+
+    /// Whether incident `n` exists, reading its record once per commit
+    /// (not written back unless `record` changes it).
+    fn has_record(&mut self, n: u64) -> Result<bool, StoreError> {
+        if !self.records.contains_key(&n) {
+            match self.store.incident_record(n)? {
+                Some(inc) => self.records.insert(n, inc),
+                None => return Ok(false),
+            };
+        }
+        Ok(true)
     }
 
     /// One of incident `n`'s alerts, to change, like `record`.
@@ -563,9 +572,10 @@ impl Intake {
         if let Some(inc) = self.close(n, now, by.to_string())? {
             return Ok(inc);
         }
-        match self.record(n)? {
-            Some(inc) => Err(RequestError::Conflict(format!("{} is already resolved", inc.id))),
-            None => Err(RequestError::NotFound(format_id(n))),
+        if self.has_record(n)? {
+            Err(RequestError::Conflict(format!("{} is already resolved", format_id(n))))
+        } else {
+            Err(RequestError::NotFound(format_id(n)))
         }
     }
 
@@ -613,7 +623,7 @@ impl Intake {
                 }
             }
             if let Some(n) = incident {
-                if self.record(n)?.is_none() {
+                if !self.has_record(n)? {
                     return Err(RequestError::NotFound(format_id(n)));
                 }
             }

@@ -87,6 +87,22 @@ fn rrset(name: &str, value: &str, id: Option<(&str, i64)>) -> ResourceRecordSet 
     b.build().unwrap()
 }
 
+/// A new hosted zone `example.com`; its id without `/hostedzone/`.
+async fn zone(client: &aws_sdk_route53::Client, caller_reference: &str) -> String {
+    let zone = client
+        .create_hosted_zone()
+        .name("example.com")
+        .caller_reference(caller_reference)
+        .send()
+        .await
+        .unwrap();
+    zone.hosted_zone()
+        .unwrap()
+        .id()
+        .trim_start_matches("/hostedzone/")
+        .to_string()
+}
+
 async fn create(client: &aws_sdk_route53::Client, zone: &str, sets: Vec<ResourceRecordSet>) {
     let changes = sets
         .into_iter()
@@ -162,19 +178,7 @@ async fn failover_upserts_the_standby_target_guards_with_from_and_dry_runs_chang
     std::env::set_var("AWS_ACCESS_KEY_ID", "testing");
     std::env::set_var("AWS_SECRET_ACCESS_KEY", "testing");
     let client = route53(&moto.url).await;
-    let zone = client
-        .create_hosted_zone()
-        .name("example.com")
-        .caller_reference("laojun-test")
-        .send()
-        .await
-        .unwrap();
-    let zone_id = zone
-        .hosted_zone()
-        .unwrap()
-        .id()
-        .trim_start_matches("/hostedzone/")
-        .to_string();
+    let zone_id = zone(&client, "laojun-test").await;
     create(
         &client,
         &zone_id,
@@ -367,19 +371,7 @@ async fn throttled_changes_are_retried_as_the_step_says_and_each_attempt_is_on_t
     std::env::set_var("AWS_ACCESS_KEY_ID", "testing");
     std::env::set_var("AWS_SECRET_ACCESS_KEY", "testing");
     let client = route53(&moto.url).await;
-    let zone = client
-        .create_hosted_zone()
-        .name("example.com")
-        .caller_reference("laojun-throttle")
-        .send()
-        .await
-        .unwrap();
-    let zone_id = zone
-        .hosted_zone()
-        .unwrap()
-        .id()
-        .trim_start_matches("/hostedzone/")
-        .to_string();
+    let zone_id = zone(&client, "laojun-throttle").await;
     create(
         &client,
         &zone_id,

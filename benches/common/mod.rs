@@ -3,15 +3,21 @@
 
 use std::path::{Path, PathBuf};
 
-/// The same allocator and options as the `laojun` binary (see
-/// `laojun::allocator` and engine/main.rs).
-#[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+// The same allocator and options as the `laojun` binary.
+laojun::use_laojun_allocator!();
 
-#[cfg(target_os = "linux")]
-#[used]
-#[link_section = ".init_array.00100"]
-static CONFIGURE_BEFORE_MAIN: extern "C" fn() = laojun::allocator::configure;
+/// Resident memory of a process, from /proc (Linux).
+#[allow(dead_code)] // not every bench measures memory
+pub fn rss_mib(pid: u32) -> f64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let kib: f64 = status
+        .lines()
+        .find(|l| l.starts_with("VmRSS:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0.0);
+    kib / 1024.0
+}
 
 /// Writes `<out>/bench-<name>.json`, <out> being $LAOJUN_BENCH_OUT or
 /// target/bench in the repository.
