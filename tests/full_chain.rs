@@ -207,7 +207,7 @@ async fn a_prometheus_service_down_alert_is_remediated_resolved_and_written_up()
         assert!(text.contains(needle), "{needle:?} missing from the postmortem:\n{text}");
     }
     assert!(
-        text.contains("- rollback (k8s.rollback): succeeded, "),
+        text.contains("| rollback | k8s.rollback | succeeded | "),
         "the run's steps with timings:\n{text}"
     );
     eprintln!("full chain took {:.1}s", started.elapsed().as_secs_f64());

@@ -118,7 +118,7 @@ fn recorded(service: &str) -> (Incident, Vec<Event>, Vec<Run>) {
             "k8s.restart",
             StepStatus::Succeeded,
             "2023-12-01T14:30:06Z",
-            Some("restarted deployment/core-services in prod"),
+            Some(&format!("restarted deployment/{service} in prod")),
         ),
         ev(
             "2023-12-01T14:31:10Z",
@@ -152,7 +152,7 @@ fn recorded(service: &str) -> (Incident, Vec<Event>, Vec<Run>) {
     restart.attempts = 1;
     restart.started_at = Some(at("2023-12-01T14:30:06Z"));
     restart.finished_at = Some(at("2023-12-01T14:30:06.250Z"));
-    restart.summary = Some("restarted deployment/core-services in prod".into());
+    restart.summary = Some(format!("restarted deployment/{service} in prod"));
     let mut wait = StepRecord::new("wait", "k8s.wait_ready");
     wait.status = StepStatus::Succeeded;
     wait.attempts = 1;
@@ -249,8 +249,19 @@ fn label_values_with_markdown_or_template_syntax_come_out_inert() {
     .unwrap();
     assert!(!text.contains("x](http://evil"), "a label made a link:\n{text}");
     assert!(!text.contains("<script>"), "a label made HTML:\n{text}");
+    let inert = r"x\](http://evil.example) \# \{\{incident.id\}\} \<script\>\|";
+    assert!(text.contains(inert), "{text}");
+    // The timeline line and the step table row are written by laojun, not the template: escaped too.
     assert!(
-        text.contains(r"x\](http://evil.example) \# \{\{incident.id\}\} \<script\>\|"),
+        text.contains(&format!(
+            " step \\`restart\\` (k8s.restart) succeeded: restarted deployment/{inert} in prod"
+        )),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!(
+            "| restart | k8s.restart | succeeded | 250 ms | restarted deployment/{inert} in prod |"
+        )),
         "{text}"
     );
     assert_eq!(
@@ -267,6 +278,32 @@ fn label_values_with_markdown_or_template_syntax_come_out_inert() {
         .matches("INC-7")
         .count(),
         "the label's {{{{incident.id}}}} was not expanded"
+    );
+}
+
+#[test]
+fn a_template_of_your_own_can_walk_the_timeline_and_the_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("templates")).unwrap();
+    std::fs::write(
+        dir.path().join("templates/postmortem.md.hbs"),
+        "{{#each incident.timeline}}{{this.kind}} at {{this.time}}: {{this.text}}\n{{/each}}\
+         {{#each incident.runs}}{{#each this.steps}}{{../id}}/{{this.id}} took {{this.duration_ms}} ms\n{{/each}}{{/each}}",
+    )
+    .unwrap();
+    let loaded = laojun::catalog::load(dir.path(), &laojun::script::Sandbox::default()).unwrap();
+    assert!(loaded.problems.is_empty(), "{:?}", loaded.problems);
+    let (incident, timeline, runs) = recorded("core-services");
+    let text =
+        laojun::postmortem::render(&loaded.catalog, &incident, &timeline, &runs, chrono_tz::UTC, Utc::now()).unwrap();
+    assert_eq!(text.lines().count(), timeline.len() + 2, "{text}");
+    assert!(
+        text.starts_with("opened at 14:30:05: incident opened by playbook"),
+        "{text}"
+    );
+    assert!(
+        text.contains("RUN-3/restart took 250 ms\nRUN-3/wait took 62700 ms\n"),
+        "{text}"
     );
 }
 
