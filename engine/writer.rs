@@ -1,8 +1,10 @@
 //! The one thread that changes incidents. Requests (webhook bodies, notes,
 //! resolves) wait in a bounded queue; the thread takes all that are waiting,
-//! applies them, commits their writes with one flush (group commit) and
-//! then answers each. A full queue is refused at once (the webhook answers
-//! 503 and AlertManager retries), so memory stays bounded under a storm.
+//! applies them and hands their writes to the store. A second thread
+//! flushes (group commit: one flush for every batch applied before it) and
+//! then answers each request, so the disk syncs one batch while the next is
+//! applied. A full queue is refused at once (the webhook answers 503 and
+//! AlertManager retries), so memory stays bounded under a storm.
 
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -68,7 +70,8 @@ pub enum Failure {
     /// The request itself cannot be done (unknown incident, already resolved).
     #[error(transparent)]
     Refused(RequestError),
-    /// The store failed; nothing of the request was kept. Try again.
+    /// The store failed; the request is not known to be on disk. Try again
+    /// (a retried alert finds its episode if it was kept).
     #[error("the store cannot write now: {0}")]
     Unavailable(String),
 }
@@ -162,6 +165,18 @@ impl Writer {
     }
 }
 
+/// How many applied batches may wait for their flush. When the disk falls
+/// behind, the writer stops taking requests, the queue fills and webhooks
+/// get 503: memory stays bounded.
+const FLUSHES_WAITING: usize = 2;
+
+/// A batch applied to the store, to be answered once it is durable.
+struct Flush {
+    answers: Vec<Answer>,
+    closed: Vec<Incident>,
+    started: Instant,
+}
+
 fn run(
     mut intake: Intake,
     store: Arc<dyn Store>,
@@ -170,6 +185,16 @@ fn run(
     effects: Option<mpsc::UnboundedSender<Effect>>,
 ) {
     metrics.set_open_incidents(intake.open_counts());
+    // Flushing runs beside applying: while the disk syncs one batch, the
+    // next is applied, and one flush covers every batch applied before it.
+    let (to_flush, flushes) = std::sync::mpsc::sync_channel::<Flush>(FLUSHES_WAITING);
+    let flusher = {
+        let (store, metrics) = (store.clone(), metrics.clone());
+        std::thread::Builder::new()
+            .name("laojun-flusher".into())
+            .spawn(move || flush_and_answer(store, flushes, metrics, effects))
+            .expect("the OS can start the flusher thread")
+    };
     // Ends when every sender is gone (shutdown) and the queue is drained.
     while let Some(first) = rx.blocking_recv() {
         let mut batch = vec![first];
@@ -180,6 +205,7 @@ fn run(
             }
         }
         let now = Utc::now();
+        let started = Instant::now();
         let mut answers = Vec::with_capacity(batch.len());
         let mut stop = false;
         let mut chunks = Vec::new();
@@ -198,27 +224,28 @@ fn run(
         chunks.retain(|c| !c.is_empty());
         // A request the store failed under (a read) may have made half its
         // writes: commit nothing of this batch rather than half a request.
-        let committed = if let Some(failed) = answers.iter().find_map(Answer::store_failure) {
+        let applied = if let Some(failed) = answers.iter().find_map(Answer::store_failure) {
             Err(failed)
         } else if chunks.is_empty() {
             Ok(())
         } else {
-            let started = Instant::now();
-            let result = store.commit(chunks);
-            metrics.store_write_seconds.observe(started.elapsed().as_secs_f64());
-            result.map_err(|e| e.to_string())
+            store.apply(chunks).map_err(|e| e.to_string())
         };
-        match committed {
+        match applied {
             Ok(()) => {
                 intake.committed();
                 metrics.set_open_incidents(intake.open_counts());
-                for answer in answers {
-                    answer.send_ok(effects.as_ref());
-                }
-                for incident in intake.take_closed() {
-                    if let Some(tx) = &effects {
-                        let _ = tx.send(Effect::Resolved(Box::new(incident)));
-                    }
+                let closed = intake.take_closed();
+                // Blocks while the flusher is FLUSHES_WAITING behind.
+                if to_flush
+                    .send(Flush {
+                        answers,
+                        closed,
+                        started,
+                    })
+                    .is_err()
+                {
+                    break;
                 }
             }
             Err(e) => {
@@ -233,6 +260,50 @@ fn run(
         }
         if stop {
             break;
+        }
+    }
+    drop(to_flush);
+    let _ = flusher.join();
+}
+
+/// Flushes what the writer applied and then answers it, in order: a
+/// requester hears 200 only for writes that are on disk, and runbooks start
+/// only for incidents that are.
+fn flush_and_answer(
+    store: Arc<dyn Store>,
+    flushes: std::sync::mpsc::Receiver<Flush>,
+    metrics: Arc<Metrics>,
+    effects: Option<mpsc::UnboundedSender<Effect>>,
+) {
+    while let Ok(first) = flushes.recv() {
+        let mut waiting = vec![first];
+        waiting.extend(flushes.try_iter());
+        let flushed = store.flush().map_err(|e| e.to_string());
+        for batch in waiting {
+            metrics
+                .store_write_seconds
+                .observe(batch.started.elapsed().as_secs_f64());
+            match &flushed {
+                Ok(()) => {
+                    for answer in batch.answers {
+                        answer.send_ok(effects.as_ref());
+                    }
+                    for incident in batch.closed {
+                        if let Some(tx) = &effects {
+                            let _ = tx.send(Effect::Resolved(Box::new(incident)));
+                        }
+                    }
+                }
+                Err(e) => {
+                    // The writes stay applied; a retried alert finds its
+                    // episode and changes nothing, like a failed commit's
+                    // kept batches (see `Store::apply`).
+                    tracing::error!(error = %e, "flushing failed; the requests of this batch are refused with 503");
+                    for answer in batch.answers {
+                        answer.send_err(e);
+                    }
+                }
+            }
         }
     }
 }

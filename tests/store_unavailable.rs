@@ -14,20 +14,30 @@ use laojun::server::{router, AppState};
 use laojun::store::{Episode, IncidentFilter, OpenEntry, SledStore, Store, StoreError, Write};
 use laojun::writer::Writer;
 
-/// A sled store whose commits fail while `broken` is set (a full disk).
+/// A sled store whose writes fail while `broken` is set (a full disk), and
+/// whose flushes fail while `sync_broken` is set (a disk that cannot sync).
 struct FlakyStore {
     inner: SledStore,
     broken: AtomicBool,
+    sync_broken: AtomicBool,
 }
 
 impl Store for FlakyStore {
-    fn commit(&self, writes: Vec<Vec<Write>>) -> Result<(), StoreError> {
+    fn apply(&self, writes: Vec<Vec<Write>>) -> Result<(), StoreError> {
         if self.broken.load(Ordering::SeqCst) {
             return Err(StoreError::Backend(sled::Error::Io(std::io::Error::other(
                 "No space left on device",
             ))));
         }
-        self.inner.commit(writes)
+        self.inner.apply(writes)
+    }
+    fn flush(&self) -> Result<(), StoreError> {
+        if self.sync_broken.load(Ordering::SeqCst) {
+            return Err(StoreError::Backend(sled::Error::Io(std::io::Error::other(
+                "Input/output error",
+            ))));
+        }
+        self.inner.flush()
     }
     fn incident(&self, n: u64) -> Result<Option<Incident>, StoreError> {
         self.inner.incident(n)
@@ -79,13 +89,8 @@ impl Store for FlakyStore {
     }
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn a_store_that_cannot_write_gets_503_and_the_retry_after_recovery_is_stored() {
-    let dir = tempfile::tempdir().unwrap();
-    let flaky = Arc::new(FlakyStore {
-        inner: SledStore::open(dir.path()).unwrap(),
-        broken: AtomicBool::new(true),
-    });
+/// laojun's webhook in front of `flaky`; returns its URL.
+async fn serve(flaky: Arc<FlakyStore>) -> String {
     let store: Arc<dyn Store> = flaky.clone();
     let intake = Intake::new(store.clone(), vec![]).unwrap();
     let metrics = Arc::new(Metrics::new());
@@ -112,12 +117,33 @@ async fn a_store_that_cannot_write_gets_503_and_the_retry_after_recovery_is_stor
     let url = format!("http://{}/api/v1/alerts", listener.local_addr().unwrap());
     let app = router(state);
     tokio::spawn(async move { axum::serve(listener, app).await });
+    url
+}
 
-    let body = std::fs::read(concat!(
+fn flaky(dir: &std::path::Path) -> Arc<FlakyStore> {
+    Arc::new(FlakyStore {
+        inner: SledStore::open(dir).unwrap(),
+        broken: AtomicBool::new(false),
+        sync_broken: AtomicBool::new(false),
+    })
+}
+
+fn firing_single() -> Vec<u8> {
+    std::fs::read(concat!(
         env!("CARGO_MANIFEST_DIR"),
         "/tests/fixtures/alertmanager/firing-single.json"
     ))
-    .unwrap();
+    .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_store_that_cannot_write_gets_503_and_the_retry_after_recovery_is_stored() {
+    let dir = tempfile::tempdir().unwrap();
+    let flaky = flaky(dir.path());
+    flaky.broken.store(true, Ordering::SeqCst);
+    let store: Arc<dyn Store> = flaky.clone();
+    let url = serve(flaky.clone()).await;
+    let body = firing_single();
     let http = reqwest::Client::new();
     let resp = http.post(&url).body(body.clone()).send().await.unwrap();
     assert_eq!(resp.status(), 503);
@@ -136,4 +162,37 @@ async fn a_store_that_cannot_write_gets_503_and_the_retry_after_recovery_is_stor
     assert_eq!(resp.status(), 200);
     let answer: serde_json::Value = resp.json().await.unwrap();
     assert_eq!(answer["opened"], serde_json::json!(["INC-1"]));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_disk_that_cannot_sync_gets_503_and_the_retry_after_recovery_opens_one_incident() {
+    let dir = tempfile::tempdir().unwrap();
+    let flaky = flaky(dir.path());
+    flaky.sync_broken.store(true, Ordering::SeqCst);
+    let store: Arc<dyn Store> = flaky.clone();
+    let url = serve(flaky.clone()).await;
+    let http = reqwest::Client::new();
+    let resp = http.post(&url).body(firing_single()).send().await.unwrap();
+    assert_eq!(resp.status(), 503, "not on disk, so not accepted");
+    let answer: serde_json::Value = resp.json().await.unwrap();
+    assert!(
+        answer["error"].as_str().unwrap().contains("Input/output error"),
+        "{answer}"
+    );
+
+    // The retry once the disk syncs again is accepted, and the alert is in
+    // one incident, once, whatever the failed attempt left behind.
+    flaky.sync_broken.store(false, Ordering::SeqCst);
+    let resp = http.post(&url).body(firing_single()).send().await.unwrap();
+    assert_eq!(resp.status(), 200);
+    assert_eq!(store.last_incident().unwrap(), 1);
+    let incident = store.incident(1).unwrap().unwrap();
+    assert_eq!(incident.alerts.len(), 1, "{incident:?}");
+    let fired = store
+        .timeline(1)
+        .unwrap()
+        .iter()
+        .filter(|e| e.what.kind_name() == "alert_fired")
+        .count();
+    assert_eq!(fired, 1);
 }

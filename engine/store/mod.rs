@@ -131,12 +131,19 @@ pub struct IncidentFilter {
 
 /// The storage interface.
 pub trait Store: Send + Sync + 'static {
-    /// Applies each batch of writes atomically, in order, and returns once
-    /// all are durable. Each batch holds whole requests (see `writer`). On an
-    /// error, the batches before the failing one may be kept: every request
-    /// of the commit is refused all the same, and a retried alert then finds
-    /// its episode and changes nothing.
-    fn commit(&self, batches: Vec<Vec<Write>>) -> Result<(), StoreError>;
+    /// Applies each batch of writes atomically, in order: reads see them at
+    /// once, `flush` makes them durable. Each batch holds whole requests (see
+    /// `writer`). On an error, the batches before the failing one may be
+    /// kept: every request of the commit is refused all the same, and a
+    /// retried alert then finds its episode and changes nothing.
+    fn apply(&self, batches: Vec<Vec<Write>>) -> Result<(), StoreError>;
+    /// Returns once everything applied before the call is durable.
+    fn flush(&self) -> Result<(), StoreError>;
+    /// `apply`, then `flush`.
+    fn commit(&self, batches: Vec<Vec<Write>>) -> Result<(), StoreError> {
+        self.apply(batches)?;
+        self.flush()
+    }
     /// An incident with its alerts.
     fn incident(&self, number: u64) -> Result<Option<Incident>, StoreError>;
     /// An incident's record alone: `alerts` is empty.

@@ -8,7 +8,7 @@
 //! |---|---|
 //! | `i/` u64 incident number | incident JSON (without timeline and alerts) |
 //! | `l/` u64 incident, u32 index | one of the incident's alerts, JSON |
-//! | `t/` u64 incident, u32 sequence | timeline event JSON |
+//! | `t/` u64 incident, u32 sequence | timeline event JSON, or a JSON array of the events from that sequence on (one commit's consecutive events) |
 //! | `e/` fingerprint, 0x00, i64 startsAt ns (sign-flipped) | episode JSON |
 //! | `o/` u64 incident number | the incident is not resolved: its routing entry JSON |
 //! | `m/last_incident` | u64: the highest incident number handed out |
@@ -20,6 +20,7 @@
 //! | `s/` playbook name | RFC 3339 time the schedule last fired |
 //! | `a/` u64 ns since 1970, u64 id | audit record JSON |
 
+use std::collections::BTreeMap;
 use std::path::Path;
 
 use chrono::{DateTime, Utc};
@@ -157,8 +158,13 @@ impl SledStore {
     /// One batch of writes as a sled batch.
     fn batch(&self, writes: Vec<Write>) -> Result<sled::Batch, StoreError> {
         let mut batch = sled::Batch::default();
+        // Events of one incident with consecutive numbers go under one key,
+        // the first one's: sled's cost is per key, and a 50-alert body
+        // makes 50 `alert_fired` events.
+        let mut events: BTreeMap<u64, Vec<(u32, Event)>> = BTreeMap::new();
         for w in writes {
             match w {
+                Write::Event { incident, seq, event } => events.entry(incident).or_default().push((seq, event)),
                 Write::Incident(mut inc) => {
                     // Alerts live under their own keys (`Write::Alert`).
                     inc.alerts.clear();
@@ -166,9 +172,6 @@ impl SledStore {
                 }
                 Write::Alert { incident, index, alert } => {
                     batch.insert(alert_key(incident, index), serde_json::to_vec(&alert)?)
-                }
-                Write::Event { incident, seq, event } => {
-                    batch.insert(event_key(incident, seq), serde_json::to_vec(&event)?)
                 }
                 Write::Episode {
                     fingerprint,
@@ -202,6 +205,20 @@ impl SledStore {
                 }
             }
         }
+        for (incident, mut list) in events {
+            list.sort_by_key(|(seq, _)| *seq);
+            let mut rest = list.as_slice();
+            while let Some(((first, _), _)) = rest.split_first() {
+                let run = 1 + rest.windows(2).take_while(|w| w[1].0 == w[0].0 + 1).count();
+                let (run_events, after) = rest.split_at(run);
+                let value = match run_events {
+                    [(_, one)] => serde_json::to_vec(one)?,
+                    many => serde_json::to_vec(&many.iter().map(|(_, e)| e).collect::<Vec<_>>())?,
+                };
+                batch.insert(event_key(incident, *first), value);
+                rest = after;
+            }
+        }
         Ok(batch)
     }
 
@@ -217,10 +234,14 @@ impl SledStore {
 }
 
 impl Store for SledStore {
-    fn commit(&self, batches: Vec<Vec<Write>>) -> Result<(), StoreError> {
+    fn apply(&self, batches: Vec<Vec<Write>>) -> Result<(), StoreError> {
         for writes in batches {
             self.db.apply_batch(self.batch(writes)?)?;
         }
+        Ok(())
+    }
+
+    fn flush(&self) -> Result<(), StoreError> {
         self.db.flush()?;
         Ok(())
     }
@@ -275,10 +296,17 @@ impl Store for SledStore {
 
     fn timeline(&self, number: u64) -> Result<Vec<Event>, StoreError> {
         let prefix = [b"t/".as_slice(), &number.to_be_bytes()].concat();
-        self.db
-            .scan_prefix(prefix)
-            .map(|item| Ok(serde_json::from_slice(&item?.1)?))
-            .collect()
+        let mut timeline = Vec::new();
+        for item in self.db.scan_prefix(prefix) {
+            let (_, value) = item?;
+            // One event, or a run of consecutive ones (see `batch`).
+            if value.first() == Some(&b'[') {
+                timeline.extend(serde_json::from_slice::<Vec<Event>>(&value)?);
+            } else {
+                timeline.push(serde_json::from_slice(&value)?);
+            }
+        }
+        Ok(timeline)
     }
 
     fn episode(&self, fingerprint: &str, starts_at: DateTime<Utc>) -> Result<Option<Episode>, StoreError> {
@@ -450,5 +478,58 @@ mod tests {
         let inc = store.incident(1).unwrap().unwrap();
         assert_eq!(inc.status, Status::Resolved);
         assert!(inc.alerts.iter().all(|a| a.status == AlertStatus::Resolved));
+    }
+
+    #[test]
+    fn events_written_together_read_back_in_order_however_they_were_grouped() {
+        use crate::incident::EventKind;
+        let dir = tempfile::tempdir().unwrap();
+        let store = SledStore::open(dir.path()).unwrap();
+        let note = |i: u32| EventKind::Note {
+            note: crate::incident::NoteKind::Note,
+            text: format!("event {i}"),
+            by: "test".into(),
+        };
+        let event = |incident: u64, seq: u32| Write::Event {
+            incident,
+            seq,
+            event: Event {
+                at: at(STARTS),
+                what: note(seq),
+            },
+        };
+        // Two incidents interleaved; incident 1 has a gap (3 comes later).
+        let first = vec![
+            event(1, 0),
+            event(2, 0),
+            event(1, 1),
+            event(1, 2),
+            event(2, 1),
+            event(1, 4),
+        ];
+        store.commit(vec![first]).unwrap();
+        store
+            .commit(vec![vec![event(1, 3)], vec![event(1, 5), event(1, 6)]])
+            .unwrap();
+        let texts = |n: u64| -> Vec<String> {
+            store
+                .timeline(n)
+                .unwrap()
+                .into_iter()
+                .map(|e| match e.what {
+                    EventKind::Note { text, .. } => text,
+                    other => panic!("{other:?}"),
+                })
+                .collect()
+        };
+        let expected = |seqs: &[u32]| -> Vec<String> { seqs.iter().map(|i| format!("event {i}")).collect() };
+        assert_eq!(texts(1), expected(&[0, 1, 2, 3, 4, 5, 6]));
+        assert_eq!(texts(2), expected(&[0, 1]));
+        // Fewer keys than events: runs of consecutive events share one.
+        let keys = store
+            .db
+            .scan_prefix([b"t/".as_slice(), &1u64.to_be_bytes()].concat())
+            .count();
+        assert_eq!(keys, 4, "0-2, 3, 4, 5-6");
     }
 }
