@@ -112,33 +112,77 @@ impl Parts {
     };
 
     /// The values named inside `{{ }}` anywhere in the catalog's templates
-    /// (partials included). A name mentioned in any template counts, so
-    /// the test errs towards building too much, never too little.
+    /// (partials included). It errs towards building too much, never too
+    /// little: a name mentioned in any template counts, and a template
+    /// that could reach the arrays without naming them (`{{json incident}}`,
+    /// `{{#each incident}}`, a bare `this`, `@root` or `..`, `lookup`) gets
+    /// everything.
     pub fn used_by(catalog: &Catalog) -> Parts {
         let mut names = BTreeSet::new();
+        let mut whole = false;
         for source in catalog.templates.values() {
-            let mut rest = source.as_str();
-            while let Some(start) = rest.find("{{") {
-                let end = rest[start..].find("}}").map_or(rest.len(), |e| start + e);
-                names.extend(
-                    rest[start + 2..end]
-                        .split(|c: char| !(c.is_alphanumeric() || c == '_'))
-                        .filter(|w| !w.is_empty()),
-                );
-                rest = &rest[end..];
-                if rest.len() <= 2 {
-                    break;
+            for inside in mustaches(source) {
+                whole |= inside.contains("..");
+                let mut words = inside.char_indices().peekable();
+                while let Some((start, c)) = words.next() {
+                    if !(c.is_alphanumeric() || c == '_') {
+                        continue;
+                    }
+                    let mut end = start + c.len_utf8();
+                    while let Some(&(i, c)) = words.peek() {
+                        if !(c.is_alphanumeric() || c == '_') {
+                            break;
+                        }
+                        end = i + c.len_utf8();
+                        words.next();
+                    }
+                    let word = &inside[start..end];
+                    let path_goes_on = inside[end..].starts_with('.');
+                    let before = inside[..start].chars().next_back();
+                    let reaches_all = matches!(word, "json" | "lookup")
+                        || (matches!(word, "incident" | "this") && !path_goes_on)
+                        || (word == "root" && before == Some('@') && !path_goes_on);
+                    whole |= reaches_all;
+                    names.insert(word);
                 }
-                rest = &rest[2..];
             }
         }
+        let named = |name: &str| whole || names.contains(name);
         Parts {
-            timeline: names.contains("timeline"),
-            runs: names.contains("runs"),
-            timeline_markdown: names.contains("timeline_markdown"),
-            runs_markdown: names.contains("runs_markdown"),
+            timeline: named("timeline"),
+            runs: named("runs"),
+            timeline_markdown: named("timeline_markdown"),
+            runs_markdown: named("runs_markdown"),
         }
     }
+}
+
+/// The text inside each `{{ }}` of a template; a `}}` inside a quoted
+/// string does not end it.
+fn mustaches(source: &str) -> Vec<&str> {
+    let mut found = Vec::new();
+    let mut rest = source;
+    while let Some(open) = rest.find("{{") {
+        let inside = &rest[open + 2..];
+        let mut quote = None;
+        let mut end = inside.len();
+        let bytes = inside.as_bytes();
+        for (i, &b) in bytes.iter().enumerate() {
+            match (quote, b) {
+                (Some(q), _) if b == q => quote = None,
+                (Some(_), _) => {}
+                (None, b'"' | b'\'') => quote = Some(b),
+                (None, b'}') if bytes.get(i + 1) == Some(&b'}') => {
+                    end = i;
+                    break;
+                }
+                _ => {}
+            }
+        }
+        found.push(&inside[..end]);
+        rest = &inside[(end + 2).min(inside.len())..];
+    }
+    found
 }
 
 fn compile(catalog: &Catalog, tz: Tz) -> Result<Compiled, PostmortemError> {
@@ -331,7 +375,7 @@ mod markdown {
                 "### {} `{}`: {}{}, {}\n\n| step | action | result | time | detail |\n|---|---|---|---|---|",
                 escape_markdown(&r.id),
                 escape_markdown(&r.runbook),
-                r.status.as_str(),
+                escape_markdown(r.status.as_str()),
                 if r.dry_run { " (dry run)" } else { "" },
                 escape_markdown(&took),
             );
@@ -349,7 +393,7 @@ mod markdown {
                     "\n| {} | {} | {} | {} | {} |",
                     escape_markdown(&s.id),
                     escape_markdown(&s.action),
-                    s.status.as_str(),
+                    escape_markdown(s.status.as_str()),
                     time,
                     escape_markdown(detail),
                 );
@@ -387,6 +431,57 @@ mod tests {
         assert_eq!(human_duration(245), "4m 05s");
         assert_eq!(human_duration(4500), "1h 15m");
         assert_eq!(human_duration(90_000), "1d 1h 00m");
+    }
+
+    fn parts_for(templates: &[&str]) -> Parts {
+        let mut catalog = Catalog::default();
+        for (i, t) in templates.iter().enumerate() {
+            catalog.templates.insert(format!("t{i}"), t.to_string());
+        }
+        Parts::used_by(&catalog)
+    }
+
+    #[test]
+    fn the_large_values_are_built_for_any_template_that_could_reach_them() {
+        let none = Parts {
+            timeline: false,
+            runs: false,
+            timeline_markdown: false,
+            runs_markdown: false,
+        };
+        assert_eq!(
+            parts_for(&["# {{incident.title}} {{#each incident.alerts}}{{this.status}}{{/each}}"]),
+            none
+        );
+        assert_eq!(
+            parts_for(&[
+                "{{{incident.timeline_markdown}}}",
+                "{{#if incident.runs_markdown}}x{{/if}}"
+            ]),
+            Parts {
+                timeline_markdown: true,
+                runs_markdown: true,
+                ..none
+            }
+        );
+        assert_eq!(
+            parts_for(&["{{#with incident}}{{#each timeline}}{{text}}{{/each}}{{/with}}"]),
+            Parts::ALL,
+            "incident without a path reaches everything"
+        );
+        for reaches in [
+            "{{json incident}}",
+            "{{#each incident}}{{@key}}{{/each}}",
+            "{{#each incident.alerts}}{{json ../this}}{{/each}}",
+            "{{#each this}}{{/each}}",
+            "{{json @root}}",
+            "{{lookup incident \"runs\"}}",
+        ] {
+            assert_eq!(parts_for(&[reaches]), Parts::ALL, "{reaches}");
+        }
+        // A `}}` in a string does not end the expression early.
+        assert!(parts_for(&["{{coalesce \"}}\" incident.timeline}}"]).timeline);
+        assert!(parts_for(&["{{~#each incident.runs~}}{{/each}}"]).runs);
     }
 
     #[test]

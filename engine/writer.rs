@@ -263,7 +263,10 @@ fn run(
         }
     }
     drop(to_flush);
-    let _ = flusher.join();
+    if let Err(panic) = flusher.join() {
+        // Not a clean stop: say so the way the writer itself would.
+        std::panic::resume_unwind(panic);
+    }
 }
 
 /// Flushes what the writer applied and then answers it, in order: a
@@ -275,35 +278,68 @@ fn flush_and_answer(
     metrics: Arc<Metrics>,
     effects: Option<mpsc::UnboundedSender<Effect>>,
 ) {
+    // Effects of batches whose flush failed. Their writes stay applied (a
+    // retried alert finds its episode and opens nothing), so they are sent
+    // once a later flush has made those writes durable: the incident's
+    // runbooks start late rather than never.
+    let mut owed: Vec<Effect> = Vec::new();
     while let Ok(first) = flushes.recv() {
         let mut waiting = vec![first];
         waiting.extend(flushes.try_iter());
-        let flushed = store.flush().map_err(|e| e.to_string());
+        let flushed = flush_with_retries(&*store);
+        match &flushed {
+            Ok(()) => {
+                for effect in owed.drain(..) {
+                    if let Some(tx) = &effects {
+                        let _ = tx.send(effect);
+                    }
+                }
+            }
+            Err(e) => tracing::error!(error = %e, "flushing failed; the requests waiting on it are refused with 503"),
+        }
         for batch in waiting {
             metrics
                 .store_write_seconds
                 .observe(batch.started.elapsed().as_secs_f64());
+            let closed = batch.closed.into_iter().map(|i| Effect::Resolved(Box::new(i)));
             match &flushed {
                 Ok(()) => {
                     for answer in batch.answers {
                         answer.send_ok(effects.as_ref());
                     }
-                    for incident in batch.closed {
+                    for effect in closed {
                         if let Some(tx) = &effects {
-                            let _ = tx.send(Effect::Resolved(Box::new(incident)));
+                            let _ = tx.send(effect);
                         }
                     }
                 }
                 Err(e) => {
-                    // The writes stay applied; a retried alert finds its
-                    // episode and changes nothing, like a failed commit's
-                    // kept batches (see `Store::apply`).
-                    tracing::error!(error = %e, "flushing failed; the requests of this batch are refused with 503");
                     for answer in batch.answers {
+                        owed.extend(answer.opened());
                         answer.send_err(e);
                     }
+                    owed.extend(closed);
                 }
             }
+        }
+    }
+}
+
+/// A flush, tried again twice (after 50 and 200 ms) before the batches
+/// waiting on it are refused: a disk that hiccups once costs a pause, not
+/// a round of 503s.
+fn flush_with_retries(store: &dyn Store) -> Result<(), String> {
+    let mut pauses = [50, 200].into_iter();
+    loop {
+        match store.flush() {
+            Ok(()) => return Ok(()),
+            Err(e) => match pauses.next() {
+                Some(ms) => {
+                    tracing::warn!(error = %e, "flushing failed; trying again in {ms} ms");
+                    std::thread::sleep(std::time::Duration::from_millis(ms));
+                }
+                None => return Err(e.to_string()),
+            },
         }
     }
 }
@@ -373,15 +409,27 @@ impl Answer {
         }
     }
 
+    /// The incidents this request opened, as effects.
+    fn opened(&self) -> Vec<Effect> {
+        match self {
+            Answer::Alerts(_, Ok(applied)) => applied
+                .opened
+                .iter()
+                .map(|o| Effect::Opened(Box::new(o.clone())))
+                .collect(),
+            _ => Vec::new(),
+        }
+    }
+
     fn send_ok(self, effects: Option<&mpsc::UnboundedSender<Effect>>) {
+        if let Some(tx) = effects {
+            for effect in self.opened() {
+                let _ = tx.send(effect);
+            }
+        }
         // A requester that went away (client hung up) is no reason to stop.
         match self {
             Answer::Alerts(reply, result) => {
-                if let (Ok(applied), Some(tx)) = (&result, effects) {
-                    for o in &applied.opened {
-                        let _ = tx.send(Effect::Opened(Box::new(o.clone())));
-                    }
-                }
                 let _ = reply.send(result);
             }
             Answer::Note(reply, result) => {

@@ -177,8 +177,7 @@ async fn hostile_and_broken_inputs_get_a_clear_answer_and_change_nothing_else() 
         let (status, a) = c.post("/api/v1/alerts", body).await;
         assert_eq!(status, 200, "{a}");
         let id = a["opened"][0].as_str().unwrap().to_string();
-        let (_, inc) = c.get(&format!("/api/v1/incidents/{id}")).await;
-        let run_id = inc["runs"][0].as_str().unwrap().to_string();
+        let run_id = c.first_run(&id).await;
         let run = c.wait_run(&run_id, &["succeeded", "failed"]).await;
         assert_eq!(run["params"]["who"], who, "the label went in as a value");
         assert_eq!(

@@ -12,7 +12,8 @@ use laojun::metrics::Metrics;
 use laojun::run::Run;
 use laojun::server::{router, AppState};
 use laojun::store::{Episode, IncidentFilter, OpenEntry, SledStore, Store, StoreError, Write};
-use laojun::writer::Writer;
+use laojun::writer::{Effect, Writer};
+use tokio::sync::mpsc;
 
 /// A sled store whose writes fail while `broken` is set (a full disk), and
 /// whose flushes fail while `sync_broken` is set (a disk that cannot sync).
@@ -89,12 +90,14 @@ impl Store for FlakyStore {
     }
 }
 
-/// laojun's webhook in front of `flaky`; returns its URL.
-async fn serve(flaky: Arc<FlakyStore>) -> String {
+/// laojun's webhook in front of `flaky`; returns its URL and what the
+/// writer tells the executor (incidents opened and resolved).
+async fn serve(flaky: Arc<FlakyStore>) -> (String, mpsc::UnboundedReceiver<Effect>) {
     let store: Arc<dyn Store> = flaky.clone();
     let intake = Intake::new(store.clone(), vec![]).unwrap();
     let metrics = Arc::new(Metrics::new());
-    let (writer, _thread) = Writer::start(intake, store.clone(), 16, metrics.clone(), None);
+    let (effects, effects_rx) = mpsc::unbounded_channel();
+    let (writer, _thread) = Writer::start(intake, store.clone(), 16, metrics.clone(), Some(effects));
     let catalog = Arc::new(laojun::catalog::Catalog::default());
     let executor = laojun::executor::Executor::new(
         writer.clone(),
@@ -117,7 +120,7 @@ async fn serve(flaky: Arc<FlakyStore>) -> String {
     let url = format!("http://{}/api/v1/alerts", listener.local_addr().unwrap());
     let app = router(state);
     tokio::spawn(async move { axum::serve(listener, app).await });
-    url
+    (url, effects_rx)
 }
 
 fn flaky(dir: &std::path::Path) -> Arc<FlakyStore> {
@@ -142,7 +145,7 @@ async fn a_store_that_cannot_write_gets_503_and_the_retry_after_recovery_is_stor
     let flaky = flaky(dir.path());
     flaky.broken.store(true, Ordering::SeqCst);
     let store: Arc<dyn Store> = flaky.clone();
-    let url = serve(flaky.clone()).await;
+    let (url, _effects) = serve(flaky.clone()).await;
     let body = firing_single();
     let http = reqwest::Client::new();
     let resp = http.post(&url).body(body.clone()).send().await.unwrap();
@@ -165,12 +168,12 @@ async fn a_store_that_cannot_write_gets_503_and_the_retry_after_recovery_is_stor
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn a_disk_that_cannot_sync_gets_503_and_the_retry_after_recovery_opens_one_incident() {
+async fn a_disk_that_cannot_sync_gets_503_and_after_recovery_the_incident_is_kept_once_and_its_runbooks_start() {
     let dir = tempfile::tempdir().unwrap();
     let flaky = flaky(dir.path());
     flaky.sync_broken.store(true, Ordering::SeqCst);
     let store: Arc<dyn Store> = flaky.clone();
-    let url = serve(flaky.clone()).await;
+    let (url, mut effects) = serve(flaky.clone()).await;
     let http = reqwest::Client::new();
     let resp = http.post(&url).body(firing_single()).send().await.unwrap();
     assert_eq!(resp.status(), 503, "not on disk, so not accepted");
@@ -195,4 +198,14 @@ async fn a_disk_that_cannot_sync_gets_503_and_the_retry_after_recovery_opens_one
         .filter(|e| e.what.kind_name() == "alert_fired")
         .count();
     assert_eq!(fired, 1);
+    // The retry found the alert already kept, so it opened nothing itself;
+    // the incident's runbooks start all the same, once it is on disk.
+    let opened = tokio::time::timeout(std::time::Duration::from_secs(5), effects.recv())
+        .await
+        .expect("an effect within 5 s")
+        .expect("the writer is running");
+    match opened {
+        Effect::Opened(o) => assert_eq!(o.incident.id, "INC-1"),
+        other => panic!("expected INC-1 opened, got {other:?}"),
+    }
 }

@@ -118,6 +118,10 @@ pub enum StoreError {
     /// A record another one points at is not there.
     #[error("store: no record of {0}")]
     Missing(String),
+    /// The store was written by a newer laojun, whose layout this one
+    /// cannot read.
+    #[error("store: written by a newer laojun (layout {found}; this one reads up to {known}): run that laojun, or set data_dir to another directory")]
+    Newer { found: u64, known: u64 },
 }
 
 /// What an incident list may be filtered by.

@@ -12,7 +12,7 @@
 //! | `e/` fingerprint, 0x00, i64 startsAt ns (sign-flipped) | episode JSON |
 //! | `o/` u64 incident number | the incident is not resolved: its routing entry JSON |
 //! | `m/last_incident` | u64: the highest incident number handed out |
-//! | `m/format` | u64: the layout's version (2; see `migrate`) |
+//! | `m/format` | u64: the layout's version (3; see `migrate`) |
 //! | `r/` u64 run number | run JSON |
 //! | `u/` u64 run number | empty: the run is not finished |
 //! | `k/` idempotency key | run id |
@@ -50,13 +50,23 @@ impl SledStore {
         Ok(store)
     }
 
-    /// Brings a store written by an earlier laojun to the current layout.
+    /// Brings a store written by an earlier laojun to the current layout,
+    /// and refuses one written by a newer laojun.
     /// Format 1 (before `m/format` existed) kept each incident's alerts
     /// inside its record, left `o/` values empty and gave episodes no alert
     /// index. Each incident moves in one batch, so a migration cut short
     /// carries on at the next start; the format is written last.
+    /// Format 2 has one event per `t/` key; 3 may hold runs of events
+    /// (arrays), which format-2 code cannot read. Nothing moves from 2 to 3.
     fn migrate(&self) -> Result<(), StoreError> {
-        if read_u64(&self.db, FORMAT)? >= CURRENT_FORMAT {
+        let found = read_u64(&self.db, FORMAT)?;
+        if found > CURRENT_FORMAT {
+            return Err(StoreError::Newer {
+                found,
+                known: CURRENT_FORMAT,
+            });
+        }
+        if found == CURRENT_FORMAT {
             return Ok(());
         }
         let mut moved = 0;
@@ -128,7 +138,7 @@ fn episode_key(fingerprint: &str, starts_at: DateTime<Utc>) -> Vec<u8> {
 const LAST_INCIDENT: &[u8] = b"m/last_incident";
 /// The layout's version: absent in the first one.
 const FORMAT: &[u8] = b"m/format";
-const CURRENT_FORMAT: u64 = 2;
+const CURRENT_FORMAT: u64 = 3;
 const LAST_RUN: &[u8] = b"m/last_run";
 
 fn run_key(n: u64) -> Vec<u8> {
@@ -531,5 +541,40 @@ mod tests {
             .scan_prefix([b"t/".as_slice(), &1u64.to_be_bytes()].concat())
             .count();
         assert_eq!(keys, 4, "0-2, 3, 4, 5-6");
+    }
+
+    #[test]
+    fn a_store_from_a_newer_laojun_is_refused_and_an_older_one_is_brought_up() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let db = sled::open(dir.path()).unwrap();
+            db.insert(FORMAT, &99u64.to_be_bytes()).unwrap();
+            db.flush().unwrap();
+        }
+        // sled may still hold its lock on the directory for a moment.
+        let mut refused = String::new();
+        for _ in 0..100 {
+            match SledStore::open(dir.path()) {
+                Ok(_) => panic!("a store of layout 99 was opened"),
+                Err(e @ StoreError::Newer { .. }) => {
+                    refused = e.to_string();
+                    break;
+                }
+                Err(_) => std::thread::sleep(std::time::Duration::from_millis(50)),
+            }
+        }
+        assert!(
+            refused.contains("newer laojun (layout 99; this one reads up to 3)"),
+            "{refused}"
+        );
+
+        let older = tempfile::tempdir().unwrap();
+        {
+            let db = sled::open(older.path()).unwrap();
+            db.insert(FORMAT, &2u64.to_be_bytes()).unwrap();
+            db.flush().unwrap();
+        }
+        let store = open_when_free(older.path());
+        assert_eq!(read_u64(&store.db, FORMAT).unwrap(), CURRENT_FORMAT);
     }
 }

@@ -186,6 +186,20 @@ impl Listener {
 impl Client {
     /// Polls a run until it is finished (or waits for approval when `until`
     /// says so); panics after 20 s.
+    /// The id of an incident's first run: runbooks start just after the
+    /// webhook that opened the incident is answered.
+    pub async fn first_run(&self, incident: &str) -> String {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        loop {
+            let (_, inc) = self.get(&format!("/api/v1/incidents/{incident}")).await;
+            if let Some(id) = inc["runs"][0].as_str() {
+                return id.to_string();
+            }
+            assert!(std::time::Instant::now() < deadline, "{incident} started no run: {inc}");
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    }
+
     pub async fn wait_run(&self, id: &str, until: &[&str]) -> serde_json::Value {
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
         loop {
