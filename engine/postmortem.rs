@@ -61,21 +61,18 @@ pub fn render(
         let _ = catalog.postmortems.set(compile(catalog, tz)?);
     }
     let fresh;
-    let hb = match catalog.postmortems.get() {
-        Some(c) if c.tz == tz => &c.registry,
+    let compiled = match catalog.postmortems.get() {
+        Some(c) if c.tz == tz => c,
         _ => {
             fresh = compile(catalog, tz)?;
-            &fresh.registry
+            &fresh
         }
     };
-    let used = catalog
-        .postmortems
-        .get()
-        .filter(|c| c.tz == tz)
-        .map_or_else(|| Parts::used_by(catalog), |c| c.parts);
     // `from` takes the data as is; `render` would copy all of it first.
-    let context = handlebars::Context::from(data(incident, timeline, runs, tz, now, used));
-    hb.render_with_context(&name, &context)
+    let context = handlebars::Context::from(data(incident, timeline, runs, tz, now, compiled.parts));
+    compiled
+        .registry
+        .render_with_context(&name, &context)
         .map_err(|e| PostmortemError::Render {
             template: format!("templates/{name}.hbs"),
             reason: e.to_string(),
@@ -103,14 +100,6 @@ pub struct Parts {
 }
 
 impl Parts {
-    /// Every value, whatever the templates read.
-    pub const ALL: Parts = Parts {
-        timeline: true,
-        runs: true,
-        timeline_markdown: true,
-        runs_markdown: true,
-    };
-
     /// The values named inside `{{ }}` anywhere in the catalog's templates
     /// (partials included). It errs towards building too much, never too
     /// little: a name mentioned in any template counts, and a template
@@ -123,26 +112,14 @@ impl Parts {
         for source in catalog.templates.values() {
             for inside in mustaches(source) {
                 whole |= inside.contains("..");
-                let mut words = inside.char_indices().peekable();
-                while let Some((start, c)) = words.next() {
-                    if !(c.is_alphanumeric() || c == '_') {
-                        continue;
-                    }
-                    let mut end = start + c.len_utf8();
-                    while let Some(&(i, c)) = words.peek() {
-                        if !(c.is_alphanumeric() || c == '_') {
-                            break;
-                        }
-                        end = i + c.len_utf8();
-                        words.next();
-                    }
-                    let word = &inside[start..end];
-                    let path_goes_on = inside[end..].starts_with('.');
-                    let before = inside[..start].chars().next_back();
-                    let reaches_all = matches!(word, "json" | "lookup")
+                let words = inside.split(|c: char| !(c.is_alphanumeric() || c == '_'));
+                for word in words.filter(|w| !w.is_empty()) {
+                    let start = word.as_ptr() as usize - inside.as_ptr() as usize;
+                    let path_goes_on = inside[start + word.len()..].starts_with('.');
+                    let after_at = inside[..start].ends_with('@');
+                    whole |= matches!(word, "json" | "lookup")
                         || (matches!(word, "incident" | "this") && !path_goes_on)
-                        || (word == "root" && before == Some('@') && !path_goes_on);
-                    whole |= reaches_all;
+                        || (word == "root" && after_at && !path_goes_on);
                     names.insert(word);
                 }
             }
@@ -433,6 +410,14 @@ mod tests {
         assert_eq!(human_duration(90_000), "1d 1h 00m");
     }
 
+    /// Every value, whatever the templates read.
+    const ALL: Parts = Parts {
+        timeline: true,
+        runs: true,
+        timeline_markdown: true,
+        runs_markdown: true,
+    };
+
     fn parts_for(templates: &[&str]) -> Parts {
         let mut catalog = Catalog::default();
         for (i, t) in templates.iter().enumerate() {
@@ -466,7 +451,7 @@ mod tests {
         );
         assert_eq!(
             parts_for(&["{{#with incident}}{{#each timeline}}{{text}}{{/each}}{{/with}}"]),
-            Parts::ALL,
+            ALL,
             "incident without a path reaches everything"
         );
         for reaches in [
@@ -477,7 +462,7 @@ mod tests {
             "{{json @root}}",
             "{{lookup incident \"runs\"}}",
         ] {
-            assert_eq!(parts_for(&[reaches]), Parts::ALL, "{reaches}");
+            assert_eq!(parts_for(&[reaches]), ALL, "{reaches}");
         }
         // A `}}` in a string does not end the expression early.
         assert!(parts_for(&["{{coalesce \"}}\" incident.timeline}}"]).timeline);

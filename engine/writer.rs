@@ -283,42 +283,40 @@ fn flush_and_answer(
     // once a later flush has made those writes durable: the incident's
     // runbooks start late rather than never.
     let mut owed: Vec<Effect> = Vec::new();
+    let send = |effect| {
+        if let Some(tx) = &effects {
+            let _ = tx.send(effect);
+        }
+    };
     while let Ok(first) = flushes.recv() {
         let mut waiting = vec![first];
         waiting.extend(flushes.try_iter());
         let flushed = flush_with_retries(&*store);
-        match &flushed {
-            Ok(()) => {
-                for effect in owed.drain(..) {
-                    if let Some(tx) = &effects {
-                        let _ = tx.send(effect);
-                    }
-                }
-            }
-            Err(e) => tracing::error!(error = %e, "flushing failed; the requests waiting on it are refused with 503"),
-        }
-        for batch in waiting {
+        for batch in &waiting {
             metrics
                 .store_write_seconds
                 .observe(batch.started.elapsed().as_secs_f64());
-            let closed = batch.closed.into_iter().map(|i| Effect::Resolved(Box::new(i)));
-            match &flushed {
-                Ok(()) => {
+        }
+        match flushed {
+            Ok(()) => {
+                owed.drain(..).for_each(send);
+                for batch in waiting {
                     for answer in batch.answers {
                         answer.send_ok(effects.as_ref());
                     }
-                    for effect in closed {
-                        if let Some(tx) = &effects {
-                            let _ = tx.send(effect);
-                        }
+                    for incident in batch.closed {
+                        send(Effect::Resolved(Box::new(incident)));
                     }
                 }
-                Err(e) => {
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "flushing failed; the requests waiting on it are refused with 503");
+                for batch in waiting {
                     for answer in batch.answers {
                         owed.extend(answer.opened());
-                        answer.send_err(e);
+                        answer.send_err(&e);
                     }
-                    owed.extend(closed);
+                    owed.extend(batch.closed.into_iter().map(|i| Effect::Resolved(Box::new(i))));
                 }
             }
         }

@@ -87,8 +87,14 @@ fn rrset(name: &str, value: &str, id: Option<(&str, i64)>) -> ResourceRecordSet 
     b.build().unwrap()
 }
 
-/// A new hosted zone `example.com`; its id without `/hostedzone/`.
-async fn zone(client: &aws_sdk_route53::Client, caller_reference: &str) -> String {
+/// A client for moto at `url`, and the id (without `/hostedzone/`) of a new
+/// `example.com` zone where `api.example.com` points at `primary.example.com`.
+async fn zone(url: &str, caller_reference: &str) -> (aws_sdk_route53::Client, String) {
+    // The server under test uses the default credential chain: give it
+    // moto's test credentials through the environment, as an operator would.
+    std::env::set_var("AWS_ACCESS_KEY_ID", "testing");
+    std::env::set_var("AWS_SECRET_ACCESS_KEY", "testing");
+    let client = route53(url).await;
     let zone = client
         .create_hosted_zone()
         .name("example.com")
@@ -96,11 +102,19 @@ async fn zone(client: &aws_sdk_route53::Client, caller_reference: &str) -> Strin
         .send()
         .await
         .unwrap();
-    zone.hosted_zone()
+    let zone_id = zone
+        .hosted_zone()
         .unwrap()
         .id()
         .trim_start_matches("/hostedzone/")
-        .to_string()
+        .to_string();
+    create(
+        &client,
+        &zone_id,
+        vec![rrset("api.example.com", "primary.example.com", None)],
+    )
+    .await;
+    (client, zone_id)
 }
 
 async fn create(client: &aws_sdk_route53::Client, zone: &str, sets: Vec<ResourceRecordSet>) {
@@ -173,18 +187,7 @@ steps:
 #[tokio::test(flavor = "multi_thread")]
 async fn failover_upserts_the_standby_target_guards_with_from_and_dry_runs_change_nothing() {
     let Some(moto) = start_moto().await else { return };
-    // The server under test uses the default credential chain: give it
-    // moto's test credentials through the environment, as an operator would.
-    std::env::set_var("AWS_ACCESS_KEY_ID", "testing");
-    std::env::set_var("AWS_SECRET_ACCESS_KEY", "testing");
-    let client = route53(&moto.url).await;
-    let zone_id = zone(&client, "laojun-test").await;
-    create(
-        &client,
-        &zone_id,
-        vec![rrset("api.example.com", "primary.example.com", None)],
-    )
-    .await;
+    let (client, zone_id) = zone(&moto.url, "laojun-test").await;
     create(
         &client,
         &zone_id,
@@ -368,16 +371,7 @@ steps:
 #[tokio::test(flavor = "multi_thread")]
 async fn throttled_changes_are_retried_as_the_step_says_and_each_attempt_is_on_the_timeline() {
     let Some(moto) = start_moto().await else { return };
-    std::env::set_var("AWS_ACCESS_KEY_ID", "testing");
-    std::env::set_var("AWS_SECRET_ACCESS_KEY", "testing");
-    let client = route53(&moto.url).await;
-    let zone_id = zone(&client, "laojun-throttle").await;
-    create(
-        &client,
-        &zone_id,
-        vec![rrset("api.example.com", "primary.example.com", None)],
-    )
-    .await;
+    let (client, zone_id) = zone(&moto.url, "laojun-throttle").await;
     let proxy = throttler(moto.url.clone()).await;
     let root = root_with(&[("runbooks/dns.yaml", PATIENT)]);
     let (root_path, endpoint) = (root.path().to_path_buf(), proxy.url.clone());

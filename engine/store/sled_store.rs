@@ -217,16 +217,12 @@ impl SledStore {
         }
         for (incident, mut list) in events {
             list.sort_by_key(|(seq, _)| *seq);
-            let mut rest = list.as_slice();
-            while let Some(((first, _), _)) = rest.split_first() {
-                let run = 1 + rest.windows(2).take_while(|w| w[1].0 == w[0].0 + 1).count();
-                let (run_events, after) = rest.split_at(run);
-                let value = match run_events {
+            for run in list.chunk_by(|(a, _), (b, _)| *b == a + 1) {
+                let value = match run {
                     [(_, one)] => serde_json::to_vec(one)?,
                     many => serde_json::to_vec(&many.iter().map(|(_, e)| e).collect::<Vec<_>>())?,
                 };
-                batch.insert(event_key(incident, *first), value);
-                rest = after;
+                batch.insert(event_key(incident, run[0].0), value);
             }
         }
         Ok(batch)
