@@ -20,9 +20,6 @@ pub struct Catalog {
     pub playbooks: Vec<Playbook>,
     /// Template name (file name without `.hbs`) → source.
     pub templates: BTreeMap<String, String>,
-    /// The postmortem registry with these templates compiled, built on
-    /// first use (see `postmortem::render`).
-    pub(crate) postmortems: std::sync::OnceLock<crate::postmortem::Compiled>,
 }
 
 /// What loading found: the catalog and every problem.

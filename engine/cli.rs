@@ -242,7 +242,7 @@ pub fn main() -> ExitCode {
         Command::Pause { client } => crate::client::automation("pause", &client),
         Command::Resume { client } => crate::client::automation("resume", &client),
         Command::Actions => {
-            print!("{}", crate::runbook::spec::reference_markdown());
+            print!("{}", crate::actions::spec::reference_markdown());
             ExitCode::SUCCESS
         }
     }

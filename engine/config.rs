@@ -222,8 +222,12 @@ pub enum ConfigError {
     /// YAML or a key/type problem; serde_yaml's message has line and column.
     #[error("{path}: {message}")]
     Invalid { path: PathBuf, message: String },
+    /// A secret reference that cannot be resolved.
     #[error("{0}")]
     Secret(String),
+    /// A value that is not usable (e.g. an unknown time zone).
+    #[error("{0}")]
+    Setting(String),
 }
 
 impl Config {
@@ -297,6 +301,39 @@ impl Config {
             .ok()
             .filter(|t| !t.is_empty())
             .map(Secret::new))
+    }
+}
+
+/// The config with what it refers to resolved once, at start: tokens and
+/// the Slack webhook read from their references, the time zone parsed.
+#[derive(Debug, Clone)]
+pub struct Resolved {
+    pub config: Config,
+    /// Tokens and their roles; empty: the API needs no token.
+    pub credentials: Vec<Credential>,
+    pub slack_webhook: Option<Secret>,
+    /// `postmortem.timezone`, for postmortems and their dates.
+    pub timezone: chrono_tz::Tz,
+}
+
+impl Config {
+    /// Resolves every secret reference and the time zone; an error names
+    /// the key.
+    pub fn resolve(self) -> Result<Resolved, ConfigError> {
+        let credentials = self.credentials()?;
+        let slack_webhook = match &self.slack.webhook_url {
+            Some(reference) => {
+                Some(secret::resolve(reference).map_err(|e| ConfigError::Secret(format!("slack.webhook_url: {e}")))?)
+            }
+            None => None,
+        };
+        let timezone = self.postmortem.tz().map_err(ConfigError::Setting)?;
+        Ok(Resolved {
+            config: self,
+            credentials,
+            slack_webhook,
+            timezone,
+        })
     }
 }
 

@@ -16,6 +16,9 @@ use crate::severity::Severity;
 use crate::template::{self, Scope};
 use crate::yaml::{self, Node, Pos, Value};
 
+/// The playbook that takes alerts no other playbook matches.
+pub const DEFAULT_PLAYBOOK: &str = "default";
+
 /// The names a playbook's runbook parameters may start from.
 pub const PARAM_ROOTS: &[&str] = &["alert", "incident", "schedule"];
 

@@ -8,6 +8,7 @@
 //! and are printed with `{{{...}}}`.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 
 use chrono::{DateTime, Timelike, Utc};
 use chrono_tz::Tz;
@@ -46,7 +47,61 @@ pub fn template_for<'a>(catalog: &'a Catalog, severity: &str) -> Option<(String,
         .find_map(|name| catalog.templates.get(&name).map(|t| (name, t)))
 }
 
-/// Renders the postmortem of an incident.
+/// Renders postmortems from one catalog's templates in one time zone. The
+/// templates are compiled once, when it is made; the server holds one.
+pub struct Renderer {
+    catalog: Arc<Catalog>,
+    compiled: Compiled,
+}
+
+impl Renderer {
+    pub fn new(catalog: Arc<Catalog>, tz: Tz) -> Result<Renderer, PostmortemError> {
+        let compiled = compile(&catalog, tz)?;
+        Ok(Renderer { catalog, compiled })
+    }
+
+    /// Renders the postmortem of an incident.
+    pub fn render(
+        &self,
+        incident: &Incident,
+        timeline: &[Event],
+        runs: &[Run],
+        now: DateTime<Utc>,
+    ) -> Result<String, PostmortemError> {
+        let (name, _) = template_for(&self.catalog, incident.severity.as_str()).ok_or(PostmortemError::NoTemplate)?;
+        let compiled = &self.compiled;
+        // `from` takes the data as is; `render` would copy all of it first.
+        let context = handlebars::Context::from(data(incident, timeline, runs, compiled.tz, now, compiled.parts));
+        compiled
+            .registry
+            .render_with_context(&name, &context)
+            .map_err(|e| PostmortemError::Render {
+                template: format!("templates/{name}.hbs"),
+                reason: e.to_string(),
+            })
+    }
+
+    /// Renders the postmortem of a stored incident (with its timeline and runs).
+    pub fn render_stored(&self, store: &dyn crate::store::Store, id: &str) -> anyhow::Result<String> {
+        let n = crate::incident::parse_id(id).ok_or_else(|| anyhow::anyhow!("no incident {id:?}"))?;
+        let incident = store.incident(n)?.ok_or_else(|| anyhow::anyhow!("no incident {id}"))?;
+        let timeline = store.timeline(n)?;
+        let mut runs = Vec::new();
+        for run_id in &incident.runs {
+            if let Some(run) = crate::run::parse_run_id(run_id)
+                .map(|r| store.run(r))
+                .transpose()?
+                .flatten()
+            {
+                runs.push(run);
+            }
+        }
+        Ok(self.render(&incident, &timeline, &runs, Utc::now())?)
+    }
+}
+
+/// Renders one postmortem, compiling the templates for it (a `Renderer`
+/// keeps them compiled).
 pub fn render(
     catalog: &Catalog,
     incident: &Incident,
@@ -56,19 +111,7 @@ pub fn render(
     now: DateTime<Utc>,
 ) -> Result<String, PostmortemError> {
     let (name, _) = template_for(catalog, incident.severity.as_str()).ok_or(PostmortemError::NoTemplate)?;
-    if catalog.postmortems.get().is_none() {
-        // The catalog keeps the first: there is one time zone per process.
-        let _ = catalog.postmortems.set(compile(catalog, tz)?);
-    }
-    let fresh;
-    let compiled = match catalog.postmortems.get() {
-        Some(c) if c.tz == tz => c,
-        _ => {
-            fresh = compile(catalog, tz)?;
-            &fresh
-        }
-    };
-    // `from` takes the data as is; `render` would copy all of it first.
+    let compiled = compile(catalog, tz)?;
     let context = handlebars::Context::from(data(incident, timeline, runs, tz, now, compiled.parts));
     compiled
         .registry
@@ -82,7 +125,7 @@ pub fn render(
 /// The postmortem registry with every catalog template compiled, so
 /// postmortems can use partials (`{{> postmortem-summary}}`).
 #[derive(Debug)]
-pub struct Compiled {
+struct Compiled {
     tz: Tz,
     registry: Handlebars<'static>,
     parts: Parts,
@@ -378,24 +421,6 @@ mod markdown {
         }
         out
     }
-}
-
-/// Renders the postmortem of a stored incident (with its timeline and runs).
-pub fn render_stored(catalog: &Catalog, store: &dyn crate::store::Store, id: &str, tz: Tz) -> anyhow::Result<String> {
-    let n = crate::incident::parse_id(id).ok_or_else(|| anyhow::anyhow!("no incident {id:?}"))?;
-    let incident = store.incident(n)?.ok_or_else(|| anyhow::anyhow!("no incident {id}"))?;
-    let timeline = store.timeline(n)?;
-    let mut runs = Vec::new();
-    for run_id in &incident.runs {
-        if let Some(run) = crate::run::parse_run_id(run_id)
-            .map(|r| store.run(r))
-            .transpose()?
-            .flatten()
-        {
-            runs.push(run);
-        }
-    }
-    Ok(render(catalog, &incident, &timeline, &runs, tz, Utc::now())?)
 }
 
 #[cfg(test)]

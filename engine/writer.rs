@@ -14,8 +14,9 @@ use chrono::Utc;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::alert::Alert;
+use crate::effects::Effect;
 use crate::incident::{EventKind, Incident, NoteKind};
-use crate::intake::{Applied, Intake, Journaled, Opened, RequestError};
+use crate::ledger::{Applied, Journaled, Ledger, RequestError};
 use crate::metrics::Metrics;
 use crate::run::Run;
 use crate::store::Store;
@@ -76,15 +77,6 @@ pub enum Failure {
     Unavailable(String),
 }
 
-/// What committed changes lead to, for the parts that act on them.
-#[derive(Debug)]
-pub enum Effect {
-    /// An incident opened: its playbook's runbooks start.
-    Opened(Box<Opened>),
-    /// An incident resolved: its postmortem is written.
-    Resolved(Box<Incident>),
-}
-
 /// The queue is full or the writer has stopped.
 #[derive(Debug)]
 pub struct Busy;
@@ -99,7 +91,7 @@ impl Writer {
     /// Starts the writer thread. Incidents that open or resolve are sent on `effects`
     /// (after their commit) for the executor.
     pub fn start(
-        intake: Intake,
+        intake: Ledger,
         store: Arc<dyn Store>,
         capacity: usize,
         metrics: Arc<Metrics>,
@@ -178,7 +170,7 @@ struct Flush {
 }
 
 fn run(
-    mut intake: Intake,
+    mut intake: Ledger,
     store: Arc<dyn Store>,
     mut rx: mpsc::Receiver<Request>,
     metrics: Arc<Metrics>,
@@ -350,7 +342,7 @@ enum Answer {
     Run(oneshot::Sender<Result<Journaled, Failure>>, Result<Journaled, Failure>),
 }
 
-fn apply(intake: &mut Intake, request: Request, now: chrono::DateTime<Utc>) -> Answer {
+fn apply(intake: &mut Ledger, request: Request, now: chrono::DateTime<Utc>) -> Answer {
     match request {
         Request::Alerts { alerts, reply } => {
             let r = intake

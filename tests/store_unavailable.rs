@@ -5,15 +5,9 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-use chrono::{DateTime, Utc};
-use laojun::incident::{Event, Incident, IncidentAlert};
-use laojun::intake::Intake;
-use laojun::metrics::Metrics;
-use laojun::run::Run;
-use laojun::server::{router, AppState};
-use laojun::store::{Episode, IncidentFilter, OpenEntry, SledStore, Store, StoreError, Write};
-use laojun::writer::{Effect, Writer};
-use tokio::sync::mpsc;
+use laojun::config::Config;
+use laojun::engine::Engine;
+use laojun::store::{Delegate, SledStore, Store, StoreError, Write};
 
 /// A sled store whose writes fail while `broken` is set (a full disk), and
 /// whose flushes fail while `sync_broken` is set (a disk that cannot sync).
@@ -23,7 +17,10 @@ struct FlakyStore {
     sync_broken: AtomicBool,
 }
 
-impl Store for FlakyStore {
+impl Delegate for FlakyStore {
+    fn inner(&self) -> &dyn Store {
+        &self.inner
+    }
     fn apply(&self, writes: Vec<Vec<Write>>) -> Result<(), StoreError> {
         if self.broken.load(Ordering::SeqCst) {
             return Err(StoreError::Backend(sled::Error::Io(std::io::Error::other(
@@ -40,87 +37,43 @@ impl Store for FlakyStore {
         }
         self.inner.flush()
     }
-    fn incident(&self, n: u64) -> Result<Option<Incident>, StoreError> {
-        self.inner.incident(n)
-    }
-    fn incidents(&self, f: &IncidentFilter) -> Result<Vec<Incident>, StoreError> {
-        self.inner.incidents(f)
-    }
-    fn incident_record(&self, n: u64) -> Result<Option<Incident>, StoreError> {
-        self.inner.incident_record(n)
-    }
-    fn incident_alert(&self, n: u64, index: u32) -> Result<Option<IncidentAlert>, StoreError> {
-        self.inner.incident_alert(n, index)
-    }
-    fn each_open(&self, each: &mut dyn FnMut(OpenEntry)) -> Result<(), StoreError> {
-        self.inner.each_open(each)
-    }
-    fn timeline(&self, n: u64) -> Result<Vec<Event>, StoreError> {
-        self.inner.timeline(n)
-    }
-    fn episode(&self, fp: &str, at: DateTime<Utc>) -> Result<Option<Episode>, StoreError> {
-        self.inner.episode(fp, at)
-    }
-    fn last_incident(&self) -> Result<u64, StoreError> {
-        self.inner.last_incident()
-    }
-    fn run(&self, n: u64) -> Result<Option<Run>, StoreError> {
-        self.inner.run(n)
-    }
-    fn unfinished_runs(&self) -> Result<Vec<Run>, StoreError> {
-        self.inner.unfinished_runs()
-    }
-    fn runs_since(&self, since: DateTime<Utc>) -> Result<Vec<Run>, StoreError> {
-        self.inner.runs_since(since)
-    }
-    fn last_run(&self) -> Result<u64, StoreError> {
-        self.inner.last_run()
-    }
-    fn run_for_key(&self, key: &str) -> Result<Option<String>, StoreError> {
-        self.inner.run_for_key(key)
-    }
-    fn audit(&self, limit: usize) -> Result<Vec<laojun::store::Audit>, StoreError> {
-        self.inner.audit(limit)
-    }
-    fn schedule_mark(&self, playbook: &str) -> Result<Option<DateTime<Utc>>, StoreError> {
-        self.inner.schedule_mark(playbook)
-    }
-    fn claim_schedule(&self, p: &str, expected: Option<DateTime<Utc>>, new: DateTime<Utc>) -> Result<bool, StoreError> {
-        self.inner.claim_schedule(p, expected, new)
-    }
 }
 
-/// laojun's webhook in front of `flaky`; returns its URL and what the
-/// writer tells the executor (incidents opened and resolved).
-async fn serve(flaky: Arc<FlakyStore>) -> (String, mpsc::UnboundedReceiver<Effect>) {
-    let store: Arc<dyn Store> = flaky.clone();
-    let intake = Intake::new(store.clone(), vec![]).unwrap();
-    let metrics = Arc::new(Metrics::new());
-    let (effects, effects_rx) = mpsc::unbounded_channel();
-    let (writer, _thread) = Writer::start(intake, store.clone(), 16, metrics.clone(), Some(effects));
-    let catalog = Arc::new(laojun::catalog::Catalog::default());
-    let executor = laojun::executor::Executor::new(
-        writer.clone(),
-        store.clone(),
-        catalog.clone(),
-        laojun::actions::Backends::new(None),
-        Default::default(),
-    );
-    let state = Arc::new(AppState {
-        writer,
-        store: store.clone(),
-        metrics,
-        credentials: Vec::new(),
-        catalog,
-        executor,
-        timezone: chrono_tz::UTC,
-        max_body: 1 << 20,
-    });
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}/api/v1/alerts", listener.local_addr().unwrap());
-    let app = router(state);
-    tokio::spawn(async move { axum::serve(listener, app).await });
-    (url, effects_rx)
+/// A catalog whose one playbook takes the fixture's HighErrorRate alert
+/// and runs a one-step runbook, so a test can see the runbooks start.
+fn root() -> tempfile::TempDir {
+    let root = tempfile::tempdir().unwrap();
+    for dir in ["runbooks", "playbooks"] {
+        std::fs::create_dir(root.path().join(dir)).unwrap();
+    }
+    std::fs::write(
+        root.path().join("runbooks/note.yaml"),
+        "name: note\nsteps:\n  - id: look\n    action: wait\n    with: {secs: 0}\n",
+    )
+    .unwrap();
+    std::fs::write(
+        root.path().join("playbooks/errors.yaml"),
+        "name: errors\ntrigger: {alerts: ['alertname=\"HighErrorRate\"']}\nrunbooks: [{runbook: note}]\n",
+    )
+    .unwrap();
+    root
+}
+
+/// The whole engine, assembled with `flaky` as its store, serving the
+/// webhook; returns its URL.
+async fn serve(flaky: Arc<FlakyStore>, root: &std::path::Path, data: &std::path::Path) -> String {
+    let config = Config {
+        listen: "127.0.0.1:0".into(),
+        root: root.to_path_buf(),
+        data_dir: data.to_path_buf(),
+        ..Config::default()
+    };
+    let engine = Engine::builder(config).store(flaky).start().await.unwrap();
+    let (addr_tx, addr_rx) = tokio::sync::oneshot::channel();
+    tokio::spawn(laojun::serve::serve(engine, std::future::pending(), move |addr| {
+        let _ = addr_tx.send(addr);
+    }));
+    format!("http://{}/api/v1/alerts", addr_rx.await.unwrap())
 }
 
 fn flaky(dir: &std::path::Path) -> Arc<FlakyStore> {
@@ -145,7 +98,8 @@ async fn a_store_that_cannot_write_gets_503_and_the_retry_after_recovery_is_stor
     let flaky = flaky(dir.path());
     flaky.broken.store(true, Ordering::SeqCst);
     let store: Arc<dyn Store> = flaky.clone();
-    let (url, _effects) = serve(flaky.clone()).await;
+    let (root, data) = (root(), tempfile::tempdir().unwrap());
+    let url = serve(flaky.clone(), root.path(), data.path()).await;
     let body = firing_single();
     let http = reqwest::Client::new();
     let resp = http.post(&url).body(body.clone()).send().await.unwrap();
@@ -173,7 +127,8 @@ async fn a_disk_that_cannot_sync_gets_503_and_after_recovery_the_incident_is_kep
     let flaky = flaky(dir.path());
     flaky.sync_broken.store(true, Ordering::SeqCst);
     let store: Arc<dyn Store> = flaky.clone();
-    let (url, mut effects) = serve(flaky.clone()).await;
+    let (root, data) = (root(), tempfile::tempdir().unwrap());
+    let url = serve(flaky.clone(), root.path(), data.path()).await;
     let http = reqwest::Client::new();
     let resp = http.post(&url).body(firing_single()).send().await.unwrap();
     assert_eq!(resp.status(), 503, "not on disk, so not accepted");
@@ -200,12 +155,13 @@ async fn a_disk_that_cannot_sync_gets_503_and_after_recovery_the_incident_is_kep
     assert_eq!(fired, 1);
     // The retry found the alert already kept, so it opened nothing itself;
     // the incident's runbooks start all the same, once it is on disk.
-    let opened = tokio::time::timeout(std::time::Duration::from_secs(5), effects.recv())
-        .await
-        .expect("an effect within 5 s")
-        .expect("the writer is running");
-    match opened {
-        Effect::Opened(o) => assert_eq!(o.incident.id, "INC-1"),
-        other => panic!("expected INC-1 opened, got {other:?}"),
-    }
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+    let runs = loop {
+        let runs = store.incident(1).unwrap().unwrap().runs;
+        if !runs.is_empty() || tokio::time::Instant::now() > deadline {
+            break runs;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    };
+    assert_eq!(runs, vec!["RUN-1".to_string()], "INC-1's runbook started once");
 }

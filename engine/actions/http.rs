@@ -4,33 +4,115 @@
 
 use std::collections::BTreeMap;
 
+use serde::{Deserialize, Deserializer};
 use serde_json::{json, Value};
 
-use super::{describe, status_is_retryable, str_arg, ActionError, Backends, Outcome};
+use super::spec::{opt, req, ActionSpec, ArgKind};
+use super::{describe, status_is_retryable, Act, ActionError, Context, Outcome};
 use crate::secret;
 
 /// Responses are kept up to this size in the step output.
 const MAX_BODY: usize = 64 * 1024;
 
-pub async fn call(args: &Value, backends: &Backends, dry_run: bool) -> Result<Outcome, ActionError> {
-    let method = str_arg(args, "method").unwrap_or("GET");
-    let url_written = str_arg(args, "url").ok_or_else(|| ActionError::fatal("`url` is empty"))?;
+pub struct Http;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Args {
+    method: Option<String>,
+    url: String,
+    #[serde(default)]
+    headers: BTreeMap<String, Value>,
+    body: Option<Value>,
+    #[serde(default, deserialize_with = "statuses")]
+    expect_status: Vec<u16>,
+}
+
+/// One string or a list of strings (`who: oncall` or `who: [alice, bob]`).
+pub(crate) fn one_or_many<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum OneOrMany {
+        One(String),
+        Many(Vec<String>),
+    }
+    Ok(match OneOrMany::deserialize(d)? {
+        OneOrMany::One(s) => vec![s],
+        OneOrMany::Many(v) => v,
+    })
+}
+
+/// Status codes as the loader writes them (a list), or as a template
+/// renders them (text); what is not a code is left out, as before typing.
+fn statuses<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u16>, D::Error> {
+    let code = |v: &Value| match v {
+        Value::Number(n) => n.as_u64().and_then(|c| u16::try_from(c).ok()),
+        Value::String(s) => s.trim().parse().ok(),
+        _ => None,
+    };
+    Ok(match Value::deserialize(d)? {
+        Value::Array(items) => items.iter().filter_map(code).collect(),
+        other => code(&other).into_iter().collect(),
+    })
+}
+
+impl Act for Http {
+    const SPEC: ActionSpec = ActionSpec {
+        name: "http",
+        summary: "Call an HTTP endpoint and check its status.",
+        args: &[
+            opt(
+                "method",
+                ArgKind::Enum(&["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD"]),
+                Some("GET"),
+                "HTTP method",
+            ),
+            req("url", ArgKind::Str, "http:// or https:// URL"),
+            opt(
+                "headers",
+                ArgKind::StrMap,
+                None,
+                "request headers; values may hold secret references `${env:NAME}`",
+            ),
+            opt(
+                "body",
+                ArgKind::Any,
+                None,
+                "request body: a string is sent as is, anything else as JSON",
+            ),
+            opt(
+                "expect_status",
+                ArgKind::Statuses,
+                Some("any 2xx"),
+                "status codes that count as success",
+            ),
+        ],
+        exactly_one_of: &[],
+        idempotent: false,
+        output: "`status`, `body` (JSON when the response is JSON, else text, at most 64 KiB)",
+    };
+    type Args = Args;
+
+    async fn run(args: Args, cx: &Context<'_>) -> Result<Outcome, ActionError> {
+        call(args, cx).await
+    }
+}
+
+async fn call(args: Args, cx: &Context<'_>) -> Result<Outcome, ActionError> {
+    let backends = cx.backends;
+    let method = args.method.as_deref().filter(|m| !m.is_empty()).unwrap_or("GET");
+    let url_written = args.url.as_str();
+    if url_written.is_empty() {
+        return Err(ActionError::fatal("`url` is empty"));
+    }
     let headers: BTreeMap<String, String> = args
-        .get("headers")
-        .and_then(Value::as_object)
-        .map(|m| {
-            m.iter()
-                .map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_string()))
-                .collect()
-        })
-        .unwrap_or_default();
-    let expect: Vec<u16> = args
-        .get("expect_status")
-        .and_then(Value::as_array)
-        .map(|a| a.iter().filter_map(Value::as_u64).map(|c| c as u16).collect())
-        .unwrap_or_default();
-    let body = args.get("body").filter(|b| !b.is_null());
-    if dry_run {
+        .headers
+        .iter()
+        .map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_string()))
+        .collect();
+    let expect = args.expect_status;
+    let body = args.body.as_ref().filter(|b| !b.is_null());
+    if cx.dry_run {
         let header_names: Vec<&String> = headers.keys().collect();
         return Ok(Outcome {
             output: json!({"would_send": {"method": method, "url": url_written, "headers": header_names, "body": body}}),

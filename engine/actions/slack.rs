@@ -1,10 +1,61 @@
 //! `slack.notify`: a Block Kit message through an incoming webhook. The
 //! webhook URL is a secret: it is never logged, stored or put in an error.
 
+use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::{describe, status_is_retryable, str_arg, ActionError, Backends, IncidentInfo, Outcome};
+use super::spec::{opt, ActionSpec, ArgKind};
+use super::{describe, status_is_retryable, Act, ActionError, Backends, Context, IncidentInfo, Outcome};
 use crate::secret::{self, Secret};
+
+pub struct Notify;
+
+/// `text` is rendered with Slack's escape (see `escape`); `template`, when
+/// given, was rendered into `text` by the executor before the step runs.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Args {
+    pub channel: Option<String>,
+    pub text: Option<String>,
+    pub template: Option<String>,
+    pub webhook_url: Option<String>,
+}
+
+impl Act for Notify {
+    const SPEC: ActionSpec = ActionSpec {
+        name: "slack.notify",
+        summary: "Post a Block Kit message to Slack through an incoming webhook.",
+        args: &[
+            opt(
+                "channel",
+                ArgKind::Str,
+                Some("the webhook's channel"),
+                "channel to post to, e.g. `#ops-alerts`",
+            ),
+            opt("text", ArgKind::Str, None, "the message text (a template)"),
+            opt(
+                "template",
+                ArgKind::Str,
+                None,
+                "name of a template in templates/ to render as the message",
+            ),
+            opt(
+                "webhook_url",
+                ArgKind::Str,
+                Some("`slack.webhook_url` from the config"),
+                "a secret reference such as `${env:SLACK_WEBHOOK_URL}`",
+            ),
+        ],
+        exactly_one_of: &[&["text", "template"]],
+        idempotent: false,
+        output: "`status`",
+    };
+    type Args = Args;
+
+    async fn run(args: Args, cx: &Context<'_>) -> Result<Outcome, ActionError> {
+        notify(&args, cx.incident, cx.backends, cx.dry_run).await
+    }
+}
 
 /// The message body Slack gets.
 pub fn payload(text: &str, channel: Option<&str>, incident: &IncidentInfo) -> Value {
@@ -34,17 +85,19 @@ pub fn escape(text: &str) -> String {
     text.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;")
 }
 
+/// Posts `args.text`; also used for laojun's own notices (resolve
+/// summaries, interrupted runs).
 pub async fn notify(
-    args: &Value,
+    args: &Args,
     incident: &IncidentInfo,
     backends: &Backends,
     dry_run: bool,
 ) -> Result<Outcome, ActionError> {
-    let text = str_arg(args, "text").unwrap_or_default();
-    let channel = str_arg(args, "channel");
+    let text = args.text.as_deref().unwrap_or_default();
+    let channel = args.channel.as_deref().filter(|c| !c.is_empty());
     let body = payload(text, channel, incident);
     let target = channel.map_or_else(|| "the webhook's channel".to_string(), str::to_string);
-    let webhook = match str_arg(args, "webhook_url") {
+    let webhook = match args.webhook_url.as_deref().filter(|w| !w.is_empty()) {
         Some(reference) => {
             Some(secret::resolve(reference).map_err(|e| ActionError::fatal(format!("webhook_url: {e}")))?)
         }
@@ -82,6 +135,24 @@ pub async fn notify(
     } else {
         ActionError::fatal(message)
     })
+}
+
+/// Posts one of laojun's own notices (an interrupted run, a resolved
+/// incident), bounded so a slow Slack holds nothing up. Failures are
+/// logged, not raised: what the notice is about happened either way.
+pub async fn notice(backends: &Backends, text: String, incident: &IncidentInfo, what: &str) {
+    let args = Args {
+        text: Some(text),
+        ..Args::default()
+    };
+    let sent = tokio::time::timeout(
+        std::time::Duration::from_secs(30),
+        notify(&args, incident, backends, false),
+    )
+    .await;
+    if !matches!(sent, Ok(Ok(_))) {
+        tracing::warn!(incident = %incident.id, "could not post {what} to Slack");
+    }
 }
 
 #[cfg(test)]

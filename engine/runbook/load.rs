@@ -5,8 +5,9 @@ use std::collections::HashMap;
 use std::path::{Component, Path};
 use std::time::Duration;
 
-use super::spec::{self, ActionSpec, ArgKind};
 use super::{Condition, OnFailure, Param, ParamType, Retries, Runbook, Step};
+use crate::actions::k8s::scale::parse_scale_by;
+use crate::actions::{Action, ArgKind};
 use crate::decode::{expect_int, expect_str, is_identifier, Fields};
 use crate::diag::{did_you_mean, one_of, Diagnostic, Diagnostics};
 use crate::script::{Sandbox, ScriptError};
@@ -260,19 +261,21 @@ impl StepContext<'_> {
             .required("action", "action: k8s.rollback", d)
             .and_then(|n| action_of(n, d));
         let with = match (action, f.get("with")) {
-            (Some(spec), with) => self.arguments(spec, with, &f, &label, d),
+            (Some(action), with) => self.arguments(action, with, &f, &label, d),
             (None, _) => None,
         };
         let when = f.get("when").and_then(|n| self.condition(n, &label, d));
         let timeout = f.opt_int("timeout_secs", 1, DAY_SECS, d).map(secs);
         let retries = f.get("retries").and_then(|n| retries(n, &label, d)).unwrap_or_default();
         let script = match (action, &with) {
-            (Some(a), Some(with)) if a.name == "script" => self.script(with, &f, d),
+            (Some(Action::Script), Some(with)) => self.script(with, &f, d),
             _ => None,
         };
-        let default_idempotent = action.is_some_and(|a| {
-            a.idempotent || (a.name == "k8s.scale" && with.as_ref().is_some_and(|w| w.contains_key("replicas")))
-        });
+        let default_idempotent = match (action, &with) {
+            (Some(a), Some(w)) => a.rerun_safe(w),
+            (Some(a), None) => a.spec().idempotent,
+            (None, _) => false,
+        };
         let idempotent = f.opt_bool("idempotent", d).unwrap_or(default_idempotent);
         // Steps in on_failure may use this step's output (it failed, but may
         // have produced some), so it counts as earlier for them.
@@ -324,12 +327,13 @@ impl StepContext<'_> {
     /// Checks `with:` against the action's arguments and returns it as JSON.
     fn arguments(
         &self,
-        spec: &'static ActionSpec,
+        action: Action,
         with: Option<&Node>,
         step: &Fields,
         label: &str,
         d: &mut Diagnostics,
     ) -> Option<serde_json::Map<String, serde_json::Value>> {
+        let spec = action.spec();
         let what = format!("`with` of {label} ({})", spec.name);
         let names = spec.arg_names();
         let empty = Node {
@@ -378,7 +382,7 @@ impl StepContext<'_> {
                 );
             }
         }
-        if spec.name == "slack.notify" {
+        if action == Action::SlackNotify {
             self.check_template_name(&f, d);
         }
         (d.count() == errors_before).then_some(out)
@@ -618,11 +622,11 @@ impl StepContext<'_> {
     }
 }
 
-fn action_of(node: &Node, d: &mut Diagnostics) -> Option<&'static ActionSpec> {
+fn action_of(node: &Node, d: &mut Diagnostics) -> Option<Action> {
     let name = expect_str(node, "`action`", d)?;
-    let found = spec::action(name);
+    let found = Action::from_name(name);
     if found.is_none() {
-        let names = spec::action_names();
+        let names = Action::names();
         let hint = did_you_mean(name, &names)
             .map(|n| format!("did you mean `{n}`? "))
             .unwrap_or_default();
@@ -688,29 +692,6 @@ fn at_script_pos(e: &ScriptError) -> String {
     }
 }
 
-/// A relative scale change: `+N`, `-N`, `xF`, `*F` or `×F`.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub enum ScaleBy {
-    Add(i64),
-    Times(f64),
-}
-
-pub fn parse_scale_by(text: &str) -> Option<ScaleBy> {
-    let t = text.trim();
-    if let Some(factor) = t.strip_prefix(['x', '*', '×']) {
-        return factor
-            .trim()
-            .parse::<f64>()
-            .ok()
-            .filter(|f| *f > 0.0 && f.is_finite())
-            .map(ScaleBy::Times);
-    }
-    if t.starts_with(['+', '-']) {
-        return t.parse::<i64>().ok().map(ScaleBy::Add);
-    }
-    None
-}
-
 fn article(kind: ArgKind) -> String {
     match kind {
         ArgKind::Int => "a whole number (or a template)".into(),
@@ -741,6 +722,7 @@ fn example(kind: ArgKind, name: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::actions::k8s::scale::ScaleBy;
 
     fn load_str(src: &str) -> (Option<Runbook>, Vec<String>) {
         let sandbox = Sandbox::default();

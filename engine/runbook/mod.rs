@@ -3,7 +3,7 @@
 //! every problem at its `file:line:col`.
 
 pub mod load;
-pub mod spec;
+pub mod params;
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -125,7 +125,7 @@ pub struct Condition {
 #[derive(Debug, Clone)]
 pub struct Step {
     pub id: String,
-    pub action: &'static spec::ActionSpec,
+    pub action: crate::actions::Action,
     /// The `with:` arguments as written; strings are rendered as templates
     /// when the step runs.
     pub with: serde_json::Map<String, serde_json::Value>,

@@ -14,7 +14,7 @@ use super::auth::Caller;
 use super::{ApiError, AppState};
 use crate::alert;
 use crate::incident::{parse_id, NoteKind, Status};
-use crate::intake::AlertOutcome;
+use crate::ledger::AlertOutcome;
 use crate::severity::Severity;
 use crate::store::IncidentFilter;
 use crate::writer::{Failure, Request};
@@ -267,7 +267,7 @@ pub async fn post_resolve(
 
 fn failure(f: Failure) -> ApiError {
     match f {
-        Failure::Refused(crate::intake::RequestError::NotFound(id)) => ApiError::not_found(format!("no incident {id}")),
+        Failure::Refused(crate::ledger::RequestError::NotFound(id)) => ApiError::not_found(format!("no incident {id}")),
         Failure::Refused(other) => ApiError::new(StatusCode::CONFLICT, other.to_string()),
         Failure::Unavailable(why) => ApiError::unavailable(why),
     }
@@ -285,7 +285,7 @@ pub async fn list_runbooks(State(state): State<Arc<AppState>>) -> ApiResult {
                 .iter()
                 .map(|p| json!({"name": p.name, "type": p.kind.name(), "required": p.required, "default": p.default, "allowed": p.allowed, "description": p.description}))
                 .collect();
-            let steps: Vec<Value> = rb.steps.iter().map(|s| json!({"id": s.id, "action": s.action.name})).collect();
+            let steps: Vec<Value> = rb.steps.iter().map(|s| json!({"id": s.id, "action": s.action.name()})).collect();
             json!({"name": rb.name, "description": rb.description, "params": params, "steps": steps})
         })
         .collect();
@@ -299,7 +299,7 @@ pub async fn get_postmortem(
 ) -> Result<axum::response::Response, ApiError> {
     use axum::response::IntoResponse;
     incident_number(&id)?;
-    let (store, catalog, tz) = (state.store.clone(), state.catalog.clone(), state.timezone);
+    let (store, postmortems) = (state.store.clone(), state.postmortems.clone());
     let exists = {
         let (store, n) = (store.clone(), incident_number(&id)?);
         tokio::task::spawn_blocking(move || store.incident(n))
@@ -309,7 +309,7 @@ pub async fn get_postmortem(
     if exists.map_err(|e| ApiError::unavailable(e.to_string()))?.is_none() {
         return Err(ApiError::not_found(format!("no incident {id}")));
     }
-    let text = tokio::task::spawn_blocking(move || crate::postmortem::render_stored(&catalog, store.as_ref(), &id, tz))
+    let text = tokio::task::spawn_blocking(move || postmortems.render_stored(store.as_ref(), &id))
         .await
         .map_err(|e| ApiError::unavailable(e.to_string()))?
         .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, format!("{e:#}")))?;

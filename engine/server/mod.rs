@@ -34,8 +34,8 @@ pub struct AppState {
     pub executor: crate::executor::Executor,
     /// Webhook bodies over this many bytes get 413.
     pub max_body: usize,
-    /// Time zone for times in postmortems.
-    pub timezone: chrono_tz::Tz,
+    /// Renders postmortems (templates compiled once).
+    pub postmortems: Arc<crate::postmortem::Renderer>,
 }
 
 /// All routes.

@@ -71,7 +71,14 @@ pub async fn start_run(
         idempotency_key: key,
         incident: body.incident,
     };
-    let (id, duplicate) = state.executor.start_manual(request).await.map_err(exec_error)?;
+    let started = state
+        .executor
+        .start(crate::executor::Trigger::Manual(request))
+        .await
+        .map_err(exec_error)?;
+    let Some(crate::executor::Started { id, duplicate }) = started.into_iter().next() else {
+        return Err(ApiError::unavailable("the run could not be started"));
+    };
     if !duplicate {
         let detail = format!("runbook {runbook}{}", if dry { " (dry run)" } else { "" });
         state.writer.audit(&who, "run", &id, Some(detail)).await;

@@ -182,3 +182,86 @@ pub trait Store: Send + Sync + 'static {
         new: DateTime<Utc>,
     ) -> Result<bool, StoreError>;
 }
+
+/// A store that hands every call to another, so a wrapper (a fault drill,
+/// a test's failing disk) writes only what it changes: `inner`, and the
+/// write side it wants to fail.
+///
+/// ```ignore
+/// struct FullDisk(SledStore);
+/// impl Delegate for FullDisk {
+///     fn inner(&self) -> &dyn Store { &self.0 }
+///     fn apply(&self, _: Vec<Vec<Write>>) -> Result<(), StoreError> { Err(...) }
+/// }
+/// ```
+pub trait Delegate: Send + Sync + 'static {
+    fn inner(&self) -> &dyn Store;
+    fn apply(&self, batches: Vec<Vec<Write>>) -> Result<(), StoreError> {
+        self.inner().apply(batches)
+    }
+    fn flush(&self) -> Result<(), StoreError> {
+        self.inner().flush()
+    }
+}
+
+impl<T: Delegate> Store for T {
+    fn apply(&self, batches: Vec<Vec<Write>>) -> Result<(), StoreError> {
+        Delegate::apply(self, batches)
+    }
+    fn flush(&self) -> Result<(), StoreError> {
+        Delegate::flush(self)
+    }
+    fn incident(&self, number: u64) -> Result<Option<Incident>, StoreError> {
+        self.inner().incident(number)
+    }
+    fn incident_record(&self, number: u64) -> Result<Option<Incident>, StoreError> {
+        self.inner().incident_record(number)
+    }
+    fn incident_alert(&self, number: u64, index: u32) -> Result<Option<IncidentAlert>, StoreError> {
+        self.inner().incident_alert(number, index)
+    }
+    fn incidents(&self, filter: &IncidentFilter) -> Result<Vec<Incident>, StoreError> {
+        self.inner().incidents(filter)
+    }
+    fn each_open(&self, each: &mut dyn FnMut(OpenEntry)) -> Result<(), StoreError> {
+        self.inner().each_open(each)
+    }
+    fn timeline(&self, number: u64) -> Result<Vec<Event>, StoreError> {
+        self.inner().timeline(number)
+    }
+    fn episode(&self, fingerprint: &str, starts_at: DateTime<Utc>) -> Result<Option<Episode>, StoreError> {
+        self.inner().episode(fingerprint, starts_at)
+    }
+    fn last_incident(&self) -> Result<u64, StoreError> {
+        self.inner().last_incident()
+    }
+    fn run(&self, number: u64) -> Result<Option<Run>, StoreError> {
+        self.inner().run(number)
+    }
+    fn unfinished_runs(&self) -> Result<Vec<Run>, StoreError> {
+        self.inner().unfinished_runs()
+    }
+    fn runs_since(&self, since: DateTime<Utc>) -> Result<Vec<Run>, StoreError> {
+        self.inner().runs_since(since)
+    }
+    fn last_run(&self) -> Result<u64, StoreError> {
+        self.inner().last_run()
+    }
+    fn run_for_key(&self, key: &str) -> Result<Option<String>, StoreError> {
+        self.inner().run_for_key(key)
+    }
+    fn audit(&self, limit: usize) -> Result<Vec<Audit>, StoreError> {
+        self.inner().audit(limit)
+    }
+    fn schedule_mark(&self, playbook: &str) -> Result<Option<DateTime<Utc>>, StoreError> {
+        self.inner().schedule_mark(playbook)
+    }
+    fn claim_schedule(
+        &self,
+        playbook: &str,
+        expected: Option<DateTime<Utc>>,
+        new: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        self.inner().claim_schedule(playbook, expected, new)
+    }
+}

@@ -406,7 +406,7 @@ mod tests {
     use super::*;
     use crate::alert::Alert;
     use crate::incident::Status;
-    use crate::intake::{AlertOutcome, Intake};
+    use crate::ledger::{AlertOutcome, Ledger};
     use std::sync::Arc;
 
     const STARTS: &str = "2026-11-29T12:00:00Z";
@@ -460,7 +460,7 @@ mod tests {
         assert_eq!(entries.len(), 1);
         assert_eq!(entries[0].playbook, "default");
 
-        let mut intake = Intake::new(store.clone(), vec![]).unwrap();
+        let mut intake = Ledger::new(store.clone(), vec![]).unwrap();
         let resolve = |fp: &str| Alert {
             fingerprint: fp.into(),
             status: AlertStatus::Resolved,

@@ -1,80 +1,104 @@
 //! `dns.failover` on Route53: UPSERT a record to its standby target, or
-//! shift the weights of a weighted record, then wait for INSYNC. The AWS
-//! default credential chain is used; `aws.endpoint_url` points at a
-//! Route53-compatible endpoint (tests use moto). Credentials are never
-//! logged or put in an output.
+//! shift the weights of a weighted record, then wait for INSYNC.
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
-use aws_sdk_route53::error::ProvideErrorMetadata;
 use aws_sdk_route53::types::{Change, ChangeAction, ChangeBatch, ResourceRecord, ResourceRecordSet, RrType};
+use serde::Deserialize;
 use serde_json::{json, Map, Value};
 
-use super::{int_arg, str_arg, ActionError, Outcome};
+use super::aws_error;
+use crate::actions::spec::{opt, req, ActionSpec, ArgKind};
+use crate::actions::{Act, ActionError, Context, Outcome, Target};
 
-/// A Route53 client, made on first use.
-pub struct Route53 {
-    region: String,
-    endpoint_url: Option<String>,
-    client: tokio::sync::OnceCell<aws_sdk_route53::Client>,
+pub struct Failover;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Args {
+    hosted_zone_id: String,
+    record_name: String,
+    record_type: Option<String>,
+    from: Option<String>,
+    to: Option<String>,
+    weights: Option<BTreeMap<String, i64>>,
+    ttl: Option<i64>,
+    wait_insync: Option<bool>,
 }
 
-impl Route53 {
-    pub fn new(region: String, endpoint_url: Option<String>) -> Self {
-        Route53 {
-            region,
-            endpoint_url,
-            client: tokio::sync::OnceCell::new(),
-        }
+impl Act for Failover {
+    const SPEC: ActionSpec = ActionSpec {
+        name: "dns.failover",
+        summary: "Move a Route53 record to a standby target (UPSERT) or shift weights, then wait for INSYNC.",
+        args: &[
+            req(
+                "hosted_zone_id",
+                ArgKind::Str,
+                "Route53 hosted zone id, e.g. `Z123456789`",
+            ),
+            req(
+                "record_name",
+                ArgKind::Str,
+                "the record to change, e.g. `api.example.com`",
+            ),
+            opt(
+                "record_type",
+                ArgKind::Enum(&["A", "AAAA", "CNAME"]),
+                Some("A"),
+                "record type",
+            ),
+            opt(
+                "from",
+                ArgKind::Str,
+                None,
+                "the value the record must have now; the step fails if it has another",
+            ),
+            opt("to", ArgKind::Str, None, "the standby target to point the record at"),
+            opt(
+                "weights",
+                ArgKind::IntMap,
+                None,
+                "new weight per set identifier, for weighted records",
+            ),
+            opt("ttl", ArgKind::Int, Some("60"), "TTL of the written record"),
+            opt(
+                "wait_insync",
+                ArgKind::Bool,
+                Some("true"),
+                "wait until Route53 reports the change INSYNC",
+            ),
+        ],
+        exactly_one_of: &[&["to", "weights"]],
+        idempotent: true,
+        output: "`change_id`, `status`, `previous` (values or weights before the change)",
+    };
+    type Args = Args;
+
+    fn targets(args: &Args) -> Vec<Target> {
+        vec![Target(format!(
+            "dns:{}:{}:{}",
+            args.hosted_zone_id,
+            args.record_name.trim_end_matches('.'),
+            args.record_type.as_deref().unwrap_or_default()
+        ))]
     }
 
-    async fn client(&self) -> &aws_sdk_route53::Client {
-        self.client
-            .get_or_init(|| async {
-                let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest())
-                    .region(aws_config::Region::new(self.region.clone()))
-                    // The step's `retries` decide, and each attempt lands on
-                    // the timeline; the SDK would otherwise retry throttling
-                    // out of sight (3 attempts, backoff up to 20 s).
-                    .retry_config(aws_config::retry::RetryConfig::disabled());
-                if let Some(url) = &self.endpoint_url {
-                    loader = loader.endpoint_url(url);
-                }
-                aws_sdk_route53::Client::new(&loader.load().await)
-            })
-            .await
+    /// Waiting for INSYNC takes a while: Route53 says up to a few minutes.
+    fn timeout(_args: &Args) -> Duration {
+        Duration::from_secs(330)
+    }
+
+    async fn run(args: Args, cx: &Context<'_>) -> Result<Outcome, ActionError> {
+        failover(args, cx).await
     }
 }
 
-/// An SDK error as an action error: throttling, 5xx and network trouble
-/// are worth a retry; a missing zone or an invalid change is not.
-fn aws_error<E>(
-    what: &str,
-    e: aws_sdk_route53::error::SdkError<E, aws_sdk_route53::config::http::HttpResponse>,
-) -> ActionError
-where
-    E: ProvideErrorMetadata + std::error::Error + 'static,
-{
-    use aws_sdk_route53::error::SdkError;
-    let status = e.raw_response().map(|r| r.status().as_u16());
-    let code = e.code().unwrap_or_default().to_string();
-    let message = e.message().map(str::to_string).unwrap_or_else(|| match &e {
-        SdkError::DispatchFailure(_) => "cannot reach Route53".into(),
-        SdkError::TimeoutError(_) => "Route53 timed out".into(),
-        other => other.to_string(),
-    });
-    let text = format!("{what}: {code} {message}").replace("  ", " ");
-    let retryable = matches!(
-        e,
-        SdkError::DispatchFailure(_) | SdkError::TimeoutError(_) | SdkError::ResponseError(_)
-    ) || matches!(
-        code.as_str(),
-        "Throttling" | "ThrottlingException" | "PriorRequestNotComplete" | "ServiceUnavailable"
-    ) || status.is_some_and(|s| s >= 500 || s == 429);
-    if retryable {
-        ActionError::retry(text)
+fn non_empty<'a>(value: &'a str, name: &str) -> Result<&'a str, ActionError> {
+    if value.is_empty() {
+        Err(ActionError::fatal(format!("`{name}` is empty")))
     } else {
-        ActionError::fatal(text)
+        Ok(value)
     }
 }
 
@@ -117,12 +141,16 @@ fn record(
         .map_err(|e| ActionError::fatal(format!("building the record: {e}")))
 }
 
-pub async fn failover(r53: &Route53, args: &Value, dry_run: bool, comment: &str) -> Result<Outcome, ActionError> {
-    let zone = str_arg(args, "hosted_zone_id").ok_or_else(|| ActionError::fatal("`hosted_zone_id` is empty"))?;
-    let name = fqdn(str_arg(args, "record_name").ok_or_else(|| ActionError::fatal("`record_name` is empty"))?);
-    let type_name = str_arg(args, "record_type").unwrap_or("A");
+async fn failover(args: Args, cx: &Context<'_>) -> Result<Outcome, ActionError> {
+    let r53 = &cx.backends.route53;
+    let dry_run = cx.dry_run;
+    let comment = format!("laojun {} step {}", cx.run_id, cx.step_id);
+    let comment = comment.as_str();
+    let zone = non_empty(&args.hosted_zone_id, "hosted_zone_id")?;
+    let name = fqdn(non_empty(&args.record_name, "record_name")?);
+    let type_name = args.record_type.as_deref().filter(|t| !t.is_empty()).unwrap_or("A");
     let kind = RrType::from(type_name);
-    let ttl = int_arg(args, "ttl").unwrap_or(60);
+    let ttl = args.ttl.unwrap_or(60);
     let what = format!("{name} {type_name} in zone {zone}");
     let client = r53.client().await;
     let listed = client
@@ -140,12 +168,12 @@ pub async fn failover(r53: &Route53, args: &Value, dry_run: bool, comment: &str)
         .filter(|s| fqdn(s.name()) == name && *s.r#type() == kind)
         .collect();
 
-    let (changes, previous, description) = if let Some(weights) = args.get("weights").and_then(Value::as_object) {
+    let (changes, previous, description) = if let Some(weights) = &args.weights {
         let mut changes = Vec::new();
         let mut previous = Map::new();
         let mut parts = Vec::new();
         for (id, weight) in weights {
-            let weight = weight.as_i64().unwrap_or(0);
+            let weight = *weight;
             let set = sets
                 .iter()
                 .find(|s| s.set_identifier() == Some(id.as_str()))
@@ -173,9 +201,11 @@ pub async fn failover(r53: &Route53, args: &Value, dry_run: bool, comment: &str)
             format!("weights of {what} ({})", parts.join(", ")),
         )
     } else {
-        let to = str_arg(args, "to")
-            .ok_or_else(|| ActionError::fatal("give `to` or `weights`"))?
-            .to_string();
+        let to = args
+            .to
+            .clone()
+            .filter(|t| !t.is_empty())
+            .ok_or_else(|| ActionError::fatal("give `to` or `weights`"))?;
         let current: Vec<String> = sets
             .iter()
             .find(|s| s.set_identifier().is_none())
@@ -188,7 +218,7 @@ pub async fn failover(r53: &Route53, args: &Value, dry_run: bool, comment: &str)
                 summary: format!("{what} already points at {to}"),
             });
         }
-        if let Some(from) = str_arg(args, "from") {
+        if let Some(from) = args.from.as_deref().filter(|f| !f.is_empty()) {
             if !current.iter().any(|v| same(v, from)) {
                 return Err(ActionError::fatal(format!(
                     "{what} points at {current:?}, not at {from} as `from` expects; it was changed by someone else, check before failing over"
@@ -231,7 +261,7 @@ pub async fn failover(r53: &Route53, args: &Value, dry_run: bool, comment: &str)
     let info = sent.change_info();
     let change_id = info.map(|i| i.id().to_string()).unwrap_or_default();
     let mut status = info.map(|i| i.status().as_str().to_string()).unwrap_or_default();
-    let wait = args.get("wait_insync").and_then(Value::as_bool).unwrap_or(true);
+    let wait = args.wait_insync.unwrap_or(true);
     // The step's timeout bounds this wait.
     while wait && status != "INSYNC" {
         tokio::time::sleep(Duration::from_secs(2)).await;

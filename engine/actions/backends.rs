@@ -1,0 +1,39 @@
+//! Connections to the outside world, made once and shared by all runs.
+
+use std::time::Duration;
+
+use super::{dns, k8s};
+use crate::secret::Secret;
+
+/// Connections to the outside, shared by all runs.
+pub struct Backends {
+    pub http: reqwest::Client,
+    pub slack_webhook: Option<Secret>,
+    pub kube: k8s::Kube,
+    pub route53: dns::Route53,
+}
+
+impl Backends {
+    /// Backends for `config`, with the Slack webhook already resolved.
+    pub fn from_config(config: &crate::config::Config, slack_webhook: Option<Secret>) -> Self {
+        let mut b = Backends::new(slack_webhook);
+        b.kube = k8s::Kube::new(config.kubernetes.kubeconfig.clone(), config.kubernetes.context.clone());
+        b.route53 = dns::Route53::new(config.aws.region.clone(), config.aws.endpoint_url.clone());
+        b
+    }
+
+    /// Backends with default Kubernetes and AWS settings.
+    pub fn new(slack_webhook: Option<Secret>) -> Self {
+        let http = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(10))
+            .user_agent(concat!("laojun/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .unwrap_or_default();
+        Backends {
+            http,
+            slack_webhook,
+            kube: k8s::Kube::new(None, None),
+            route53: dns::Route53::new("us-east-1".into(), None),
+        }
+    }
+}

@@ -1,0 +1,76 @@
+//! Route53, for `dns.failover` (in its own file). The AWS default
+//! credential chain is used; `aws.endpoint_url` points at a
+//! Route53-compatible endpoint (tests use moto). Credentials are never
+//! logged or put in an output.
+
+pub mod failover;
+
+use aws_sdk_route53::error::ProvideErrorMetadata;
+
+use super::ActionError;
+
+/// A Route53 client, made on first use.
+pub struct Route53 {
+    region: String,
+    endpoint_url: Option<String>,
+    client: tokio::sync::OnceCell<aws_sdk_route53::Client>,
+}
+
+impl Route53 {
+    pub fn new(region: String, endpoint_url: Option<String>) -> Self {
+        Route53 {
+            region,
+            endpoint_url,
+            client: tokio::sync::OnceCell::new(),
+        }
+    }
+
+    pub(crate) async fn client(&self) -> &aws_sdk_route53::Client {
+        self.client
+            .get_or_init(|| async {
+                let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest())
+                    .region(aws_config::Region::new(self.region.clone()))
+                    // The step's `retries` decide, and each attempt lands on
+                    // the timeline; the SDK would otherwise retry throttling
+                    // out of sight (3 attempts, backoff up to 20 s).
+                    .retry_config(aws_config::retry::RetryConfig::disabled());
+                if let Some(url) = &self.endpoint_url {
+                    loader = loader.endpoint_url(url);
+                }
+                aws_sdk_route53::Client::new(&loader.load().await)
+            })
+            .await
+    }
+}
+
+/// An SDK error as an action error: throttling, 5xx and network trouble
+/// are worth a retry; a missing zone or an invalid change is not.
+pub(crate) fn aws_error<E>(
+    what: &str,
+    e: aws_sdk_route53::error::SdkError<E, aws_sdk_route53::config::http::HttpResponse>,
+) -> ActionError
+where
+    E: ProvideErrorMetadata + std::error::Error + 'static,
+{
+    use aws_sdk_route53::error::SdkError;
+    let status = e.raw_response().map(|r| r.status().as_u16());
+    let code = e.code().unwrap_or_default().to_string();
+    let message = e.message().map(str::to_string).unwrap_or_else(|| match &e {
+        SdkError::DispatchFailure(_) => "cannot reach Route53".into(),
+        SdkError::TimeoutError(_) => "Route53 timed out".into(),
+        other => other.to_string(),
+    });
+    let text = format!("{what}: {code} {message}").replace("  ", " ");
+    let retryable = matches!(
+        e,
+        SdkError::DispatchFailure(_) | SdkError::TimeoutError(_) | SdkError::ResponseError(_)
+    ) || matches!(
+        code.as_str(),
+        "Throttling" | "ThrottlingException" | "PriorRequestNotComplete" | "ServiceUnavailable"
+    ) || status.is_some_and(|s| s >= 500 || s == 429);
+    if retryable {
+        ActionError::retry(text)
+    } else {
+        ActionError::fatal(text)
+    }
+}

@@ -1,0 +1,156 @@
+//! Kubernetes actions through kube-rs, one file each: roll back, scale,
+//! switch traffic, restart, wait until ready. This file holds what they
+//! share: clients per context, error mapping, the arguments naming an object. Each step may name a `cluster` (a kubeconfig
+//! context); without one the configured context is used. Dry runs go to
+//! the API server with `dryRun=All`, so they report exactly what the server
+//! would have done.
+
+pub mod restart;
+pub mod rollback;
+pub mod scale;
+pub mod switch_traffic;
+pub mod wait_ready;
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+
+use kube::api::PatchParams;
+use kube::config::{KubeConfigOptions, Kubeconfig};
+
+use super::spec::{opt, req, Arg, ArgKind};
+use super::{status_is_retryable, ActionError, Target};
+
+const REVISION: &str = "deployment.kubernetes.io/revision";
+const FIELD_MANAGER: &str = "laojun";
+
+/// Clients per kubeconfig context, made on first use.
+pub struct Kube {
+    kubeconfig: Option<PathBuf>,
+    context: Option<String>,
+    clients: tokio::sync::Mutex<HashMap<String, kube::Client>>,
+}
+
+impl Kube {
+    pub fn new(kubeconfig: Option<PathBuf>, context: Option<String>) -> Self {
+        Kube {
+            kubeconfig,
+            context,
+            clients: tokio::sync::Mutex::new(HashMap::new()),
+        }
+    }
+
+    pub(crate) async fn client(&self, cluster: Option<&str>) -> Result<kube::Client, ActionError> {
+        let context = cluster.map(str::to_string).or_else(|| self.context.clone());
+        let key = context.clone().unwrap_or_default();
+        let mut clients = self.clients.lock().await;
+        if let Some(c) = clients.get(&key) {
+            return Ok(c.clone());
+        }
+        let options = KubeConfigOptions {
+            context: context.clone(),
+            ..KubeConfigOptions::default()
+        };
+        let which = context.as_deref().unwrap_or("the current context");
+        let config = match (&self.kubeconfig, &context) {
+            (Some(path), _) => {
+                let kc = Kubeconfig::read_from(path)
+                    .map_err(|e| ActionError::fatal(format!("kubeconfig {}: {e}", path.display())))?;
+                kube::Config::from_custom_kubeconfig(kc, &options)
+                    .await
+                    .map_err(|e| e.to_string())
+            }
+            (None, Some(_)) => kube::Config::from_kubeconfig(&options).await.map_err(|e| e.to_string()),
+            // No context asked for: KUBECONFIG, ~/.kube/config, then in-cluster.
+            (None, None) => kube::Config::infer().await.map_err(|e| e.to_string()),
+        }
+        .map_err(|e| ActionError::fatal(format!("Kubernetes config for {which}: {e}")))?;
+        let client = kube::Client::try_from(config)
+            .map_err(|e| ActionError::fatal(format!("Kubernetes client for {which}: {e}")))?;
+        clients.insert(key, client.clone());
+        Ok(client)
+    }
+}
+
+pub(crate) fn patch_params(dry_run: bool) -> PatchParams {
+    PatchParams {
+        field_manager: Some(FIELD_MANAGER.into()),
+        dry_run,
+        ..PatchParams::default()
+    }
+}
+
+/// A kube error as an action error, saying whether a retry can help.
+pub(crate) fn kube_error(what: &str, e: kube::Error) -> ActionError {
+    match &e {
+        kube::Error::Api(status) => {
+            let code = status.code;
+            let message = format!("{what}: {} ({code})", status.message);
+            if status_is_retryable(code) {
+                ActionError::retry(message)
+            } else {
+                ActionError::fatal(message)
+            }
+        }
+        // Connection refused, timeouts, TLS hiccups: the server may come back.
+        _ => ActionError::retry(format!("{what}: {e}")),
+    }
+}
+
+pub(crate) const CLUSTER: Arg = opt(
+    "cluster",
+    ArgKind::Str,
+    Some("the configured context"),
+    "kubeconfig context to act on (one cluster per region)",
+);
+pub(crate) const NAMESPACE: Arg = req("namespace", ArgKind::Str, "namespace of the object");
+pub(crate) const DEPLOYMENT: Arg = req("deployment", ArgKind::Str, "name of the Deployment");
+
+/// The arguments that name a Deployment, shared by the Deployment actions.
+#[derive(Debug, serde::Deserialize)]
+pub struct DeploymentRef {
+    pub cluster: Option<String>,
+    pub namespace: String,
+    pub deployment: String,
+}
+
+impl DeploymentRef {
+    pub(crate) fn cluster(&self) -> Option<&str> {
+        self.cluster.as_deref().filter(|c| !c.is_empty())
+    }
+
+    pub(crate) fn target(&self) -> Target {
+        object_target(self.cluster.as_deref(), &self.namespace, "deployment", &self.deployment)
+    }
+
+    /// Checks the names are there and says what the step acts on.
+    pub(crate) fn checked(&self) -> Result<String, ActionError> {
+        non_empty(&self.namespace, "namespace")?;
+        non_empty(&self.deployment, "deployment")?;
+        Ok(format!("deployment/{} in {}", self.deployment, self.namespace))
+    }
+}
+
+pub(crate) fn object_target(cluster: Option<&str>, namespace: &str, kind: &str, name: &str) -> Target {
+    Target(format!("k8s:{}:{namespace}:{kind}/{name}", cluster.unwrap_or_default()))
+}
+
+pub(crate) fn non_empty(value: &str, name: &str) -> Result<(), ActionError> {
+    if value.is_empty() {
+        Err(ActionError::fatal(format!("`{name}` is empty")))
+    } else {
+        Ok(())
+    }
+}
+
+pub(crate) fn revision_of(meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta) -> Option<i64> {
+    meta.annotations.as_ref()?.get(REVISION)?.parse().ok()
+}
+
+pub(crate) fn first_image(template: &k8s_openapi::api::core::v1::PodTemplateSpec) -> String {
+    template
+        .spec
+        .as_ref()
+        .and_then(|s| s.containers.first())
+        .and_then(|c| c.image.clone())
+        .unwrap_or_default()
+}

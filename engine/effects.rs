@@ -1,0 +1,97 @@
+//! What committed changes lead to, outside the store. The writer sends an
+//! `Effect` only after the change is durable: an opened incident starts its
+//! playbook's runbooks (the engine hands it to the executor), a resolved one
+//! gets its postmortem file under `data_dir/postmortems/` and, if asked for,
+//! a Slack summary (`Reports`).
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use crate::actions::{Backends, IncidentInfo};
+use crate::alert::Alert;
+use crate::incident::Incident;
+use crate::postmortem::Renderer;
+use crate::store::Store;
+
+/// What committed changes lead to, for the parts that act on them.
+#[derive(Debug)]
+pub enum Effect {
+    /// An incident opened: its playbook's runbooks start.
+    Opened(Box<Opened>),
+    /// An incident resolved: its postmortem is written.
+    Resolved(Box<Incident>),
+}
+
+/// An incident that just opened, for the executor to start its runbooks.
+#[derive(Debug, Clone)]
+pub struct Opened {
+    pub incident: Incident,
+    pub alert: Alert,
+}
+
+/// Where resolved incidents are reported.
+#[derive(Clone)]
+pub struct Reports {
+    pub store: Arc<dyn Store>,
+    pub postmortems: Arc<Renderer>,
+    /// `data_dir/postmortems`, unless `postmortem.write_on_resolve` is off.
+    pub dir: Option<PathBuf>,
+    pub slack_summary: bool,
+    pub backends: Arc<Backends>,
+    pub external_url: Option<String>,
+}
+
+impl Reports {
+    pub async fn on_resolved(self, incident: Incident) {
+        let id = incident.id.clone();
+        if let Some(dir) = self.dir.clone() {
+            let this = self.clone();
+            let written = tokio::task::spawn_blocking(move || -> anyhow::Result<PathBuf> {
+                let text = this.postmortems.render_stored(this.store.as_ref(), &incident.id)?;
+                std::fs::create_dir_all(&dir)?;
+                let path = dir.join(format!("{}.md", incident.id));
+                // Write beside and rename, so a reader never sees half a file.
+                let partial = dir.join(format!(".{}.md.partial", incident.id));
+                std::fs::write(&partial, text)?;
+                std::fs::rename(&partial, &path)?;
+                Ok(path)
+            })
+            .await;
+            match written {
+                Ok(Ok(path)) => tracing::info!(incident = %id, path = %path.display(), "postmortem written"),
+                Ok(Err(e)) => tracing::error!(incident = %id, error = %format!("{e:#}"), "postmortem not written"),
+                Err(e) => tracing::error!(incident = %id, error = %e, "postmortem task failed"),
+            }
+        }
+        if self.slack_summary {
+            self.post_resolved_summary(&id).await;
+        }
+    }
+
+    /// Tells Slack an incident resolved, how long it took, and where its
+    /// postmortem is. Failures are logged: the incident is resolved either way.
+    async fn post_resolved_summary(&self, id: &str) {
+        let Some(inc) = crate::incident::parse_id(id).and_then(|n| self.store.incident(n).ok().flatten()) else {
+            return;
+        };
+        let took = inc
+            .resolved_at
+            .map(|r| crate::template::human_duration((r - inc.opened_at).num_seconds()))
+            .unwrap_or_default();
+        let base = self.external_url.as_ref().map(|u| u.trim_end_matches('/').to_string());
+        let text = format!(
+            ":white_check_mark: {id} resolved after {took}: {}.{}",
+            crate::actions::slack::escape(&inc.title),
+            base.as_ref()
+                .map(|u| format!(" Postmortem: {u}/api/v1/incidents/{id}/postmortem"))
+                .unwrap_or_default()
+        );
+        let info = IncidentInfo {
+            id: id.to_string(),
+            title: inc.title.clone(),
+            severity: inc.severity.to_string(),
+            link: base.map(|u| format!("{u}/api/v1/incidents/{id}")),
+        };
+        crate::actions::slack::notice(&self.backends, text, &info, "the resolve summary").await;
+    }
+}

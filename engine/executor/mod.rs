@@ -1,0 +1,232 @@
+//! Runs runbooks: step by step, with `when`, timeouts, retries with backoff
+//! and jitter, `on_failure`, approvals, dry-run, per-target locks, playbook
+//! guards and a global pause. Every transition is journaled (through the
+//! writer, to the store and the incident timeline) before it takes effect.
+//!
+//! - `mod.rs` — the handle, its shared state behind one lock, pause, decisions
+//! - `start.rs` — one `start(trigger)` for incident, schedule and manual runs
+//! - `steps.rs` — a run's steps; a step's attempts, retries, backoff, timeout
+//! - `values.rs` — what templates and scripts see; rendering `with:` arguments
+//! - `locks.rs` — one run per target, held by a guard that releases on drop
+//! - `guards.rs` — cooldown and max runs per playbook
+//! - `recover.rs` — settling runs a previous process left unfinished
+
+mod guards;
+mod locks;
+mod recover;
+mod start;
+mod steps;
+mod values;
+
+pub use recover::Recovered;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use tokio::sync::{oneshot, Notify};
+
+pub use start::{ManualRun, Started, Trigger};
+
+use crate::actions::{Backends, Decision, IncidentInfo, Target};
+use crate::catalog::Catalog;
+use crate::ledger::RequestError;
+use crate::run::Run;
+use crate::runbook::Runbook;
+use crate::script::Sandbox;
+use crate::store::Store;
+use crate::writer::{Failure, Writer};
+
+/// Settings the executor takes from the service config.
+#[derive(Debug, Clone, Default)]
+pub struct Settings {
+    /// Every run is a dry run.
+    pub dry_run: bool,
+    /// Start with automation paused.
+    pub paused: bool,
+    /// Base URL people reach laojun at, for links in messages.
+    pub external_url: Option<String>,
+}
+
+/// Why a run could not be started or decided.
+#[derive(Debug, thiserror::Error)]
+pub enum ExecError {
+    #[error("no runbook `{0}`")]
+    UnknownRunbook(String),
+    #[error("{0}")]
+    BadParams(String),
+    #[error("automation is paused (by {0}); resume it first")]
+    Paused(String),
+    #[error("{0}")]
+    NotFound(String),
+    #[error("{0}")]
+    Conflict(String),
+    #[error("{0}")]
+    Unavailable(String),
+}
+
+impl From<Failure> for ExecError {
+    fn from(f: Failure) -> Self {
+        match f {
+            Failure::Refused(RequestError::NotFound(id)) => ExecError::NotFound(format!("no incident {id}")),
+            Failure::Refused(e) => ExecError::Conflict(e.to_string()),
+            Failure::Unavailable(e) => ExecError::Unavailable(e),
+        }
+    }
+}
+
+impl From<crate::store::StoreError> for ExecError {
+    fn from(e: crate::store::StoreError) -> Self {
+        ExecError::Unavailable(e.to_string())
+    }
+}
+
+/// The executor; cheap to clone.
+#[derive(Clone)]
+pub struct Executor {
+    shared: Arc<Shared>,
+}
+
+struct Shared {
+    writer: Writer,
+    store: Arc<dyn Store>,
+    catalog: Arc<Catalog>,
+    backends: Arc<Backends>,
+    sandbox: Arc<Sandbox>,
+    render: values::Renderer,
+    settings: Settings,
+    /// What changes while runs go, behind one lock that is never held
+    /// across an await.
+    state: Mutex<State>,
+    /// Wakes runs waiting for a target another run released.
+    unlocked: Notify,
+}
+
+#[derive(Default)]
+struct State {
+    /// Who paused automation, while it is paused.
+    paused: Option<String>,
+    /// Target (a Kubernetes object or DNS record) → run acting on it.
+    locks: HashMap<Target, String>,
+    /// Per run waiting for approval: where `decide` sends the decision.
+    approvals: HashMap<String, oneshot::Sender<Decision>>,
+    /// The receiving ends, registered before `awaiting_approval` is
+    /// journaled so an approval that comes at once is not refused.
+    decisions: HashMap<String, oneshot::Receiver<Decision>>,
+    /// When each playbook's runs started, for cooldowns and max_runs.
+    history: guards::History,
+}
+
+impl Executor {
+    pub fn new(
+        writer: Writer,
+        store: Arc<dyn Store>,
+        catalog: Arc<Catalog>,
+        backends: Arc<Backends>,
+        settings: Settings,
+    ) -> Self {
+        let state = State {
+            paused: settings.paused.then(|| "config".to_string()),
+            ..State::default()
+        };
+        let shared = Shared {
+            writer,
+            store,
+            catalog,
+            backends,
+            sandbox: Arc::new(Sandbox::default()),
+            render: values::Renderer::new(),
+            settings,
+            state: Mutex::new(state),
+            unlocked: Notify::new(),
+        };
+        Executor {
+            shared: Arc::new(shared),
+        }
+    }
+
+    fn state(&self) -> MutexGuard<'_, State> {
+        // A panic while holding the lock leaves the maps usable.
+        self.shared
+            .state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Who paused automation, while it is paused.
+    pub fn is_paused(&self) -> Option<String> {
+        self.state().paused.clone()
+    }
+
+    /// Stops all automation: no run starts, running ones stop before their next step.
+    pub fn pause(&self, by: &str) {
+        self.state().paused = Some(by.to_string());
+        tracing::warn!(by, "automation paused");
+    }
+
+    pub fn resume(&self, by: &str) {
+        self.state().paused = None;
+        tracing::info!(by, "automation resumed");
+    }
+
+    /// Decides a waiting approval step.
+    pub fn decide(&self, run_id: &str, approved: bool, by: &str) -> Result<(), ExecError> {
+        let waiting = self.state().approvals.remove(run_id);
+        match waiting {
+            Some(tx) => tx
+                .send(Decision {
+                    approved,
+                    by: by.to_string(),
+                })
+                .map_err(|_| ExecError::Conflict(format!("{run_id} stopped waiting for approval"))),
+            None => Err(ExecError::Conflict(format!("{run_id} is not waiting for an approval"))),
+        }
+    }
+
+    /// Runs `run`'s steps from `from_step` on, in a task of its own.
+    fn spawn(&self, run: Run, runbook: Runbook, from_step: usize) {
+        let this = self.clone();
+        tokio::spawn(async move {
+            let id = run.id.clone();
+            if let Err(e) = this.execute(run, &runbook, from_step).await {
+                tracing::error!(run = %id, error = %e, "run stopped: its journal could not be written");
+            }
+        });
+    }
+
+    /// About an incident, for messages.
+    fn incident_info(&self, incident: Option<&str>) -> IncidentInfo {
+        let Some(id) = incident else {
+            return IncidentInfo::default();
+        };
+        let inc = crate::incident::parse_id(id).and_then(|n| self.shared.store.incident(n).ok().flatten());
+        IncidentInfo {
+            id: id.to_string(),
+            title: inc.as_ref().map(|i| i.title.clone()).unwrap_or_default(),
+            severity: inc.as_ref().map(|i| i.severity.to_string()).unwrap_or_default(),
+            link: self
+                .shared
+                .settings
+                .external_url
+                .as_ref()
+                .map(|u| format!("{}/api/v1/incidents/{id}", u.trim_end_matches('/'))),
+        }
+    }
+}
+
+impl crate::scheduler::Fire for Executor {
+    fn fire<'a>(
+        &'a self,
+        playbook: &'a crate::playbook::Playbook,
+        due: chrono::DateTime<chrono::Utc>,
+    ) -> crate::scheduler::BoxFuture<'a> {
+        Box::pin(async move {
+            let trigger = Trigger::Schedule {
+                playbook: playbook.clone(),
+                due,
+            };
+            // Scheduled starts never fail as a whole: each run that could
+            // not start is journaled as such.
+            let _ = self.start(trigger).await;
+        })
+    }
+}

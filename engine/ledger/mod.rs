@@ -1,0 +1,164 @@
+//! The ledger: the one place incidents change. It turns webhook alerts into
+//! incidents (`alerts.rs`), journals runs (`runs.rs`), adds notes
+//! (`notes.rs`), resolves by hand (`resolve.rs`) and keeps the audit trail
+//! (`audit.rs`), each as store writes that the writer commits. It holds the
+//! routing and dedup index of open incidents in memory; records are read
+//! through the overlay (`overlay.rs`) so memory does not grow with the
+//! alerts an incident gathers.
+//!
+//! Routing: the first alert playbook (in file-name order) whose matchers
+//! pass takes the alert; an alert no playbook takes goes to the built-in
+//! `default` playbook (grouped by `alertname`, severity from the `severity`
+//! label), so nothing is dropped.
+//!
+//! Only one thread changes this state (see `writer`), so there are no races
+//! between two webhooks about the same alert.
+
+mod alerts;
+mod audit;
+mod notes;
+mod open;
+mod overlay;
+mod resolve;
+mod runs;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+
+pub use alerts::{AlertOutcome, Applied};
+pub use runs::Journaled;
+
+use crate::incident::{Event, EventKind, Incident};
+use crate::playbook::{Playbook, SeverityPolicy};
+use crate::store::{Store, StoreError, Write};
+use open::OpenSet;
+use overlay::Overlay;
+
+/// Why a person's request about an incident was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum RequestError {
+    /// No incident has this id.
+    #[error("no incident {0}")]
+    NotFound(String),
+    /// The incident is already in the state asked for.
+    #[error("{0}")]
+    Conflict(String),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// What the ledger keeps in memory.
+pub struct Ledger {
+    store: Arc<dyn Store>,
+    /// Alert-triggered playbooks, in routing order.
+    playbooks: Vec<Playbook>,
+    /// Severity for alerts no playbook takes.
+    default: SeverityPolicy,
+    /// Open (not resolved) incidents.
+    open: OpenSet,
+    /// Playbook and group (see `alerts::group_key`) → open incident number.
+    groups: HashMap<String, u64>,
+    last_incident: u64,
+    last_run: u64,
+    /// Idempotency keys handed out since start (the store has the rest).
+    run_keys: HashMap<String, String>,
+    /// Incidents resolved since the last `take_closed`.
+    closed: Vec<Incident>,
+    /// Records, alerts and episodes of the commit in progress.
+    overlay: Overlay,
+    /// Writes made since the last `take_writes`, besides the overlay's.
+    pending: Vec<Write>,
+}
+
+impl Ledger {
+    /// Rebuilds the state from the store.
+    pub fn new(store: Arc<dyn Store>, playbooks: Vec<Playbook>) -> Result<Self, StoreError> {
+        let playbooks = playbooks
+            .into_iter()
+            .filter(|p| matches!(p.trigger, crate::playbook::Trigger::Alerts(_)))
+            .collect();
+        let mut ledger = Ledger {
+            store,
+            playbooks,
+            default: SeverityPolicy::from_label(),
+            open: OpenSet::default(),
+            groups: HashMap::new(),
+            last_incident: 0,
+            last_run: 0,
+            run_keys: HashMap::new(),
+            closed: Vec::new(),
+            overlay: Overlay::default(),
+            pending: Vec::new(),
+        };
+        ledger.reload()?;
+        Ok(ledger)
+    }
+
+    /// Forgets everything not committed and reads the state again (after a
+    /// failed commit, so memory never runs ahead of the disk).
+    pub fn reload(&mut self) -> Result<(), StoreError> {
+        self.pending.clear();
+        self.overlay.clear();
+        self.closed.clear();
+        self.open.clear();
+        self.groups.clear();
+        self.run_keys.clear();
+        self.last_incident = self.store.last_incident()?;
+        self.last_run = self.store.last_run()?;
+        let (groups, open) = (&mut self.groups, &mut self.open);
+        self.store.each_open(&mut |entry| {
+            groups.insert(alerts::group_key(&entry.playbook, &entry.group), entry.incident);
+            open.insert(entry.incident, entry.severity);
+        })?;
+        Ok(())
+    }
+
+    /// The writes made since the last call; the caller commits them and
+    /// then calls `committed`.
+    pub fn take_writes(&mut self) -> Vec<Write> {
+        let mut writes = std::mem::take(&mut self.pending);
+        self.overlay.take_writes(&mut writes);
+        writes
+    }
+
+    /// How many writes `take_writes` would return now.
+    pub fn writes_waiting(&self) -> usize {
+        self.pending.len() + self.overlay.writes_waiting()
+    }
+
+    /// The writes taken are on disk: records are read from the store from now on.
+    pub fn committed(&mut self) {
+        self.overlay.committed();
+    }
+
+    /// Incidents resolved since the last call (once their writes are committed).
+    pub fn take_closed(&mut self) -> Vec<Incident> {
+        std::mem::take(&mut self.closed)
+    }
+
+    /// How many incidents are open, by severity (`Severity as usize`).
+    pub fn open_counts(&self) -> [i64; 4] {
+        self.open.counts
+    }
+
+    /// Appends an event to incident `n`'s timeline, open or resolved.
+    /// Returns false when there is no such incident.
+    pub(super) fn event(&mut self, n: u64, at: DateTime<Utc>, what: EventKind) -> Result<bool, StoreError> {
+        let Some(inc) = self.overlay.record(self.store.as_ref(), n)? else {
+            return Ok(false);
+        };
+        let seq = inc.events;
+        inc.events += 1;
+        self.pending.push(Write::Event {
+            incident: n,
+            seq,
+            event: Event { at, what },
+        });
+        Ok(true)
+    }
+}
+
+#[cfg(test)]
+mod tests;
