@@ -18,7 +18,7 @@ fn main() {
         laojun::catalog::load(std::path::Path::new(root), &laojun::script::Sandbox::default()).expect("catalog");
     let t0 = Utc.with_ymd_and_hms(2026, 11, 29, 12, 0, 0).unwrap();
     let incident = Incident {
-        id: "INC-1".into(),
+        id: laojun::ids::IncidentId::new(1),
         title: "checkout is down".into(),
         status: Status::Resolved,
         severity: Severity::P1,
@@ -30,14 +30,14 @@ fn main() {
         alerts: Vec::new(),
         alert_count: 0,
         alerts_firing: 0,
-        runs: (1..=500).map(|i| format!("RUN-{i}")).collect(),
+        runs: (1..=500).map(laojun::ids::RunId::new).collect(),
         events: 5000,
     };
     let timeline: Vec<Event> = (0..5000)
         .map(|i| Event {
             at: t0 + Duration::seconds(i),
             what: EventKind::Step {
-                run: format!("RUN-{}", i / 10 + 1),
+                run: laojun::ids::RunId::new(i as u64 / 10 + 1),
                 step: "rollback".into(),
                 action: "k8s.rollback".into(),
                 status: StepStatus::Succeeded,
@@ -62,9 +62,9 @@ fn main() {
                 steps.push(s);
             }
             Run {
-                id: format!("RUN-{i}"),
+                id: laojun::ids::RunId::new(i),
                 runbook: "rollback-deployment".into(),
-                incident: Some("INC-1".into()),
+                incident: Some(laojun::ids::IncidentId::new(1)),
                 playbook: None,
                 trigger: TriggerKind::Alert,
                 by: "alert".into(),

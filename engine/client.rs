@@ -116,7 +116,7 @@ fn table(incidents: &[Incident]) -> String {
         .iter()
         .map(|i| {
             [
-                i.id.clone(),
+                i.id.to_string(),
                 i.severity.to_string(),
                 i.status.as_str().to_string(),
                 i.opened_at.format("%Y-%m-%d %H:%M:%S").to_string(),
@@ -261,7 +261,12 @@ pub fn run(args: RunArgs) -> ExitCode {
                 dry_run: args.dry_run,
                 by: std::env::var("USER").unwrap_or_else(|_| "cli".into()),
                 idempotency_key: args.idempotency_key,
-                incident: args.incident,
+                incident: args
+                    .incident
+                    .as_deref()
+                    .map(str::parse)
+                    .transpose()
+                    .map_err(|e| format!("--incident: {e}"))?,
             };
             let run = crate::serve::standalone(&config, request).await.map_err(|e| format!("{e:#}"))?;
             return Ok(run);

@@ -9,6 +9,7 @@ use std::sync::Arc;
 
 use crate::actions::{Backends, IncidentInfo};
 use crate::alert::Alert;
+use crate::ids::IncidentId;
 use crate::incident::Incident;
 use crate::postmortem::Renderer;
 use crate::store::Store;
@@ -43,11 +44,11 @@ pub struct Reports {
 
 impl Reports {
     pub async fn on_resolved(self, incident: Incident) {
-        let id = incident.id.clone();
+        let id = incident.id;
         if let Some(dir) = self.dir.clone() {
             let this = self.clone();
             let written = tokio::task::spawn_blocking(move || -> anyhow::Result<PathBuf> {
-                let text = this.postmortems.render_stored(this.store.as_ref(), &incident.id)?;
+                let text = this.postmortems.render_stored(this.store.as_ref(), incident.id)?;
                 std::fs::create_dir_all(&dir)?;
                 let path = dir.join(format!("{}.md", incident.id));
                 // Write beside and rename, so a reader never sees half a file.
@@ -64,14 +65,14 @@ impl Reports {
             }
         }
         if self.slack_summary {
-            self.post_resolved_summary(&id).await;
+            self.post_resolved_summary(id).await;
         }
     }
 
     /// Tells Slack an incident resolved, how long it took, and where its
     /// postmortem is. Failures are logged: the incident is resolved either way.
-    async fn post_resolved_summary(&self, id: &str) {
-        let Some(inc) = crate::incident::parse_id(id).and_then(|n| self.store.incident(n).ok().flatten()) else {
+    async fn post_resolved_summary(&self, id: IncidentId) {
+        let Some(inc) = self.store.incident(id).ok().flatten() else {
             return;
         };
         let took = inc

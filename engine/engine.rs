@@ -3,7 +3,7 @@
 //! apart from serving (see `serve`), and the parts a test wants to replace
 //! are injected:
 //!
-//! ```ignore
+//! ```text
 //! let engine = Engine::builder(config).store(faulty).clock(manual).start().await?;
 //! ```
 

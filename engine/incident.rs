@@ -7,6 +7,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::alert::Status as AlertStatus;
+use crate::ids::{IncidentId, RunId};
 use crate::severity::Severity;
 
 /// Where an incident stands.
@@ -58,8 +59,7 @@ pub struct IncidentAlert {
 /// An incident as stored and as the API shows it (without its timeline).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Incident {
-    /// `INC-42`.
-    pub id: String,
+    pub id: IncidentId,
     pub title: String,
     pub status: Status,
     pub severity: Severity,
@@ -81,35 +81,18 @@ pub struct Incident {
     /// How many of them still fire; the incident resolves at 0.
     #[serde(default)]
     pub alerts_firing: u32,
-    /// Ids of the runs started for this incident.
+    /// The runs started for this incident.
     #[serde(default)]
-    pub runs: Vec<String>,
+    pub runs: Vec<RunId>,
     /// Number of timeline events so far (the next event's sequence number).
     #[serde(default)]
     pub events: u32,
 }
 
 impl Incident {
-    pub fn number(&self) -> u64 {
-        parse_id(&self.id).unwrap_or(0)
-    }
-
     pub fn is_open(&self) -> bool {
         self.status != Status::Resolved
     }
-}
-
-/// `INC-42` → 42. Anything else (including path tricks) is `None`.
-pub fn parse_id(id: &str) -> Option<u64> {
-    let n = id.strip_prefix("INC-")?;
-    if n.is_empty() || n.len() > 19 || !n.bytes().all(|b| b.is_ascii_digit()) {
-        return None;
-    }
-    n.parse().ok()
-}
-
-pub fn format_id(n: u64) -> String {
-    format!("INC-{n}")
 }
 
 /// The kinds of note a person can add; postmortems group notes by kind.
@@ -175,20 +158,20 @@ pub enum EventKind {
         by: String,
     },
     RunStarted {
-        run: String,
+        run: RunId,
         runbook: String,
         dry_run: bool,
         by: String,
     },
     /// A run that was not started: paused automation, a guard, a missing parameter.
     RunNotStarted {
-        run: String,
+        run: RunId,
         runbook: String,
         status: crate::run::RunStatus,
         reason: String,
     },
     Step {
-        run: String,
+        run: RunId,
         step: String,
         action: String,
         status: crate::run::StepStatus,
@@ -201,13 +184,13 @@ pub enum EventKind {
         error: Option<String>,
     },
     Approval {
-        run: String,
+        run: RunId,
         step: String,
         approved: bool,
         by: String,
     },
     RunFinished {
-        run: String,
+        run: RunId,
         runbook: String,
         status: crate::run::RunStatus,
         #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -343,21 +326,6 @@ impl EventKind {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn ids_round_trip_and_reject_anything_else() {
-        assert_eq!(parse_id(&format_id(42)), Some(42));
-        for bad in [
-            "INC-",
-            "INC-x",
-            "inc-1",
-            "INC-1/../2",
-            "../INC-1",
-            "INC-99999999999999999999",
-        ] {
-            assert_eq!(parse_id(bad), None, "{bad}");
-        }
-    }
 
     #[test]
     fn events_serialize_with_at_and_kind() {

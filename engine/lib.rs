@@ -15,6 +15,7 @@ pub mod effects;
 pub mod engine;
 pub mod executor;
 pub mod fake_kube;
+pub mod ids;
 pub mod incident;
 pub mod ledger;
 pub mod matcher;

@@ -16,6 +16,7 @@ use handlebars::Handlebars;
 use serde_json::{json, Value};
 
 use crate::catalog::Catalog;
+use crate::ids::IncidentId;
 use crate::incident::{Event, EventKind, Incident, NoteKind};
 use crate::run::{Run, StepStatus};
 
@@ -82,19 +83,12 @@ impl Renderer {
     }
 
     /// Renders the postmortem of a stored incident (with its timeline and runs).
-    pub fn render_stored(&self, store: &dyn crate::store::Store, id: &str) -> anyhow::Result<String> {
-        let n = crate::incident::parse_id(id).ok_or_else(|| anyhow::anyhow!("no incident {id:?}"))?;
-        let incident = store.incident(n)?.ok_or_else(|| anyhow::anyhow!("no incident {id}"))?;
-        let timeline = store.timeline(n)?;
+    pub fn render_stored(&self, store: &dyn crate::store::Store, id: IncidentId) -> anyhow::Result<String> {
+        let incident = store.incident(id)?.ok_or_else(|| anyhow::anyhow!("no incident {id}"))?;
+        let timeline = store.timeline(id)?;
         let mut runs = Vec::new();
         for run_id in &incident.runs {
-            if let Some(run) = crate::run::parse_run_id(run_id)
-                .map(|r| store.run(r))
-                .transpose()?
-                .flatten()
-            {
-                runs.push(run);
-            }
+            runs.extend(store.run(*run_id)?);
         }
         Ok(self.render(&incident, &timeline, &runs, Utc::now())?)
     }
@@ -393,7 +387,7 @@ mod markdown {
             let _ = write!(
                 out,
                 "### {} `{}`: {}{}, {}\n\n| step | action | result | time | detail |\n|---|---|---|---|---|",
-                escape_markdown(&r.id),
+                escape_markdown(&r.id.to_string()),
                 escape_markdown(&r.runbook),
                 escape_markdown(r.status.as_str()),
                 if r.dry_run { " (dry run)" } else { "" },

@@ -4,6 +4,8 @@
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
+use crate::ids::{IncidentId, RunId};
+
 /// Where a run stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -123,14 +125,14 @@ impl StepRecord {
     }
 }
 
-/// One run.
+/// One run. `Id` is `RunId` once it is journaled; a `Draft` is a run
+/// before the ledger gave it an id.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Run {
-    /// `RUN-7`.
-    pub id: String,
+pub struct Run<Id = RunId> {
+    pub id: Id,
     pub runbook: String,
     /// The incident it acts for (alert-triggered runs, or a manual run given one).
-    pub incident: Option<String>,
+    pub incident: Option<IncidentId>,
     pub playbook: Option<String>,
     pub trigger: TriggerKind,
     /// Who started it: a token name, `alert`, or `schedule`.
@@ -153,11 +155,34 @@ pub struct Run {
     pub group: Option<String>,
 }
 
-impl Run {
-    pub fn number(&self) -> u64 {
-        parse_run_id(&self.id).unwrap_or(0)
-    }
+/// A run not yet journaled: it gets its id when it is.
+pub type Draft = Run<()>;
 
+impl Draft {
+    /// The draft as the run `id`.
+    pub fn with_id(self, id: RunId) -> Run {
+        Run {
+            id,
+            runbook: self.runbook,
+            incident: self.incident,
+            playbook: self.playbook,
+            trigger: self.trigger,
+            by: self.by,
+            params: self.params,
+            dry_run: self.dry_run,
+            status: self.status,
+            steps: self.steps,
+            created_at: self.created_at,
+            finished_at: self.finished_at,
+            reason: self.reason,
+            idempotency_key: self.idempotency_key,
+            alert: self.alert,
+            group: self.group,
+        }
+    }
+}
+
+impl<Id> Run<Id> {
     pub fn step(&self, id: &str) -> Option<&StepRecord> {
         self.steps.iter().find(|s| s.id == id)
     }
@@ -165,17 +190,4 @@ impl Run {
     pub fn step_mut(&mut self, id: &str) -> Option<&mut StepRecord> {
         self.steps.iter_mut().find(|s| s.id == id)
     }
-}
-
-/// `RUN-7` → 7.
-pub fn parse_run_id(id: &str) -> Option<u64> {
-    let n = id.strip_prefix("RUN-")?;
-    if n.is_empty() || n.len() > 19 || !n.bytes().all(|b| b.is_ascii_digit()) {
-        return None;
-    }
-    n.parse().ok()
-}
-
-pub fn format_run_id(n: u64) -> String {
-    format!("RUN-{n}")
 }

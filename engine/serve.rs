@@ -98,8 +98,10 @@ pub async fn standalone(config: &Config, request: crate::executor::ManualRun) ->
         .start(crate::executor::Trigger::Manual(request))
         .await
         .map_err(|e| anyhow::anyhow!("{e}"))?;
-    let id = started.first().map(|s| s.id.clone()).unwrap_or_default();
-    let n = crate::run::parse_run_id(&id).ok_or_else(|| anyhow::anyhow!("the run got no id"))?;
+    let n = started
+        .first()
+        .map(|s| s.id)
+        .ok_or_else(|| anyhow::anyhow!("the run got no id"))?;
     let run = loop {
         if let Some(run) = engine.store.run(n)? {
             if run.status.is_finished() {

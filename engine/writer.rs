@@ -15,10 +15,11 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::alert::Alert;
 use crate::effects::Effect;
+use crate::ids::IncidentId;
 use crate::incident::{EventKind, Incident, NoteKind};
 use crate::ledger::{Applied, Journaled, Ledger, RequestError};
 use crate::metrics::Metrics;
-use crate::run::Run;
+use crate::run::{Draft, Run};
 use crate::store::Store;
 
 /// How many requests one commit may carry.
@@ -38,14 +39,14 @@ pub enum Request {
         reply: oneshot::Sender<Result<Applied, Failure>>,
     },
     Note {
-        incident: u64,
+        incident: IncidentId,
         kind: NoteKind,
         text: String,
         by: String,
         reply: oneshot::Sender<Result<(), Failure>>,
     },
     Resolve {
-        incident: u64,
+        incident: IncidentId,
         by: String,
         reply: oneshot::Sender<Result<Incident, Failure>>,
     },
@@ -61,6 +62,12 @@ pub enum Request {
     Run {
         run: Box<Run>,
         event: Option<EventKind>,
+        reply: oneshot::Sender<Result<(), Failure>>,
+    },
+    /// Journals a new run: it gets its id (or an earlier run's, for a
+    /// repeated idempotency key).
+    NewRun {
+        draft: Box<Draft>,
         reply: oneshot::Sender<Result<Journaled, Failure>>,
     },
 }
@@ -75,11 +82,11 @@ pub enum Failure {
     /// (a retried alert finds its episode if it was kept).
     #[error("the store cannot write now: {0}")]
     Unavailable(String),
+    /// The writer cannot take the request now (its queue is full, or it is
+    /// stopping); nothing was done. Try again.
+    #[error("{0}")]
+    Busy(String),
 }
-
-/// The queue is full or the writer has stopped.
-#[derive(Debug)]
-pub struct Busy;
 
 /// The sending side, shared by request handlers.
 #[derive(Clone)]
@@ -91,7 +98,7 @@ impl Writer {
     /// Starts the writer thread. Incidents that open or resolve are sent on `effects`
     /// (after their commit) for the executor.
     pub fn start(
-        intake: Ledger,
+        ledger: Ledger,
         store: Arc<dyn Store>,
         capacity: usize,
         metrics: Arc<Metrics>,
@@ -100,23 +107,65 @@ impl Writer {
         let (tx, rx) = mpsc::channel(capacity.max(1));
         let handle = std::thread::Builder::new()
             .name("laojun-writer".into())
-            .spawn(move || run(intake, store, rx, metrics, effects))
+            .spawn(move || run(ledger, store, rx, metrics, effects))
             .expect("the OS can start the writer thread");
         (Writer { tx }, handle)
     }
 
-    /// Queues a request without waiting; `Busy` when the queue is full.
-    pub fn try_send(&self, request: Request) -> Result<(), Busy> {
-        self.tx.try_send(request).map_err(|_| Busy)
+    /// A webhook body's alerts, answered once they are on disk. Never
+    /// waits for room: a full queue is `Unavailable`, so AlertManager
+    /// retries instead of holding a connection.
+    pub async fn alerts(&self, alerts: Vec<Alert>) -> Result<Applied, Failure> {
+        let (reply, answer) = oneshot::channel();
+        self.tx
+            .try_send(Request::Alerts { alerts, reply })
+            .map_err(|_| Failure::Busy("laojun is busy (intake queue full); retry shortly".into()))?;
+        answer.await.map_err(|_| shutting_down())?
     }
 
-    /// Queues a request, waiting for room (for people's requests, which are few).
-    pub async fn send(&self, request: Request) -> Result<(), Busy> {
-        self.tx.send(request).await.map_err(|_| Busy)
+    /// Adds a note to an incident's timeline.
+    pub async fn note(&self, incident: IncidentId, kind: NoteKind, text: String, by: &str) -> Result<(), Failure> {
+        self.ask(|reply| Request::Note {
+            incident,
+            kind,
+            text,
+            by: by.to_string(),
+            reply,
+        })
+        .await
     }
 
-    /// Records who did what and waits until it is on disk (a full queue
-    /// waits too: people's actions are few).
+    /// Resolves an incident by hand; answers with its record as resolved.
+    pub async fn resolve(&self, incident: IncidentId, by: &str) -> Result<Incident, Failure> {
+        self.ask(|reply| Request::Resolve {
+            incident,
+            by: by.to_string(),
+            reply,
+        })
+        .await
+    }
+
+    /// Journals a run's state (and its incident event) and waits until it is on disk.
+    pub async fn journal(&self, run: &Run, event: Option<EventKind>) -> Result<(), Failure> {
+        self.ask(|reply| Request::Run {
+            run: Box::new(run.clone()),
+            event,
+            reply,
+        })
+        .await
+    }
+
+    /// Journals a new run and waits until it is on disk.
+    pub async fn journal_new(&self, draft: Draft) -> Result<Journaled, Failure> {
+        self.ask(|reply| Request::NewRun {
+            draft: Box::new(draft),
+            reply,
+        })
+        .await
+    }
+
+    /// Records who did what and waits until it is on disk. A record that
+    /// cannot be written is logged: the action it records happened.
     pub async fn audit(&self, by: &str, action: &str, target: &str, detail: Option<String>) {
         let record = crate::store::Audit {
             at: Utc::now(),
@@ -125,12 +174,7 @@ impl Writer {
             target: target.into(),
             detail,
         };
-        let (reply, answer) = oneshot::channel();
-        let written = match self.tx.send(Request::Audit { record, reply }).await {
-            Ok(()) => matches!(answer.await, Ok(Ok(()))),
-            Err(_) => false,
-        };
-        if !written {
+        if self.ask(|reply| Request::Audit { record, reply }).await.is_err() {
             tracing::warn!(by, action, target, "the audit record was not written");
         }
     }
@@ -140,21 +184,17 @@ impl Writer {
         let _ = self.tx.send(Request::Stop).await;
     }
 
-    /// Journals a run and waits until it is on disk.
-    pub async fn journal(&self, run: &Run, event: Option<EventKind>) -> Result<Journaled, Failure> {
+    /// Sends a request, waiting for room (people's requests and run
+    /// journals are few), and waits for its answer.
+    async fn ask<T>(&self, request: impl FnOnce(oneshot::Sender<Result<T, Failure>>) -> Request) -> Result<T, Failure> {
         let (reply, answer) = oneshot::channel();
-        let request = Request::Run {
-            run: Box::new(run.clone()),
-            event,
-            reply,
-        };
-        self.send(request)
-            .await
-            .map_err(|_| Failure::Unavailable("laojun is shutting down".into()))?;
-        answer
-            .await
-            .map_err(|_| Failure::Unavailable("laojun is shutting down".into()))?
+        self.tx.send(request(reply)).await.map_err(|_| shutting_down())?;
+        answer.await.map_err(|_| shutting_down())?
     }
+}
+
+fn shutting_down() -> Failure {
+    Failure::Busy("laojun is shutting down; retry".into())
 }
 
 /// How many applied batches may wait for their flush. When the disk falls
@@ -339,7 +379,8 @@ enum Answer {
     Alerts(oneshot::Sender<Result<Applied, Failure>>, Result<Applied, Failure>),
     Note(oneshot::Sender<Result<(), Failure>>, Result<(), Failure>),
     Resolve(oneshot::Sender<Result<Incident, Failure>>, Result<Incident, Failure>),
-    Run(oneshot::Sender<Result<Journaled, Failure>>, Result<Journaled, Failure>),
+    Run(oneshot::Sender<Result<(), Failure>>, Result<(), Failure>),
+    NewRun(oneshot::Sender<Result<Journaled, Failure>>, Result<Journaled, Failure>),
 }
 
 fn apply(intake: &mut Ledger, request: Request, now: chrono::DateTime<Utc>) -> Answer {
@@ -368,6 +409,10 @@ fn apply(intake: &mut Ledger, request: Request, now: chrono::DateTime<Utc>) -> A
             let r = intake.journal_run(*run, event, now).map_err(refused);
             Answer::Run(reply, r)
         }
+        Request::NewRun { draft, reply } => {
+            let r = intake.journal_new(*draft, now).map_err(refused);
+            Answer::NewRun(reply, r)
+        }
         Request::Audit { record, reply } => {
             intake.audit(record);
             Answer::Note(reply, Ok(()))
@@ -391,11 +436,12 @@ impl Answer {
             Answer::Note(_, Err(f)) => f,
             Answer::Resolve(_, Err(f)) => f,
             Answer::Run(_, Err(f)) => f,
+            Answer::NewRun(_, Err(f)) => f,
             _ => return None,
         };
         match failure {
             Failure::Unavailable(why) => Some(why.clone()),
-            Failure::Refused(_) => None,
+            Failure::Refused(_) | Failure::Busy(_) => None,
         }
     }
 
@@ -431,6 +477,9 @@ impl Answer {
             Answer::Run(reply, result) => {
                 let _ = reply.send(result);
             }
+            Answer::NewRun(reply, result) => {
+                let _ = reply.send(result);
+            }
         }
     }
 
@@ -447,6 +496,9 @@ impl Answer {
                 let _ = reply.send(r.and_then(|_| Err(failure())));
             }
             Answer::Run(reply, r) => {
+                let _ = reply.send(r.and_then(|_| Err(failure())));
+            }
+            Answer::NewRun(reply, r) => {
                 let _ = reply.send(r.and_then(|_| Err(failure())));
             }
         }

@@ -39,7 +39,7 @@ fn left_running(n: u64, running: &str) -> Run {
         s.status = StepStatus::Succeeded;
     }
     Run {
-        id: format!("RUN-{n}"),
+        id: laojun::ids::RunId::new(n),
         runbook: "fix".into(),
         incident: None,
         playbook: None,

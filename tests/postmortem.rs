@@ -35,7 +35,7 @@ fn recorded(service: &str) -> (Incident, Vec<Event>, Vec<Run>) {
     .map(|(k, v)| (k.to_string(), v.to_string()))
     .collect();
     let incident = Incident {
-        id: "INC-7".into(),
+        id: laojun::ids::IncidentId::new(7),
         title: format!("Connection pool exhausted on {service}"),
         status: Status::Resolved,
         severity: Severity::P1,
@@ -59,14 +59,14 @@ fn recorded(service: &str) -> (Incident, Vec<Event>, Vec<Run>) {
         }],
         alert_count: 1,
         alerts_firing: 0,
-        runs: vec!["RUN-3".into()],
+        runs: vec![laojun::ids::RunId::new(3)],
         events: 9,
     };
     let step = |step: &str, action: &str, status, t: &str, summary: Option<&str>| {
         ev(
             t,
             EventKind::Step {
-                run: "RUN-3".into(),
+                run: laojun::ids::RunId::new(3),
                 step: step.into(),
                 action: action.into(),
                 status,
@@ -100,7 +100,7 @@ fn recorded(service: &str) -> (Incident, Vec<Event>, Vec<Run>) {
         ev(
             "2023-12-01T14:30:05Z",
             EventKind::RunStarted {
-                run: "RUN-3".into(),
+                run: laojun::ids::RunId::new(3),
                 runbook: "restart-deployment".into(),
                 dry_run: false,
                 by: "alert".into(),
@@ -123,7 +123,7 @@ fn recorded(service: &str) -> (Incident, Vec<Event>, Vec<Run>) {
         ev(
             "2023-12-01T14:31:10Z",
             EventKind::RunFinished {
-                run: "RUN-3".into(),
+                run: laojun::ids::RunId::new(3),
                 runbook: "restart-deployment".into(),
                 status: RunStatus::Succeeded,
                 reason: None,
@@ -161,9 +161,9 @@ fn recorded(service: &str) -> (Incident, Vec<Event>, Vec<Run>) {
     wait.summary =
         Some("deployment/core-services in prod is ready (3/3 available, 3 updated, 3 total) after 62.7s".into());
     let run = Run {
-        id: "RUN-3".into(),
+        id: laojun::ids::RunId::new(3),
         runbook: "restart-deployment".into(),
-        incident: Some("INC-7".into()),
+        incident: Some(laojun::ids::IncidentId::new(7)),
         playbook: Some("database-connection-exhaustion".into()),
         trigger: TriggerKind::Alert,
         by: "alert".into(),

@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use laojun::config::Config;
 use laojun::engine::Engine;
+use laojun::ids::{IncidentId, RunId};
 use laojun::store::{Delegate, SledStore, Store, StoreError, Write};
 
 /// A sled store whose writes fail while `broken` is set (a full disk), and
@@ -76,6 +77,8 @@ async fn serve(flaky: Arc<FlakyStore>, root: &std::path::Path, data: &std::path:
     format!("http://{}/api/v1/alerts", addr_rx.await.unwrap())
 }
 
+const INC_1: IncidentId = IncidentId::new(1);
+
 fn flaky(dir: &std::path::Path) -> Arc<FlakyStore> {
     Arc::new(FlakyStore {
         inner: SledStore::open(dir).unwrap(),
@@ -144,10 +147,10 @@ async fn a_disk_that_cannot_sync_gets_503_and_after_recovery_the_incident_is_kep
     let resp = http.post(&url).body(firing_single()).send().await.unwrap();
     assert_eq!(resp.status(), 200);
     assert_eq!(store.last_incident().unwrap(), 1);
-    let incident = store.incident(1).unwrap().unwrap();
+    let incident = store.incident(INC_1).unwrap().unwrap();
     assert_eq!(incident.alerts.len(), 1, "{incident:?}");
     let fired = store
-        .timeline(1)
+        .timeline(INC_1)
         .unwrap()
         .iter()
         .filter(|e| e.what.kind_name() == "alert_fired")
@@ -157,11 +160,11 @@ async fn a_disk_that_cannot_sync_gets_503_and_after_recovery_the_incident_is_kep
     // the incident's runbooks start all the same, once it is on disk.
     let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
     let runs = loop {
-        let runs = store.incident(1).unwrap().unwrap().runs;
+        let runs = store.incident(INC_1).unwrap().unwrap().runs;
         if !runs.is_empty() || tokio::time::Instant::now() > deadline {
             break runs;
         }
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     };
-    assert_eq!(runs, vec!["RUN-1".to_string()], "INC-1's runbook started once");
+    assert_eq!(runs, vec![RunId::new(1)], "INC-1's runbook started once");
 }

@@ -194,7 +194,7 @@ impl std::fmt::Display for Target {
 pub struct Context<'a> {
     pub backends: &'a Backends,
     pub dry_run: bool,
-    pub run_id: &'a str,
+    pub run_id: crate::ids::RunId,
     pub step_id: &'a str,
     /// The incident the run acts for, for messages.
     pub incident: &'a IncidentInfo,

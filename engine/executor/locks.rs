@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use super::Executor;
 use crate::actions::Target;
+use crate::ids::RunId;
 
 /// Targets a run holds until this is dropped.
 pub struct Held {
@@ -32,7 +33,7 @@ impl Drop for Held {
 impl Executor {
     /// Takes every target for `run_id`, waiting up to `wait` for runs that
     /// hold one; says who held it when giving up.
-    pub(super) async fn acquire(&self, targets: Vec<Target>, run_id: &str, wait: Duration) -> Result<Held, String> {
+    pub(super) async fn acquire(&self, targets: Vec<Target>, run_id: RunId, wait: Duration) -> Result<Held, String> {
         let deadline = tokio::time::Instant::now() + wait;
         loop {
             // Registered before looking, so a release between the look and
@@ -44,13 +45,13 @@ impl Executor {
                     state
                         .locks
                         .get(t)
-                        .filter(|holder| holder.as_str() != run_id)
-                        .map(|h| (t.clone(), h.clone()))
+                        .filter(|holder| **holder != run_id)
+                        .map(|h| (t.clone(), *h))
                 });
                 match busy {
                     None => {
                         for t in &targets {
-                            state.locks.insert(t.clone(), run_id.to_string());
+                            state.locks.insert(t.clone(), run_id);
                         }
                         return Ok(Held {
                             executor: self.clone(),

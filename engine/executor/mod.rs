@@ -29,6 +29,7 @@ pub use start::{ManualRun, Started, Trigger};
 
 use crate::actions::{Backends, Decision, IncidentInfo, Target};
 use crate::catalog::Catalog;
+use crate::ids::{IncidentId, RunId};
 use crate::ledger::RequestError;
 use crate::run::Run;
 use crate::runbook::Runbook;
@@ -69,7 +70,7 @@ impl From<Failure> for ExecError {
         match f {
             Failure::Refused(RequestError::NotFound(id)) => ExecError::NotFound(format!("no incident {id}")),
             Failure::Refused(e) => ExecError::Conflict(e.to_string()),
-            Failure::Unavailable(e) => ExecError::Unavailable(e),
+            Failure::Unavailable(e) | Failure::Busy(e) => ExecError::Unavailable(e),
         }
     }
 }
@@ -106,12 +107,12 @@ struct State {
     /// Who paused automation, while it is paused.
     paused: Option<String>,
     /// Target (a Kubernetes object or DNS record) → run acting on it.
-    locks: HashMap<Target, String>,
+    locks: HashMap<Target, RunId>,
     /// Per run waiting for approval: where `decide` sends the decision.
-    approvals: HashMap<String, oneshot::Sender<Decision>>,
+    approvals: HashMap<RunId, oneshot::Sender<Decision>>,
     /// The receiving ends, registered before `awaiting_approval` is
     /// journaled so an approval that comes at once is not refused.
-    decisions: HashMap<String, oneshot::Receiver<Decision>>,
+    decisions: HashMap<RunId, oneshot::Receiver<Decision>>,
     /// When each playbook's runs started, for cooldowns and max_runs.
     history: guards::History,
 }
@@ -169,8 +170,8 @@ impl Executor {
     }
 
     /// Decides a waiting approval step.
-    pub fn decide(&self, run_id: &str, approved: bool, by: &str) -> Result<(), ExecError> {
-        let waiting = self.state().approvals.remove(run_id);
+    pub fn decide(&self, run_id: RunId, approved: bool, by: &str) -> Result<(), ExecError> {
+        let waiting = self.state().approvals.remove(&run_id);
         match waiting {
             Some(tx) => tx
                 .send(Decision {
@@ -186,7 +187,7 @@ impl Executor {
     fn spawn(&self, run: Run, runbook: Runbook, from_step: usize) {
         let this = self.clone();
         tokio::spawn(async move {
-            let id = run.id.clone();
+            let id = run.id;
             if let Err(e) = this.execute(run, &runbook, from_step).await {
                 tracing::error!(run = %id, error = %e, "run stopped: its journal could not be written");
             }
@@ -194,11 +195,11 @@ impl Executor {
     }
 
     /// About an incident, for messages.
-    fn incident_info(&self, incident: Option<&str>) -> IncidentInfo {
+    fn incident_info(&self, incident: Option<IncidentId>) -> IncidentInfo {
         let Some(id) = incident else {
             return IncidentInfo::default();
         };
-        let inc = crate::incident::parse_id(id).and_then(|n| self.shared.store.incident(n).ok().flatten());
+        let inc = self.shared.store.incident(id).ok().flatten();
         IncidentInfo {
             id: id.to_string(),
             title: inc.as_ref().map(|i| i.title.clone()).unwrap_or_default(),

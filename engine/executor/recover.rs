@@ -100,7 +100,7 @@ impl Executor {
                 run.runbook,
                 crate::actions::slack::escape(&reason)
             );
-            let info = self.incident_info(run.incident.as_deref());
+            let info = self.incident_info(run.incident);
             let backends = self.shared.backends.clone();
             tokio::spawn(async move {
                 crate::actions::slack::notice(&backends, text, &info, "an interrupted run").await;
@@ -131,7 +131,7 @@ impl Executor {
             if !incident.runs.is_empty() {
                 continue;
             }
-            let Some(first) = store.incident_alert(incident.number(), 0)? else {
+            let Some(first) = store.incident_alert(incident.id, 0)? else {
                 continue;
             };
             let alert = crate::alert::Alert {

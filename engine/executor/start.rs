@@ -9,9 +9,9 @@ use serde_json::{json, Map, Value};
 
 use super::{ExecError, Executor};
 use crate::effects::Opened;
-use crate::incident::EventKind;
+use crate::ids::{IncidentId, RunId};
 use crate::playbook::{Playbook, Trigger as PlaybookTrigger, DEFAULT_PLAYBOOK};
-use crate::run::{Run, RunStatus, StepRecord, TriggerKind};
+use crate::run::{Draft, Run, RunStatus, StepRecord, TriggerKind};
 use crate::runbook::Runbook;
 
 /// What starts runs.
@@ -33,13 +33,13 @@ pub struct ManualRun {
     pub dry_run: bool,
     pub by: String,
     pub idempotency_key: Option<String>,
-    pub incident: Option<String>,
+    pub incident: Option<IncidentId>,
 }
 
 /// A run a trigger started.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Started {
-    pub id: String,
+    pub id: RunId,
     /// A manual run whose idempotency key was used before: `id` is the
     /// earlier run, and nothing new started.
     pub duplicate: bool,
@@ -53,7 +53,7 @@ struct Firing<'a> {
     /// What the playbook's parameter templates see.
     context: Value,
     trigger: TriggerKind,
-    incident: Option<String>,
+    incident: Option<IncidentId>,
     alert: Value,
 }
 
@@ -77,7 +77,7 @@ impl Executor {
                     ),
                     context: json!({"alert": alert, "incident": super::values::incident_value(inc, &self.shared.settings)}),
                     trigger: TriggerKind::Alert,
-                    incident: Some(inc.id.clone()),
+                    incident: Some(inc.id),
                     alert,
                 };
                 Ok(self.fire(firing).await)
@@ -120,8 +120,8 @@ impl Executor {
                 TriggerKind::Schedule => "schedule",
                 _ => "alert",
             };
-            let mut run = new_run(&runbook, firing.trigger, by, self.shared.settings.dry_run);
-            run.incident.clone_from(&firing.incident);
+            let mut run = draft(&runbook, firing.trigger, by, self.shared.settings.dry_run);
+            run.incident = firing.incident;
             run.playbook = Some(playbook.name.clone());
             run.alert = firing.alert.clone();
             run.group = Some(firing.group.clone());
@@ -143,29 +143,19 @@ impl Executor {
             if let Some((status, reason)) = refusal {
                 tracing::warn!(playbook = %playbook.name, runbook = %runbook.name, %reason, "run not started");
                 run.status = status;
-                run.reason = Some(reason.clone());
+                run.reason = Some(reason);
                 run.finished_at = Some(Utc::now());
-                let event = EventKind::RunNotStarted {
-                    run: String::new(),
-                    runbook: runbook.name.clone(),
-                    status,
-                    reason,
-                };
-                let _ = self.shared.writer.journal(&run, Some(event)).await;
+                if let Err(e) = self.shared.writer.journal_new(run).await {
+                    tracing::error!(playbook = %playbook.name, error = %e, "a refused run could not be journaled");
+                }
                 continue;
             }
-            let event = EventKind::RunStarted {
-                run: String::new(),
-                runbook: runbook.name.clone(),
-                dry_run: run.dry_run,
-                by: run.by.clone(),
-            };
-            match self.shared.writer.journal(&run, Some(event)).await {
+            match self.shared.writer.journal_new(run.clone()).await {
                 Ok(journaled) => {
-                    run.id = journaled.id;
+                    let run = run.with_id(journaled.id);
                     tracing::info!(run = %run.id, playbook = %playbook.name, "run started");
                     started.push(Started {
-                        id: run.id.clone(),
+                        id: run.id,
                         duplicate: false,
                     });
                     self.spawn(run, runbook, 0);
@@ -195,11 +185,11 @@ impl Executor {
             }
         }
         let params = crate::runbook::params::check(&runbook, &request.params).map_err(ExecError::BadParams)?;
-        let mut run = new_run(&runbook, TriggerKind::Manual, &request.by, dry_run);
+        let mut run = draft(&runbook, TriggerKind::Manual, &request.by, dry_run);
         run.params = params;
         run.idempotency_key = request.idempotency_key;
         run.incident = request.incident;
-        if let Some(id) = run.incident.as_deref().and_then(crate::incident::parse_id) {
+        if let Some(id) = run.incident {
             if let Some(inc) = self.shared.store.incident(id)? {
                 run.alert = inc
                     .alerts
@@ -208,16 +198,9 @@ impl Executor {
                     .unwrap_or_default();
             }
         }
-        let event = EventKind::RunStarted {
-            run: String::new(),
-            runbook: runbook.name.clone(),
-            dry_run,
-            by: request.by.clone(),
-        };
-        let journaled = self.shared.writer.journal(&run, Some(event)).await?;
+        let journaled = self.shared.writer.journal_new(run.clone()).await?;
         if !journaled.duplicate {
-            run.id = journaled.id.clone();
-            self.spawn(run, runbook, 0);
+            self.spawn(run.with_id(journaled.id), runbook, 0);
         }
         Ok(Started {
             id: journaled.id,
@@ -227,9 +210,9 @@ impl Executor {
 }
 
 /// A run of `runbook` before it is journaled: every step pending.
-fn new_run(runbook: &Runbook, trigger: TriggerKind, by: &str, dry_run: bool) -> Run {
+fn draft(runbook: &Runbook, trigger: TriggerKind, by: &str, dry_run: bool) -> Draft {
     Run {
-        id: String::new(),
+        id: (),
         runbook: runbook.name.clone(),
         incident: None,
         playbook: None,

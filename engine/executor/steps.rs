@@ -21,9 +21,9 @@ use crate::runbook::{OnFailure, Retries, Runbook, Step};
 impl Executor {
     /// Runs steps from `from_step` to the end, then journals how the run ended.
     pub(super) async fn execute(&self, mut run: Run, runbook: &Runbook, from_step: usize) -> Result<(), ExecError> {
-        let info = self.incident_info(run.incident.as_deref());
-        let incident = match run.incident.as_deref().and_then(crate::incident::parse_id) {
-            Some(n) => self.shared.store.incident(n).ok().flatten(),
+        let info = self.incident_info(run.incident);
+        let incident = match run.incident {
+            Some(id) => self.shared.store.incident(id).ok().flatten(),
             None => None,
         };
         let incident_json = incident
@@ -126,7 +126,7 @@ impl Executor {
             }
         };
         let timeout = step.timeout.unwrap_or_else(|| call.timeout());
-        let held = match self.acquire(call.targets(), &run.id, timeout).await {
+        let held = match self.acquire(call.targets(), run.id, timeout).await {
             Ok(held) => held,
             Err(e) => {
                 self.settle(run, step, StepStatus::Failed, Value::Null, None, Some(e))
@@ -166,8 +166,8 @@ impl Executor {
             if waits {
                 let (tx, rx) = oneshot::channel();
                 let mut state = self.state();
-                state.approvals.insert(run.id.clone(), tx);
-                state.decisions.insert(run.id.clone(), rx);
+                state.approvals.insert(run.id, tx);
+                state.decisions.insert(run.id, rx);
             }
             let record = record_mut(run, &step.id);
             record.status = if waits {
@@ -237,7 +237,7 @@ impl Executor {
         let cx = Context {
             backends: &self.shared.backends,
             dry_run: run.dry_run,
-            run_id: &run.id,
+            run_id: run.id,
             step_id: &step.id,
             incident: info,
             values: context,
@@ -292,7 +292,7 @@ impl Approvals for RunApprovals<'_> {
     fn record<'a>(&'a self, decision: &'a Decision) -> Pin<Box<dyn Future<Output = ()> + Send + 'a>> {
         Box::pin(async move {
             let event = EventKind::Approval {
-                run: self.run.id.clone(),
+                run: self.run.id,
                 step: self.step.to_string(),
                 approved: decision.approved,
                 by: decision.by.clone(),
@@ -314,7 +314,7 @@ fn record_mut<'a>(run: &'a mut Run, id: &str) -> &'a mut StepRecord {
 fn step_event(run: &Run, id: &str) -> EventKind {
     let r = run.step(id).cloned().unwrap_or_else(|| StepRecord::new(id, ""));
     EventKind::Step {
-        run: run.id.clone(),
+        run: run.id,
         step: r.id.clone(),
         action: r.action.clone(),
         status: r.status,
@@ -327,7 +327,7 @@ fn step_event(run: &Run, id: &str) -> EventKind {
 
 pub(super) fn finished_event(run: &Run) -> EventKind {
     EventKind::RunFinished {
-        run: run.id.clone(),
+        run: run.id,
         runbook: run.runbook.clone(),
         status: run.status,
         reason: run.reason.clone(),

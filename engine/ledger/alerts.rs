@@ -9,7 +9,8 @@ use chrono::{DateTime, Utc};
 use super::Ledger;
 use crate::alert::{Alert, Status as AlertStatus};
 use crate::effects::Opened;
-use crate::incident::{format_id, Event, EventKind, Incident, IncidentAlert, Status};
+use crate::ids::IncidentId;
+use crate::incident::{Event, EventKind, Incident, IncidentAlert, Status};
 use crate::playbook::{Playbook, SeverityPolicy, DEFAULT_PLAYBOOK};
 use crate::severity::Severity;
 use crate::store::{Episode, OpenEntry, StoreError, Write};
@@ -100,7 +101,7 @@ impl Ledger {
     }
 
     /// The open incident the alert's group maps to, or a new one.
-    fn incident_for(&mut self, alert: &Alert, now: DateTime<Utc>) -> Result<(u64, bool), StoreError> {
+    fn incident_for(&mut self, alert: &Alert, now: DateTime<Utc>) -> Result<(IncidentId, bool), StoreError> {
         let (playbook, policy) = self.route(alert);
         let name = playbook.map_or(DEFAULT_PLAYBOOK, |p| p.name.as_str()).to_string();
         let group: BTreeMap<String, String> = match playbook {
@@ -122,9 +123,9 @@ impl Ledger {
             return Ok((n, false));
         }
         self.last_incident += 1;
-        let n = self.last_incident;
+        let n = IncidentId::new(self.last_incident);
         let incident = Incident {
-            id: format_id(n),
+            id: n,
             title: title_of(alert, &group),
             status: Status::Open,
             severity,
@@ -139,7 +140,7 @@ impl Ledger {
             runs: Vec::new(),
             events: 0,
         };
-        self.pending.push(Write::LastIncident(n));
+        self.pending.push(Write::LastIncident(self.last_incident));
         self.pending.push(Write::Open(OpenEntry::of(&incident)));
         self.overlay.insert(n, incident);
         self.open.insert(n, severity);
@@ -158,7 +159,7 @@ impl Ledger {
 
     fn raise_severity(
         &mut self,
-        n: u64,
+        n: IncidentId,
         severity: Severity,
         alert: &Alert,
         now: DateTime<Utc>,
@@ -186,7 +187,7 @@ impl Ledger {
     }
 
     /// Adds a firing alert to incident `n`; returns its episode.
-    fn add_alert(&mut self, n: u64, alert: &Alert, now: DateTime<Utc>) -> Result<Episode, StoreError> {
+    fn add_alert(&mut self, n: IncidentId, alert: &Alert, now: DateTime<Utc>) -> Result<Episode, StoreError> {
         let Some(inc) = self.overlay.record(self.store.as_ref(), n)? else {
             return Err(StoreError::Missing(format!(
                 "incident {n}, which alerts were routed to"
@@ -281,7 +282,12 @@ impl Ledger {
     /// Resolves an open incident: status, index of open incidents, group.
     /// Returns the incident record as resolved, or `None` when `n` is not
     /// open.
-    pub(super) fn close(&mut self, n: u64, now: DateTime<Utc>, by: String) -> Result<Option<Incident>, StoreError> {
+    pub(super) fn close(
+        &mut self,
+        n: IncidentId,
+        now: DateTime<Utc>,
+        by: String,
+    ) -> Result<Option<Incident>, StoreError> {
         if !self.open.remove(n) {
             return Ok(None);
         }

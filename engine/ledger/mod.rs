@@ -30,6 +30,7 @@ use chrono::{DateTime, Utc};
 pub use alerts::{AlertOutcome, Applied};
 pub use runs::Journaled;
 
+use crate::ids::IncidentId;
 use crate::incident::{Event, EventKind, Incident};
 use crate::playbook::{Playbook, SeverityPolicy};
 use crate::store::{Store, StoreError, Write};
@@ -41,7 +42,7 @@ use overlay::Overlay;
 pub enum RequestError {
     /// No incident has this id.
     #[error("no incident {0}")]
-    NotFound(String),
+    NotFound(IncidentId),
     /// The incident is already in the state asked for.
     #[error("{0}")]
     Conflict(String),
@@ -59,11 +60,11 @@ pub struct Ledger {
     /// Open (not resolved) incidents.
     open: OpenSet,
     /// Playbook and group (see `alerts::group_key`) → open incident number.
-    groups: HashMap<String, u64>,
+    groups: HashMap<String, IncidentId>,
     last_incident: u64,
     last_run: u64,
     /// Idempotency keys handed out since start (the store has the rest).
-    run_keys: HashMap<String, String>,
+    run_keys: HashMap<String, crate::ids::RunId>,
     /// Incidents resolved since the last `take_closed`.
     closed: Vec<Incident>,
     /// Records, alerts and episodes of the commit in progress.
@@ -145,7 +146,7 @@ impl Ledger {
 
     /// Appends an event to incident `n`'s timeline, open or resolved.
     /// Returns false when there is no such incident.
-    pub(super) fn event(&mut self, n: u64, at: DateTime<Utc>, what: EventKind) -> Result<bool, StoreError> {
+    pub(super) fn event(&mut self, n: IncidentId, at: DateTime<Utc>, what: EventKind) -> Result<bool, StoreError> {
         let Some(inc) = self.overlay.record(self.store.as_ref(), n)? else {
             return Ok(false);
         };

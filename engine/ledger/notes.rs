@@ -4,13 +4,14 @@
 use chrono::{DateTime, Utc};
 
 use super::{Ledger, RequestError};
-use crate::incident::{format_id, EventKind, NoteKind};
+use crate::ids::IncidentId;
+use crate::incident::{EventKind, NoteKind};
 
 impl Ledger {
     /// Adds a note to an incident, open or resolved.
     pub fn add_note(
         &mut self,
-        n: u64,
+        n: IncidentId,
         note: NoteKind,
         text: &str,
         by: &str,
@@ -24,7 +25,7 @@ impl Ledger {
         if self.event(n, now, what)? {
             Ok(())
         } else {
-            Err(RequestError::NotFound(format_id(n)))
+            Err(RequestError::NotFound(n))
         }
     }
 }

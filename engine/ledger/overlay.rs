@@ -10,26 +10,27 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use chrono::{DateTime, Utc};
 
+use crate::ids::IncidentId;
 use crate::incident::{Incident, IncidentAlert};
 use crate::store::{Episode, Store, StoreError, Write};
 
 #[derive(Debug, Default)]
 pub struct Overlay {
     /// Incident records (without alerts) read or changed since the last commit.
-    records: BTreeMap<u64, Incident>,
+    records: BTreeMap<IncidentId, Incident>,
     /// Alerts read or changed since the last commit, by (incident, index).
-    alerts: BTreeMap<(u64, u32), IncidentAlert>,
+    alerts: BTreeMap<(IncidentId, u32), IncidentAlert>,
     /// Episodes written since the last commit.
     episodes: HashMap<(String, DateTime<Utc>), Episode>,
     /// Records and alerts changed since the last `take_writes`.
-    changed_records: BTreeSet<u64>,
-    changed_alerts: BTreeSet<(u64, u32)>,
+    changed_records: BTreeSet<IncidentId>,
+    changed_alerts: BTreeSet<(IncidentId, u32)>,
 }
 
 impl Overlay {
     /// Incident `n`'s record, to change (written by the next
     /// `take_writes`); `None` when there is no such incident.
-    pub fn record(&mut self, store: &dyn Store, n: u64) -> Result<Option<&mut Incident>, StoreError> {
+    pub fn record(&mut self, store: &dyn Store, n: IncidentId) -> Result<Option<&mut Incident>, StoreError> {
         if !self.has_record(store, n)? {
             return Ok(None);
         }
@@ -39,7 +40,7 @@ impl Overlay {
 
     /// Whether incident `n` exists; reads its record once per commit but
     /// does not write it back unless `record` changes it.
-    pub fn has_record(&mut self, store: &dyn Store, n: u64) -> Result<bool, StoreError> {
+    pub fn has_record(&mut self, store: &dyn Store, n: IncidentId) -> Result<bool, StoreError> {
         if let Entry::Vacant(slot) = self.records.entry(n) {
             match store.incident_record(n)? {
                 Some(inc) => slot.insert(inc),
@@ -50,18 +51,23 @@ impl Overlay {
     }
 
     /// A record already read or made in this commit.
-    pub fn get(&self, n: u64) -> Option<&Incident> {
+    pub fn get(&self, n: IncidentId) -> Option<&Incident> {
         self.records.get(&n)
     }
 
     /// A new incident's record.
-    pub fn insert(&mut self, n: u64, incident: Incident) {
+    pub fn insert(&mut self, n: IncidentId, incident: Incident) {
         self.records.insert(n, incident);
         self.changed_records.insert(n);
     }
 
     /// One of incident `n`'s alerts, to change, like `record`.
-    pub fn alert(&mut self, store: &dyn Store, n: u64, index: u32) -> Result<Option<&mut IncidentAlert>, StoreError> {
+    pub fn alert(
+        &mut self,
+        store: &dyn Store,
+        n: IncidentId,
+        index: u32,
+    ) -> Result<Option<&mut IncidentAlert>, StoreError> {
         if let Entry::Vacant(slot) = self.alerts.entry((n, index)) {
             match store.incident_alert(n, index)? {
                 Some(a) => slot.insert(a),
@@ -73,7 +79,7 @@ impl Overlay {
     }
 
     /// A new alert of incident `n`.
-    pub fn insert_alert(&mut self, n: u64, index: u32, alert: IncidentAlert) {
+    pub fn insert_alert(&mut self, n: IncidentId, index: u32, alert: IncidentAlert) {
         self.alerts.insert((n, index), alert);
         self.changed_alerts.insert((n, index));
     }
@@ -140,7 +146,7 @@ mod tests {
 
     fn incident(n: u64) -> Incident {
         Incident {
-            id: crate::incident::format_id(n),
+            id: IncidentId::new(n),
             title: "t".into(),
             status: crate::incident::Status::Open,
             severity: crate::severity::Severity::P2,
@@ -167,20 +173,20 @@ mod tests {
     fn a_change_in_an_earlier_chunk_is_seen_by_a_later_one_before_the_commit() {
         let (_dir, store) = store();
         let mut o = Overlay::default();
-        o.insert(1, incident(1));
+        o.insert(IncidentId::new(1), incident(1));
         let mut first = Vec::new();
         o.take_writes(&mut first);
         store.apply(vec![first]).unwrap();
         // The store has chunk one applied but a later chunk must still see
         // this commit's own version, which it changes further.
-        o.record(&store, 1).unwrap().unwrap().events = 7;
+        o.record(&store, IncidentId::new(1)).unwrap().unwrap().events = 7;
         let mut second = Vec::new();
         o.take_writes(&mut second);
         assert!(matches!(&second[..], [Write::Incident(i)] if i.events == 7));
         store.commit(vec![second]).unwrap();
         o.committed();
         assert_eq!(
-            o.record(&store, 1).unwrap().unwrap().events,
+            o.record(&store, IncidentId::new(1)).unwrap().unwrap().events,
             7,
             "read back from the store"
         );
@@ -191,9 +197,9 @@ mod tests {
         let (_dir, store) = store();
         store.commit(vec![vec![Write::Incident(incident(3))]]).unwrap();
         let mut o = Overlay::default();
-        assert!(o.has_record(&store, 3).unwrap());
-        assert!(!o.has_record(&store, 4).unwrap());
-        assert!(o.record(&store, 4).unwrap().is_none());
+        assert!(o.has_record(&store, IncidentId::new(3)).unwrap());
+        assert!(!o.has_record(&store, IncidentId::new(4)).unwrap());
+        assert!(o.record(&store, IncidentId::new(4)).unwrap().is_none());
         assert_eq!(o.writes_waiting(), 0);
         let mut writes = Vec::new();
         o.take_writes(&mut writes);
@@ -205,7 +211,7 @@ mod tests {
         let (_dir, store) = store();
         let at = Utc::now();
         let stored = Episode {
-            incident: 1,
+            incident: IncidentId::new(1),
             alert: 0,
             status: AlertStatus::Firing,
         };
@@ -235,9 +241,9 @@ mod tests {
     fn after_clear_the_store_answers_again() {
         let (_dir, store) = store();
         let mut o = Overlay::default();
-        o.insert(9, incident(9));
+        o.insert(IncidentId::new(9), incident(9));
         o.clear();
         assert_eq!(o.writes_waiting(), 0);
-        assert!(!o.has_record(&store, 9).unwrap());
+        assert!(!o.has_record(&store, IncidentId::new(9)).unwrap());
     }
 }

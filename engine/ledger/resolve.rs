@@ -3,18 +3,19 @@
 use chrono::{DateTime, Utc};
 
 use super::{Ledger, RequestError};
-use crate::incident::{format_id, Incident};
+use crate::ids::IncidentId;
+use crate::incident::Incident;
 
 impl Ledger {
     /// Resolves an incident by hand.
-    pub fn resolve_by_hand(&mut self, n: u64, by: &str, now: DateTime<Utc>) -> Result<Incident, RequestError> {
+    pub fn resolve_by_hand(&mut self, n: IncidentId, by: &str, now: DateTime<Utc>) -> Result<Incident, RequestError> {
         if let Some(inc) = self.close(n, now, by.to_string())? {
             return Ok(inc);
         }
         if self.overlay.has_record(self.store.as_ref(), n)? {
-            Err(RequestError::Conflict(format!("{} is already resolved", format_id(n))))
+            Err(RequestError::Conflict(format!("{} is already resolved", n)))
         } else {
-            Err(RequestError::NotFound(format_id(n)))
+            Err(RequestError::NotFound(n))
         }
     }
 }

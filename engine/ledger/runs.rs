@@ -1,78 +1,90 @@
 //! Journaling runs: each transition of a run written with the event it
-//! puts on its incident's timeline; new runs get the next `RUN-n`, and a
-//! manual run's idempotency key maps to the first run that used it.
+//! puts on its incident's timeline. A new run (a draft) gets the next
+//! `RUN-n` and its `run_started` (or `run_not_started`) event here, unless
+//! its idempotency key was used before: then nothing is written and the
+//! earlier run's id comes back.
 
 use chrono::{DateTime, Utc};
 
 use super::{Ledger, RequestError};
-use crate::incident::{format_id, EventKind, Status};
-use crate::run::{format_run_id, Run, RunStatus};
+use crate::ids::RunId;
+use crate::incident::{EventKind, Status};
+use crate::run::{Draft, Run, RunStatus};
 use crate::store::Write;
 
 /// A journaled run: its id, and whether it was an earlier run with the
 /// same idempotency key (nothing written then).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Journaled {
-    pub id: String,
+    pub id: RunId,
     pub duplicate: bool,
 }
 
 impl Ledger {
+    /// Journals a new run: its id, its record, and on its incident the
+    /// event saying it started or why it did not.
+    pub fn journal_new(&mut self, draft: Draft, now: DateTime<Utc>) -> Result<Journaled, RequestError> {
+        if let Some(key) = &draft.idempotency_key {
+            let earlier = match self.run_keys.get(key) {
+                Some(id) => Some(*id),
+                None => self.store.run_for_key(key)?,
+            };
+            if let Some(id) = earlier {
+                return Ok(Journaled { id, duplicate: true });
+            }
+        }
+        if let Some(incident) = draft.incident {
+            if !self.overlay.has_record(self.store.as_ref(), incident)? {
+                return Err(RequestError::NotFound(incident));
+            }
+        }
+        self.last_run += 1;
+        let id = RunId::new(self.last_run);
+        self.pending.push(Write::LastRun(self.last_run));
+        if let Some(key) = &draft.idempotency_key {
+            self.run_keys.insert(key.clone(), id);
+            self.pending.push(Write::IdempotencyKey {
+                key: key.clone(),
+                run: id,
+            });
+        }
+        let run = draft.with_id(id);
+        let event = match (run.status, &run.reason) {
+            (RunStatus::Refused | RunStatus::Paused, reason) => EventKind::RunNotStarted {
+                run: id,
+                runbook: run.runbook.clone(),
+                status: run.status,
+                reason: reason.clone().unwrap_or_default(),
+            },
+            _ => EventKind::RunStarted {
+                run: id,
+                runbook: run.runbook.clone(),
+                dry_run: run.dry_run,
+                by: run.by.clone(),
+            },
+        };
+        if let Some(incident) = run.incident {
+            if let Some(inc) = self.overlay.record(self.store.as_ref(), incident)? {
+                inc.runs.push(id);
+            }
+        }
+        self.journal_run(run, Some(event), now)?;
+        Ok(Journaled { id, duplicate: false })
+    }
+
     /// Journals a run's state and, when it acts for an incident, an event
-    /// on that incident's timeline. A run without an id is new: it gets the
-    /// next `RUN-n`, unless its idempotency key was seen before, in which
-    /// case nothing is written and the earlier run's id comes back.
-    pub fn journal_run(
-        &mut self,
-        mut run: Run,
-        event: Option<EventKind>,
-        now: DateTime<Utc>,
-    ) -> Result<Journaled, RequestError> {
-        let incident = run.incident.as_deref().and_then(crate::incident::parse_id);
-        let is_new = run.id.is_empty();
-        if is_new {
-            if let Some(key) = &run.idempotency_key {
-                let earlier = match self.run_keys.get(key) {
-                    Some(id) => Some(id.clone()),
-                    None => self.store.run_for_key(key)?,
-                };
-                if let Some(id) = earlier {
-                    return Ok(Journaled { id, duplicate: true });
-                }
-            }
-            if let Some(n) = incident {
-                if !self.overlay.has_record(self.store.as_ref(), n)? {
-                    return Err(RequestError::NotFound(format_id(n)));
-                }
-            }
-            self.last_run += 1;
-            run.id = format_run_id(self.last_run);
-            self.pending.push(Write::LastRun(self.last_run));
-            if let Some(key) = &run.idempotency_key {
-                self.run_keys.insert(key.clone(), run.id.clone());
-                self.pending.push(Write::IdempotencyKey {
-                    key: key.clone(),
-                    run: run.id.clone(),
-                });
-            }
-        }
-        let id = run.id.clone();
-        let mut event = event;
-        if let Some(EventKind::RunStarted { run: r, .. } | EventKind::RunNotStarted { run: r, .. }) = &mut event {
-            if r.is_empty() {
-                r.clone_from(&id);
-            }
-        }
+    /// on that incident's timeline. A run that succeeded for real marks its
+    /// incident mitigated.
+    pub fn journal_run(&mut self, run: Run, event: Option<EventKind>, now: DateTime<Utc>) -> Result<(), RequestError> {
+        let id = run.id;
+        let incident = run.incident;
         let mitigates = run.status == RunStatus::Succeeded && !run.dry_run;
         self.pending.push(Write::Run(run));
         if let (Some(n), Some(what)) = (incident, event) {
             let inc = self
                 .overlay
                 .record(self.store.as_ref(), n)?
-                .ok_or_else(|| RequestError::NotFound(format_id(n)))?;
-            if is_new && !inc.runs.contains(&id) {
-                inc.runs.push(id.clone());
-            }
+                .ok_or(RequestError::NotFound(n))?;
             let mitigated = mitigates && inc.status == Status::Open;
             if mitigated {
                 inc.status = Status::Mitigated;
@@ -86,11 +98,11 @@ impl Ledger {
                     EventKind::StatusChanged {
                         from: Status::Open,
                         to: Status::Mitigated,
-                        by: id.clone(),
+                        by: id.to_string(),
                     },
                 )?;
             }
         }
-        Ok(Journaled { id, duplicate: false })
+        Ok(())
     }
 }

@@ -88,7 +88,12 @@ fn repeats_and_ha_double_sends_change_nothing() {
         .unwrap();
     assert_eq!(all.len(), 1);
     assert_eq!(all[0].alerts[0].repeats, 3);
-    let kinds: Vec<String> = store.timeline(1).unwrap().iter().map(|e| e.what.describe()).collect();
+    let kinds: Vec<String> = store
+        .timeline(IncidentId::new(1))
+        .unwrap()
+        .iter()
+        .map(|e| e.what.describe())
+        .collect();
     assert_eq!(kinds.len(), 3, "{kinds:?}");
 }
 
@@ -123,10 +128,10 @@ fn alerts_of_one_group_share_an_incident_and_worse_ones_raise_its_severity() {
         [AlertOutcome::Opened, AlertOutcome::Joined, AlertOutcome::Opened]
     );
     commit(&mut ledger, &store);
-    let inc = store.incident(1).unwrap().unwrap();
+    let inc = store.incident(IncidentId::new(1)).unwrap().unwrap();
     assert_eq!(inc.severity, Severity::P0);
     assert_eq!(inc.alerts.len(), 2);
-    assert!(store.timeline(1).unwrap().iter().any(|e| matches!(
+    assert!(store.timeline(IncidentId::new(1)).unwrap().iter().any(|e| matches!(
         e.what,
         EventKind::SeverityRaised {
             from: Severity::P1,
@@ -151,7 +156,10 @@ fn the_incident_resolves_when_all_its_alerts_resolve_and_a_new_episode_opens_a_n
         [AlertOutcome::Resolved]
     );
     commit(&mut ledger, &store);
-    assert_eq!(store.incident(1).unwrap().unwrap().status, Status::Resolved);
+    assert_eq!(
+        store.incident(IncidentId::new(1)).unwrap().unwrap().status,
+        Status::Resolved
+    );
     // A late firing send of the same episode does not reopen it.
     assert_eq!(
         ledger
@@ -170,7 +178,10 @@ fn the_incident_resolves_when_all_its_alerts_resolve_and_a_new_episode_opens_a_n
         .unwrap();
     assert_eq!(again.outcomes, [AlertOutcome::Opened]);
     commit(&mut ledger, &store);
-    assert_eq!(store.incident(2).unwrap().unwrap().status, Status::Open);
+    assert_eq!(
+        store.incident(IncidentId::new(2)).unwrap().unwrap().status,
+        Status::Open
+    );
 }
 
 #[test]
@@ -198,7 +209,7 @@ fn an_incident_of_many_alerts_resolves_with_its_last_alert_also_across_a_restart
     let mut ledger = Ledger::new(store.clone(), vec![]).unwrap();
     ledger.apply(&all[150..], Utc::now()).unwrap();
     commit(&mut ledger, &store);
-    let inc = store.incident(1).unwrap().unwrap();
+    let inc = store.incident(IncidentId::new(1)).unwrap().unwrap();
     assert_eq!(
         (inc.status, inc.alerts.len(), inc.alerts_firing),
         (Status::Open, 300, 1)
@@ -209,11 +220,11 @@ fn an_incident_of_many_alerts_resolves_with_its_last_alert_also_across_a_restart
         [AlertOutcome::Resolved]
     );
     commit(&mut ledger, &store);
-    let inc = store.incident(1).unwrap().unwrap();
+    let inc = store.incident(IncidentId::new(1)).unwrap().unwrap();
     assert_eq!(inc.status, Status::Resolved);
     assert!(inc.alerts.iter().all(|a| a.status == AlertStatus::Resolved));
     assert_eq!(ledger.open_counts(), [0; 4]);
-    assert_eq!(inc.events as usize, store.timeline(1).unwrap().len());
+    assert_eq!(inc.events as usize, store.timeline(IncidentId::new(1)).unwrap().len());
 }
 
 #[test]
@@ -239,11 +250,11 @@ fn writes_taken_in_several_chunks_of_one_commit_build_on_each_other() {
     chunks.push(ledger.take_writes());
     store.commit(chunks).unwrap();
     ledger.committed();
-    let inc = store.incident(1).unwrap().unwrap();
+    let inc = store.incident(IncidentId::new(1)).unwrap().unwrap();
     let fingerprints: Vec<&str> = inc.alerts.iter().map(|a| a.fingerprint.as_str()).collect();
     assert_eq!(fingerprints, ["fp0", "fp1", "fp2"]);
     assert_eq!((inc.alerts_firing, inc.alerts[0].status), (2, AlertStatus::Resolved));
-    let timeline = store.timeline(1).unwrap();
+    let timeline = store.timeline(IncidentId::new(1)).unwrap();
     assert_eq!(inc.events as usize, timeline.len());
     let fired = timeline
         .iter()
@@ -267,7 +278,7 @@ fn alerts_no_playbook_matches_are_kept_under_the_default_playbook() {
         )
         .unwrap();
     commit(&mut ledger, &store);
-    let inc = store.incident(1).unwrap().unwrap();
+    let inc = store.incident(IncidentId::new(1)).unwrap().unwrap();
     assert_eq!(inc.playbook, DEFAULT_PLAYBOOK);
     assert_eq!(inc.severity, Severity::P2);
     assert_eq!(inc.title, "DiskFull");
@@ -284,7 +295,10 @@ fn a_resolved_alert_never_seen_firing_is_recorded_resolved() {
         .unwrap();
     assert!(r.opened.is_empty(), "remediation never starts on a resolved alert");
     commit(&mut ledger, &store);
-    assert_eq!(store.incident(1).unwrap().unwrap().status, Status::Resolved);
+    assert_eq!(
+        store.incident(IncidentId::new(1)).unwrap().unwrap().status,
+        Status::Resolved
+    );
 }
 
 #[test]
@@ -312,7 +326,11 @@ fn state_is_rebuilt_from_the_store() {
             Utc::now(),
         )
         .unwrap();
-    assert_eq!(r.opened[0].incident.id, "INC-2", "numbering goes on after a restart");
+    assert_eq!(
+        r.opened[0].incident.id.to_string(),
+        "INC-2",
+        "numbering goes on after a restart"
+    );
 }
 
 #[test]
@@ -326,24 +344,36 @@ fn notes_and_resolve_by_hand() {
         .unwrap();
     commit(&mut ledger, &store);
     ledger
-        .add_note(1, NoteKind::RootCause, "pool too small", "alice", Utc::now())
+        .add_note(
+            IncidentId::new(1),
+            NoteKind::RootCause,
+            "pool too small",
+            "alice",
+            Utc::now(),
+        )
         .unwrap();
-    let inc = ledger.resolve_by_hand(1, "alice", Utc::now()).unwrap();
+    let inc = ledger.resolve_by_hand(IncidentId::new(1), "alice", Utc::now()).unwrap();
     assert_eq!(inc.status, Status::Resolved);
     commit(&mut ledger, &store);
     assert!(matches!(
-        ledger.resolve_by_hand(1, "bob", Utc::now()),
+        ledger.resolve_by_hand(IncidentId::new(1), "bob", Utc::now()),
         Err(RequestError::Conflict(_))
     ));
     assert!(matches!(
-        ledger.add_note(9, NoteKind::Note, "x", "bob", Utc::now()),
+        ledger.add_note(IncidentId::new(9), NoteKind::Note, "x", "bob", Utc::now()),
         Err(RequestError::NotFound(_))
     ));
     ledger
-        .add_note(1, NoteKind::Lesson, "after the fact", "bob", Utc::now())
+        .add_note(
+            IncidentId::new(1),
+            NoteKind::Lesson,
+            "after the fact",
+            "bob",
+            Utc::now(),
+        )
         .unwrap();
     commit(&mut ledger, &store);
-    let timeline = store.timeline(1).unwrap();
+    let timeline = store.timeline(IncidentId::new(1)).unwrap();
     assert!(matches!(
         &timeline.last().unwrap().what,
         EventKind::Note {
@@ -351,5 +381,8 @@ fn notes_and_resolve_by_hand() {
             ..
         }
     ));
-    assert_eq!(store.incident(1).unwrap().unwrap().events as usize, timeline.len());
+    assert_eq!(
+        store.incident(IncidentId::new(1)).unwrap().unwrap().events as usize,
+        timeline.len()
+    );
 }

@@ -8,16 +8,15 @@ use axum::http::StatusCode;
 use axum::{Extension, Json};
 use serde::Deserialize;
 use serde_json::{json, Value};
-use tokio::sync::oneshot;
 
 use super::auth::Caller;
+use super::error::incident_id;
 use super::{ApiError, AppState};
 use crate::alert;
-use crate::incident::{parse_id, NoteKind, Status};
+use crate::incident::{NoteKind, Status};
 use crate::ledger::AlertOutcome;
 use crate::severity::Severity;
 use crate::store::IncidentFilter;
-use crate::writer::{Failure, Request};
 
 type ApiResult = Result<Json<Value>, ApiError>;
 
@@ -43,24 +42,10 @@ pub async fn post_alerts(State(state): State<Arc<AppState>>, body: axum::body::B
         ApiError::bad_request(e.0)
     })?;
     let statuses: Vec<&'static str> = alerts.iter().map(|a| a.status.as_str()).collect();
-    let (reply, answer) = oneshot::channel();
-    if state.writer.try_send(Request::Alerts { alerts, reply }).is_err() {
+    let applied = state.writer.alerts(alerts).await.map_err(|e| {
         outcome("unavailable");
-        return Err(ApiError::unavailable(
-            "laojun is busy (intake queue full); retry shortly",
-        ));
-    }
-    let applied = match answer.await {
-        Ok(Ok(applied)) => applied,
-        Ok(Err(e)) => {
-            outcome("unavailable");
-            return Err(ApiError::unavailable(e.to_string()));
-        }
-        Err(_) => {
-            outcome("unavailable");
-            return Err(ApiError::unavailable("laojun is shutting down; retry"));
-        }
-    };
+        ApiError::unavailable(e.to_string())
+    })?;
     outcome("accepted");
     let mut counts = [0usize; 5];
     for (status, o) in statuses.iter().zip(&applied.outcomes) {
@@ -74,7 +59,7 @@ pub async fn post_alerts(State(state): State<Arc<AppState>>, body: axum::body::B
         counts[i] += 1;
         state.metrics.alerts.with_label_values(&[status, name]).inc();
     }
-    let opened: Vec<&str> = applied.opened.iter().map(|o| o.incident.id.as_str()).collect();
+    let opened: Vec<String> = applied.opened.iter().map(|o| o.incident.id.to_string()).collect();
     Ok(Json(json!({
         "status": "stored",
         "alerts": applied.outcomes.len(),
@@ -154,28 +139,16 @@ pub async fn list_incidents(
         severity,
         limit: q.limit.unwrap_or(100).clamp(1, 10_000),
     };
-    let store = state.store.clone();
-    let incidents = tokio::task::spawn_blocking(move || store.incidents(&filter))
-        .await
-        .map_err(|e| ApiError::unavailable(e.to_string()))?
-        .map_err(|e| ApiError::unavailable(e.to_string()))?;
+    let incidents = state.read(move |store| store.incidents(&filter)).await?;
     Ok(Json(json!(incidents)))
-}
-
-fn incident_number(id: &str) -> Result<u64, ApiError> {
-    parse_id(id).ok_or_else(|| ApiError::not_found(format!("no incident {id:?}; incident ids look like INC-42")))
 }
 
 /// `GET /api/v1/incidents/{id}`: the incident with its `timeline`.
 pub async fn get_incident(State(state): State<Arc<AppState>>, Path(id): Path<String>) -> ApiResult {
-    let n = incident_number(&id)?;
-    let store = state.store.clone();
-    let (incident, timeline) = tokio::task::spawn_blocking(move || {
-        Ok::<_, crate::store::StoreError>((store.incident(n)?, store.timeline(n)?))
-    })
-    .await
-    .map_err(|e| ApiError::unavailable(e.to_string()))?
-    .map_err(|e| ApiError::unavailable(e.to_string()))?;
+    let n = incident_id(&id)?;
+    let (incident, timeline) = state
+        .read(move |store| Ok((store.incident(n)?, store.timeline(n)?)))
+        .await?;
     let incident = incident.ok_or_else(|| ApiError::not_found(format!("no incident {id}")))?;
     let mut value = json!(incident);
     value["timeline"] = json!(timeline);
@@ -198,7 +171,7 @@ pub async fn post_note(
     Path(id): Path<String>,
     body: Result<Json<NoteBody>, axum::extract::rejection::JsonRejection>,
 ) -> ApiResult {
-    let n = incident_number(&id)?;
+    let n = incident_id(&id)?;
     let Json(note) = body.map_err(|e| {
         ApiError::bad_request(format!(
             "{}; send {{\"kind\": one of {}, \"text\": \"...\"}}",
@@ -211,23 +184,8 @@ pub async fn post_note(
             "`text` must hold between 1 and {MAX_NOTE_BYTES} bytes"
         )));
     }
-    let (reply, answer) = oneshot::channel();
-    let request = Request::Note {
-        incident: n,
-        kind: note.kind.unwrap_or(NoteKind::Note),
-        text: note.text,
-        by: caller.0.clone(),
-        reply,
-    };
-    state
-        .writer
-        .send(request)
-        .await
-        .map_err(|_| ApiError::unavailable("laojun is shutting down; retry"))?;
-    answer
-        .await
-        .map_err(|_| ApiError::unavailable("laojun is shutting down; retry"))?
-        .map_err(failure)?;
+    let kind = note.kind.unwrap_or(NoteKind::Note);
+    state.writer.note(n, kind, note.text, &caller.0).await?;
     state.writer.audit(&caller.0, "note", &id, None).await;
     Ok(Json(json!({"status": "stored", "incident": id})))
 }
@@ -238,39 +196,17 @@ pub async fn post_resolve(
     Extension(caller): Extension<Caller>,
     Path(id): Path<String>,
 ) -> ApiResult {
-    let n = incident_number(&id)?;
-    let (reply, answer) = oneshot::channel();
-    state
-        .writer
-        .send(Request::Resolve {
-            incident: n,
-            by: caller.0.clone(),
-            reply,
-        })
-        .await
-        .map_err(|_| ApiError::unavailable("laojun is shutting down; retry"))?;
-    let resolved = answer
-        .await
-        .map_err(|_| ApiError::unavailable("laojun is shutting down; retry"))?
-        .map_err(failure)?;
+    let n = incident_id(&id)?;
+    let resolved = state.writer.resolve(n, &caller.0).await?;
     state.writer.audit(&caller.0, "resolve", &id, None).await;
     // The writer answers with the record; the answer shows the alerts too.
-    let store = state.store.clone();
-    let incident = tokio::task::spawn_blocking(move || store.incident(n))
+    let incident = state
+        .read(move |store| store.incident(n))
         .await
         .ok()
-        .and_then(Result::ok)
         .flatten()
         .unwrap_or(resolved);
     Ok(Json(json!(incident)))
-}
-
-fn failure(f: Failure) -> ApiError {
-    match f {
-        Failure::Refused(crate::ledger::RequestError::NotFound(id)) => ApiError::not_found(format!("no incident {id}")),
-        Failure::Refused(other) => ApiError::new(StatusCode::CONFLICT, other.to_string()),
-        Failure::Unavailable(why) => ApiError::unavailable(why),
-    }
 }
 
 /// `GET /api/v1/runbooks`: runbooks with their parameters.
@@ -298,18 +234,12 @@ pub async fn get_postmortem(
     Path(id): Path<String>,
 ) -> Result<axum::response::Response, ApiError> {
     use axum::response::IntoResponse;
-    incident_number(&id)?;
-    let (store, postmortems) = (state.store.clone(), state.postmortems.clone());
-    let exists = {
-        let (store, n) = (store.clone(), incident_number(&id)?);
-        tokio::task::spawn_blocking(move || store.incident(n))
-            .await
-            .map_err(|e| ApiError::unavailable(e.to_string()))?
-    };
-    if exists.map_err(|e| ApiError::unavailable(e.to_string()))?.is_none() {
+    let n = incident_id(&id)?;
+    if state.read(move |store| store.incident_record(n)).await?.is_none() {
         return Err(ApiError::not_found(format!("no incident {id}")));
     }
-    let text = tokio::task::spawn_blocking(move || postmortems.render_stored(store.as_ref(), &id))
+    let (store, postmortems) = (state.store.clone(), state.postmortems.clone());
+    let text = tokio::task::spawn_blocking(move || postmortems.render_stored(store.as_ref(), n))
         .await
         .map_err(|e| ApiError::unavailable(e.to_string()))?
         .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, format!("{e:#}")))?;
@@ -328,11 +258,7 @@ pub async fn get_audit(
     query: Result<Query<AuditQuery>, axum::extract::rejection::QueryRejection>,
 ) -> ApiResult {
     let Query(q) = query.map_err(|e| ApiError::bad_request(format!("{}; the only filter is limit", e.body_text())))?;
-    let store = state.store.clone();
     let limit = q.limit.unwrap_or(100).clamp(1, 10_000);
-    let records = tokio::task::spawn_blocking(move || store.audit(limit))
-        .await
-        .map_err(|e| ApiError::unavailable(e.to_string()))?
-        .map_err(|e| ApiError::unavailable(e.to_string()))?;
+    let records = state.read(move |store| store.audit(limit)).await?;
     Ok(Json(json!(records)))
 }

@@ -5,6 +5,12 @@ use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 
+use crate::executor::ExecError;
+use crate::ids::{IncidentId, RunId};
+use crate::ledger::RequestError;
+use crate::store::StoreError;
+use crate::writer::Failure;
+
 #[derive(Debug)]
 pub struct ApiError {
     pub status: StatusCode,
@@ -52,4 +58,44 @@ impl IntoResponse for ApiError {
         }
         response
     }
+}
+
+impl From<Failure> for ApiError {
+    fn from(f: Failure) -> Self {
+        match f {
+            Failure::Refused(RequestError::NotFound(id)) => ApiError::not_found(format!("no incident {id}")),
+            Failure::Refused(other) => ApiError::new(StatusCode::CONFLICT, other.to_string()),
+            Failure::Unavailable(why) | Failure::Busy(why) => ApiError::unavailable(why),
+        }
+    }
+}
+
+impl From<ExecError> for ApiError {
+    fn from(e: ExecError) -> Self {
+        let status = match e {
+            ExecError::UnknownRunbook(_) | ExecError::NotFound(_) => StatusCode::NOT_FOUND,
+            ExecError::BadParams(_) => StatusCode::BAD_REQUEST,
+            ExecError::Paused(_) | ExecError::Conflict(_) => StatusCode::CONFLICT,
+            ExecError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+        };
+        ApiError::new(status, e.to_string())
+    }
+}
+
+/// The store failing a read: 503, so a client (or AlertManager) retries.
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        ApiError::unavailable(e.to_string())
+    }
+}
+
+/// A path id that does not parse names nothing that could exist: 404.
+pub fn incident_id(text: &str) -> Result<IncidentId, ApiError> {
+    text.parse()
+        .map_err(|_| ApiError::not_found(format!("no incident {text:?}; incident ids look like INC-42")))
+}
+
+pub fn run_id(text: &str) -> Result<RunId, ApiError> {
+    text.parse()
+        .map_err(|_| ApiError::not_found(format!("no run {text:?}; run ids look like RUN-7")))
 }

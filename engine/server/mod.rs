@@ -38,6 +38,21 @@ pub struct AppState {
     pub postmortems: Arc<crate::postmortem::Renderer>,
 }
 
+impl AppState {
+    /// Runs a store read on the blocking pool (sled reads touch the disk),
+    /// its failure as a 503.
+    pub async fn read<T: Send + 'static>(
+        &self,
+        read: impl FnOnce(&dyn Store) -> Result<T, crate::store::StoreError> + Send + 'static,
+    ) -> Result<T, ApiError> {
+        let store = self.store.clone();
+        tokio::task::spawn_blocking(move || read(store.as_ref()))
+            .await
+            .map_err(|e| ApiError::unavailable(format!("the read stopped: {e}")))?
+            .map_err(ApiError::from)
+    }
+}
+
 /// All routes.
 pub fn router(state: Arc<AppState>) -> Router {
     let api = Router::new()

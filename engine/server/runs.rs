@@ -10,9 +10,9 @@ use serde::Deserialize;
 use serde_json::{json, Map, Value};
 
 use super::auth::Caller;
+use super::error::run_id;
 use super::{ApiError, AppState};
-use crate::executor::{ExecError, ManualRun};
-use crate::run::parse_run_id;
+use crate::executor::{ManualRun, Started, Trigger};
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -26,15 +26,6 @@ pub struct RunBody {
     /// An incident the run acts for (its timeline gets the run).
     #[serde(default)]
     incident: Option<String>,
-}
-
-fn exec_error(e: ExecError) -> ApiError {
-    match e {
-        ExecError::UnknownRunbook(_) | ExecError::NotFound(_) => ApiError::not_found(e.to_string()),
-        ExecError::BadParams(_) => ApiError::bad_request(e.to_string()),
-        ExecError::Paused(_) | ExecError::Conflict(_) => ApiError::new(StatusCode::CONFLICT, e.to_string()),
-        ExecError::Unavailable(_) => ApiError::unavailable(e.to_string()),
-    }
 }
 
 /// `POST /api/v1/runbooks/{name}/runs` → 202 `{"id": "RUN-7"}`.
@@ -62,6 +53,15 @@ pub async fn start_run(
     if key.as_ref().is_some_and(|k| k.len() > 200) {
         return Err(ApiError::bad_request("the idempotency key is longer than 200 bytes"));
     }
+    let incident = body
+        .incident
+        .as_deref()
+        .map(|text| {
+            text.parse().map_err(|e| {
+                ApiError::bad_request(format!("`incident`: {e}; send the id of the incident the run acts for"))
+            })
+        })
+        .transpose()?;
     let (who, runbook, dry) = (caller.0.clone(), name.clone(), body.dry_run);
     let request = ManualRun {
         runbook: name,
@@ -69,19 +69,15 @@ pub async fn start_run(
         dry_run: body.dry_run,
         by: caller.0,
         idempotency_key: key,
-        incident: body.incident,
+        incident,
     };
-    let started = state
-        .executor
-        .start(crate::executor::Trigger::Manual(request))
-        .await
-        .map_err(exec_error)?;
-    let Some(crate::executor::Started { id, duplicate }) = started.into_iter().next() else {
+    let started = state.executor.start(Trigger::Manual(request)).await?;
+    let Some(Started { id, duplicate }) = started.into_iter().next() else {
         return Err(ApiError::unavailable("the run could not be started"));
     };
     if !duplicate {
         let detail = format!("runbook {runbook}{}", if dry { " (dry run)" } else { "" });
-        state.writer.audit(&who, "run", &id, Some(detail)).await;
+        state.writer.audit(&who, "run", &id.to_string(), Some(detail)).await;
     }
     Ok((StatusCode::ACCEPTED, Json(json!({"id": id, "duplicate": duplicate}))))
 }
@@ -105,12 +101,8 @@ pub async fn list_runs(
             e.body_text()
         ))
     })?;
-    let store = state.store.clone();
     let since = chrono::Utc::now() - chrono::Duration::days(30);
-    let runs = tokio::task::spawn_blocking(move || store.runs_since(since))
-        .await
-        .map_err(|e| ApiError::unavailable(e.to_string()))?
-        .map_err(|e| ApiError::unavailable(e.to_string()))?;
+    let runs = state.read(move |store| store.runs_since(since)).await?;
     let limit = q.limit.unwrap_or(100).clamp(1, 10_000);
     let list: Vec<Value> = runs
         .into_iter()
@@ -124,12 +116,10 @@ pub async fn list_runs(
 
 /// `GET /api/v1/runs/{id}`: the run with every step's state.
 pub async fn get_run(State(state): State<Arc<AppState>>, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
-    let n = parse_run_id(&id).ok_or_else(|| ApiError::not_found(format!("no run {id:?}; run ids look like RUN-7")))?;
-    let store = state.store.clone();
-    let run = tokio::task::spawn_blocking(move || store.run(n))
-        .await
-        .map_err(|e| ApiError::unavailable(e.to_string()))?
-        .map_err(|e| ApiError::unavailable(e.to_string()))?
+    let n = run_id(&id)?;
+    let run = state
+        .read(move |store| store.run(n))
+        .await?
         .ok_or_else(|| ApiError::not_found(format!("no run {id}")))?;
     Ok(Json(json!(run)))
 }
@@ -151,8 +141,8 @@ pub async fn deny(
 }
 
 async fn decide(state: &AppState, id: &str, approved: bool, by: &str) -> Result<Json<Value>, ApiError> {
-    parse_run_id(id).ok_or_else(|| ApiError::not_found(format!("no run {id:?}; run ids look like RUN-7")))?;
-    state.executor.decide(id, approved, by).map_err(exec_error)?;
+    let n = run_id(id)?;
+    state.executor.decide(n, approved, by)?;
     state
         .writer
         .audit(by, if approved { "approve" } else { "deny" }, id, None)

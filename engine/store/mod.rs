@@ -15,6 +15,7 @@ use serde::{Deserialize, Serialize};
 pub use sled_store::SledStore;
 
 use crate::alert::Status as AlertStatus;
+use crate::ids::{IncidentId, RunId};
 use crate::incident::{Event, Incident, IncidentAlert};
 use crate::run::Run;
 use crate::severity::Severity;
@@ -23,7 +24,8 @@ use crate::severity::Severity;
 /// last status recorded for it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Episode {
-    pub incident: u64,
+    #[serde(with = "crate::ids::as_number")]
+    pub incident: IncidentId,
     /// Its index among the incident's alerts.
     #[serde(default)]
     pub alert: u32,
@@ -37,12 +39,12 @@ pub enum Write {
     Incident(Incident),
     /// One of an incident's alerts, by its index.
     Alert {
-        incident: u64,
+        incident: IncidentId,
         index: u32,
         alert: IncidentAlert,
     },
     Event {
-        incident: u64,
+        incident: IncidentId,
         seq: u32,
         event: Event,
     },
@@ -54,7 +56,7 @@ pub enum Write {
     /// Puts an incident in the index of open incidents, or updates its entry.
     Open(OpenEntry),
     /// Takes an incident out of the index of open incidents.
-    Closed(u64),
+    Closed(IncidentId),
     /// The highest incident number handed out.
     LastIncident(u64),
     /// A run's whole state; also keeps the index of unfinished runs.
@@ -62,10 +64,7 @@ pub enum Write {
     /// The highest run number handed out.
     LastRun(u64),
     /// A manual run's idempotency key → its run id.
-    IdempotencyKey {
-        key: String,
-        run: String,
-    },
+    IdempotencyKey { key: String, run: RunId },
     /// One operator action, for the audit trail.
     Audit(Audit),
 }
@@ -75,7 +74,8 @@ pub enum Write {
 /// incident record.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct OpenEntry {
-    pub incident: u64,
+    #[serde(with = "crate::ids::as_number")]
+    pub incident: IncidentId,
     pub playbook: String,
     pub group: BTreeMap<String, String>,
     pub severity: Severity,
@@ -84,7 +84,7 @@ pub struct OpenEntry {
 impl OpenEntry {
     pub fn of(incident: &Incident) -> OpenEntry {
         OpenEntry {
-            incident: incident.number(),
+            incident: incident.id,
             playbook: incident.playbook.clone(),
             group: incident.group.clone(),
             severity: incident.severity,
@@ -115,6 +115,9 @@ pub enum StoreError {
     /// A stored record could not be read back.
     #[error("store: a stored record does not decode: {0}")]
     Decode(#[from] serde_json::Error),
+    /// A stored value is not what it must be (e.g. an id that does not parse).
+    #[error("store: a stored value is not valid: {0}")]
+    Corrupt(String),
     /// A record another one points at is not there.
     #[error("store: no record of {0}")]
     Missing(String),
@@ -149,26 +152,26 @@ pub trait Store: Send + Sync + 'static {
         self.flush()
     }
     /// An incident with its alerts.
-    fn incident(&self, number: u64) -> Result<Option<Incident>, StoreError>;
+    fn incident(&self, id: IncidentId) -> Result<Option<Incident>, StoreError>;
     /// An incident's record alone: `alerts` is empty.
-    fn incident_record(&self, number: u64) -> Result<Option<Incident>, StoreError>;
+    fn incident_record(&self, id: IncidentId) -> Result<Option<Incident>, StoreError>;
     /// One of an incident's alerts, by index.
-    fn incident_alert(&self, number: u64, index: u32) -> Result<Option<IncidentAlert>, StoreError>;
+    fn incident_alert(&self, id: IncidentId, index: u32) -> Result<Option<IncidentAlert>, StoreError>;
     /// Incidents newest first, with their alerts.
     fn incidents(&self, filter: &IncidentFilter) -> Result<Vec<Incident>, StoreError>;
     /// Calls `each` with the index entry of every incident not yet
     /// resolved, oldest first (to rebuild routing on start).
     fn each_open(&self, each: &mut dyn FnMut(OpenEntry)) -> Result<(), StoreError>;
-    fn timeline(&self, number: u64) -> Result<Vec<Event>, StoreError>;
+    fn timeline(&self, id: IncidentId) -> Result<Vec<Event>, StoreError>;
     fn episode(&self, fingerprint: &str, starts_at: DateTime<Utc>) -> Result<Option<Episode>, StoreError>;
     fn last_incident(&self) -> Result<u64, StoreError>;
-    fn run(&self, number: u64) -> Result<Option<Run>, StoreError>;
+    fn run(&self, id: RunId) -> Result<Option<Run>, StoreError>;
     /// Runs not finished (pending, running, awaiting approval), oldest first.
     fn unfinished_runs(&self) -> Result<Vec<Run>, StoreError>;
     /// Runs newest first, until one created before `since`.
     fn runs_since(&self, since: DateTime<Utc>) -> Result<Vec<Run>, StoreError>;
     fn last_run(&self) -> Result<u64, StoreError>;
-    fn run_for_key(&self, key: &str) -> Result<Option<String>, StoreError>;
+    fn run_for_key(&self, key: &str) -> Result<Option<RunId>, StoreError>;
     /// The audit trail, newest first.
     fn audit(&self, limit: usize) -> Result<Vec<Audit>, StoreError>;
     /// When a scheduled playbook last fired (or was claimed to).
@@ -187,7 +190,7 @@ pub trait Store: Send + Sync + 'static {
 /// a test's failing disk) writes only what it changes: `inner`, and the
 /// write side it wants to fail.
 ///
-/// ```ignore
+/// ```text
 /// struct FullDisk(SledStore);
 /// impl Delegate for FullDisk {
 ///     fn inner(&self) -> &dyn Store { &self.0 }
@@ -211,14 +214,14 @@ impl<T: Delegate> Store for T {
     fn flush(&self) -> Result<(), StoreError> {
         Delegate::flush(self)
     }
-    fn incident(&self, number: u64) -> Result<Option<Incident>, StoreError> {
-        self.inner().incident(number)
+    fn incident(&self, id: IncidentId) -> Result<Option<Incident>, StoreError> {
+        self.inner().incident(id)
     }
-    fn incident_record(&self, number: u64) -> Result<Option<Incident>, StoreError> {
-        self.inner().incident_record(number)
+    fn incident_record(&self, id: IncidentId) -> Result<Option<Incident>, StoreError> {
+        self.inner().incident_record(id)
     }
-    fn incident_alert(&self, number: u64, index: u32) -> Result<Option<IncidentAlert>, StoreError> {
-        self.inner().incident_alert(number, index)
+    fn incident_alert(&self, id: IncidentId, index: u32) -> Result<Option<IncidentAlert>, StoreError> {
+        self.inner().incident_alert(id, index)
     }
     fn incidents(&self, filter: &IncidentFilter) -> Result<Vec<Incident>, StoreError> {
         self.inner().incidents(filter)
@@ -226,8 +229,8 @@ impl<T: Delegate> Store for T {
     fn each_open(&self, each: &mut dyn FnMut(OpenEntry)) -> Result<(), StoreError> {
         self.inner().each_open(each)
     }
-    fn timeline(&self, number: u64) -> Result<Vec<Event>, StoreError> {
-        self.inner().timeline(number)
+    fn timeline(&self, id: IncidentId) -> Result<Vec<Event>, StoreError> {
+        self.inner().timeline(id)
     }
     fn episode(&self, fingerprint: &str, starts_at: DateTime<Utc>) -> Result<Option<Episode>, StoreError> {
         self.inner().episode(fingerprint, starts_at)
@@ -235,8 +238,8 @@ impl<T: Delegate> Store for T {
     fn last_incident(&self) -> Result<u64, StoreError> {
         self.inner().last_incident()
     }
-    fn run(&self, number: u64) -> Result<Option<Run>, StoreError> {
-        self.inner().run(number)
+    fn run(&self, id: RunId) -> Result<Option<Run>, StoreError> {
+        self.inner().run(id)
     }
     fn unfinished_runs(&self) -> Result<Vec<Run>, StoreError> {
         self.inner().unfinished_runs()
@@ -247,7 +250,7 @@ impl<T: Delegate> Store for T {
     fn last_run(&self) -> Result<u64, StoreError> {
         self.inner().last_run()
     }
-    fn run_for_key(&self, key: &str) -> Result<Option<String>, StoreError> {
+    fn run_for_key(&self, key: &str) -> Result<Option<RunId>, StoreError> {
         self.inner().run_for_key(key)
     }
     fn audit(&self, limit: usize) -> Result<Vec<Audit>, StoreError> {

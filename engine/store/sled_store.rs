@@ -27,6 +27,7 @@ use chrono::{DateTime, Utc};
 
 use super::{Audit, Episode, IncidentFilter, OpenEntry, Store, StoreError, Write};
 use crate::alert::Status as AlertStatus;
+use crate::ids::{IncidentId, RunId};
 use crate::incident::{Event, Incident, IncidentAlert};
 use crate::run::Run;
 
@@ -76,12 +77,12 @@ impl SledStore {
             if inc.alerts.is_empty() {
                 continue;
             }
-            let n = inc.number();
+            let n = inc.id.number();
             let mut batch = sled::Batch::default();
             for (index, alert) in inc.alerts.iter().enumerate() {
                 let index = index as u32;
                 let episode = Episode {
-                    incident: n,
+                    incident: inc.id,
                     alert: index,
                     status: alert.status,
                 };
@@ -174,25 +175,27 @@ impl SledStore {
         let mut events: BTreeMap<u64, Vec<(u32, Event)>> = BTreeMap::new();
         for w in writes {
             match w {
-                Write::Event { incident, seq, event } => events.entry(incident).or_default().push((seq, event)),
+                Write::Event { incident, seq, event } => {
+                    events.entry(incident.number()).or_default().push((seq, event))
+                }
                 Write::Incident(mut inc) => {
                     // Alerts live under their own keys (`Write::Alert`).
                     inc.alerts.clear();
-                    batch.insert(incident_key(inc.number()), serde_json::to_vec(&inc)?)
+                    batch.insert(incident_key(inc.id.number()), serde_json::to_vec(&inc)?)
                 }
                 Write::Alert { incident, index, alert } => {
-                    batch.insert(alert_key(incident, index), serde_json::to_vec(&alert)?)
+                    batch.insert(alert_key(incident.number(), index), serde_json::to_vec(&alert)?)
                 }
                 Write::Episode {
                     fingerprint,
                     starts_at,
                     episode,
                 } => batch.insert(episode_key(&fingerprint, starts_at), serde_json::to_vec(&episode)?),
-                Write::Open(entry) => batch.insert(open_key(entry.incident), serde_json::to_vec(&entry)?),
-                Write::Closed(incident) => batch.remove(open_key(incident)),
+                Write::Open(entry) => batch.insert(open_key(entry.incident.number()), serde_json::to_vec(&entry)?),
+                Write::Closed(incident) => batch.remove(open_key(incident.number())),
                 Write::LastIncident(n) => batch.insert(LAST_INCIDENT, &n.to_be_bytes()),
                 Write::Run(run) => {
-                    let n = run.number();
+                    let n = run.id.number();
                     if run.status.is_finished() {
                         batch.remove(unfinished_key(n));
                     } else {
@@ -201,7 +204,7 @@ impl SledStore {
                     batch.insert(run_key(n), serde_json::to_vec(&run)?);
                 }
                 Write::LastRun(n) => batch.insert(LAST_RUN, &n.to_be_bytes()),
-                Write::IdempotencyKey { key, run } => batch.insert(idempotency_key(&key), run.as_bytes()),
+                Write::IdempotencyKey { key, run } => batch.insert(idempotency_key(&key), run.to_string().as_bytes()),
                 Write::Audit(record) => {
                     let nanos = record.at.timestamp_nanos_opt().unwrap_or(0).max(0) as u64;
                     // The id keeps two records of the same nanosecond apart.
@@ -229,7 +232,7 @@ impl SledStore {
     }
 
     fn fill_alerts(&self, inc: &mut Incident) -> Result<(), StoreError> {
-        let prefix = [b"l/".as_slice(), &inc.number().to_be_bytes()].concat();
+        let prefix = [b"l/".as_slice(), &inc.id.number().to_be_bytes()].concat();
         inc.alerts = self
             .db
             .scan_prefix(prefix)
@@ -252,23 +255,23 @@ impl Store for SledStore {
         Ok(())
     }
 
-    fn incident(&self, number: u64) -> Result<Option<Incident>, StoreError> {
-        let Some(mut inc) = self.incident_record(number)? else {
+    fn incident(&self, id: IncidentId) -> Result<Option<Incident>, StoreError> {
+        let Some(mut inc) = self.incident_record(id)? else {
             return Ok(None);
         };
         self.fill_alerts(&mut inc)?;
         Ok(Some(inc))
     }
 
-    fn incident_record(&self, number: u64) -> Result<Option<Incident>, StoreError> {
-        match self.db.get(incident_key(number))? {
+    fn incident_record(&self, id: IncidentId) -> Result<Option<Incident>, StoreError> {
+        match self.db.get(incident_key(id.number()))? {
             Some(bytes) => Ok(Some(serde_json::from_slice(&bytes)?)),
             None => Ok(None),
         }
     }
 
-    fn incident_alert(&self, number: u64, index: u32) -> Result<Option<IncidentAlert>, StoreError> {
-        match self.db.get(alert_key(number, index))? {
+    fn incident_alert(&self, id: IncidentId, index: u32) -> Result<Option<IncidentAlert>, StoreError> {
+        match self.db.get(alert_key(id.number(), index))? {
             Some(bytes) => Ok(Some(serde_json::from_slice(&bytes)?)),
             None => Ok(None),
         }
@@ -300,8 +303,8 @@ impl Store for SledStore {
         Ok(())
     }
 
-    fn timeline(&self, number: u64) -> Result<Vec<Event>, StoreError> {
-        let prefix = [b"t/".as_slice(), &number.to_be_bytes()].concat();
+    fn timeline(&self, id: IncidentId) -> Result<Vec<Event>, StoreError> {
+        let prefix = [b"t/".as_slice(), &id.number().to_be_bytes()].concat();
         let mut timeline = Vec::new();
         for item in self.db.scan_prefix(prefix) {
             let (_, value) = item?;
@@ -326,8 +329,8 @@ impl Store for SledStore {
         read_u64(&self.db, LAST_INCIDENT)
     }
 
-    fn run(&self, number: u64) -> Result<Option<Run>, StoreError> {
-        match self.db.get(run_key(number))? {
+    fn run(&self, id: RunId) -> Result<Option<Run>, StoreError> {
+        match self.db.get(run_key(id.number()))? {
             Some(bytes) => Ok(Some(serde_json::from_slice(&bytes)?)),
             None => Ok(None),
         }
@@ -337,7 +340,7 @@ impl Store for SledStore {
         let mut out = Vec::new();
         for item in self.db.scan_prefix(b"u/") {
             let (key, _) = item?;
-            if let Some(run) = number_of(&key).map(|n| self.run(n)).transpose()?.flatten() {
+            if let Some(run) = number_of(&key).map(|n| self.run(RunId::new(n))).transpose()?.flatten() {
                 out.push(run);
             }
         }
@@ -393,11 +396,17 @@ impl Store for SledStore {
         Ok(swapped.is_ok())
     }
 
-    fn run_for_key(&self, key: &str) -> Result<Option<String>, StoreError> {
-        Ok(self
-            .db
-            .get(idempotency_key(key))?
-            .map(|v| String::from_utf8_lossy(&v).into_owned()))
+    fn run_for_key(&self, key: &str) -> Result<Option<RunId>, StoreError> {
+        match self.db.get(idempotency_key(key))? {
+            Some(v) => {
+                let text = String::from_utf8_lossy(&v);
+                let id = text
+                    .parse()
+                    .map_err(|e| StoreError::Corrupt(format!("the run of idempotency key {key:?}: {e}")))?;
+                Ok(Some(id))
+            }
+            None => Ok(None),
+        }
     }
 }
 
@@ -452,7 +461,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         write_format_1(dir.path());
         let store: Arc<dyn Store> = Arc::new(open_when_free(dir.path()));
-        let inc = store.incident(1).unwrap().unwrap();
+        let inc = store.incident(IncidentId::new(1)).unwrap().unwrap();
         assert_eq!((inc.alerts.len(), inc.alert_count, inc.alerts_firing), (2, 2, 2));
         assert_eq!(inc.alerts[1].repeats, 2);
         let mut entries = Vec::new();
@@ -475,13 +484,13 @@ mod tests {
         store.commit(vec![intake.take_writes()]).unwrap();
         intake.committed();
         assert_eq!(
-            store.incident(1).unwrap().unwrap().status,
+            store.incident(IncidentId::new(1)).unwrap().unwrap().status,
             Status::Open,
             "b still fires"
         );
         intake.apply(&[resolve("b")], Utc::now()).unwrap();
         store.commit(vec![intake.take_writes()]).unwrap();
-        let inc = store.incident(1).unwrap().unwrap();
+        let inc = store.incident(IncidentId::new(1)).unwrap().unwrap();
         assert_eq!(inc.status, Status::Resolved);
         assert!(inc.alerts.iter().all(|a| a.status == AlertStatus::Resolved));
     }
@@ -497,7 +506,7 @@ mod tests {
             by: "test".into(),
         };
         let event = |incident: u64, seq: u32| Write::Event {
-            incident,
+            incident: IncidentId::new(incident),
             seq,
             event: Event {
                 at: at(STARTS),
@@ -519,7 +528,7 @@ mod tests {
             .unwrap();
         let texts = |n: u64| -> Vec<String> {
             store
-                .timeline(n)
+                .timeline(IncidentId::new(n))
                 .unwrap()
                 .into_iter()
                 .map(|e| match e.what {
