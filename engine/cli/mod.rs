@@ -308,3 +308,35 @@ fn finish(result: Result<String, Failure>, success: bool) -> ExitCode {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    use super::*;
+
+    #[test]
+    fn every_command_definition_passes_claps_own_checks() {
+        // Catches clashes such as two arguments sharing `-o`, which clap
+        // otherwise reports only when that command is first used.
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn postmortem_takes_dash_o_as_the_file_to_write() {
+        let cli = Cli::try_parse_from(["laojun", "postmortem", "INC-7", "-o", "pm.md"]).expect("valid usage");
+        let Command::Postmortem { id, output_file, .. } = cli.command else {
+            panic!("parsed as another command")
+        };
+        assert_eq!((id.as_str(), output_file), ("INC-7", Some(PathBuf::from("pm.md"))));
+    }
+
+    #[test]
+    fn the_other_server_commands_take_dash_o_as_the_output_format() {
+        let cli = Cli::try_parse_from(["laojun", "runs", "RUN-7", "-o", "json"]).expect("valid usage");
+        let Command::Runs { client, .. } = cli.command else {
+            panic!("parsed as another command")
+        };
+        assert_eq!(client.output, Output::Json);
+    }
+}

@@ -124,3 +124,23 @@ pub async fn decide(id: &str, approve: bool, client: &ClientArgs) -> ExitCode {
         true,
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn params_are_key_value_strings_split_at_the_first_equals_sign() {
+        let p = params(&["namespace=prod".into(), " expr = a=b".into()]).expect("valid pairs");
+        assert_eq!(p["namespace"], "prod");
+        assert_eq!(p["expr"], " a=b");
+    }
+
+    #[test]
+    fn a_param_without_a_key_says_how_to_write_one() {
+        for bad in ["nokey", "=value"] {
+            let e = params(&[bad.into()]).expect_err("no key");
+            assert!(e.contains("KEY=VALUE, e.g. -p namespace=prod"), "{e}");
+        }
+    }
+}
