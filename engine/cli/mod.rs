@@ -1,14 +1,22 @@
-//! The command line: clap definitions and one function per command.
-//! Exit codes: 0 success, 1 a failure the output explains, 2 bad usage.
+//! The command line: clap definitions, `main` with the one async runtime
+//! every command shares, and the exit codes: 0 success, 1 a failure the
+//! output explains, 2 bad usage. Each group of commands has its own file;
+//! those that talk to a server go through `crate::client::ApiClient`.
 
-use std::io::Write;
+mod automation;
+mod incidents;
+mod local;
+mod postmortem;
+mod render;
+mod runs;
+mod serve;
+
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
-use crate::catalog;
-use crate::script::Sandbox;
+use crate::client::{ApiClient, ClientError};
 
 /// laojun — incident and runbook automation for Prometheus AlertManager.
 ///
@@ -89,7 +97,7 @@ pub enum Command {
         #[arg(short, long, value_name = "FILE")]
         output_file: Option<PathBuf>,
         #[command(flatten)]
-        client: ClientArgs,
+        server: ServerArgs,
     },
     /// List scheduled playbooks and their next fire times (reads playbooks/, no server needed).
     Schedules {
@@ -122,7 +130,7 @@ pub struct RunArgs {
     pub idempotency_key: Option<String>,
     /// Incident the run acts for (its timeline gets the run), e.g. INC-42
     #[arg(long, value_name = "ID")]
-    pub incident: Option<String>,
+    pub incident: Option<crate::ids::IncidentId>,
     /// With --standalone: service config file [default: laojun.yaml if it exists]
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
@@ -164,9 +172,19 @@ pub enum LogFormat {
     Json,
 }
 
-/// Where the server is and how to reach it.
+/// Where the server is and how to reach it, and how to print its answer.
 #[derive(Debug, clap::Args)]
 pub struct ClientArgs {
+    #[command(flatten)]
+    pub server: ServerArgs,
+    /// Output format
+    #[arg(long, short, value_enum, default_value_t = Output::Table)]
+    pub output: Output,
+}
+
+/// Where the server is and the token to show it.
+#[derive(Debug, clap::Args)]
+pub struct ServerArgs {
     /// laojun server URL
     #[arg(
         long,
@@ -178,9 +196,12 @@ pub struct ClientArgs {
     /// API token (prefer the environment variable: arguments show in `ps`)
     #[arg(long, env = "LAOJUN_API_TOKEN", hide_env_values = true, value_name = "TOKEN")]
     pub token: Option<String>,
-    /// Output format
-    #[arg(long, short, value_enum, default_value_t = Output::Table)]
-    pub output: Output,
+}
+
+impl ServerArgs {
+    pub fn client(&self) -> ApiClient {
+        ApiClient::new(&self.server, self.token.clone())
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -225,155 +246,97 @@ pub fn main() -> ExitCode {
             return ExitCode::from(if e.use_stderr() { 2 } else { 0 });
         }
     };
-    match cli.command {
-        Command::Validate { dir } => validate(&dir),
-        Command::Serve(args) => serve(args),
-        Command::Incidents(command) => crate::client::incidents(command),
-        Command::Run(args) => crate::client::run(args),
-        Command::Runs { id, client } => crate::client::show_run(&id, &client),
-        Command::Approve { id, client } => crate::client::decide(&id, true, &client),
-        Command::Deny { id, client } => crate::client::decide(&id, false, &client),
-        Command::Postmortem {
-            id,
-            output_file,
-            client,
-        } => crate::client::postmortem(&id, output_file.as_deref(), &client),
-        Command::Schedules { dir, count } => schedules(&dir, count),
-        Command::Pause { client } => crate::client::automation("pause", &client),
-        Command::Resume { client } => crate::client::automation("resume", &client),
-        Command::Actions => {
-            print!("{}", crate::actions::spec::reference_markdown());
-            ExitCode::SUCCESS
-        }
-    }
-}
-
-fn serve(args: ServeArgs) -> ExitCode {
-    init_logging(args.log_format);
-    let mut config = match crate::config::Config::load(args.config.as_deref()) {
-        Ok(c) => c,
-        Err(e) => {
-            eprintln!("laojun serve: {e}");
-            return ExitCode::from(1);
-        }
-    };
-    if let Some(listen) = args.listen {
-        config.listen = listen;
-    }
-    if let Some(dir) = args.data_dir {
-        config.data_dir = dir;
-    }
-    if let Some(root) = args.root {
-        config.root = root;
-    }
-    config.execution.dry_run |= args.dry_run;
+    // One runtime for every command; multi-threaded because `serve` and
+    // `run --standalone` run the engine on it.
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(r) => r,
         Err(e) => {
-            eprintln!("laojun serve: cannot start the async runtime: {e}");
+            eprintln!("laojun: cannot start the async runtime: {e}");
             return ExitCode::from(1);
         }
     };
-    match runtime.block_on(crate::serve::run(config, crate::serve::signal(), |_| {})) {
-        Ok(()) => ExitCode::SUCCESS,
+    runtime.block_on(dispatch(cli.command))
+}
+
+async fn dispatch(command: Command) -> ExitCode {
+    match command {
+        Command::Validate { dir } => local::validate(&dir),
+        Command::Serve(args) => serve::serve(args).await,
+        Command::Incidents(command) => incidents::incidents(command).await,
+        Command::Run(args) => runs::run(args).await,
+        Command::Runs { id, client } => runs::show_run(&id, &client).await,
+        Command::Approve { id, client } => runs::decide(&id, true, &client).await,
+        Command::Deny { id, client } => runs::decide(&id, false, &client).await,
+        Command::Postmortem {
+            id,
+            output_file,
+            server,
+        } => postmortem::postmortem(&id, output_file.as_deref(), &server).await,
+        Command::Schedules { dir, count } => local::schedules(&dir, count),
+        Command::Pause { client } => automation::pause(&client).await,
+        Command::Resume { client } => automation::resume(&client).await,
+        Command::Actions => local::actions(),
+    }
+}
+
+/// Why a command that talks to the server failed: the server's answer, or a
+/// message of the command's own.
+#[derive(Debug, thiserror::Error)]
+enum Failure {
+    #[error(transparent)]
+    Client(#[from] ClientError),
+    #[error("{0}")]
+    Other(String),
+}
+
+/// Prints a command's text and turns the outcome into the exit code:
+/// 0 when it succeeded, 1 when `success` is false or it failed (the
+/// failure on stderr).
+fn finish(result: Result<String, Failure>, success: bool) -> ExitCode {
+    match result {
+        Ok(text) => {
+            print!("{text}");
+            if success {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            }
+        }
         Err(e) => {
-            tracing::error!("{e:#}");
-            eprintln!("laojun serve: {e:#}");
+            eprintln!("laojun: {e}");
             ExitCode::from(1)
         }
     }
 }
 
-fn init_logging(format: LogFormat) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_writer(std::io::stderr);
-    match format {
-        LogFormat::Text => builder.init(),
-        LogFormat::Json => builder.json().init(),
-    }
-}
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
 
-fn validate(dir: &std::path::Path) -> ExitCode {
-    if !dir.is_dir() {
-        eprintln!("laojun validate: {} is not a folder", dir.display());
-        return ExitCode::from(2);
-    }
-    let loaded = match catalog::load(dir, &Sandbox::default()) {
-        Ok(l) => l,
-        Err(e @ catalog::RootError::Empty(_)) => {
-            eprintln!("laojun validate: {e}");
-            return ExitCode::from(2);
-        }
-        Err(e) => {
-            eprintln!("laojun validate: {e}");
-            return ExitCode::from(1);
-        }
-    };
-    let mut out = std::io::stdout().lock();
-    for p in &loaded.problems {
-        let _ = writeln!(out, "{p}");
-    }
-    let c = &loaded.catalog;
-    let counts = format!(
-        "{} runbooks, {} playbooks, {} templates",
-        c.runbooks.len(),
-        c.playbooks.len(),
-        c.templates.len()
-    );
-    if loaded.problems.is_empty() {
-        let _ = writeln!(out, "ok: {counts} in {}", dir.display());
-        ExitCode::SUCCESS
-    } else {
-        let n = loaded.problems.len();
-        let _ = writeln!(out, "{n} problem{} found", if n == 1 { "" } else { "s" });
-        ExitCode::from(1)
-    }
-}
+    use super::*;
 
-fn schedules(dir: &std::path::Path, count: usize) -> ExitCode {
-    let loaded = match catalog::load(dir, &Sandbox::default()) {
-        Ok(l) => l,
-        Err(e) => {
-            eprintln!("laojun schedules: {e}");
-            return ExitCode::from(2);
-        }
-    };
-    for p in &loaded.problems {
-        eprintln!("{p}");
+    #[test]
+    fn every_command_definition_passes_claps_own_checks() {
+        // Catches clashes such as two arguments sharing `-o`, which clap
+        // otherwise reports only when that command is first used.
+        Cli::command().debug_assert();
     }
-    let now = chrono::Utc::now();
-    let mut any = false;
-    for pb in &loaded.catalog.playbooks {
-        if let crate::playbook::Trigger::Schedule(s) = &pb.trigger {
-            any = true;
-            let next: Vec<String> = crate::scheduler::next_fires(s, now, count)
-                .iter()
-                .map(|t| t.with_timezone(&s.timezone).format("%Y-%m-%d %H:%M %Z").to_string())
-                .collect();
-            println!(
-                "{}  cron {:?} in {}{}\n  next: {}",
-                pb.name,
-                s.expression,
-                s.timezone.name(),
-                if s.catch_up {
-                    ", catches up after downtime"
-                } else {
-                    ", skips missed runs"
-                },
-                next.join(", ")
-            );
-        }
+
+    #[test]
+    fn postmortem_takes_dash_o_as_the_file_to_write() {
+        let cli = Cli::try_parse_from(["laojun", "postmortem", "INC-7", "-o", "pm.md"]).expect("valid usage");
+        let Command::Postmortem { id, output_file, .. } = cli.command else {
+            panic!("parsed as another command")
+        };
+        assert_eq!((id.as_str(), output_file), ("INC-7", Some(PathBuf::from("pm.md"))));
     }
-    if !any {
-        println!("no scheduled playbooks in {}", dir.join("playbooks").display());
-    }
-    if loaded.problems.is_empty() {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::from(1)
+
+    #[test]
+    fn the_other_server_commands_take_dash_o_as_the_output_format() {
+        let cli = Cli::try_parse_from(["laojun", "runs", "RUN-7", "-o", "json"]).expect("valid usage");
+        let Command::Runs { client, .. } = cli.command else {
+            panic!("parsed as another command")
+        };
+        assert_eq!(client.output, Output::Json);
     }
 }

@@ -1,0 +1,62 @@
+//! `laojun incidents list|show`, like amtool talks to AlertManager: tables
+//! for people, `--output json` for scripts.
+
+use std::process::ExitCode;
+
+use super::{finish, render, Failure, IncidentsCommand, Output};
+use crate::client::IncidentQuery;
+use crate::incident::Status;
+use crate::severity::Severity;
+
+pub async fn incidents(command: IncidentsCommand) -> ExitCode {
+    let result = match command {
+        IncidentsCommand::List {
+            status,
+            severity,
+            limit,
+            client,
+        } => list(status, severity, limit, client).await,
+        IncidentsCommand::Show { id, client } => {
+            let api = client.server.client();
+            api.incident(&id)
+                .await
+                .map_err(Failure::from)
+                .map(|detail| match client.output {
+                    Output::Json => render::json(&detail),
+                    Output::Table => render::incident(&detail),
+                })
+        }
+    };
+    finish(result, true)
+}
+
+async fn list(
+    status: Option<String>,
+    severity: Option<String>,
+    limit: usize,
+    client: super::ClientArgs,
+) -> Result<String, Failure> {
+    // clap allows only the names these parse.
+    let status = status
+        .map(|s| {
+            Status::parse(&s)
+                .ok_or_else(|| Failure::Other(format!("status {s:?} is not one of {}", Status::NAMES.join(", "))))
+        })
+        .transpose()?;
+    let severity = severity
+        .map(|s| {
+            Severity::parse(&s)
+                .ok_or_else(|| Failure::Other(format!("severity {s:?} is not one of {}", Severity::NAMES.join(", "))))
+        })
+        .transpose()?;
+    let query = IncidentQuery {
+        status,
+        severity,
+        limit: Some(limit),
+    };
+    let incidents = client.server.client().incidents(&query).await?;
+    Ok(match client.output {
+        Output::Json => render::json(&incidents),
+        Output::Table => render::incident_table(&incidents),
+    })
+}

@@ -1,0 +1,94 @@
+//! Commands that need no server: `validate`, `schedules`, `actions`.
+
+use std::io::Write;
+use std::path::Path;
+use std::process::ExitCode;
+
+use crate::catalog;
+use crate::script::Sandbox;
+
+pub fn validate(dir: &Path) -> ExitCode {
+    if !dir.is_dir() {
+        eprintln!("laojun validate: {} is not a folder", dir.display());
+        return ExitCode::from(2);
+    }
+    let loaded = match catalog::load(dir, &Sandbox::default()) {
+        Ok(l) => l,
+        Err(e @ catalog::RootError::Empty(_)) => {
+            eprintln!("laojun validate: {e}");
+            return ExitCode::from(2);
+        }
+        Err(e) => {
+            eprintln!("laojun validate: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    let mut out = std::io::stdout().lock();
+    for p in &loaded.problems {
+        let _ = writeln!(out, "{p}");
+    }
+    let c = &loaded.catalog;
+    let counts = format!(
+        "{} runbooks, {} playbooks, {} templates",
+        c.runbooks.len(),
+        c.playbooks.len(),
+        c.templates.len()
+    );
+    if loaded.problems.is_empty() {
+        let _ = writeln!(out, "ok: {counts} in {}", dir.display());
+        ExitCode::SUCCESS
+    } else {
+        let n = loaded.problems.len();
+        let _ = writeln!(out, "{n} problem{} found", if n == 1 { "" } else { "s" });
+        ExitCode::from(1)
+    }
+}
+
+pub fn schedules(dir: &Path, count: usize) -> ExitCode {
+    let loaded = match catalog::load(dir, &Sandbox::default()) {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("laojun schedules: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    for p in &loaded.problems {
+        eprintln!("{p}");
+    }
+    let now = chrono::Utc::now();
+    let mut any = false;
+    for pb in &loaded.catalog.playbooks {
+        if let crate::playbook::Trigger::Schedule(s) = &pb.trigger {
+            any = true;
+            let next: Vec<String> = crate::scheduler::next_fires(s, now, count)
+                .iter()
+                .map(|t| t.with_timezone(&s.timezone).format("%Y-%m-%d %H:%M %Z").to_string())
+                .collect();
+            println!(
+                "{}  cron {:?} in {}{}\n  next: {}",
+                pb.name,
+                s.expression,
+                s.timezone.name(),
+                if s.catch_up {
+                    ", catches up after downtime"
+                } else {
+                    ", skips missed runs"
+                },
+                next.join(", ")
+            );
+        }
+    }
+    if !any {
+        println!("no scheduled playbooks in {}", dir.join("playbooks").display());
+    }
+    if loaded.problems.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    }
+}
+
+pub fn actions() -> ExitCode {
+    print!("{}", crate::actions::spec::reference_markdown());
+    ExitCode::SUCCESS
+}
