@@ -12,7 +12,6 @@ pub mod config;
 pub mod decode;
 pub mod diag;
 pub mod executor;
-pub mod fake_kube;
 pub mod incident;
 pub mod intake;
 pub mod matcher;

@@ -6,16 +6,14 @@
 //! back; the incident resolves and its postmortem file has the timeline, the
 //! run's steps and the computed durations.
 
-mod support;
-
 use std::net::TcpListener;
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use laojun::fake_kube::FakeKube;
-use support::{Listener, Server, TOKEN};
+use crate::support::{Listener, Server, TOKEN};
+use fake_kube::FakeKube;
 
 struct Process(Child);
 

@@ -2,15 +2,13 @@
 //! that was running is re-run only if it is idempotent; otherwise it is
 //! marked interrupted, the run stops, and the timeline and Slack say so.
 
-mod support;
-
 use std::sync::Arc;
 
+use crate::support::{root_with, Listener, Server};
 use chrono::Utc;
 use laojun::run::{Run, RunStatus, StepRecord, StepStatus, TriggerKind};
 use laojun::store::{SledStore, Store, Write};
 use serde_json::{json, Map};
-use support::{root_with, Listener, Server};
 
 const RUNBOOK: &str = r#"
 name: fix

@@ -2,14 +2,14 @@
 //! ServiceDown playbook rolling a deployment back, the same end state as
 //! kubectl's own commands, server-side dry runs, and retried conflicts.
 
-mod support;
+use crate::support;
 
 use std::process::Command;
 use std::time::Duration;
 
-use laojun::fake_kube::FakeKube;
+use crate::support::{root_with, Listener, Server};
+use fake_kube::FakeKube;
 use serde_json::{json, Value};
-use support::{root_with, Listener, Server};
 
 /// Seeds `prod/checkout` at revision 2 (image v2) over revision 1 (v1).
 fn seed(kube: &FakeKube, namespace: &str) {

@@ -3,16 +3,14 @@
 //! weighted shifts, dry runs that change nothing, and throttling (through a
 //! proxy that answers Route53's throttling error) retried as the step says.
 
-mod support;
-
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::support::{root_with, Server};
 use aws_sdk_route53::types::{Change, ChangeAction, ChangeBatch, ResourceRecord, ResourceRecordSet, RrType};
 use serde_json::json;
-use support::{root_with, Server};
 
 struct Moto {
     child: Child,

@@ -2,10 +2,10 @@
 //! on_failure, dry-run, approvals, idempotency keys, pause, guards and the
 //! timeline, against local HTTP listeners standing in for Slack and an API.
 
-mod support;
+use crate::support;
 
+use crate::support::{root_with, Listener, Server};
 use serde_json::{json, Value};
-use support::{root_with, Listener, Server};
 
 const NOTIFY: &str = r##"
 name: notify

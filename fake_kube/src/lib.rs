@@ -7,7 +7,7 @@
 //!
 //! ```no_run
 //! # async fn demo() -> std::io::Result<()> {
-//! let kube = laojun::fake_kube::FakeKube::start().await?;
+//! let kube = fake_kube::FakeKube::start().await?;
 //! kube.add_deployment("prod", "web", "web:1.0", 3);
 //! kube.write_kubeconfig(std::path::Path::new("/tmp/kubeconfig"), &["local"])?;
 //! // kubectl --kubeconfig /tmp/kubeconfig -n prod rollout undo deployment/web

@@ -3,14 +3,12 @@
 //! laojun as webhooks with a bearer token, open one incident, repeat
 //! without creating anything new, and resolve it.
 
-mod support;
-
 use std::net::TcpListener;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use crate::support::{Server, TOKEN};
 use serde_json::{json, Value};
-use support::{Server, TOKEN};
 
 /// The AlertManager binary, or `None` outside CI when it is not installed.
 /// In CI a missing component is a failure, never a skip.

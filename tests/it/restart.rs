@@ -1,13 +1,11 @@
 //! Everything that got a 200 survives `kill -9`: the real binary is killed
 //! while alerts are being posted and restarted on the same data dir.
 
-mod support;
-
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 
+use crate::support::{Client, TOKEN};
 use serde_json::Value;
-use support::{Client, TOKEN};
 
 fn start(data_dir: &std::path::Path) -> (Child, String) {
     start_in(data_dir, std::path::Path::new(env!("CARGO_MANIFEST_DIR")))

@@ -2,7 +2,7 @@
 //! logs at any level, API answers, timelines or postmortems, including when
 //! the request that carries them fails.
 
-mod support;
+use crate::support;
 
 use std::io::Read;
 use std::process::{Command, Stdio};

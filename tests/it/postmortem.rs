@@ -2,17 +2,17 @@
 //! times, hostile label values that come out inert, and the postmortem
 //! that `laojun serve` writes and serves when an incident resolves.
 
-mod support;
+use crate::support;
 
 use std::collections::BTreeMap;
 
+use crate::support::{fixture, Listener, Server};
 use chrono::{DateTime, Utc};
 use laojun::alert::Status as AlertStatus;
 use laojun::incident::{Event, EventKind, Incident, IncidentAlert, NoteKind, Status};
 use laojun::run::{Run, RunStatus, StepRecord, StepStatus, TriggerKind};
 use laojun::severity::Severity;
 use serde_json::json;
-use support::{fixture, Listener, Server};
 
 fn at(s: &str) -> DateTime<Utc> {
     DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc)

@@ -1,8 +1,6 @@
 //! Helpers shared by the integration tests: a laojun server in this
 //! process on a loopback port, and the captured AlertManager bodies.
 
-#![allow(dead_code)] // each test binary uses a different part
-
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 

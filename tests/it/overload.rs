@@ -2,12 +2,10 @@
 //! Retry-After (never 429, which AlertManager would not retry), and once
 //! senders retry as AlertManager does, every alert is stored exactly once.
 
-mod support;
-
 use std::collections::HashSet;
 
+use crate::support::{Server, TOKEN};
 use serde_json::json;
-use support::{Server, TOKEN};
 
 #[tokio::test(flavor = "multi_thread")]
 async fn overflow_gets_503_and_every_retried_alert_is_stored_once() {

@@ -4,7 +4,7 @@
 //! incidents, every run belongs to a stored incident, timelines are whole,
 //! and no non-idempotent step ran twice.
 
-mod support;
+use crate::support;
 
 use std::collections::{HashMap, HashSet};
 use std::io::{BufRead, BufReader};
@@ -12,8 +12,8 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use crate::support::{Client, TOKEN};
 use serde_json::{json, Value};
-use support::{Client, TOKEN};
 
 const CYCLES: usize = 20;
 

@@ -1,10 +1,8 @@
 //! The bad-input table: hostile and broken inputs, and the answer each
 //! gets. Printed as a table (run with --nocapture) for the record.
 
-mod support;
-
+use crate::support::{root_with, Listener, Server, TOKEN};
 use serde_json::{json, Value};
-use support::{root_with, Listener, Server, TOKEN};
 
 fn alert_body(labels: Value, starts_at: &str) -> Vec<u8> {
     serde_json::to_vec(

@@ -6,7 +6,7 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use laojun::fake_kube::{FakeKube, REVISION_ANNOTATION};
+use fake_kube::{FakeKube, REVISION_ANNOTATION};
 use serde_json::{json, Value};
 
 const KUBECTL: &str = "/usr/bin/kubectl";
