@@ -339,6 +339,24 @@ impl FakeKube {
         self.shared.lock().ready_delay = delay;
     }
 
+    /// Makes a deployment's rollout ready now, as its ready delay passing
+    /// would: a test that holds a rollout with a long delay decides when it
+    /// ends instead of racing a timer. A ready deployment stays as it is.
+    pub fn finish_rollout(&self, namespace: &str, name: &str) {
+        let mut state = self.shared.lock();
+        let generation = state
+            .get(Kind::Deployments, namespace, name)
+            .and_then(|d| d["metadata"]["generation"].as_i64());
+        if let Some(generation) = generation {
+            let pending = Pending {
+                namespace: namespace.to_string(),
+                name: name.to_string(),
+                generation,
+            };
+            controller::settle(&mut state, &pending);
+        }
+    }
+
     /// The next `count` requests (discovery excepted) fail with `status`
     /// and a `Status` body; queued after any faults already pending.
     pub fn fail_next(&self, count: usize, status: u16) {
