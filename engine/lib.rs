@@ -14,7 +14,6 @@ pub mod diag;
 pub mod effects;
 pub mod engine;
 pub mod executor;
-pub mod fake_kube;
 pub mod ids;
 pub mod incident;
 pub mod ledger;

@@ -8,7 +8,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use laojun::fake_kube::FakeKube;
+use fake_kube::FakeKube;
 
 const DEFAULT_ADDR: &str = "127.0.0.1:8001";
 const CONTEXTS: [&str; 2] = ["ap-east-1", "ap-southeast-1"];

@@ -2,17 +2,17 @@
 //! times, hostile label values that come out inert, and the postmortem
 //! that `laojun serve` writes and serves when an incident resolves.
 
-mod support;
+use crate::support;
 
 use std::collections::BTreeMap;
 
+use crate::support::{eventually, fixture, Listener, Server};
 use chrono::{DateTime, Utc};
 use laojun::alert::Status as AlertStatus;
 use laojun::incident::{Event, EventKind, Incident, IncidentAlert, NoteKind, Status};
 use laojun::run::{Run, RunStatus, StepRecord, StepStatus, TriggerKind};
 use laojun::severity::Severity;
 use serde_json::json;
-use support::{fixture, Listener, Server};
 
 fn at(s: &str) -> DateTime<Utc> {
     DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc)
@@ -348,15 +348,10 @@ async fn resolving_an_incident_writes_its_postmortem_serves_it_and_tells_slack()
     .await;
     c.post("/api/v1/alerts", fixture("resolved-single.json")).await;
     let file = server.data_dir.join("postmortems/INC-1.md");
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    while !file.exists() {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "no postmortem file at {}",
-            file.display()
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
+    eventually(&format!("the postmortem file at {}", file.display()), async || {
+        file.exists().then_some(())
+    })
+    .await;
     let written = std::fs::read_to_string(&file).unwrap();
     assert!(written.starts_with("# 事件报告 - HighErrorRate on web-1"), "{written}");
     assert!(written.contains("a bad deploy"));
@@ -369,11 +364,7 @@ async fn resolving_an_incident_writes_its_postmortem_serves_it_and_tells_slack()
     assert_eq!(served.headers()["content-type"], "text/markdown; charset=utf-8");
     let served = served.text().await.unwrap();
     assert_eq!(served.lines().next(), written.lines().next());
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    while slack.bodies().is_empty() {
-        assert!(std::time::Instant::now() < deadline, "no Slack summary");
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
+    eventually("the Slack summary", async || (!slack.bodies().is_empty()).then_some(())).await;
     let summary = slack.bodies()[0]["text"].as_str().unwrap().to_string();
     assert!(
         summary.starts_with(":white_check_mark: INC-1 resolved after "),

@@ -2,10 +2,10 @@
 //! on_failure, dry-run, approvals, idempotency keys, pause, guards and the
 //! timeline, against local HTTP listeners standing in for Slack and an API.
 
-mod support;
+use crate::support;
 
+use crate::support::{root_with, Alert, Listener, Server};
 use serde_json::{json, Value};
-use support::{root_with, Listener, Server};
 
 const NOTIFY: &str = r##"
 name: notify
@@ -297,11 +297,9 @@ guards:
 "#;
 
 fn disk_full(host: &str, starts: &str) -> Vec<u8> {
-    serde_json::to_vec(&json!({"version": "4", "alerts": [{
-        "status": "firing", "labels": {"alertname": "DiskFull", "host": host},
-        "startsAt": starts, "fingerprint": format!("{:0>16}", host.replace('-', "")),
-    }]}))
-    .unwrap()
+    support::webhook_body([Alert::firing(json!({"alertname": "DiskFull", "host": host}))
+        .starts_at(starts)
+        .fingerprint(&format!("{:0>16}", host.replace('-', "")))])
 }
 
 async fn timeline_kinds(c: &support::Client, id: &str, run_kinds_only: bool) -> Vec<Value> {
@@ -379,10 +377,11 @@ async fn cooldown_and_pause_stop_runs_and_say_so_on_the_timeline() {
         .await;
     c.wait_run("RUN-1", &["succeeded"]).await;
     // Resolved, then a new episode of the same group within the cooldown.
-    let mut resolved: Value = serde_json::from_slice(&disk_full("db-1", "2026-11-29T12:00:00Z")).unwrap();
-    resolved["alerts"][0]["status"] = json!("resolved");
-    resolved["alerts"][0]["endsAt"] = json!("2026-11-29T12:05:00Z");
-    c.post("/api/v1/alerts", serde_json::to_vec(&resolved).unwrap()).await;
+    let resolved = support::webhook_body([Alert::resolved(json!({"alertname": "DiskFull", "host": "db-1"}))
+        .starts_at("2026-11-29T12:00:00Z")
+        .fingerprint(&format!("{:0>16}", "db1"))
+        .ends_at("2026-11-29T12:05:00Z")]);
+    c.post("/api/v1/alerts", resolved).await;
     let (_, a) = c
         .post("/api/v1/alerts", disk_full("db-1", "2026-11-29T13:00:00Z"))
         .await;
@@ -452,7 +451,6 @@ steps:
     let slack = Listener::start().await;
     let (server, _root) = start(&[("runbooks/flaky.yaml", &runbook)], &slack).await;
     let c = server.client();
-    let started = std::time::Instant::now();
     let (_, a) = c.post("/api/v1/runbooks/flaky/runs", vec![]).await;
     let run = c.wait_run(a["id"].as_str().unwrap(), &["succeeded", "failed"]).await;
     assert_eq!(run["status"], "failed");
@@ -468,9 +466,5 @@ steps:
         "{run:#}"
     );
     assert_eq!(run["steps"][1]["error"], "timed out after 1s (timeout_secs)");
-    assert!(
-        started.elapsed() < std::time::Duration::from_secs(10),
-        "nothing hung past its timeout"
-    );
     server.stop().await;
 }

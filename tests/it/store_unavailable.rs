@@ -158,13 +158,10 @@ async fn a_disk_that_cannot_sync_gets_503_and_after_recovery_the_incident_is_kep
     assert_eq!(fired, 1);
     // The retry found the alert already kept, so it opened nothing itself;
     // the incident's runbooks start all the same, once it is on disk.
-    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
-    let runs = loop {
+    let runs = crate::support::eventually("INC-1's runbook to start", async || {
         let runs = store.incident(INC_1).unwrap().unwrap().runs;
-        if !runs.is_empty() || tokio::time::Instant::now() > deadline {
-            break runs;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    };
+        (!runs.is_empty()).then_some(runs)
+    })
+    .await;
     assert_eq!(runs, vec![RunId::new(1)], "INC-1's runbook started once");
 }

@@ -3,41 +3,27 @@
 //! laojun's runbooks rely on, and plain HTTP requests pin down the API
 //! semantics clients depend on (conflicts, dry runs, patches, faults).
 
-use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::path::PathBuf;
+use std::time::Duration;
 
-use laojun::fake_kube::{FakeKube, REVISION_ANNOTATION};
+use ::fake_kube::{FakeKube, REVISION_ANNOTATION};
+
+use crate::support::{self, eventually};
 use serde_json::{json, Value};
-
-const KUBECTL: &str = "/usr/bin/kubectl";
-
-/// kubectl, or `None` outside CI when it is not installed. In CI a missing
-/// kubectl is a failure, never a skip.
-fn kubectl_installed() -> bool {
-    if Path::new(KUBECTL).exists() {
-        return true;
-    }
-    if std::env::var_os("CI").is_some() {
-        panic!("kubectl is not installed at {KUBECTL}; install it (apt-get install kubectl) to run these tests");
-    }
-    eprintln!("SKIPPED: kubectl is not installed at {KUBECTL}");
-    false
-}
 
 /// kubectl pointed at one fake, with its own kubeconfig and discovery cache.
 struct Kubectl {
+    binary: PathBuf,
     dir: tempfile::TempDir,
 }
 
 impl Kubectl {
     fn new(kube: &FakeKube) -> Option<Kubectl> {
-        if !kubectl_installed() {
-            return None;
-        }
+        let binary = support::require("kubectl")?;
         let dir = tempfile::tempdir().unwrap();
         kube.write_kubeconfig(&dir.path().join("config"), &["ap-east-1", "ap-southeast-1"])
             .unwrap();
-        Some(Kubectl { dir })
+        Some(Kubectl { binary, dir })
     }
 
     fn kubeconfig(&self) -> PathBuf {
@@ -46,7 +32,7 @@ impl Kubectl {
 
     /// Runs kubectl with `args`; returns (success, stdout, stderr).
     async fn run(&self, args: &[&str]) -> (bool, String, String) {
-        let output = tokio::process::Command::new(KUBECTL)
+        let output = tokio::process::Command::new(&self.binary)
             .arg("--kubeconfig")
             .arg(self.kubeconfig())
             .arg("--cache-dir")
@@ -326,23 +312,33 @@ async fn kubectl_rollout_status_waits_for_the_ready_delay_then_succeeds() {
     let Some(kubectl) = Kubectl::new(&kube) else {
         return;
     };
-    let delay = Duration::from_millis(1500);
-    kube.set_ready_delay(delay);
-    let started = Instant::now();
+    // The rollout stays unready until the test ends it with
+    // finish_rollout, not until a timer races kubectl's start-up.
+    kube.set_ready_delay(Duration::from_secs(3600));
     kube.set_image("prod", "web", "web:2");
     let midway = kube.get("deployments", "prod", "web").unwrap();
     assert_eq!(midway["status"]["updatedReplicas"], 0, "{midway:#}");
     assert_eq!(midway["status"]["observedGeneration"], 2);
 
-    let out = kubectl
-        .ok(&["rollout", "status", "deployment/web", "-n", "prod", "--timeout=10s"])
-        .await;
-
-    assert!(out.contains("successfully rolled out"), "{out}");
+    kube.clear_requests();
+    let status = tokio::spawn(async move {
+        kubectl
+            .ok(&["rollout", "status", "deployment/web", "-n", "prod", "--timeout=60s"])
+            .await
+    });
+    // A watch comes after kubectl has read the deployment and found it unready.
+    eventually("kubectl rollout status to watch the unready deployment", async || {
+        (!requests_matching(&kube, "GET", "watch=").is_empty()).then_some(())
+    })
+    .await;
     assert!(
-        started.elapsed() >= delay,
+        !status.is_finished(),
         "rollout status returned before the deployment was ready"
     );
+    kube.finish_rollout("prod", "web");
+    let out = status.await.unwrap();
+
+    assert!(out.contains("successfully rolled out"), "{out}");
     let done = kube.get("deployments", "prod", "web").unwrap();
     assert_eq!(done["status"]["updatedReplicas"], 3);
     assert_eq!(done["status"]["availableReplicas"], 3);
@@ -631,7 +627,13 @@ async fn a_watch_reports_changes_after_its_resource_version() {
         kube.url()
     );
     let watch = tokio::spawn(async move { reqwest::get(url).await.unwrap().text().await.unwrap() });
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    // Change it once the watch has reached the fake, so the change wakes a
+    // waiting watch. (Had the change come first, the watch would replay it
+    // from the resourceVersion: the same answer either way.)
+    eventually("the watch to reach the fake", async || {
+        (!requests_matching(&kube, "GET", "watch=true").is_empty()).then_some(())
+    })
+    .await;
     kube.set_image("prod", "web", "web:2");
 
     let body = tokio::time::timeout(Duration::from_secs(5), watch)
@@ -702,9 +704,9 @@ async fn an_idle_watch_that_allows_bookmarks_ends_soon_with_a_bookmark() {
         "{}/apis/apps/v1/namespaces/prod/deployments?watch=1&allowWatchBookmarks=true&resourceVersion={rv}",
         kube.url()
     );
-    let started = Instant::now();
+    // Only the bookmark window ends an idle watch with a BOOKMARK; without
+    // bookmarks it would wait 30 s and end empty.
     let body = reqwest::get(url).await.unwrap().text().await.unwrap();
-    assert!(started.elapsed() < Duration::from_secs(1));
     let event: Value = serde_json::from_str(body.trim()).unwrap();
     assert_eq!(event["type"], "BOOKMARK");
     assert_eq!(event["object"]["kind"], "Deployment");

@@ -1,9 +1,7 @@
 //! Every route refuses a missing or wrong token, and each role can do
 //! exactly what it is for: viewer reads, operator acts, webhook posts alerts.
 
-mod support;
-
-use support::{fixture, Server, TOKEN};
+use crate::support::{fixture, Server, TOKEN};
 
 const VIEWER: &str = "viewer-token-0123456789";
 const OPERATOR: &str = "operator-token-0123456789";

@@ -2,12 +2,10 @@
 //! Retry-After (never 429, which AlertManager would not retry), and once
 //! senders retry as AlertManager does, every alert is stored exactly once.
 
-mod support;
-
 use std::collections::HashSet;
 
+use crate::support::{webhook, Alert, Server, TOKEN};
 use serde_json::json;
-use support::{Server, TOKEN};
 
 #[tokio::test(flavor = "multi_thread")]
 async fn overflow_gets_503_and_every_retried_alert_is_stored_once() {
@@ -22,15 +20,24 @@ async fn overflow_gets_503_and_every_retried_alert_is_stored_once() {
         tasks.push(tokio::spawn(async move {
             let mut refused = 0;
             for n in 0..per_sender {
-                let body = json!({"version": "4", "alerts": [{"status": "firing", "labels": {"alertname": format!("Storm{s}-{n}")},
-                    "startsAt": "2026-11-29T12:00:00Z", "fingerprint": format!("{s:08x}{n:08x}")}]});
+                let body = webhook([Alert::firing(json!({"alertname": format!("Storm{s}-{n}")}))
+                    .starts_at("2026-11-29T12:00:00Z")
+                    .fingerprint(&format!("{s:08x}{n:08x}"))]);
                 loop {
-                    let r = http.post(&url).bearer_auth(TOKEN).json(&body).send().await.expect("the server answers");
+                    let r = http
+                        .post(&url)
+                        .bearer_auth(TOKEN)
+                        .json(&body)
+                        .send()
+                        .await
+                        .expect("the server answers");
                     match r.status().as_u16() {
                         200 => break,
                         503 => {
                             assert_eq!(r.headers()["retry-after"], "1");
                             refused += 1;
+                            // A sender's pause before it resends, as
+                            // AlertManager backs off; not a barrier.
                             tokio::time::sleep(std::time::Duration::from_millis(5)).await;
                         }
                         other => panic!("a storm got {other}; only 200 or 503 are allowed"),
@@ -79,13 +86,12 @@ async fn a_storm_of_grouped_bodies_keeps_every_alert_and_event_of_the_incidents_
         let (http, url) = (http.clone(), url.clone());
         tasks.push(tokio::spawn(async move {
             for b in 0..bodies {
-                let alerts: Vec<serde_json::Value> = (0..per_body)
-                    .map(|a| {
-                        json!({"status": "firing", "labels": {"alertname": format!("Grouped{}", (s + b + a) % groups), "instance": format!("{s}-{b}-{a}")},
-                               "startsAt": "2026-11-29T12:00:00Z", "fingerprint": format!("{s:04x}{b:04x}{a:04x}")})
-                    })
-                    .collect();
-                let r = http.post(&url).bearer_auth(TOKEN).json(&json!({"version": "4", "alerts": alerts})).send().await.unwrap();
+                let alerts = (0..per_body).map(|a| {
+                    Alert::firing(json!({"alertname": format!("Grouped{}", (s + b + a) % groups), "instance": format!("{s}-{b}-{a}")}))
+                        .starts_at("2026-11-29T12:00:00Z")
+                        .fingerprint(&format!("{s:04x}{b:04x}{a:04x}"))
+                });
+                let r = http.post(&url).bearer_auth(TOKEN).json(&webhook(alerts)).send().await.unwrap();
                 assert_eq!(r.status(), 200);
             }
         }));

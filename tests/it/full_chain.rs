@@ -6,16 +6,14 @@
 //! back; the incident resolves and its postmortem file has the timeline, the
 //! run's steps and the computed durations.
 
-mod support;
-
 use std::net::TcpListener;
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use laojun::fake_kube::FakeKube;
-use support::{Listener, Server, TOKEN};
+use crate::support::{self, eventually, Listener, Server, TOKEN};
+use fake_kube::FakeKube;
 
 struct Process(Child);
 
@@ -24,18 +22,6 @@ impl Drop for Process {
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
-}
-
-fn binary(path: &str, package: &str) -> Option<String> {
-    if std::path::Path::new(path).exists() {
-        return Some(path.to_string());
-    }
-    assert!(
-        std::env::var_os("CI").is_none(),
-        "{path} is missing; scripts/test installs it (apt-get install {package})"
-    );
-    eprintln!("SKIPPED: {path} is not installed");
-    None
 }
 
 fn free_port() -> u16 {
@@ -63,26 +49,11 @@ async fn target(down: Arc<AtomicBool>) -> u16 {
     port
 }
 
-async fn eventually<T>(what: &str, limit: Duration, mut check: impl AsyncFnMut() -> Option<T>) -> T {
-    let deadline = Instant::now() + limit;
-    loop {
-        if let Some(v) = check().await {
-            return v;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "timed out after {limit:?} waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn a_prometheus_service_down_alert_is_remediated_resolved_and_written_up() {
-    let started = Instant::now();
     let (Some(prometheus), Some(alertmanager)) = (
-        binary("/usr/bin/prometheus", "prometheus"),
-        binary("/usr/bin/prometheus-alertmanager", "prometheus-alertmanager"),
+        support::require("prometheus"),
+        support::require("prometheus-alertmanager"),
     ) else {
         return;
     };
@@ -153,7 +124,7 @@ async fn a_prometheus_service_down_alert_is_remediated_resolved_and_written_up()
             .expect("prometheus starts"),
     );
     let query = format!("http://127.0.0.1:{prom_port}/api/v1/query?query=up");
-    eventually("Prometheus to scrape the target", Duration::from_secs(40), async || {
+    eventually("Prometheus to scrape the target", async || {
         let v: serde_json::Value = reqwest::get(&query).await.ok()?.json().await.ok()?;
         (v["data"]["result"][0]["value"][1] == "1").then_some(())
     })
@@ -162,7 +133,7 @@ async fn a_prometheus_service_down_alert_is_remediated_resolved_and_written_up()
     // The service goes down.
     down.store(true, Ordering::SeqCst);
     let c = server.client();
-    let run = eventually("the rollback run to finish", Duration::from_secs(40), async || {
+    let run = eventually("the rollback run to finish", async || {
         let (status, run) = c.get("/api/v1/runs/RUN-1").await;
         (status == 200 && matches!(run["status"].as_str(), Some("succeeded" | "failed"))).then_some(run)
     })
@@ -185,16 +156,13 @@ async fn a_prometheus_service_down_alert_is_remediated_resolved_and_written_up()
 
     // It comes back: the alert resolves, and so does the incident.
     down.store(false, Ordering::SeqCst);
-    eventually("the incident to resolve", Duration::from_secs(40), async || {
+    eventually("the incident to resolve", async || {
         let (_, inc) = c.get("/api/v1/incidents/INC-1").await;
         (inc["status"] == "resolved").then_some(())
     })
     .await;
     let file = server.data_dir.join("postmortems/INC-1.md");
-    let text = eventually("the postmortem file", Duration::from_secs(10), async || {
-        std::fs::read_to_string(&file).ok()
-    })
-    .await;
+    let text = eventually("the postmortem file", async || std::fs::read_to_string(&file).ok()).await;
     assert!(text.starts_with("# 事件报告 (P0) - Service 127.0.0.1:"), "{text}");
     for needle in [
         "CST",
@@ -210,6 +178,5 @@ async fn a_prometheus_service_down_alert_is_remediated_resolved_and_written_up()
         text.contains("| rollback | k8s.rollback | succeeded | "),
         "the run's steps with timings:\n{text}"
     );
-    eprintln!("full chain took {:.1}s", started.elapsed().as_secs_f64());
     server.stop().await;
 }

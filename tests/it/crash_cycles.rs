@@ -4,47 +4,26 @@
 //! incidents, every run belongs to a stored incident, timelines are whole,
 //! and no non-idempotent step ran twice.
 
-mod support;
+use crate::support;
 
 use std::collections::{HashMap, HashSet};
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use serde_json::{json, Value};
-use support::{Client, TOKEN};
+use crate::support::{spawn_binary, webhook, Alert, Binary, TOKEN};
+use serde_json::json;
 
 const CYCLES: usize = 20;
 
-fn start(data: &std::path::Path, root: &std::path::Path) -> (Child, Client) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_laojun"))
-        .args(["serve", "--listen", "127.0.0.1:0", "--log-format", "json", "--root"])
-        .arg(root)
-        .arg("--data-dir")
-        .arg(data)
-        .env("LAOJUN_API_TOKEN", TOKEN)
-        .stderr(Stdio::piped())
-        .stdout(Stdio::null())
-        .spawn()
-        .expect("laojun starts");
-    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-    let addr = loop {
-        let line = lines.next().expect("laojun logs that it listens").unwrap();
-        let log: Value = serde_json::from_str(&line).unwrap_or_default();
-        if log["fields"]["message"] == "laojun listening" {
-            break log["fields"]["addr"].as_str().unwrap().to_string();
-        }
-    };
-    std::thread::spawn(move || for _ in lines {});
-    (
-        child,
-        Client {
-            url: format!("http://{addr}"),
-            http: reqwest::Client::new(),
-            token: Some(TOKEN.into()),
-        },
-    )
+async fn start(data: &std::path::Path, root: &std::path::Path) -> Binary {
+    spawn_binary(|c| {
+        c.arg("--root")
+            .arg(root)
+            .arg("--data-dir")
+            .arg(data)
+            .env("LAOJUN_API_TOKEN", TOKEN);
+    })
+    .await
 }
 
 /// Counts POSTs by path; the runbook's non-idempotent step calls it.
@@ -86,7 +65,8 @@ async fn twenty_sigkills_during_a_storm_lose_nothing_and_repeat_nothing() {
     let accepted = Arc::new(Mutex::new(HashSet::new()));
     let mut sent = 0usize;
     for cycle in 0..CYCLES {
-        let (mut child, client) = start(data.path(), root.path());
+        let laojun = start(data.path(), root.path()).await;
+        let client = laojun.client(TOKEN);
         let mut tasks = Vec::new();
         for w in 0..4 {
             let (c, acc) = (client.clone(), accepted.clone());
@@ -96,9 +76,19 @@ async fn twenty_sigkills_during_a_storm_lose_nothing_and_repeat_nothing() {
                 loop {
                     let i = base + n;
                     n += 1;
-                    let body = json!({"version": "4", "alerts": [{"status": "firing", "labels": {"alertname": "Storm", "instance": format!("i{i}")},
-                        "startsAt": "2026-11-29T12:00:00Z", "fingerprint": format!("{i:016x}")}]});
-                    match c.http.post(format!("{}/api/v1/alerts", c.url)).bearer_auth(TOKEN).json(&body).send().await {
+                    let body = webhook([
+                        Alert::firing(json!({"alertname": "Storm", "instance": format!("i{i}")}))
+                            .starts_at("2026-11-29T12:00:00Z")
+                            .fingerprint(&format!("{i:016x}")),
+                    ]);
+                    match c
+                        .http
+                        .post(format!("{}/api/v1/alerts", c.url))
+                        .bearer_auth(TOKEN)
+                        .json(&body)
+                        .send()
+                        .await
+                    {
                         Ok(r) if r.status() == 200 => {
                             acc.lock().unwrap().insert(format!("{i:016x}"));
                         }
@@ -108,17 +98,30 @@ async fn twenty_sigkills_during_a_storm_lose_nothing_and_repeat_nothing() {
                 }
             }));
         }
+        // Killing at a random moment of the storm is what is tested; the
+        // pause is that moment, not a barrier.
         tokio::time::sleep(jitter(cycle)).await;
-        child.kill().unwrap();
-        child.wait().unwrap();
+        laojun.kill();
         for t in tasks {
             sent += t.await.unwrap();
         }
     }
 
-    let (mut child, client) = start(data.path(), root.path());
-    // Let recovery settle every run left behind.
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    let laojun = start(data.path(), root.path()).await;
+    let client = laojun.client(TOKEN);
+    // Recovery, done before laojun listens, logs each run it goes on with
+    // (left between steps, an idempotent step again, or an incident whose
+    // runs a crash kept from starting); wait until each has finished.
+    let going_on = laojun.logged("resuming a run left between steps").len()
+        + laojun
+            .logged("re-running an idempotent step that was running when laojun stopped")
+            .len()
+        + laojun
+            .logged("started the runbooks of incidents whose runs a crash kept from starting")
+            .iter()
+            .map(|l| l["fields"]["incidents"].as_u64().unwrap_or(0) as usize)
+            .sum::<usize>();
+    laojun.wait_for_logs("run finished", going_on).await;
     let (_, incidents) = client.get("/api/v1/incidents?limit=100000").await;
     let incidents = incidents.as_array().unwrap().clone();
     let accepted = accepted.lock().unwrap().clone();
@@ -195,12 +198,11 @@ async fn twenty_sigkills_during_a_storm_lose_nothing_and_repeat_nothing() {
         .filter(|r| r["status"] == "interrupted")
         .count();
     eprintln!(
-        "{CYCLES} SIGKILL cycles: {sent} alerts sent, {} got a 200, all {} stored; {} incidents, 0 duplicates; {runs} runs ({interrupted} interrupted), {} charge calls, none twice",
+        "{CYCLES} SIGKILL cycles: {sent} alerts sent, {} got a 200, all {} stored; {} incidents, 0 duplicates; {runs} runs ({interrupted} interrupted, {going_on} carried on by the last start), {} charge calls, none twice",
         accepted.len(),
         accepted.len(),
         incidents.len(),
         hits.len()
     );
-    child.kill().unwrap();
-    child.wait().unwrap();
+    laojun.kill();
 }

@@ -1,10 +1,8 @@
 //! The webhook and incident API over a real socket: every captured
 //! AlertManager body, dedup, the answers bad input gets, notes and resolve.
 
-mod support;
-
+use crate::support::{fixture, Server, FIXTURES, TOKEN};
 use serde_json::{json, Value};
-use support::{fixture, Server, FIXTURES, TOKEN};
 
 fn ids(list: &Value) -> Vec<String> {
     list.as_array()

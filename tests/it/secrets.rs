@@ -2,13 +2,9 @@
 //! logs at any level, API answers, timelines or postmortems, including when
 //! the request that carries them fails.
 
-mod support;
+use crate::support;
 
-use std::io::Read;
-use std::process::{Command, Stdio};
-use std::time::Duration;
-
-use serde_json::Value;
+use crate::support::{spawn_binary, Alert};
 
 const SLACK_PATH: &str = "/services/T0SECRETSLACK/B0SECRETSLACK/xoxSECRETSLACKxox";
 const API_TOKEN: &str = "tokenSECRETapi0123456789";
@@ -52,51 +48,26 @@ steps:
     )
     .unwrap();
     let data = tempfile::tempdir().unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_laojun"))
-        .args(["serve", "--listen", "127.0.0.1:0", "--log-format", "json", "--config"])
-        .arg(root.path().join("laojun.yaml"))
-        .arg("--root")
-        .arg(root.path())
-        .arg("--data-dir")
-        .arg(data.path())
-        .env("RUST_LOG", "trace")
-        .env("LAOJUN_API_TOKEN", API_TOKEN)
-        .env("LAOJUN_TEST_SLACK", format!("http://{closed}{SLACK_PATH}"))
-        .env("LAOJUN_TEST_HEADER_SECRET", HEADER_SECRET)
-        .stderr(Stdio::piped())
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut stderr = child.stderr.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel::<String>();
-    let reader = std::thread::spawn(move || {
-        let mut all = String::new();
-        let mut buf = [0u8; 4096];
-        while let Ok(n) = stderr.read(&mut buf) {
-            if n == 0 {
-                break;
-            }
-            let chunk = String::from_utf8_lossy(&buf[..n]).into_owned();
-            let _ = tx.send(chunk.clone());
-            all.push_str(&chunk);
-        }
-        all
-    });
-    let mut seen = String::new();
-    let addr = loop {
-        seen.push_str(&rx.recv_timeout(Duration::from_secs(20)).expect("laojun logs"));
-        if let Some(line) = seen.lines().find(|l| l.contains("laojun listening")) {
-            let v: Value = serde_json::from_str(line).unwrap();
-            break v["fields"]["addr"].as_str().unwrap().to_string();
-        }
-    };
-    let c = support::Client {
-        url: format!("http://{addr}"),
-        http: reqwest::Client::new(),
-        token: Some(API_TOKEN.into()),
-    };
-    let alert = br#"{"version":"4","alerts":[{"status":"firing","labels":{"alertname":"Leak"},"startsAt":"2026-11-29T12:00:00Z","fingerprint":"1eac"}]}"#;
-    assert_eq!(c.post("/api/v1/alerts", alert.to_vec()).await.0, 200);
+    let (config, root_path) = (root.path().join("laojun.yaml"), root.path().to_path_buf());
+    let laojun = spawn_binary(|c| {
+        c.arg("--config")
+            .arg(config)
+            .arg("--root")
+            .arg(root_path)
+            .arg("--data-dir")
+            .arg(data.path())
+            .env("RUST_LOG", "trace")
+            .env("LAOJUN_API_TOKEN", API_TOKEN)
+            .env("LAOJUN_TEST_SLACK", format!("http://{closed}{SLACK_PATH}"))
+            .env("LAOJUN_TEST_HEADER_SECRET", HEADER_SECRET);
+    })
+    .await;
+    let addr = laojun.url.trim_start_matches("http://").to_string();
+    let c = laojun.client(API_TOKEN);
+    let alert = support::webhook_body([Alert::firing(serde_json::json!({"alertname": "Leak"}))
+        .starts_at("2026-11-29T12:00:00Z")
+        .fingerprint("1eac")]);
+    assert_eq!(c.post("/api/v1/alerts", alert).await.0, 200);
     let run = c.wait_run("RUN-1", &["succeeded", "failed"]).await;
     assert_eq!(run["status"], "failed", "{run:#}");
     assert!(
@@ -134,9 +105,7 @@ steps:
             .await
             .unwrap(),
     );
-    child.kill().unwrap();
-    child.wait().unwrap();
-    let logs = reader.join().unwrap();
+    let logs = laojun.kill();
     assert!(logs.contains("\"level\":\"TRACE\""), "the logs were at trace level");
     let stored: String = walk_files(data.path());
     for secret in ["T0SECRETSLACK", "xoxSECRETSLACKxox", API_TOKEN, HEADER_SECRET] {

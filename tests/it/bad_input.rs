@@ -1,16 +1,11 @@
 //! The bad-input table: hostile and broken inputs, and the answer each
 //! gets. Printed as a table (run with --nocapture) for the record.
 
-mod support;
-
+use crate::support::{root_with, webhook_body, Alert, Listener, Server, TOKEN};
 use serde_json::{json, Value};
-use support::{root_with, Listener, Server, TOKEN};
 
 fn alert_body(labels: Value, starts_at: &str) -> Vec<u8> {
-    serde_json::to_vec(
-        &json!({"version": "4", "alerts": [{"status": "firing", "labels": labels, "startsAt": starts_at}]}),
-    )
-    .unwrap()
+    webhook_body([Alert::firing(labels).starts_at(starts_at)])
 }
 
 const RUNBOOKS: &[(&str, &str)] = &[

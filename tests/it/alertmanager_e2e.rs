@@ -3,29 +3,11 @@
 //! laojun as webhooks with a bearer token, open one incident, repeat
 //! without creating anything new, and resolve it.
 
-mod support;
-
 use std::net::TcpListener;
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
 
+use crate::support::{self, eventually, Server, TOKEN};
 use serde_json::{json, Value};
-use support::{Server, TOKEN};
-
-/// The AlertManager binary, or `None` outside CI when it is not installed.
-/// In CI a missing component is a failure, never a skip.
-fn alertmanager_binary() -> Option<String> {
-    for candidate in ["/usr/bin/prometheus-alertmanager", "/usr/local/bin/alertmanager"] {
-        if std::path::Path::new(candidate).exists() {
-            return Some(candidate.to_string());
-        }
-    }
-    if std::env::var_os("CI").is_some() {
-        panic!("prometheus-alertmanager is not installed; scripts/test installs it (apt-get install prometheus-alertmanager)");
-    }
-    eprintln!("SKIPPED: prometheus-alertmanager is not installed (run scripts/test to install it)");
-    None
-}
 
 fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
@@ -44,7 +26,7 @@ impl Drop for AlertManager {
     }
 }
 
-async fn start_alertmanager(binary: &str, webhook_url: &str) -> AlertManager {
+async fn start_alertmanager(binary: &std::path::Path, webhook_url: &str) -> AlertManager {
     let dir = tempfile::tempdir().unwrap();
     let config = format!(
         r#"route:
@@ -79,16 +61,12 @@ receivers:
         .spawn()
         .expect("alertmanager starts");
     let url = format!("http://127.0.0.1:{port}");
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        if let Ok(r) = reqwest::get(format!("{url}/-/ready")).await {
-            if r.status().is_success() {
-                break;
-            }
-        }
-        assert!(Instant::now() < deadline, "alertmanager did not become ready");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let ready = format!("{url}/-/ready");
+    eventually("alertmanager to become ready", async || {
+        let r = reqwest::get(&ready).await.ok()?;
+        r.status().is_success().then_some(())
+    })
+    .await;
     AlertManager { child, url, _dir: dir }
 }
 
@@ -106,18 +84,6 @@ async fn push(am: &AlertManager, alert: Value) {
     );
 }
 
-/// Polls `check` until it gives a value or 20 s pass.
-async fn eventually<T>(what: &str, mut check: impl AsyncFnMut() -> Option<T>) -> T {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        if let Some(v) = check().await {
-            return v;
-        }
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-}
-
 fn metric(text: &str, line_start: &str) -> u64 {
     text.lines()
         .find(|l| l.starts_with(line_start))
@@ -128,7 +94,7 @@ fn metric(text: &str, line_start: &str) -> u64 {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn alerts_flow_from_alertmanager_to_one_incident_repeat_without_duplicates_and_resolve() {
-    let Some(binary) = alertmanager_binary() else {
+    let Some(binary) = support::require("prometheus-alertmanager") else {
         return;
     };
     let server = Server::start().await;

@@ -1,8 +1,6 @@
 //! With `tls:` in the config the listener speaks HTTPS only.
 
-mod support;
-
-use support::{fixture, Server, TOKEN};
+use crate::support::{fixture, Server, TOKEN};
 
 #[tokio::test(flavor = "multi_thread")]
 async fn with_tls_configured_the_api_answers_over_https_and_not_over_plain_http() {

@@ -2,15 +2,13 @@
 //! that was running is re-run only if it is idempotent; otherwise it is
 //! marked interrupted, the run stops, and the timeline and Slack say so.
 
-mod support;
-
 use std::sync::Arc;
 
+use crate::support::{eventually, root_with, Listener, Server};
 use chrono::Utc;
 use laojun::run::{Run, RunStatus, StepRecord, StepStatus, TriggerKind};
 use laojun::store::{SledStore, Store, Write};
 use serde_json::{json, Map};
-use support::{root_with, Listener, Server};
 
 const RUNBOOK: &str = r#"
 name: fix
@@ -78,10 +76,17 @@ async fn a_non_idempotent_step_is_interrupted_and_an_idempotent_one_runs_again()
         data.path().to_path_buf(),
         format!("{}/hook", slack.url),
     );
-    let server = Server::start_with(move |c| {
-        c.root = root_path;
-        c.data_dir = data_path;
-        c.slack.webhook_url = Some(webhook);
+    // sled lets go of its file lock from a background thread after the
+    // store above is dropped (spacejam/sled#1289): start once it has.
+    let server = eventually("laojun to open the store the test wrote", async || {
+        let (root_path, data_path, webhook) = (root_path.clone(), data_path.clone(), webhook.clone());
+        Server::try_start_with(move |c| {
+            c.root = root_path;
+            c.data_dir = data_path;
+            c.slack.webhook_url = Some(webhook);
+        })
+        .await
+        .ok()
     })
     .await;
     let c = server.client();
@@ -99,11 +104,17 @@ async fn a_non_idempotent_step_is_interrupted_and_an_idempotent_one_runs_again()
     assert_eq!(rerun["status"], "succeeded", "{rerun}");
     assert_eq!(rerun["steps"][1]["attempts"], 1);
 
-    let texts: Vec<String> = slack
-        .bodies()
-        .iter()
-        .map(|b| b["text"].as_str().unwrap().to_string())
-        .collect();
+    // The interrupted run's warning is posted from a task of its own, so it
+    // may come after RUN-2 is done: wait for both posts.
+    let texts: Vec<String> = eventually("Slack to get two posts", async || {
+        let texts: Vec<String> = slack
+            .bodies()
+            .iter()
+            .map(|b| b["text"].as_str().unwrap().to_string())
+            .collect();
+        (texts.len() >= 2).then_some(texts)
+    })
+    .await;
     assert!(
         !texts.contains(&"fixing".to_string()),
         "the non-idempotent step ran again: {texts:?}"

@@ -3,16 +3,13 @@
 //! weighted shifts, dry runs that change nothing, and throttling (through a
 //! proxy that answers Route53's throttling error) retried as the step says.
 
-mod support;
-
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
 
+use crate::support::{self, eventually, root_with, Alert, Server};
 use aws_sdk_route53::types::{Change, ChangeAction, ChangeBatch, ResourceRecord, ResourceRecordSet, RrType};
 use serde_json::json;
-use support::{root_with, Server};
 
 struct Moto {
     child: Child,
@@ -29,37 +26,24 @@ impl Drop for Moto {
 /// moto_server on a free loopback port, or `None` outside CI when it is
 /// not installed (in CI a missing component fails the test).
 async fn start_moto() -> Option<Moto> {
-    let found = Command::new("moto_server")
-        .arg("--help")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
-    if !found {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "moto_server is not installed; scripts/test installs it (pip install 'moto[server]')"
-        );
-        eprintln!("SKIPPED: moto_server is not installed");
-        return None;
-    }
+    let binary = support::require("moto_server")?;
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
         .unwrap()
         .port();
-    let child = Command::new("moto_server")
+    let child = Command::new(binary)
         .args(["-H", "127.0.0.1", "-p", &port.to_string()])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
         .expect("moto_server starts");
     let url = format!("http://127.0.0.1:{port}");
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while reqwest::get(format!("{url}/moto-api/")).await.is_err() {
-        assert!(Instant::now() < deadline, "moto_server did not answer");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    let api = format!("{url}/moto-api/");
+    eventually("moto_server to answer", async || {
+        reqwest::get(&api).await.ok().map(|_| ())
+    })
+    .await;
     Some(Moto { child, url })
 }
 
@@ -381,8 +365,9 @@ async fn throttled_changes_are_retried_as_the_step_says_and_each_attempt_is_on_t
     })
     .await;
     let c = server.client();
-    let alert = json!({"version": "4", "alerts": [{"status": "firing", "labels": {"alertname": "PrimaryDown"},
-        "startsAt": "2026-11-29T12:00:00Z", "fingerprint": "d1"}]});
+    let alert = support::webhook([Alert::firing(json!({"alertname": "PrimaryDown"}))
+        .starts_at("2026-11-29T12:00:00Z")
+        .fingerprint("d1")]);
     assert_eq!(
         c.post("/api/v1/alerts", serde_json::to_vec(&alert).unwrap()).await.0,
         200

@@ -7,7 +7,7 @@
 //!
 //! ```no_run
 //! # async fn demo() -> std::io::Result<()> {
-//! let kube = laojun::fake_kube::FakeKube::start().await?;
+//! let kube = fake_kube::FakeKube::start().await?;
 //! kube.add_deployment("prod", "web", "web:1.0", 3);
 //! kube.write_kubeconfig(std::path::Path::new("/tmp/kubeconfig"), &["local"])?;
 //! // kubectl --kubeconfig /tmp/kubeconfig -n prod rollout undo deployment/web
@@ -337,6 +337,24 @@ impl FakeKube {
     /// ready (default 200 ms); zero makes it ready at once.
     pub fn set_ready_delay(&self, delay: Duration) {
         self.shared.lock().ready_delay = delay;
+    }
+
+    /// Makes a deployment's rollout ready now, as its ready delay passing
+    /// would: a test that holds a rollout with a long delay decides when it
+    /// ends instead of racing a timer. A ready deployment stays as it is.
+    pub fn finish_rollout(&self, namespace: &str, name: &str) {
+        let mut state = self.shared.lock();
+        let generation = state
+            .get(Kind::Deployments, namespace, name)
+            .and_then(|d| d["metadata"]["generation"].as_i64());
+        if let Some(generation) = generation {
+            let pending = Pending {
+                namespace: namespace.to_string(),
+                name: name.to_string(),
+                generation,
+            };
+            controller::settle(&mut state, &pending);
+        }
     }
 
     /// The next `count` requests (discovery excepted) fail with `status`

@@ -1,73 +1,48 @@
 //! Everything that got a 200 survives `kill -9`: the real binary is killed
 //! while alerts are being posted and restarted on the same data dir.
 
-mod support;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
+use crate::support::{self, eventually, spawn_binary, webhook_body, Alert, Binary, TOKEN};
+use serde_json::json;
 
-use serde_json::Value;
-use support::{Client, TOKEN};
-
-fn start(data_dir: &std::path::Path) -> (Child, String) {
-    start_in(data_dir, std::path::Path::new(env!("CARGO_MANIFEST_DIR")))
+async fn start(data_dir: &std::path::Path) -> Binary {
+    start_in(data_dir, support::repo()).await
 }
 
-fn start_in(data_dir: &std::path::Path, root: &std::path::Path) -> (Child, String) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_laojun"))
-        .args(["serve", "--listen", "127.0.0.1:0", "--log-format", "json", "--root"])
-        .arg(root)
-        .arg("--data-dir")
-        .arg(data_dir)
-        .env("LAOJUN_API_TOKEN", TOKEN)
-        .stderr(Stdio::piped())
-        .stdout(Stdio::null())
-        .spawn()
-        .expect("laojun starts");
-    let stderr = child.stderr.take().expect("stderr is piped");
-    let mut lines = BufReader::new(stderr).lines();
-    let addr = loop {
-        let line = lines.next().expect("laojun logs that it listens").expect("log line");
-        let log: Value = serde_json::from_str(&line).unwrap_or_default();
-        if log["fields"]["message"] == "laojun listening" {
-            break log["fields"]["addr"].as_str().expect("addr field").to_string();
-        }
-    };
-    // Keep draining the log so the child never blocks on a full pipe.
-    std::thread::spawn(move || for _ in lines {});
-    (child, format!("http://{addr}"))
+async fn start_in(data_dir: &std::path::Path, root: &std::path::Path) -> Binary {
+    spawn_binary(|c| {
+        c.arg("--root")
+            .arg(root)
+            .arg("--data-dir")
+            .arg(data_dir)
+            .env("LAOJUN_API_TOKEN", TOKEN);
+    })
+    .await
 }
 
 fn alert_body(i: usize) -> Vec<u8> {
-    serde_json::to_vec(&serde_json::json!({
-        "version": "4",
-        "status": "firing",
-        "alerts": [{
-            "status": "firing",
-            "labels": {"alertname": format!("Storm{i}"), "severity": "warning"},
-            "annotations": {},
-            "startsAt": "2026-11-29T12:00:00Z",
-            "endsAt": "0001-01-01T00:00:00Z",
-            "fingerprint": format!("{i:016x}"),
-        }],
-    }))
-    .unwrap()
+    webhook_body([
+        Alert::firing(json!({"alertname": format!("Storm{i}"), "severity": "warning"}))
+            .annotations(json!({}))
+            .starts_at("2026-11-29T12:00:00Z")
+            .ends_at("0001-01-01T00:00:00Z")
+            .fingerprint(&format!("{i:016x}")),
+    ])
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn every_alert_that_got_a_200_is_there_after_sigkill_and_restart() {
     let dir = tempfile::tempdir().unwrap();
-    let (mut child, url) = start(dir.path());
-    let client = Client {
-        url,
-        http: reqwest::Client::new(),
-        token: Some(TOKEN.into()),
-    };
+    let laojun = start(dir.path()).await;
+    let client = laojun.client(TOKEN);
 
     // Post from several tasks; kill the process while they are at it.
+    let answered = Arc::new(AtomicUsize::new(0));
     let mut tasks = Vec::new();
     for worker in 0..4 {
-        let c = client.clone();
+        let (c, answered) = (client.clone(), answered.clone());
         tasks.push(tokio::spawn(async move {
             let mut accepted = Vec::new();
             for n in 0..10_000 {
@@ -80,7 +55,10 @@ async fn every_alert_that_got_a_200_is_there_after_sigkill_and_restart() {
                     .send()
                     .await;
                 match resp {
-                    Ok(r) if r.status() == 200 => accepted.push(i),
+                    Ok(r) if r.status() == 200 => {
+                        accepted.push(i);
+                        answered.fetch_add(1, Ordering::SeqCst);
+                    }
                     Ok(r) => assert_eq!(r.status(), 503, "only 200 or 503 before the kill"),
                     Err(_) => break, // the process is gone
                 }
@@ -88,9 +66,11 @@ async fn every_alert_that_got_a_200_is_there_after_sigkill_and_restart() {
             accepted
         }));
     }
-    tokio::time::sleep(std::time::Duration::from_millis(700)).await;
-    child.kill().expect("SIGKILL");
-    child.wait().unwrap();
+    eventually("the storm to get going", async || {
+        (answered.load(Ordering::SeqCst) > 200).then_some(())
+    })
+    .await;
+    laojun.kill();
     let mut accepted = Vec::new();
     for t in tasks {
         accepted.extend(t.await.unwrap());
@@ -101,12 +81,8 @@ async fn every_alert_that_got_a_200_is_there_after_sigkill_and_restart() {
         accepted.len()
     );
 
-    let (mut child, url) = start(dir.path());
-    let client = Client {
-        url,
-        http: reqwest::Client::new(),
-        token: Some(TOKEN.into()),
-    };
+    let laojun = start(dir.path()).await;
+    let client = laojun.client(TOKEN);
     let (_, list) = client.get("/api/v1/incidents?limit=10000").await;
     let stored: std::collections::HashSet<String> = list
         .as_array()
@@ -148,8 +124,7 @@ async fn every_alert_that_got_a_200_is_there_after_sigkill_and_restart() {
     let (status, answer) = client.post("/api/v1/alerts", alert_body(accepted[0])).await;
     assert_eq!(status, 200);
     assert_eq!(answer["repeats"], 1, "{answer}");
-    child.kill().unwrap();
-    child.wait().unwrap();
+    laojun.kill();
 }
 
 /// An HTTP endpoint that holds every request open while `hang` is set and
@@ -178,6 +153,8 @@ async fn endpoint() -> Endpoint {
                 let path = head.split_whitespace().nth(1).unwrap_or("").to_string();
                 seen.lock().unwrap().push(path);
                 if h.load(Ordering::SeqCst) {
+                    // The hanging backend the test kills laojun in front
+                    // of; not a barrier.
                     tokio::time::sleep(std::time::Duration::from_secs(120)).await;
                 }
                 let _ = sock
@@ -204,29 +181,19 @@ async fn after_sigkill_mid_step_a_non_idempotent_step_is_interrupted_and_an_idem
     std::fs::write(root.path().join("runbooks/probe.yaml"), runbook("probe", true)).unwrap();
     let data = tempfile::tempdir().unwrap();
 
-    let (mut child, url) = start_in(data.path(), root.path());
-    let client = Client {
-        url,
-        http: reqwest::Client::new(),
-        token: Some(TOKEN.into()),
-    };
+    let laojun = start_in(data.path(), root.path()).await;
+    let client = laojun.client(TOKEN);
     assert_eq!(client.post("/api/v1/runbooks/charge/runs", vec![]).await.0, 202);
     assert_eq!(client.post("/api/v1/runbooks/probe/runs", vec![]).await.0, 202);
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    while ep.hits.lock().unwrap().len() < 2 {
-        assert!(std::time::Instant::now() < deadline, "both runs reach their http step");
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
-    child.kill().expect("SIGKILL");
-    child.wait().unwrap();
+    eventually("both runs to reach their http step", async || {
+        (ep.hits.lock().unwrap().len() >= 2).then_some(())
+    })
+    .await;
+    laojun.kill();
 
     ep.hang.store(false, std::sync::atomic::Ordering::SeqCst);
-    let (mut child, url) = start_in(data.path(), root.path());
-    let client = Client {
-        url,
-        http: reqwest::Client::new(),
-        token: Some(TOKEN.into()),
-    };
+    let laojun = start_in(data.path(), root.path()).await;
+    let client = laojun.client(TOKEN);
     let charge = client.wait_run("RUN-1", &["interrupted", "succeeded", "failed"]).await;
     let probe = client.wait_run("RUN-2", &["interrupted", "succeeded", "failed"]).await;
     assert_eq!(charge["status"], "interrupted", "{charge:#}");
@@ -244,6 +211,5 @@ async fn after_sigkill_mid_step_a_non_idempotent_step_is_interrupted_and_an_idem
         2,
         "the idempotent call ran again: {hits:?}"
     );
-    child.kill().unwrap();
-    child.wait().unwrap();
+    laojun.kill();
 }

@@ -1,0 +1,25 @@
+//! Every integration and end-to-end test, as one test binary: each file
+//! here used to be its own binary linking the whole engine (kube, the AWS
+//! SDK), which on two cores cost more link time than the tests take to run.
+//! Fixtures stay in `tests/fixtures/`; shared helpers are in `support`.
+
+mod support;
+
+mod alertmanager_e2e;
+mod auth;
+mod bad_input;
+mod crash_cycles;
+mod crash_recovery;
+mod fake_kube;
+mod full_chain;
+mod intake_api;
+mod kubernetes;
+mod overload;
+mod postmortem;
+mod restart;
+mod route53;
+mod runs;
+mod secrets;
+mod store_unavailable;
+mod tls;
+mod validate;
