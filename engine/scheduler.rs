@@ -43,9 +43,15 @@ impl Clock for SystemClock {
 }
 
 /// A clock that moves only when told to (for tests: no real minutes pass).
+/// It also tells who sleeps until when, so a test can wait until the
+/// scheduler has looked at the time and gone to sleep, instead of hoping a
+/// pause was long enough.
 pub struct ManualClock {
     now: Mutex<DateTime<Utc>>,
     moved: Notify,
+    /// The deadline of every `sleep_until` now waiting.
+    sleeping: Mutex<Vec<DateTime<Utc>>>,
+    fell_asleep: Notify,
 }
 
 impl ManualClock {
@@ -53,6 +59,8 @@ impl ManualClock {
         ManualClock {
             now: Mutex::new(start),
             moved: Notify::new(),
+            sleeping: Mutex::new(Vec::new()),
+            fell_asleep: Notify::new(),
         }
     }
 
@@ -60,19 +68,56 @@ impl ManualClock {
         *self.now.lock().unwrap_or_else(std::sync::PoisonError::into_inner) += by;
         self.moved.notify_waiters();
     }
+
+    /// Returns once `count` sleepers wait until exactly `at`.
+    pub async fn sleepers(&self, at: DateTime<Utc>, count: usize) {
+        loop {
+            let fell_asleep = self.fell_asleep.notified();
+            let asleep = lock(&self.sleeping).iter().filter(|t| **t == at).count();
+            if asleep >= count {
+                return;
+            }
+            fell_asleep.await;
+        }
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// Takes a sleeper's deadline off the list when its sleep ends or is dropped.
+struct Asleep<'a> {
+    clock: &'a ManualClock,
+    at: DateTime<Utc>,
+}
+
+impl Drop for Asleep<'_> {
+    fn drop(&mut self) {
+        let mut sleeping = lock(&self.clock.sleeping);
+        if let Some(i) = sleeping.iter().position(|t| *t == self.at) {
+            sleeping.swap_remove(i);
+        }
+    }
 }
 
 impl Clock for ManualClock {
     fn now(&self) -> DateTime<Utc> {
-        *self.now.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+        *lock(&self.now)
     }
 
     fn sleep_until(&self, at: DateTime<Utc>) -> BoxFuture<'_> {
         Box::pin(async move {
+            let mut asleep = None;
             loop {
                 let moved = self.moved.notified();
                 if self.now() >= at {
                     return;
+                }
+                if asleep.is_none() {
+                    lock(&self.sleeping).push(at);
+                    asleep = Some(Asleep { clock: self, at });
+                    self.fell_asleep.notify_waiters();
                 }
                 moved.await;
             }
@@ -242,11 +287,12 @@ mod tests {
         DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc)
     }
 
-    async fn settle() {
-        for _ in 0..20 {
-            tokio::task::yield_now().await;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    /// Waits until `count` schedulers have decided what is due and gone to
+    /// sleep until `at`: whatever they fire before then has fired.
+    async fn asleep_until(clock: &ManualClock, at: DateTime<Utc>, count: usize) {
+        tokio::time::timeout(std::time::Duration::from_secs(60), clock.sleepers(at, count))
+            .await
+            .unwrap_or_else(|_| panic!("no scheduler went to sleep until {at}"));
     }
 
     #[tokio::test]
@@ -258,16 +304,16 @@ mod tests {
         let fired = Arc::new(Recorder(Mutex::new(Vec::new())));
         let scheduler = Scheduler::new(&[playbook("0 9 * * *", false)], store, clock.clone(), fired.clone());
         tokio::spawn(scheduler.run());
-        settle().await;
+        asleep_until(&clock, at("2026-11-29T01:00:00Z"), 1).await;
         assert!(fired.0.lock().unwrap().is_empty());
         clock.advance(chrono::Duration::minutes(1));
-        settle().await;
+        asleep_until(&clock, at("2026-11-30T01:00:00Z"), 1).await;
         assert_eq!(
             *fired.0.lock().unwrap(),
             [("nightly".to_string(), at("2026-11-29T01:00:00Z"))]
         );
         clock.advance(chrono::Duration::hours(24));
-        settle().await;
+        asleep_until(&clock, at("2026-12-01T01:00:00Z"), 1).await;
         assert_eq!(fired.0.lock().unwrap().len(), 2);
         assert_eq!(fired.0.lock().unwrap()[1].1, at("2026-11-30T01:00:00Z"));
     }
@@ -283,9 +329,15 @@ mod tests {
                 .unwrap();
             let clock = Arc::new(ManualClock::new(at("2026-11-29T05:00:00Z")));
             let fired = Arc::new(Recorder(Mutex::new(Vec::new())));
-            let scheduler = Scheduler::new(&[playbook("0 9 * * *", catch_up)], store.clone(), clock, fired.clone());
+            let scheduler = Scheduler::new(
+                &[playbook("0 9 * * *", catch_up)],
+                store.clone(),
+                clock.clone(),
+                fired.clone(),
+            );
             tokio::spawn(scheduler.run());
-            settle().await;
+            // Catching up is done once it sleeps until the next firing.
+            asleep_until(&clock, at("2026-11-30T01:00:00Z"), 1).await;
             let got = fired.0.lock().unwrap().clone();
             assert_eq!(got.len(), expected, "catch_up {catch_up}: {got:?}");
             if catch_up {
@@ -316,9 +368,9 @@ mod tests {
             );
             tokio::spawn(s.run());
         }
-        settle().await;
+        asleep_until(&clock, at("2026-11-29T01:00:00Z"), 2).await;
         clock.advance(chrono::Duration::minutes(1));
-        settle().await;
+        asleep_until(&clock, at("2026-11-30T01:00:00Z"), 2).await;
         assert_eq!(fired.0.lock().unwrap().len(), 1, "{:?}", fired.0.lock().unwrap());
     }
 }
