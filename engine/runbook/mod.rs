@@ -2,6 +2,7 @@
 //! action with `with:` arguments. `load` reads one from YAML and reports
 //! every problem at its `file:line:col`.
 
+mod args;
 pub mod load;
 pub mod params;
 

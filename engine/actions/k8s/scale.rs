@@ -124,3 +124,18 @@ async fn scale(args: Args, cx: &Context<'_>) -> Result<Outcome, ActionError> {
         ),
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scale_by_accepts_the_documented_forms() {
+        assert_eq!(parse_scale_by("+2"), Some(ScaleBy::Add(2)));
+        assert_eq!(parse_scale_by("-1"), Some(ScaleBy::Add(-1)));
+        assert_eq!(parse_scale_by("x2"), Some(ScaleBy::Times(2.0)));
+        assert_eq!(parse_scale_by("*1.5"), Some(ScaleBy::Times(1.5)));
+        assert_eq!(parse_scale_by("2"), None);
+        assert_eq!(parse_scale_by("x-1"), None);
+    }
+}
