@@ -1,6 +1,24 @@
 //! laojun: incident and runbook automation. AlertManager alerts in, runbooks
 //! run against Kubernetes, Route53, Slack and HTTP, a timeline and a
 //! postmortem left behind.
+//!
+//! How the crate is laid out, top down (a module uses only those below it;
+//! docs/DESIGN.md has the table with each module's allowed dependencies):
+//!
+//! - The edges: `cli` (the `laojun` commands, one runtime), `client` (the
+//!   typed API client the CLI and the tests use), `serve` (serving an
+//!   engine), `server` (the HTTP routes).
+//! - Assembly: `engine` (`Engine::builder(config).store(..).clock(..).start()`),
+//!   `effects` (what a committed change leads to).
+//! - Running: `executor` (runs and steps), `scheduler` (cron), `actions`
+//!   (one type per action, behind the `Action` enum).
+//! - Keeping: `writer` (the one thread that changes incidents), `ledger`
+//!   (alerts into incidents, runs, notes, resolves, audit as store writes),
+//!   `store` (the `Store` trait, sled), `postmortem`, `metrics`.
+//! - What users write: `catalog`, `runbook`, `playbook`, `template`,
+//!   `script` (the Rhai sandbox), `secret`, `config`.
+//! - Plain data and parsing: `ids`, `incident`, `run`, `alert`, `matcher`,
+//!   `severity`, `yaml`, `decode`, `diag`, and `allocator` (the binary's).
 
 pub mod actions;
 pub mod alert;
