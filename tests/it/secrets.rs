@@ -92,7 +92,12 @@ steps:
     ] {
         answers.push(c.send_raw(Method::GET, path, "").await.unwrap().to_string());
     }
-    answers.push(c.postmortem("INC-1").await.unwrap());
+    // This root has no postmortem template, so the answer is an error:
+    // whichever it is, it is checked.
+    answers.push(match c.postmortem("INC-1").await {
+        Ok(markdown) => markdown,
+        Err(e) => e.to_string(),
+    });
     answers.push(ApiClient::new(&laojun.url, None).metrics().await.unwrap());
     let logs = laojun.kill();
     assert!(logs.contains("\"level\":\"TRACE\""), "the logs were at trace level");
