@@ -409,6 +409,26 @@ impl ApiClient {
         self.json(request, "JSON").await
     }
 
+    /// Any route with any body, answered as the HTTP response itself
+    /// whatever its status: for callers that check the HTTP of an answer
+    /// (a `202 Accepted`, a content type). Only no answer is an error.
+    pub async fn send_raw_response(
+        &self,
+        method: Method,
+        path: &str,
+        body: impl Into<reqwest::Body>,
+    ) -> Result<reqwest::Response, ClientError> {
+        self.request(method, path)
+            .header(reqwest::header::CONTENT_TYPE, "application/json")
+            .body(body)
+            .send()
+            .await
+            .map_err(|source| ClientError::Connect {
+                server: self.base.clone(),
+                source,
+            })
+    }
+
     fn request(&self, method: Method, path: &str) -> reqwest::RequestBuilder {
         let request = self
             .http

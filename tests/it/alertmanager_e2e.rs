@@ -7,6 +7,9 @@ use std::net::TcpListener;
 use std::process::{Child, Command, Stdio};
 
 use crate::support::{self, eventually, Server, TOKEN};
+use laojun::client::{IncidentDetail, IncidentQuery};
+use laojun::incident::Status;
+use laojun::severity::Severity;
 use serde_json::{json, Value};
 
 fn free_port() -> u16 {
@@ -110,27 +113,26 @@ async fn alerts_flow_from_alertmanager_to_one_incident_repeat_without_duplicates
     .await;
 
     let incident = eventually("the incident to open", async || {
-        let (_, list) = c.get("/api/v1/incidents").await;
-        list.as_array().and_then(|l| l.first().cloned())
+        let list = c.incidents(&IncidentQuery::default()).await.ok()?;
+        list.into_iter().next()
     })
     .await;
-    assert_eq!(incident["playbook"], "service-down");
-    assert_eq!(incident["severity"], "P0", "the ServiceDown playbook says P0");
-    assert_eq!(incident["title"], "checkout is down");
-    let id = incident["id"].as_str().unwrap().to_string();
+    assert_eq!(incident.playbook, "service-down");
+    assert_eq!(incident.severity, Severity::P0, "the ServiceDown playbook says P0");
+    assert_eq!(incident.title, "checkout is down");
+    let id = incident.id;
     // The playbook's runbooks add their own events meanwhile; what a repeat
     // must not add is an alert event.
-    let alert_events = |incident: &serde_json::Value| {
-        incident["timeline"]
-            .as_array()
-            .unwrap()
+    let alert_events = |incident: &IncidentDetail| {
+        incident
+            .timeline
             .iter()
-            .filter(|e| e["kind"].as_str().is_some_and(|k| k.starts_with("alert_")))
+            .filter(|e| e.what.kind_name().starts_with("alert_"))
             .count()
     };
-    let (_, with_timeline) = c.get(&format!("/api/v1/incidents/{id}")).await;
+    let with_timeline = c.incident(id).await.unwrap();
     let events_before = alert_events(&with_timeline);
-    assert_eq!(events_before, 1, "{with_timeline:#}");
+    assert_eq!(events_before, 1, "{with_timeline:#?}");
 
     // AlertManager resends the group every repeat_interval (2 s) and we
     // push the same alert again: still one incident, same timeline.
@@ -139,9 +141,9 @@ async fn alerts_flow_from_alertmanager_to_one_incident_repeat_without_duplicates
         json!({"labels": labels, "annotations": {"summary": "checkout is down"}, "startsAt": starts_at}),
     )
     .await;
-    let metrics_url = format!("{}/metrics", server.url);
+    let scraper = server.client_as(None);
     eventually("AlertManager to repeat the notification", async || {
-        let text = reqwest::get(&metrics_url).await.ok()?.text().await.ok()?;
+        let text = scraper.metrics().await.ok()?;
         (metric(
             &text,
             "laojun_alerts_received_total{outcome=\"repeat\",status=\"firing\"}",
@@ -149,33 +151,28 @@ async fn alerts_flow_from_alertmanager_to_one_incident_repeat_without_duplicates
             .then_some(())
     })
     .await;
-    let (_, list) = c.get("/api/v1/incidents").await;
-    assert_eq!(
-        list.as_array().unwrap().len(),
-        1,
-        "a repeat opened another incident: {list}"
-    );
-    let (_, again) = c.get(&format!("/api/v1/incidents/{id}")).await;
+    let list = c.incidents(&IncidentQuery::default()).await.unwrap();
+    assert_eq!(list.len(), 1, "a repeat opened another incident: {list:#?}");
+    let again = c.incident(id).await.unwrap();
     assert_eq!(
         alert_events(&again),
         events_before,
-        "a repeat added to the timeline: {again:#}"
+        "a repeat added to the timeline: {again:#?}"
     );
-    assert!(again["alerts"][0]["repeats"].as_u64().unwrap() >= 1);
+    assert!(again.incident.alerts[0].repeats >= 1);
 
     // Resolve it in AlertManager: laojun resolves the incident.
     push(&am, json!({"labels": labels, "annotations": {"summary": "checkout is down"}, "startsAt": starts_at, "endsAt": chrono::Utc::now().to_rfc3339()})).await;
     let resolved = eventually("the incident to resolve", async || {
-        let (_, inc) = c.get(&format!("/api/v1/incidents/{id}")).await;
-        (inc["status"] == "resolved").then_some(inc)
+        let inc = c.incident(id).await.ok()?;
+        (inc.incident.status == Status::Resolved).then_some(inc)
     })
     .await;
     // The alert's own story, in order (the playbook's run adds its events in between).
-    let kinds: Vec<&str> = resolved["timeline"]
-        .as_array()
-        .unwrap()
+    let kinds: Vec<&str> = resolved
+        .timeline
         .iter()
-        .map(|e| e["kind"].as_str().unwrap())
+        .map(|e| e.what.kind_name())
         .filter(|k| !matches!(*k, "run_started" | "step" | "run_finished" | "run_not_started"))
         .collect();
     assert_eq!(
@@ -188,7 +185,7 @@ async fn alerts_flow_from_alertmanager_to_one_incident_repeat_without_duplicates
             "status_changed"
         ]
     );
-    assert!(resolved["alerts"][0]["ends_at"].is_string());
+    assert!(resolved.incident.alerts[0].ends_at.is_some());
     drop(am);
     server.stop().await;
 }

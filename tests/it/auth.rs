@@ -1,7 +1,10 @@
 //! Every route refuses a missing or wrong token, and each role can do
 //! exactly what it is for: viewer reads, operator acts, webhook posts alerts.
 
-use crate::support::{fixture, Server, TOKEN};
+use crate::support::{fixture, params, Server, TOKEN};
+use laojun::client::{ApiClient, ClientError, RunRequest};
+use laojun::incident::{EventKind, NoteKind};
+use serde_json::{json, Value};
 
 const VIEWER: &str = "viewer-token-0123456789";
 const OPERATOR: &str = "operator-token-0123456789";
@@ -25,12 +28,9 @@ const ROUTES: &[(&str, &str)] = &[
     ("POST", "/api/v1/automation/resume"),
 ];
 
-async fn send(url: &str, method: &str, path: &str, token: Option<&str>) -> u16 {
-    let http = reqwest::Client::new();
-    let mut r = http.request(method.parse().unwrap(), format!("{url}{path}"));
-    if let Some(t) = token {
-        r = r.bearer_auth(t);
-    }
+/// What `client` gets for `method path`: the route table is probed with raw
+/// requests, with the body a route needs where it needs one.
+async fn send(client: &ApiClient, method: &str, path: &str) -> Result<Value, ClientError> {
     let body = if path.ends_with("/alerts") {
         fixture("firing-single.json")
     } else if path.ends_with("/notes") {
@@ -38,13 +38,7 @@ async fn send(url: &str, method: &str, path: &str, token: Option<&str>) -> u16 {
     } else {
         Vec::new()
     };
-    r.header("content-type", "application/json")
-        .body(body)
-        .send()
-        .await
-        .unwrap()
-        .status()
-        .as_u16()
+    client.send_raw(method.parse().unwrap(), path, body).await
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -61,71 +55,83 @@ async fn every_route_refuses_a_missing_or_wrong_token_and_roles_do_what_they_are
         }
     })
     .await;
-    for (method, path) in ROUTES {
-        assert_eq!(
-            send(&server.url, method, path, None).await,
-            401,
-            "{method} {path} without a token"
-        );
-        assert_eq!(
-            send(&server.url, method, path, Some("not-a-token")).await,
-            401,
-            "{method} {path} with a wrong token"
-        );
+    let (anonymous, wrong, prefix) = (
+        server.client_as(None),
+        server.client_as(Some("not-a-token")),
         // A token's prefix is not the token.
-        assert_eq!(
-            send(&server.url, method, path, Some(&TOKEN[..10])).await,
-            401,
-            "{method} {path} with a prefix"
-        );
+        server.client_as(Some(&TOKEN[..10])),
+    );
+    let (viewer, operator, webhook) = (
+        server.client_as(Some(VIEWER)),
+        server.client_as(Some(OPERATOR)),
+        server.client_as(Some(WEBHOOK)),
+    );
+    for (method, path) in ROUTES {
+        for (client, who) in [
+            (&anonymous, "without a token"),
+            (&wrong, "with a wrong token"),
+            (&prefix, "with a prefix"),
+        ] {
+            let answer = send(client, method, path).await;
+            assert!(
+                matches!(answer, Err(ClientError::Unauthorized { .. })),
+                "{method} {path} {who}: {answer:?}"
+            );
+        }
     }
     // The webhook token posts alerts and nothing else.
-    assert_eq!(send(&server.url, "POST", "/api/v1/alerts", Some(WEBHOOK)).await, 200);
+    webhook
+        .post_alerts(fixture("firing-single.json"))
+        .await
+        .expect("the webhook token posts alerts");
     for (method, path) in ROUTES.iter().filter(|(_, p)| !p.ends_with("/alerts")) {
-        assert_eq!(
-            send(&server.url, method, path, Some(WEBHOOK)).await,
-            403,
-            "webhook token on {method} {path}"
+        let answer = send(&webhook, method, path).await;
+        assert!(
+            matches!(answer, Err(ClientError::Forbidden { .. })),
+            "webhook token on {method} {path}: {answer:?}"
         );
     }
     // The viewer reads and may not act or post alerts.
     for (method, path) in ROUTES {
-        let status = send(&server.url, method, path, Some(VIEWER)).await;
+        let answer = send(&viewer, method, path).await;
         if *method == "GET" {
-            assert_ne!(status, 403, "viewer on {method} {path}");
-            assert_ne!(status, 401, "viewer on {method} {path}");
+            assert!(
+                !matches!(
+                    answer,
+                    Err(ClientError::Forbidden { .. } | ClientError::Unauthorized { .. })
+                ),
+                "viewer on {method} {path}: {answer:?}"
+            );
         } else {
-            assert_eq!(status, 403, "viewer on {method} {path}");
+            assert!(
+                matches!(answer, Err(ClientError::Forbidden { .. })),
+                "viewer on {method} {path}: {answer:?}"
+            );
         }
     }
     // The operator acts (and is named on the timeline) but does not post alerts.
-    assert_eq!(send(&server.url, "POST", "/api/v1/alerts", Some(OPERATOR)).await, 403);
-    assert_eq!(
-        send(&server.url, "POST", "/api/v1/incidents/INC-1/notes", Some(OPERATOR)).await,
-        200
-    );
-    let mut op = server.client();
-    op.token = Some(OPERATOR.into());
-    let (_, inc) = op.get("/api/v1/incidents/INC-1").await;
-    let note = inc["timeline"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|e| e["kind"] == "note")
-        .unwrap()
-        .clone();
-    assert_eq!(note["by"], "alice");
-    let refused = reqwest::Client::new()
-        .post(format!("{}/api/v1/automation/pause", server.url))
-        .bearer_auth(VIEWER)
-        .send()
+    let answer = operator.post_alerts(fixture("firing-single.json")).await;
+    assert!(matches!(answer, Err(ClientError::Forbidden { .. })), "{answer:?}");
+    send(&operator, "POST", "/api/v1/incidents/INC-1/notes")
         .await
+        .expect("the operator adds a note");
+    let inc = operator.incident("INC-1").await.unwrap();
+    let by = inc
+        .timeline
+        .iter()
+        .find_map(|e| match &e.what {
+            EventKind::Note { by, .. } => Some(by.as_str()),
+            _ => None,
+        })
         .unwrap();
-    let body: serde_json::Value = refused.json().await.unwrap();
-    assert_eq!(
-        body["error"],
-        "token `grafana` (viewer) may not POST /api/v1/automation/pause; it needs an operator or admin token"
-    );
+    assert_eq!(by, "alice");
+    match viewer.pause().await {
+        Err(ClientError::Forbidden { message }) => assert_eq!(
+            message,
+            "token `grafana` (viewer) may not POST /api/v1/automation/pause; it needs an operator or admin token"
+        ),
+        other => panic!("the viewer paused automation: {other:?}"),
+    }
     server.stop().await;
 }
 
@@ -140,45 +146,30 @@ async fn every_operator_action_is_in_the_audit_trail_with_who_did_it() {
             .push(serde_yaml::from_str(&format!("{{name: grafana, role: viewer, token: {VIEWER}}}")).unwrap());
     })
     .await;
-    let mut alice = server.client();
-    alice.token = Some(OPERATOR.into());
+    let alice = server.client_as(Some(OPERATOR));
     server
         .client()
-        .post("/api/v1/alerts", fixture("firing-single.json"))
-        .await;
-    alice
-        .post(
-            "/api/v1/incidents/INC-1/notes",
-            br#"{"kind": "note", "text": "looking"}"#.to_vec(),
-        )
-        .await;
-    alice.post("/api/v1/automation/pause", vec![]).await;
-    alice.post("/api/v1/automation/resume", vec![]).await;
-    let (_, a) = alice
-        .post(
-            "/api/v1/runbooks/slack-status-update/runs",
-            br#"{"dry_run": true, "params": {"text": "x"}}"#.to_vec(),
-        )
-        .await;
-    let run = a["id"].as_str().unwrap().to_string();
-    alice.post("/api/v1/incidents/INC-1/resolve", vec![]).await;
-    let mut viewer = server.client();
-    viewer.token = Some(VIEWER.into());
-    let (status, trail) = viewer.get("/api/v1/audit").await;
-    assert_eq!(status, 200);
-    let got: Vec<(String, String, String)> = trail
-        .as_array()
+        .post_alerts(fixture("firing-single.json"))
+        .await
+        .unwrap();
+    alice.add_note("INC-1", NoteKind::Note, "looking").await.unwrap();
+    alice.pause().await.unwrap();
+    alice.resume().await.unwrap();
+    let run = RunRequest {
+        dry_run: true,
+        params: params(json!({"text": "x"})),
+        ..RunRequest::default()
+    };
+    let run = alice
+        .start_run("slack-status-update", &run)
+        .await
         .unwrap()
-        .iter()
-        .rev()
-        .map(|r| {
-            (
-                r["by"].as_str().unwrap().into(),
-                r["action"].as_str().unwrap().into(),
-                r["target"].as_str().unwrap().into(),
-            )
-        })
-        .collect();
+        .id
+        .to_string();
+    alice.resolve("INC-1").await.unwrap();
+    let viewer = server.client_as(Some(VIEWER));
+    let trail = viewer.audit(None).await.expect("the viewer reads the audit trail");
+    let got: Vec<(String, String, String)> = trail.into_iter().rev().map(|r| (r.by, r.action, r.target)).collect();
     let want: Vec<(String, String, String)> = [
         ("alice", "note", "INC-1"),
         ("alice", "pause", "automation"),

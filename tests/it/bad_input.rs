@@ -1,7 +1,10 @@
 //! The bad-input table: hostile and broken inputs, and the answer each
 //! gets. Printed as a table (run with --nocapture) for the record.
 
-use crate::support::{root_with, webhook_body, Alert, Listener, Server, TOKEN};
+use crate::support::{first_run, root_with, run_to_end, wait_run, webhook_body, Alert, Listener, Server};
+use laojun::client::{IncidentQuery, RunRequest};
+use laojun::run::{RunStatus, StepStatus};
+use reqwest::Method;
 use serde_json::{json, Value};
 
 fn alert_body(labels: Value, starts_at: &str) -> Vec<u8> {
@@ -127,34 +130,25 @@ async fn hostile_and_broken_inputs_get_a_clear_answer_and_change_nothing_else() 
     ];
     let mut table = vec![("input".to_string(), "answer".to_string(), "message".to_string())];
     for (name, path, body, status, message) in cases {
-        let resp = c
-            .http
-            .post(format!("{}{path}", c.url))
-            .bearer_auth(TOKEN)
-            .header("content-type", "application/json")
-            .body(body)
-            .send()
+        let e = c
+            .send_raw(Method::POST, path, body)
             .await
-            .unwrap();
-        let got = resp.status().as_u16();
-        let answer: Value = resp.json().await.unwrap_or(Value::Null);
-        let text = answer["error"].as_str().unwrap_or_default().to_string();
-        assert_eq!(got, status, "{name}: {answer}");
+            .expect_err("a bad input is refused");
+        let got = e.status().map_or(0, |s| s.as_u16());
+        let text = e.message().unwrap_or_default().to_string();
+        assert_eq!(got, status, "{name}: {e}");
         assert!(text.contains(message), "{name}: {text}");
         table.push((name.to_string(), got.to_string(), text.chars().take(90).collect()));
     }
-    let (_, incidents) = c.get("/api/v1/incidents").await;
-    assert_eq!(incidents, json!([]), "no bad body left anything behind");
+    let incidents = c.incidents(&IncidentQuery::default()).await.unwrap();
+    assert!(incidents.is_empty(), "no bad body left anything behind: {incidents:#?}");
 
     // Scripts that never end or never stop growing fail their step within their limits.
     for runbook in ["spin", "hog"] {
         let started = std::time::Instant::now();
-        let (_, a) = c
-            .post(&format!("/api/v1/runbooks/{runbook}/runs"), b"{}".to_vec())
-            .await;
-        let run = c.wait_run(a["id"].as_str().unwrap(), &["succeeded", "failed"]).await;
-        assert_eq!(run["status"], "failed");
-        let error = run["steps"][0]["error"].as_str().unwrap().to_string();
+        let run = run_to_end(&c, runbook, &RunRequest::default()).await;
+        assert_eq!(run.status, RunStatus::Failed);
+        let error = run.steps[0].error.clone().unwrap();
         assert!(error.contains("limit") || error.contains("too large"), "{error}");
         table.push((
             format!("Rhai `{runbook}` script"),
@@ -169,17 +163,16 @@ async fn hostile_and_broken_inputs_get_a_clear_answer_and_change_nothing_else() 
         ("admin\" || true || \"", "Rhai in a label"),
     ] {
         let body = alert_body(json!({"alertname": "Echo", "who": who}), "2026-11-29T12:00:00Z");
-        let (status, a) = c.post("/api/v1/alerts", body).await;
-        assert_eq!(status, 200, "{a}");
-        let id = a["opened"][0].as_str().unwrap().to_string();
-        let run_id = c.first_run(&id).await;
-        let run = c.wait_run(&run_id, &["succeeded", "failed"]).await;
-        assert_eq!(run["params"]["who"], who, "the label went in as a value");
+        let a = c.post_alerts(body).await.expect("the alert is stored");
+        let run_id = first_run(&c, a.opened[0]).await;
+        let run = wait_run(&c, run_id, &[RunStatus::Succeeded, RunStatus::Failed]).await;
+        assert_eq!(run.params["who"], who, "the label went in as a value");
         assert_eq!(
-            run["steps"][0]["status"], "skipped",
-            "`when` compared the label as a string: {run:#}"
+            run.steps[0].status,
+            StepStatus::Skipped,
+            "`when` compared the label as a string: {run:#?}"
         );
-        let said = run["steps"][1]["output"]["status"].clone();
+        let said = run.steps[1].output["status"].clone();
         assert_eq!(said, 200);
         table.push((
             case.to_string(),

@@ -10,7 +10,10 @@ use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use crate::support::{spawn_binary, webhook, Alert, Binary, TOKEN};
+use crate::support::{spawn_binary, webhook_body, Alert, Binary, TOKEN};
+use laojun::client::{ClientError, IncidentQuery, RunQuery};
+use laojun::ids::IncidentId;
+use laojun::run::RunStatus;
 use serde_json::json;
 
 const CYCLES: usize = 20;
@@ -76,24 +79,18 @@ async fn twenty_sigkills_during_a_storm_lose_nothing_and_repeat_nothing() {
                 loop {
                     let i = base + n;
                     n += 1;
-                    let body = webhook([
-                        Alert::firing(json!({"alertname": "Storm", "instance": format!("i{i}")}))
-                            .starts_at("2026-11-29T12:00:00Z")
-                            .fingerprint(&format!("{i:016x}")),
-                    ]);
-                    match c
-                        .http
-                        .post(format!("{}/api/v1/alerts", c.url))
-                        .bearer_auth(TOKEN)
-                        .json(&body)
-                        .send()
-                        .await
-                    {
-                        Ok(r) if r.status() == 200 => {
+                    let body =
+                        webhook_body([
+                            Alert::firing(json!({"alertname": "Storm", "instance": format!("i{i}")}))
+                                .starts_at("2026-11-29T12:00:00Z")
+                                .fingerprint(&format!("{i:016x}")),
+                        ]);
+                    match c.post_alerts(body).await {
+                        Ok(_) => {
                             acc.lock().unwrap().insert(format!("{i:016x}"));
                         }
-                        Ok(_) => {}
-                        Err(_) => return n,
+                        Err(ClientError::Connect { .. }) => return n,
+                        Err(_) => {}
                     }
                 }
             }));
@@ -122,15 +119,18 @@ async fn twenty_sigkills_during_a_storm_lose_nothing_and_repeat_nothing() {
             .map(|l| l["fields"]["incidents"].as_u64().unwrap_or(0) as usize)
             .sum::<usize>();
     laojun.wait_for_logs("run finished", going_on).await;
-    let (_, incidents) = client.get("/api/v1/incidents?limit=100000").await;
-    let incidents = incidents.as_array().unwrap().clone();
+    let incidents = client
+        .incidents(&IncidentQuery {
+            limit: Some(100000),
+            ..IncidentQuery::default()
+        })
+        .await
+        .unwrap();
     let accepted = accepted.lock().unwrap().clone();
     let mut by_fingerprint: HashMap<String, usize> = HashMap::new();
     for inc in &incidents {
-        for a in inc["alerts"].as_array().unwrap() {
-            *by_fingerprint
-                .entry(a["fingerprint"].as_str().unwrap().to_string())
-                .or_insert(0) += 1;
+        for a in &inc.alerts {
+            *by_fingerprint.entry(a.fingerprint.clone()).or_insert(0) += 1;
         }
     }
     let lost: Vec<&String> = accepted.iter().filter(|f| !by_fingerprint.contains_key(*f)).collect();
@@ -144,44 +144,35 @@ async fn twenty_sigkills_during_a_storm_lose_nothing_and_repeat_nothing() {
     assert!(doubled.is_empty(), "episodes in two incidents: {doubled:?}");
 
     // Timelines are whole and runs belong to stored incidents.
-    let ids: HashSet<String> = incidents
-        .iter()
-        .map(|i| i["id"].as_str().unwrap().to_string())
-        .collect();
+    let ids: HashSet<IncidentId> = incidents.iter().map(|i| i.id).collect();
     let mut runs = 0;
     for inc in incidents.iter().take(300) {
-        let (_, full) = client
-            .get(&format!("/api/v1/incidents/{}", inc["id"].as_str().unwrap()))
-            .await;
-        assert_eq!(
-            full["events"].as_u64().unwrap() as usize,
-            full["timeline"].as_array().unwrap().len(),
-            "{}",
-            inc["id"]
-        );
+        let full = client.incident(inc.id).await.unwrap();
+        assert_eq!(full.incident.events as usize, full.timeline.len(), "{}", inc.id);
     }
-    let (_, all_runs) = client.get("/api/v1/runs?limit=10000").await;
-    for run in all_runs.as_array().unwrap() {
+    let all_runs = client
+        .runs(&RunQuery {
+            limit: Some(10000),
+            ..RunQuery::default()
+        })
+        .await
+        .unwrap();
+    for run in &all_runs {
         runs += 1;
         assert!(
-            ids.contains(run["incident"].as_str().unwrap()),
+            run.incident.is_some_and(|i| ids.contains(&i)),
             "run {} belongs to no stored incident",
-            run["id"]
+            run.id
         );
         assert!(
-            !matches!(run["status"].as_str(), Some("running" | "pending")),
+            !matches!(run.status, RunStatus::Running | RunStatus::Pending),
             "run {} left {}",
-            run["id"],
-            run["status"]
+            run.id,
+            run.status.as_str()
         );
     }
-    let with_runs: HashSet<&str> = all_runs
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter_map(|r| r["incident"].as_str())
-        .collect();
-    let runless: Vec<&String> = ids.iter().filter(|id| !with_runs.contains(id.as_str())).collect();
+    let with_runs: HashSet<IncidentId> = all_runs.iter().filter_map(|r| r.incident).collect();
+    let runless: Vec<&IncidentId> = ids.iter().filter(|id| !with_runs.contains(id)).collect();
     assert!(
         runless.is_empty(),
         "{} incidents whose remediation was silently lost, e.g. {:?}",
@@ -191,12 +182,7 @@ async fn twenty_sigkills_during_a_storm_lose_nothing_and_repeat_nothing() {
     let hits = hits.lock().unwrap().clone();
     let twice: Vec<(&String, &usize)> = hits.iter().filter(|(_, n)| **n > 1).collect();
     assert!(twice.is_empty(), "a non-idempotent step ran twice: {twice:?}");
-    let interrupted = all_runs
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|r| r["status"] == "interrupted")
-        .count();
+    let interrupted = all_runs.iter().filter(|r| r.status == RunStatus::Interrupted).count();
     eprintln!(
         "{CYCLES} SIGKILL cycles: {sent} alerts sent, {} got a 200, all {} stored; {} incidents, 0 duplicates; {runs} runs ({interrupted} interrupted, {going_on} carried on by the last start), {} charge calls, none twice",
         accepted.len(),

@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use crate::support::{eventually, root_with, Listener, Server};
+use crate::support::{eventually, root_with, wait_run, Listener, Server};
 use chrono::Utc;
 use laojun::run::{Run, RunStatus, StepRecord, StepStatus, TriggerKind};
 use laojun::store::{SledStore, Store, Write};
@@ -91,18 +91,23 @@ async fn a_non_idempotent_step_is_interrupted_and_an_idempotent_one_runs_again()
     .await;
     let c = server.client();
 
-    let interrupted = c.wait_run("RUN-1", &["interrupted", "succeeded", "failed"]).await;
-    assert_eq!(interrupted["status"], "interrupted", "{interrupted}");
-    assert_eq!(interrupted["steps"][0]["status"], "interrupted");
-    assert_eq!(interrupted["steps"][1]["status"], "pending", "the run stopped there");
+    let finished = [RunStatus::Interrupted, RunStatus::Succeeded, RunStatus::Failed];
+    let interrupted = wait_run(&c, "RUN-1", &finished).await;
+    assert_eq!(interrupted.status, RunStatus::Interrupted, "{interrupted:?}");
+    assert_eq!(interrupted.steps[0].status, StepStatus::Interrupted);
+    assert_eq!(
+        interrupted.steps[1].status,
+        StepStatus::Pending,
+        "the run stopped there"
+    );
     assert!(
-        interrupted["reason"].as_str().unwrap().contains("not idempotent"),
-        "{interrupted}"
+        interrupted.reason.as_deref().unwrap().contains("not idempotent"),
+        "{interrupted:?}"
     );
 
-    let rerun = c.wait_run("RUN-2", &["interrupted", "succeeded", "failed"]).await;
-    assert_eq!(rerun["status"], "succeeded", "{rerun}");
-    assert_eq!(rerun["steps"][1]["attempts"], 1);
+    let rerun = wait_run(&c, "RUN-2", &finished).await;
+    assert_eq!(rerun.status, RunStatus::Succeeded, "{rerun:?}");
+    assert_eq!(rerun.steps[1].attempts, 1);
 
     // The interrupted run's warning is posted from a task of its own, so it
     // may come after RUN-2 is done: wait for both posts.

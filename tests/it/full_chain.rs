@@ -14,6 +14,9 @@ use std::time::Duration;
 
 use crate::support::{self, eventually, Listener, Server, TOKEN};
 use fake_kube::FakeKube;
+use laojun::incident::Status;
+use laojun::run::RunStatus;
+use laojun::severity::Severity;
 
 struct Process(Child);
 
@@ -134,15 +137,15 @@ async fn a_prometheus_service_down_alert_is_remediated_resolved_and_written_up()
     down.store(true, Ordering::SeqCst);
     let c = server.client();
     let run = eventually("the rollback run to finish", async || {
-        let (status, run) = c.get("/api/v1/runs/RUN-1").await;
-        (status == 200 && matches!(run["status"].as_str(), Some("succeeded" | "failed"))).then_some(run)
+        let run = c.run("RUN-1").await.ok()?;
+        matches!(run.status, RunStatus::Succeeded | RunStatus::Failed).then_some(run)
     })
     .await;
-    assert_eq!(run["status"], "succeeded", "{run:#}");
-    let (_, inc) = c.get("/api/v1/incidents/INC-1").await;
-    assert_eq!(inc["severity"], "P0");
-    assert_eq!(inc["playbook"], "service-down");
-    assert_eq!(inc["title"], format!("Service 127.0.0.1:{target_port} is down"));
+    assert_eq!(run.status, RunStatus::Succeeded, "{run:#?}");
+    let inc = c.incident("INC-1").await.unwrap().incident;
+    assert_eq!(inc.severity, Severity::P0);
+    assert_eq!(inc.playbook, "service-down");
+    assert_eq!(inc.title, format!("Service 127.0.0.1:{target_port} is down"));
     let dep = kube.get("deployments", "prod", "checkout").unwrap();
     assert_eq!(
         dep["spec"]["template"]["spec"]["containers"][0]["image"],
@@ -157,8 +160,8 @@ async fn a_prometheus_service_down_alert_is_remediated_resolved_and_written_up()
     // It comes back: the alert resolves, and so does the incident.
     down.store(false, Ordering::SeqCst);
     eventually("the incident to resolve", async || {
-        let (_, inc) = c.get("/api/v1/incidents/INC-1").await;
-        (inc["status"] == "resolved").then_some(())
+        let inc = c.incident("INC-1").await.ok()?;
+        (inc.incident.status == Status::Resolved).then_some(())
     })
     .await;
     let file = server.data_dir.join("postmortems/INC-1.md");

@@ -2,14 +2,14 @@
 //! AlertManager body, dedup, the answers bad input gets, notes and resolve.
 
 use crate::support::{fixture, Server, FIXTURES, TOKEN};
-use serde_json::{json, Value};
+use laojun::client::{ClientError, IncidentQuery};
+use laojun::ids::IncidentId;
+use laojun::incident::{EventKind, Incident, NoteKind, Status};
+use laojun::severity::Severity;
+use reqwest::Method;
 
-fn ids(list: &Value) -> Vec<String> {
-    list.as_array()
-        .unwrap()
-        .iter()
-        .map(|i| i["id"].as_str().unwrap().to_string())
-        .collect()
+fn ids(list: &[Incident]) -> Vec<IncidentId> {
+    list.iter().map(|i| i.id).collect()
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -17,38 +17,34 @@ async fn every_captured_body_is_accepted_and_resending_them_creates_nothing_new(
     let server = Server::start().await;
     let c = server.client();
     for name in FIXTURES {
-        let (status, body) = c.post("/api/v1/alerts", fixture(name)).await;
-        assert_eq!(status, 200, "{name}: {body}");
-        assert_eq!(body["status"], "stored");
+        let answer = c
+            .post_alerts(fixture(name))
+            .await
+            .unwrap_or_else(|e| panic!("{name}: {e}"));
+        assert_eq!(answer.status, "stored");
     }
-    let (_, before) = c.get("/api/v1/incidents").await;
+    let before = c.incidents(&IncidentQuery::default()).await.unwrap();
     let timelines_before: Vec<usize> = {
         let mut v = Vec::new();
         for id in ids(&before) {
-            v.push(
-                c.get(&format!("/api/v1/incidents/{id}")).await.1["timeline"]
-                    .as_array()
-                    .unwrap()
-                    .len(),
-            );
+            v.push(c.incident(id).await.unwrap().timeline.len());
         }
         v
     };
     // AlertManager resends on every group_interval, and an HA pair sends twice.
     for _ in 0..2 {
         for name in FIXTURES {
-            let (status, body) = c.post("/api/v1/alerts", fixture(name)).await;
-            assert_eq!(status, 200);
-            assert_eq!(body["opened"], json!([]), "{name}: a resend opened an incident");
+            let answer = c.post_alerts(fixture(name)).await.unwrap();
+            assert!(
+                answer.opened.is_empty(),
+                "{name}: a resend opened an incident: {answer:?}"
+            );
         }
     }
-    let (_, after) = c.get("/api/v1/incidents").await;
+    let after = c.incidents(&IncidentQuery::default()).await.unwrap();
     assert_eq!(ids(&before), ids(&after));
     for (i, id) in ids(&after).iter().enumerate() {
-        let timeline = c.get(&format!("/api/v1/incidents/{id}")).await.1["timeline"]
-            .as_array()
-            .unwrap()
-            .len();
+        let timeline = c.incident(id).await.unwrap().timeline.len();
         assert_eq!(timeline, timelines_before[i], "{id}: a resend added timeline events");
     }
     server.stop().await;
@@ -58,31 +54,39 @@ async fn every_captured_body_is_accepted_and_resending_them_creates_nothing_new(
 async fn a_firing_alert_opens_an_incident_and_its_resolve_closes_it() {
     let server = Server::start().await;
     let c = server.client();
-    let (_, r) = c.post("/api/v1/alerts", fixture("firing-single.json")).await;
-    let id = r["opened"][0].as_str().unwrap().to_string();
-    let (status, inc) = c.get(&format!("/api/v1/incidents/{id}")).await;
-    assert_eq!(status, 200);
-    assert_eq!(inc["status"], "open");
-    assert_eq!(inc["severity"], "P1", "severity=critical maps to P1");
-    assert_eq!(inc["title"], "HighErrorRate on web-1");
-    assert_eq!(inc["resolved_at"], Value::Null);
-    assert_eq!(inc["alerts"][0]["fingerprint"], "0033d16c8f77dffe");
-    let kinds: Vec<&str> = inc["timeline"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| e["kind"].as_str().unwrap())
-        .collect();
+    let r = c.post_alerts(fixture("firing-single.json")).await.unwrap();
+    let id = r.opened[0];
+    let detail = c.incident(id).await.expect("the incident is there");
+    let inc = &detail.incident;
+    assert_eq!(inc.status, Status::Open);
+    assert_eq!(inc.severity, Severity::P1, "severity=critical maps to P1");
+    assert_eq!(inc.title, "HighErrorRate on web-1");
+    assert_eq!(inc.resolved_at, None);
+    assert_eq!(inc.alerts[0].fingerprint, "0033d16c8f77dffe");
+    let kinds: Vec<&str> = detail.timeline.iter().map(|e| e.what.kind_name()).collect();
     assert_eq!(kinds, ["opened", "severity_set", "alert_fired"]);
 
-    let (_, r) = c.post("/api/v1/alerts", fixture("resolved-single.json")).await;
-    assert_eq!(r["resolved"], 1);
-    let (_, inc) = c.get(&format!("/api/v1/incidents/{id}")).await;
-    assert_eq!(inc["status"], "resolved");
-    assert!(inc["resolved_at"].is_string());
-    let (_, open) = c.get("/api/v1/incidents?status=open").await;
+    let r = c.post_alerts(fixture("resolved-single.json")).await.unwrap();
+    assert_eq!(r.resolved, 1);
+    let inc = c.incident(id).await.unwrap().incident;
+    assert_eq!(inc.status, Status::Resolved);
+    assert!(inc.resolved_at.is_some());
+    let open = c
+        .incidents(&IncidentQuery {
+            status: Some(Status::Open),
+            ..IncidentQuery::default()
+        })
+        .await
+        .unwrap();
     assert!(!ids(&open).contains(&id));
-    let (_, resolved) = c.get("/api/v1/incidents?status=resolved&severity=P1").await;
+    let resolved = c
+        .incidents(&IncidentQuery {
+            status: Some(Status::Resolved),
+            severity: Some(Severity::P1),
+            ..IncidentQuery::default()
+        })
+        .await
+        .unwrap();
     assert_eq!(ids(&resolved), [id]);
     server.stop().await;
 }
@@ -109,21 +113,27 @@ async fn bad_input_gets_its_status_and_a_message_a_person_understands() {
         (vec![b' '; 65 * 1024], 413, "larger than the limit"),
     ];
     for (body, status, message) in cases {
-        let (got, answer) = c.post("/api/v1/alerts", body).await;
-        assert_eq!(got, status, "{answer}");
-        assert!(answer["error"].as_str().unwrap().contains(message), "{answer}");
+        let e = c
+            .send_raw(Method::POST, "/api/v1/alerts", body)
+            .await
+            .expect_err("a bad body is refused");
+        assert!(matches!(e, ClientError::BadRequest { .. }), "{e:?}");
+        assert_eq!(e.status().map(|s| s.as_u16()), Some(status), "{e}");
+        assert!(e.message().unwrap().contains(message), "{e}");
     }
 
-    let mut anonymous = c.clone();
-    anonymous.token = None;
-    let (status, answer) = anonymous.post("/api/v1/alerts", good.clone()).await;
-    assert_eq!(status, 401);
-    assert!(answer["error"].as_str().unwrap().contains("needs a token"));
-    let mut wrong = c.clone();
-    wrong.token = Some("wrong".into());
-    assert_eq!(wrong.post("/api/v1/alerts", good.clone()).await.0, 401);
-    assert_eq!(wrong.get("/api/v1/incidents").await.0, 401);
+    let anonymous = server.client_as(None);
+    match anonymous.post_alerts(good.clone()).await {
+        Err(ClientError::Unauthorized { message }) => assert!(message.contains("needs a token"), "{message}"),
+        other => panic!("an alert without a token got {other:?}"),
+    }
+    let wrong = server.client_as(Some("wrong"));
+    let answer = wrong.post_alerts(good.clone()).await;
+    assert!(matches!(answer, Err(ClientError::Unauthorized { .. })), "{answer:?}");
+    let answer = wrong.incidents(&IncidentQuery::default()).await;
+    assert!(matches!(answer, Err(ClientError::Unauthorized { .. })), "{answer:?}");
     // AlertManager's basic_auth, with the token as password, is accepted too.
+    // Plain reqwest: ApiClient only sends bearer tokens.
     let resp = reqwest::Client::new()
         .post(format!("{}/api/v1/alerts", server.url))
         .basic_auth("alertmanager", Some(TOKEN))
@@ -147,17 +157,15 @@ async fn bad_input_gets_its_status_and_a_message_a_person_understands() {
         ),
         ("/api/v1/incidents?sev=P1", 400, "unknown field `sev`"),
     ] {
-        let (got, answer) = c.get(path).await;
-        assert_eq!(got, status, "{path}: {answer}");
-        assert!(answer["error"].as_str().unwrap().contains(message), "{path}: {answer}");
+        let e = c
+            .send_raw(Method::GET, path, "")
+            .await
+            .expect_err("a bad path is refused");
+        assert_eq!(e.status().map(|s| s.as_u16()), Some(status), "{path}: {e}");
+        assert!(e.message().unwrap().contains(message), "{path}: {e}");
     }
     // The failures are counted in /metrics, by outcome.
-    let metrics = reqwest::get(format!("{}/metrics", server.url))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = server.client_as(None).metrics().await.unwrap();
     for line in [
         "laojun_webhooks_received_total{outcome=\"bad_request\"} 5",
         "laojun_webhooks_received_total{outcome=\"too_large\"} 1",
@@ -174,61 +182,59 @@ async fn bad_input_gets_its_status_and_a_message_a_person_understands() {
 async fn notes_and_resolve_by_hand_land_on_the_timeline_with_who_did_it() {
     let server = Server::start().await;
     let c = server.client();
-    c.post("/api/v1/alerts", fixture("firing-grouped.json")).await;
-    let (status, _) = c
-        .post(
+    c.post_alerts(fixture("firing-grouped.json")).await.unwrap();
+    c.add_note("INC-1", NoteKind::RootCause, "pool too small")
+        .await
+        .expect("the note is stored");
+    // No such kind of note: only a raw request can send it.
+    let e = c
+        .send_raw(
+            Method::POST,
             "/api/v1/incidents/INC-1/notes",
-            br#"{"kind":"root_cause","text":"pool too small"}"#.to_vec(),
+            r#"{"kind":"gossip","text":"x"}"#,
         )
-        .await;
-    assert_eq!(status, 200);
-    let (status, answer) = c
-        .post(
-            "/api/v1/incidents/INC-1/notes",
-            br#"{"kind":"gossip","text":"x"}"#.to_vec(),
-        )
-        .await;
-    assert_eq!(status, 400, "{answer}");
-    assert!(answer["error"].as_str().unwrap().contains("root_cause"), "{answer}");
-    let (status, inc) = c.post("/api/v1/incidents/INC-1/resolve", vec![]).await;
-    assert_eq!(status, 200, "{inc}");
-    assert_eq!(inc["status"], "resolved");
-    let (status, answer) = c.post("/api/v1/incidents/INC-1/resolve", vec![]).await;
-    assert_eq!(status, 409, "{answer}");
-    let (_, inc) = c.get("/api/v1/incidents/INC-1").await;
-    let timeline = inc["timeline"].as_array().unwrap();
-    let note = timeline.iter().find(|e| e["kind"] == "note").unwrap();
-    assert_eq!(note["text"], "pool too small");
-    assert_eq!(note["by"], "api-token");
+        .await
+        .expect_err("an unknown kind of note is refused");
+    assert_eq!(e.status().map(|s| s.as_u16()), Some(400), "{e}");
+    assert!(e.message().unwrap().contains("root_cause"), "{e}");
+    let inc = c.resolve("INC-1").await.expect("INC-1 resolves");
+    assert_eq!(inc.status, Status::Resolved);
+    let answer = c.resolve("INC-1").await;
+    assert!(matches!(answer, Err(ClientError::Conflict { .. })), "{answer:?}");
+    let timeline = c.incident("INC-1").await.unwrap().timeline;
+    let (text, by) = timeline
+        .iter()
+        .find_map(|e| match &e.what {
+            EventKind::Note { text, by, .. } => Some((text.as_str(), by.as_str())),
+            _ => None,
+        })
+        .unwrap();
+    assert_eq!(text, "pool too small");
+    assert_eq!(by, "api-token");
     let last = timeline.last().unwrap();
-    assert_eq!(
-        (last["kind"].as_str(), last["to"].as_str()),
-        (Some("status_changed"), Some("resolved"))
+    assert!(
+        matches!(
+            last.what,
+            EventKind::StatusChanged {
+                to: Status::Resolved,
+                ..
+            }
+        ),
+        "{last:?}"
     );
     // The group's alerts fire again (a repeat): the resolved incident stays
     // resolved and no new one opens.
-    let (_, r) = c.post("/api/v1/alerts", fixture("firing-grouped.json")).await;
-    assert_eq!(r["opened"], json!([]));
+    let r = c.post_alerts(fixture("firing-grouped.json")).await.unwrap();
+    assert!(r.opened.is_empty(), "{r:?}");
     server.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn health_and_runbooks_answer() {
     let server = Server::start().await;
-    let health = reqwest::get(format!("{}/healthz", server.url)).await.unwrap();
-    assert_eq!(health.status(), 200);
-    let (status, runbooks) = server.client().get("/api/v1/runbooks").await;
-    assert_eq!(status, 200);
-    let rollback = runbooks
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|r| r["name"] == "rollback-deployment")
-        .unwrap();
-    assert!(rollback["params"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .any(|p| p["name"] == "namespace" && p["required"] == true));
+    server.client_as(None).healthz().await.expect("/healthz answers");
+    let runbooks = server.client().runbooks().await.unwrap();
+    let rollback = runbooks.iter().find(|r| r.name == "rollback-deployment").unwrap();
+    assert!(rollback.params.iter().any(|p| p.name == "namespace" && p.required));
     server.stop().await;
 }

@@ -7,8 +7,11 @@ use crate::support;
 use std::process::Command;
 use std::time::Duration;
 
-use crate::support::{root_with, Alert, Listener, Server};
+use crate::support::{root_with, run_to_end, wait_run, with_params, Alert, Listener, Server};
 use ::fake_kube::FakeKube;
+use laojun::client::RunRequest;
+use laojun::incident::{EventKind, Status};
+use laojun::run::{RunStatus, StepStatus};
 use serde_json::{json, Value};
 
 /// Seeds `prod/checkout` at revision 2 (image v2) over revision 1 (v1).
@@ -77,13 +80,20 @@ async fn a_service_down_alert_rolls_the_deployment_back_notifies_slack_and_times
     .starts_at("2026-11-29T12:00:00Z")
     .ends_at("0001-01-01T00:00:00Z")
     .fingerprint("5e11d0c0ffee0001")]);
-    let (status, answer) = c.post("/api/v1/alerts", alert).await;
-    assert_eq!(status, 200, "{answer}");
-    let run = c
-        .wait_run("RUN-1", &["succeeded", "failed", "refused", "interrupted"])
-        .await;
-    assert_eq!(run["status"], "succeeded", "{run:#}");
-    assert_eq!(run["runbook"], "rollback-deployment");
+    c.post_alerts(alert).await.expect("the alert is stored");
+    let run = wait_run(
+        &c,
+        "RUN-1",
+        &[
+            RunStatus::Succeeded,
+            RunStatus::Failed,
+            RunStatus::Refused,
+            RunStatus::Interrupted,
+        ],
+    )
+    .await;
+    assert_eq!(run.status, RunStatus::Succeeded, "{run:#?}");
+    assert_eq!(run.runbook, "rollback-deployment");
 
     let dep = kube.get("deployments", "prod", "checkout").unwrap();
     assert_eq!(
@@ -96,13 +106,14 @@ async fn a_service_down_alert_rolls_the_deployment_back_notifies_slack_and_times
         "3",
         "as after kubectl rollout undo, the old template is the newest revision"
     );
-    let rollback = &run["steps"][1];
-    assert_eq!(rollback["output"]["from_revision"], 2);
-    assert_eq!(rollback["output"]["to_revision"], 1);
+    let rollback = &run.steps[1];
+    assert_eq!(rollback.output["from_revision"], 2);
+    assert_eq!(rollback.output["to_revision"], 1);
     assert_eq!(
-        run["steps"][2]["status"], "succeeded",
-        "verify waited for the rollout: {}",
-        run["steps"][2]
+        run.steps[2].status,
+        StepStatus::Succeeded,
+        "verify waited for the rollout: {:?}",
+        run.steps[2]
     );
 
     let texts: Vec<String> = slack
@@ -122,22 +133,24 @@ async fn a_service_down_alert_rolls_the_deployment_back_notifies_slack_and_times
     let context = &slack.bodies()[0]["blocks"][1]["elements"][0]["text"];
     assert_eq!(context, "*INC-1* · P0 · Service 10.0.0.7:8080 is down");
 
-    let (_, inc) = c.get("/api/v1/incidents/INC-1").await;
-    let steps: Vec<&Value> = inc["timeline"]
-        .as_array()
-        .unwrap()
+    let inc = c.incident("INC-1").await.unwrap();
+    let steps: Vec<(&str, Option<i64>)> = inc
+        .timeline
         .iter()
-        .filter(|e| e["kind"] == "step" && e["status"] == "succeeded")
+        .filter_map(|e| match &e.what {
+            EventKind::Step {
+                step,
+                status: StepStatus::Succeeded,
+                duration_ms,
+                ..
+            } => Some((step.as_str(), *duration_ms)),
+            _ => None,
+        })
         .collect();
-    let ids: Vec<&str> = steps.iter().map(|e| e["step"].as_str().unwrap()).collect();
+    let ids: Vec<&str> = steps.iter().map(|(step, _)| *step).collect();
     assert_eq!(ids, ["announce", "rollback", "verify", "report"]);
-    assert!(
-        steps
-            .iter()
-            .all(|e| e["duration_ms"].as_i64().is_some_and(|ms| ms >= 0)),
-        "{steps:?}"
-    );
-    assert_eq!(inc["status"], "mitigated");
+    assert!(steps.iter().all(|(_, ms)| ms.is_some_and(|ms| ms >= 0)), "{steps:?}");
+    assert_eq!(inc.incident.status, Status::Mitigated);
     server.stop().await;
 }
 
@@ -225,15 +238,8 @@ async fn rollback_scale_and_selector_switch_leave_the_same_state_as_kubectl() {
             json!({"namespace": "by-laojun", "service": "checkout"}),
         ),
     ] {
-        let (status, a) = c
-            .post(
-                &format!("/api/v1/runbooks/{runbook}/runs"),
-                serde_json::to_vec(&json!({"params": params})).unwrap(),
-            )
-            .await;
-        assert_eq!(status, 202, "{a}");
-        let run = c.wait_run(a["id"].as_str().unwrap(), &["succeeded", "failed"]).await;
-        assert_eq!(run["status"], "succeeded", "{runbook}: {run:#}");
+        let run = run_to_end(&c, runbook, &with_params(params)).await;
+        assert_eq!(run.status, RunStatus::Succeeded, "{runbook}: {run:#?}");
     }
 
     let theirs = kube.get("deployments", "by-kubectl", "checkout").unwrap();
@@ -268,17 +274,14 @@ async fn a_dry_run_asks_the_api_server_for_a_dry_run_and_changes_nothing() {
     let server = server(support::repo().to_path_buf(), dir.path().join("kubeconfig"), &slack).await;
     let c = server.client();
     kube.clear_requests();
-    let body = json!({"dry_run": true, "params": {"namespace": "prod", "deployment": "checkout"}});
-    let (_, a) = c
-        .post(
-            "/api/v1/runbooks/rollback-deployment/runs",
-            serde_json::to_vec(&body).unwrap(),
-        )
-        .await;
-    let run = c.wait_run(a["id"].as_str().unwrap(), &["succeeded", "failed"]).await;
-    assert_eq!(run["status"], "succeeded", "{run:#}");
+    let body = RunRequest {
+        dry_run: true,
+        ..with_params(json!({"namespace": "prod", "deployment": "checkout"}))
+    };
+    let run = run_to_end(&c, "rollback-deployment", &body).await;
+    assert_eq!(run.status, RunStatus::Succeeded, "{run:#?}");
     assert_eq!(
-        run["steps"][1]["summary"],
+        run.steps[1].summary.as_deref().unwrap(),
         "would roll back deployment/checkout in prod from revision 2 (registry.example/checkout:v2) to revision 1 (registry.example/checkout:v1)"
     );
     let after = kube.get("deployments", "prod", "checkout").unwrap();
@@ -308,47 +311,30 @@ async fn a_conflict_from_the_api_server_is_retried_and_a_missing_deployment_is_n
     let server = server(support::repo().to_path_buf(), dir.path().join("kubeconfig"), &slack).await;
     let c = server.client();
     kube.fail_next(1, 409);
-    let body = json!({"params": {"namespace": "prod", "deployment": "checkout"}});
-    let (_, a) = c
-        .post(
-            "/api/v1/runbooks/restart-deployment/runs",
-            serde_json::to_vec(&body).unwrap(),
-        )
-        .await;
-    let run = c.wait_run(a["id"].as_str().unwrap(), &["succeeded", "failed"]).await;
+    let body = with_params(json!({"namespace": "prod", "deployment": "checkout"}));
+    let run = run_to_end(&c, "restart-deployment", &body).await;
     // restart-deployment does not retry: the 409 fails it, as its YAML says.
-    assert_eq!(run["status"], "failed", "{run:#}");
-    assert!(run["steps"][0]["error"].as_str().unwrap().contains("(409)"), "{run:#}");
+    assert_eq!(run.status, RunStatus::Failed, "{run:#?}");
+    assert!(run.steps[0].error.as_deref().unwrap().contains("(409)"), "{run:#?}");
 
     kube.fail_next(1, 409);
-    let (_, a) = c
-        .post(
-            "/api/v1/runbooks/rollback-deployment/runs",
-            serde_json::to_vec(&body).unwrap(),
-        )
-        .await;
-    let run = c.wait_run(a["id"].as_str().unwrap(), &["succeeded", "failed"]).await;
-    assert_eq!(run["status"], "succeeded", "{run:#}");
+    let run = run_to_end(&c, "rollback-deployment", &body).await;
+    assert_eq!(run.status, RunStatus::Succeeded, "{run:#?}");
     assert_eq!(
-        run["steps"][1]["attempts"], 2,
-        "rollback has retries: 3, so the conflict was retried: {run:#}"
+        run.steps[1].attempts, 2,
+        "rollback has retries: 3, so the conflict was retried: {run:#?}"
     );
 
-    let body = json!({"params": {"namespace": "prod", "deployment": "nope"}});
-    let (_, a) = c
-        .post(
-            "/api/v1/runbooks/rollback-deployment/runs",
-            serde_json::to_vec(&body).unwrap(),
-        )
-        .await;
-    let run = c.wait_run(a["id"].as_str().unwrap(), &["succeeded", "failed"]).await;
-    assert_eq!(run["steps"][1]["attempts"], 1, "a 404 is not retried");
+    let body = with_params(json!({"namespace": "prod", "deployment": "nope"}));
+    let run = run_to_end(&c, "rollback-deployment", &body).await;
+    assert_eq!(run.steps[1].attempts, 1, "a 404 is not retried");
     assert!(
-        run["steps"][1]["error"]
-            .as_str()
+        run.steps[1]
+            .error
+            .as_deref()
             .unwrap()
             .contains("deployment/nope in prod"),
-        "{run:#}"
+        "{run:#?}"
     );
     server.stop().await;
 }
@@ -364,16 +350,10 @@ async fn throttling_and_unavailable_api_servers_are_retried_and_the_incident_goe
     let c = server.client();
     kube.clear_requests();
     kube.fail_next(1, 429);
-    let body = json!({"params": {"namespace": "prod", "deployment": "checkout"}});
-    let (_, a) = c
-        .post(
-            "/api/v1/runbooks/rollback-deployment/runs",
-            serde_json::to_vec(&body).unwrap(),
-        )
-        .await;
-    let run = c.wait_run(a["id"].as_str().unwrap(), &["succeeded", "failed"]).await;
-    assert_eq!(run["status"], "succeeded", "{run:#}");
-    assert_eq!(run["steps"][0]["attempts"], 2, "Slack's 429 was retried: {run:#}");
+    let body = with_params(json!({"namespace": "prod", "deployment": "checkout"}));
+    let run = run_to_end(&c, "rollback-deployment", &body).await;
+    assert_eq!(run.status, RunStatus::Succeeded, "{run:#?}");
+    assert_eq!(run.steps[0].attempts, 2, "Slack's 429 was retried: {run:#?}");
     // laojun's own retry: the listener answered 429, then 200 to the same post.
     let posts = slack.bodies();
     assert!(posts.len() >= 2, "{posts:?}");
@@ -385,7 +365,11 @@ async fn throttling_and_unavailable_api_servers_are_retried_and_the_incident_goe
         "{posts:?}"
     );
     assert_eq!(posts[1], posts[0], "the second request is the retried post");
-    assert_eq!(run["steps"][0]["status"], "succeeded", "on its second attempt: {run:#}");
+    assert_eq!(
+        run.steps[0].status,
+        StepStatus::Succeeded,
+        "on its second attempt: {run:#?}"
+    );
     // kube-rs retries 429/503 itself before our step retries do; whoever
     // retried, the request that got the 429 was made again and the rollback
     // went through.
@@ -399,7 +383,7 @@ async fn throttling_and_unavailable_api_servers_are_retried_and_the_incident_goe
         calls.len() >= 2 && calls[1..].contains(&calls[0]),
         "the request answered 429 was made again: {calls:?}"
     );
-    assert_eq!(run["steps"][1]["status"], "succeeded", "{run:#}");
+    assert_eq!(run.steps[1].status, StepStatus::Succeeded, "{run:#?}");
     server.stop().await;
 }
 
@@ -413,11 +397,10 @@ async fn an_api_server_that_keeps_failing_fails_the_step_within_its_timeout() {
     let server = server(root.path().to_path_buf(), dir.path().join("kubeconfig"), &slack).await;
     let c = server.client();
     kube.fail_next(100_000, 503);
-    let (_, a) = c.post("/api/v1/runbooks/quick/runs", b"{}".to_vec()).await;
-    let run = c.wait_run(a["id"].as_str().unwrap(), &["succeeded", "failed"]).await;
-    assert_eq!(run["status"], "failed", "{run:#}");
-    assert_eq!(run["steps"][0]["attempts"], 2);
-    let error = run["steps"][0]["error"].as_str().unwrap();
+    let run = run_to_end(&c, "quick", &RunRequest::default()).await;
+    assert_eq!(run.status, RunStatus::Failed, "{run:#?}");
+    assert_eq!(run.steps[0].attempts, 2);
+    let error = run.steps[0].error.as_deref().unwrap();
     assert!(
         error.contains("(503)") || error.contains("timed out after 2s"),
         "{error}"

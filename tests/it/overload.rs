@@ -4,43 +4,38 @@
 
 use std::collections::HashSet;
 
-use crate::support::{webhook, Alert, Server, TOKEN};
+use crate::support::{webhook_body, Alert, Server};
+use laojun::client::{ClientError, IncidentQuery};
 use serde_json::json;
 
 #[tokio::test(flavor = "multi_thread")]
 async fn overflow_gets_503_and_every_retried_alert_is_stored_once() {
     let server = Server::start_with(|c| c.intake.queue_capacity = 2).await;
-    let url = format!("{}/api/v1/alerts", server.url);
-    let http = reqwest::Client::new();
+    let client = server.client();
     let senders = 64;
     let per_sender = 25;
     let mut tasks = Vec::new();
     for s in 0..senders {
-        let (http, url) = (http.clone(), url.clone());
+        let client = client.clone();
         tasks.push(tokio::spawn(async move {
             let mut refused = 0;
             for n in 0..per_sender {
-                let body = webhook([Alert::firing(json!({"alertname": format!("Storm{s}-{n}")}))
+                let body = webhook_body([Alert::firing(json!({"alertname": format!("Storm{s}-{n}")}))
                     .starts_at("2026-11-29T12:00:00Z")
                     .fingerprint(&format!("{s:08x}{n:08x}"))]);
                 loop {
-                    let r = http
-                        .post(&url)
-                        .bearer_auth(TOKEN)
-                        .json(&body)
-                        .send()
-                        .await
-                        .expect("the server answers");
-                    match r.status().as_u16() {
-                        200 => break,
-                        503 => {
-                            assert_eq!(r.headers()["retry-after"], "1");
+                    match client.post_alerts(body.clone()).await {
+                        Ok(_) => break,
+                        Err(ClientError::Server {
+                            status, retry_after, ..
+                        }) if status == 503 => {
+                            assert_eq!(retry_after, Some(1));
                             refused += 1;
                             // A sender's pause before it resends, as
                             // AlertManager backs off; not a barrier.
                             tokio::time::sleep(std::time::Duration::from_millis(5)).await;
                         }
-                        other => panic!("a storm got {other}; only 200 or 503 are allowed"),
+                        Err(other) => panic!("a storm got {other}; only 200 or 503 are allowed"),
                     }
                 }
             }
@@ -55,13 +50,15 @@ async fn overflow_gets_503_and_every_retried_alert_is_stored_once() {
         refused > 0,
         "a queue of 2 under 64 senders never filled; the test proves nothing"
     );
-    let (_, list) = server.client().get("/api/v1/incidents?limit=10000").await;
-    let titles: Vec<&str> = list
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|i| i["title"].as_str().unwrap())
-        .collect();
+    let list = server
+        .client()
+        .incidents(&IncidentQuery {
+            limit: Some(10000),
+            ..IncidentQuery::default()
+        })
+        .await
+        .unwrap();
+    let titles: Vec<&str> = list.iter().map(|i| i.title.as_str()).collect();
     let unique: HashSet<&&str> = titles.iter().collect();
     assert_eq!(titles.len(), senders * per_sender, "every alert stored");
     assert_eq!(unique.len(), titles.len(), "none stored twice");
@@ -78,12 +75,11 @@ async fn overflow_gets_503_and_every_retried_alert_is_stored_once() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_storm_of_grouped_bodies_keeps_every_alert_and_event_of_the_incidents_it_joins() {
     let server = Server::start().await;
-    let url = format!("{}/api/v1/alerts", server.url);
-    let http = reqwest::Client::new();
+    let client = server.client();
     let (senders, bodies, per_body, groups) = (16, 10, 50, 3);
     let mut tasks = Vec::new();
     for s in 0..senders {
-        let (http, url) = (http.clone(), url.clone());
+        let client = client.clone();
         tasks.push(tokio::spawn(async move {
             for b in 0..bodies {
                 let alerts = (0..per_body).map(|a| {
@@ -91,8 +87,7 @@ async fn a_storm_of_grouped_bodies_keeps_every_alert_and_event_of_the_incidents_
                         .starts_at("2026-11-29T12:00:00Z")
                         .fingerprint(&format!("{s:04x}{b:04x}{a:04x}"))
                 });
-                let r = http.post(&url).bearer_auth(TOKEN).json(&webhook(alerts)).send().await.unwrap();
-                assert_eq!(r.status(), 200);
+                client.post_alerts(webhook_body(alerts)).await.expect("a grouped body is stored");
             }
         }));
     }
@@ -100,25 +95,25 @@ async fn a_storm_of_grouped_bodies_keeps_every_alert_and_event_of_the_incidents_
         t.await.unwrap();
     }
     let c = server.client();
-    let (_, list) = c.get("/api/v1/incidents?limit=100").await;
-    let list = list.as_array().unwrap();
+    let list = c
+        .incidents(&IncidentQuery {
+            limit: Some(100),
+            ..IncidentQuery::default()
+        })
+        .await
+        .unwrap();
     assert_eq!(list.len(), groups, "{list:#?}");
     let mut stored = HashSet::new();
-    for inc in list {
-        let (_, full) = c
-            .get(&format!("/api/v1/incidents/{}", inc["id"].as_str().unwrap()))
-            .await;
-        let alerts = full["alerts"].as_array().unwrap();
-        assert_eq!(full["alert_count"].as_u64().unwrap() as usize, alerts.len());
-        let timeline = full["timeline"].as_array().unwrap();
-        assert_eq!(full["events"].as_u64().unwrap() as usize, timeline.len());
-        let fired = timeline.iter().filter(|e| e["kind"] == "alert_fired").count();
+    for inc in &list {
+        let full = c.incident(inc.id).await.unwrap();
+        let alerts = &full.incident.alerts;
+        assert_eq!(full.incident.alert_count as usize, alerts.len());
+        let timeline = &full.timeline;
+        assert_eq!(full.incident.events as usize, timeline.len());
+        let fired = timeline.iter().filter(|e| e.what.kind_name() == "alert_fired").count();
         assert_eq!(fired, alerts.len(), "one alert_fired event per alert, none overwritten");
         for a in alerts {
-            assert!(
-                stored.insert(a["fingerprint"].as_str().unwrap().to_string()),
-                "stored twice: {a}"
-            );
+            assert!(stored.insert(a.fingerprint.clone()), "stored twice: {a:?}");
         }
     }
     assert_eq!(stored.len(), senders * bodies * per_body, "every alert stored");

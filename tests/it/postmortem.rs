@@ -9,6 +9,7 @@ use std::collections::BTreeMap;
 use crate::support::{eventually, fixture, Listener, Server};
 use chrono::{DateTime, Utc};
 use laojun::alert::Status as AlertStatus;
+use laojun::client::ClientError;
 use laojun::incident::{Event, EventKind, Incident, IncidentAlert, NoteKind, Status};
 use laojun::run::{Run, RunStatus, StepRecord, StepStatus, TriggerKind};
 use laojun::severity::Severity;
@@ -340,13 +341,9 @@ async fn resolving_an_incident_writes_its_postmortem_serves_it_and_tells_slack()
     })
     .await;
     let c = server.client();
-    c.post("/api/v1/alerts", fixture("firing-single.json")).await;
-    c.post(
-        "/api/v1/incidents/INC-1/notes",
-        br#"{"kind": "root_cause", "text": "a bad deploy"}"#.to_vec(),
-    )
-    .await;
-    c.post("/api/v1/alerts", fixture("resolved-single.json")).await;
+    c.post_alerts(fixture("firing-single.json")).await.unwrap();
+    c.add_note("INC-1", NoteKind::RootCause, "a bad deploy").await.unwrap();
+    c.post_alerts(fixture("resolved-single.json")).await.unwrap();
     let file = server.data_dir.join("postmortems/INC-1.md");
     eventually(&format!("the postmortem file at {}", file.display()), async || {
         file.exists().then_some(())
@@ -355,14 +352,13 @@ async fn resolving_an_incident_writes_its_postmortem_serves_it_and_tells_slack()
     let written = std::fs::read_to_string(&file).unwrap();
     assert!(written.starts_with("# 事件报告 - HighErrorRate on web-1"), "{written}");
     assert!(written.contains("a bad deploy"));
-    let served = reqwest::Client::new()
-        .get(format!("{}/api/v1/incidents/INC-1/postmortem", server.url))
-        .bearer_auth(support::TOKEN)
-        .send()
+    // The content type is a header, which only the raw response shows.
+    let response = c
+        .send_raw_response(reqwest::Method::GET, "/api/v1/incidents/INC-1/postmortem", "")
         .await
         .unwrap();
-    assert_eq!(served.headers()["content-type"], "text/markdown; charset=utf-8");
-    let served = served.text().await.unwrap();
+    assert_eq!(response.headers()["content-type"], "text/markdown; charset=utf-8");
+    let served = c.postmortem("INC-1").await.unwrap();
     assert_eq!(served.lines().next(), written.lines().next());
     eventually("the Slack summary", async || (!slack.bodies().is_empty()).then_some(())).await;
     let summary = slack.bodies()[0]["text"].as_str().unwrap().to_string();
@@ -374,6 +370,7 @@ async fn resolving_an_incident_writes_its_postmortem_serves_it_and_tells_slack()
         summary.ends_with("Postmortem: https://laojun.example/api/v1/incidents/INC-1/postmortem"),
         "{summary}"
     );
-    assert_eq!(c.get("/api/v1/incidents/INC-404/postmortem").await.0, 404);
+    let missing = c.postmortem("INC-404").await;
+    assert!(matches!(missing, Err(ClientError::NotFound { .. })), "{missing:?}");
     server.stop().await;
 }

@@ -4,7 +4,9 @@
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
-use crate::support::{self, eventually, spawn_binary, webhook_body, Alert, Binary, TOKEN};
+use crate::support::{self, eventually, spawn_binary, wait_run, webhook_body, Alert, Binary, TOKEN};
+use laojun::client::{ClientError, IncidentQuery, RunRequest};
+use laojun::run::{RunStatus, StepStatus};
 use serde_json::json;
 
 async fn start(data_dir: &std::path::Path) -> Binary {
@@ -47,20 +49,17 @@ async fn every_alert_that_got_a_200_is_there_after_sigkill_and_restart() {
             let mut accepted = Vec::new();
             for n in 0..10_000 {
                 let i = worker * 100_000 + n;
-                let resp = c
-                    .http
-                    .post(format!("{}/api/v1/alerts", c.url))
-                    .bearer_auth(TOKEN)
-                    .body(alert_body(i))
-                    .send()
-                    .await;
-                match resp {
-                    Ok(r) if r.status() == 200 => {
+                match c.post_alerts(alert_body(i)).await {
+                    Ok(_) => {
                         accepted.push(i);
                         answered.fetch_add(1, Ordering::SeqCst);
                     }
-                    Ok(r) => assert_eq!(r.status(), 503, "only 200 or 503 before the kill"),
-                    Err(_) => break, // the process is gone
+                    Err(ClientError::Connect { .. }) => break, // the process is gone
+                    Err(e) => assert_eq!(
+                        e.status().map(|s| s.as_u16()),
+                        Some(503),
+                        "only 200 or 503 before the kill: {e}"
+                    ),
                 }
             }
             accepted
@@ -83,13 +82,14 @@ async fn every_alert_that_got_a_200_is_there_after_sigkill_and_restart() {
 
     let laojun = start(dir.path()).await;
     let client = laojun.client(TOKEN);
-    let (_, list) = client.get("/api/v1/incidents?limit=10000").await;
-    let stored: std::collections::HashSet<String> = list
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|i| i["alerts"][0]["fingerprint"].as_str().unwrap().to_string())
-        .collect();
+    let list = client
+        .incidents(&IncidentQuery {
+            limit: Some(10000),
+            ..IncidentQuery::default()
+        })
+        .await
+        .unwrap();
+    let stored: std::collections::HashSet<String> = list.iter().map(|i| i.alerts[0].fingerprint.clone()).collect();
     let missing: Vec<&usize> = accepted
         .iter()
         .filter(|i| !stored.contains(&format!("{i:016x}")))
@@ -106,24 +106,14 @@ async fn every_alert_that_got_a_200_is_there_after_sigkill_and_restart() {
         accepted.len(),
         stored.len()
     );
-    let mut numbers: Vec<u64> = list
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|i| i["id"].as_str().unwrap()[4..].parse().unwrap())
-        .collect();
+    let mut numbers: Vec<u64> = list.iter().map(|i| i.id.number()).collect();
     numbers.sort_unstable();
     numbers.dedup();
-    assert_eq!(
-        numbers.len(),
-        list.as_array().unwrap().len(),
-        "no incident id was handed out twice"
-    );
+    assert_eq!(numbers.len(), list.len(), "no incident id was handed out twice");
 
     // Resending an accepted alert after the restart is a repeat.
-    let (status, answer) = client.post("/api/v1/alerts", alert_body(accepted[0])).await;
-    assert_eq!(status, 200);
-    assert_eq!(answer["repeats"], 1, "{answer}");
+    let answer = client.post_alerts(alert_body(accepted[0])).await.unwrap();
+    assert_eq!(answer.repeats, 1, "{answer:?}");
     laojun.kill();
 }
 
@@ -183,8 +173,9 @@ async fn after_sigkill_mid_step_a_non_idempotent_step_is_interrupted_and_an_idem
 
     let laojun = start_in(data.path(), root.path()).await;
     let client = laojun.client(TOKEN);
-    assert_eq!(client.post("/api/v1/runbooks/charge/runs", vec![]).await.0, 202);
-    assert_eq!(client.post("/api/v1/runbooks/probe/runs", vec![]).await.0, 202);
+    let run = RunRequest::default();
+    client.start_run("charge", &run).await.expect("charge starts");
+    client.start_run("probe", &run).await.expect("probe starts");
     eventually("both runs to reach their http step", async || {
         (ep.hits.lock().unwrap().len() >= 2).then_some(())
     })
@@ -194,12 +185,13 @@ async fn after_sigkill_mid_step_a_non_idempotent_step_is_interrupted_and_an_idem
     ep.hang.store(false, std::sync::atomic::Ordering::SeqCst);
     let laojun = start_in(data.path(), root.path()).await;
     let client = laojun.client(TOKEN);
-    let charge = client.wait_run("RUN-1", &["interrupted", "succeeded", "failed"]).await;
-    let probe = client.wait_run("RUN-2", &["interrupted", "succeeded", "failed"]).await;
-    assert_eq!(charge["status"], "interrupted", "{charge:#}");
-    assert_eq!(charge["steps"][0]["status"], "interrupted");
-    assert_eq!(charge["steps"][1]["status"], "pending");
-    assert_eq!(probe["status"], "succeeded", "{probe:#}");
+    let finished = [RunStatus::Interrupted, RunStatus::Succeeded, RunStatus::Failed];
+    let charge = wait_run(&client, "RUN-1", &finished).await;
+    let probe = wait_run(&client, "RUN-2", &finished).await;
+    assert_eq!(charge.status, RunStatus::Interrupted, "{charge:#?}");
+    assert_eq!(charge.steps[0].status, StepStatus::Interrupted);
+    assert_eq!(charge.steps[1].status, StepStatus::Pending);
+    assert_eq!(probe.status, RunStatus::Succeeded, "{probe:#?}");
     let hits = ep.hits.lock().unwrap().clone();
     assert_eq!(
         hits.iter().filter(|p| *p == "/charge").count(),

@@ -7,8 +7,11 @@ use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
-use crate::support::{self, eventually, root_with, Alert, Server};
+use crate::support::{self, eventually, root_with, run_to_end, with_params, Alert, Server};
 use aws_sdk_route53::types::{Change, ChangeAction, ChangeBatch, ResourceRecord, ResourceRecordSet, RrType};
+use laojun::client::RunRequest;
+use laojun::incident::EventKind;
+use laojun::run::RunStatus;
 use serde_json::json;
 
 struct Moto {
@@ -190,32 +193,26 @@ async fn failover_upserts_the_standby_target_guards_with_from_and_dry_runs_chang
     })
     .await;
     let c = server.client();
-    let run = |body: serde_json::Value, runbook: &'static str| {
+    let run = |body: RunRequest, runbook: &'static str| {
         let c = c.clone();
-        async move {
-            let (status, a) = c
-                .post(
-                    &format!("/api/v1/runbooks/{runbook}/runs"),
-                    serde_json::to_vec(&body).unwrap(),
-                )
-                .await;
-            assert_eq!(status, 202, "{a}");
-            c.wait_run(a["id"].as_str().unwrap(), &["succeeded", "failed"]).await
-        }
+        async move { run_to_end(&c, runbook, &body).await }
     };
 
     // A dry run shows the change batch and changes nothing.
     let dry = run(
-        json!({"dry_run": true, "params": {"zone": zone_id, "to": "standby.example.com"}}),
+        RunRequest {
+            dry_run: true,
+            ..with_params(json!({"zone": zone_id, "to": "standby.example.com"}))
+        },
         "dns",
     )
     .await;
-    assert_eq!(dry["status"], "succeeded", "{dry:#}");
+    assert_eq!(dry.status, RunStatus::Succeeded, "{dry:#?}");
     assert_eq!(
-        dry["steps"][0]["output"]["would_change"][0]["values"],
+        dry.steps[0].output["would_change"][0]["values"],
         json!(["standby.example.com"])
     );
-    assert_eq!(dry["steps"][0]["output"]["previous"], json!(["primary.example.com"]));
+    assert_eq!(dry.steps[0].output["previous"], json!(["primary.example.com"]));
     assert_eq!(
         record_values(&client, &zone_id, "api.example.com").await[0].2,
         ["primary.example.com"]
@@ -223,27 +220,28 @@ async fn failover_upserts_the_standby_target_guards_with_from_and_dry_runs_chang
 
     // `from` that does not match what the record holds stops the step, untried again.
     let guarded = run(
-        json!({"params": {"zone": zone_id, "from": "elsewhere.example.com", "to": "standby.example.com"}}),
+        with_params(json!({"zone": zone_id, "from": "elsewhere.example.com", "to": "standby.example.com"})),
         "dns",
     )
     .await;
-    assert_eq!(guarded["status"], "failed");
-    assert_eq!(guarded["steps"][0]["attempts"], 1);
+    assert_eq!(guarded.status, RunStatus::Failed);
+    assert_eq!(guarded.steps[0].attempts, 1);
     assert!(
-        guarded["steps"][0]["error"]
-            .as_str()
+        guarded.steps[0]
+            .error
+            .as_deref()
             .unwrap()
             .contains("not at elsewhere.example.com"),
-        "{guarded:#}"
+        "{guarded:#?}"
     );
 
     let done = run(
-        json!({"params": {"zone": zone_id, "from": "primary.example.com", "to": "standby.example.com"}}),
+        with_params(json!({"zone": zone_id, "from": "primary.example.com", "to": "standby.example.com"})),
         "dns",
     )
     .await;
-    assert_eq!(done["status"], "succeeded", "{done:#}");
-    let out = &done["steps"][0]["output"];
+    assert_eq!(done.status, RunStatus::Succeeded, "{done:#?}");
+    let out = &done.steps[0].output;
     assert_eq!(out["status"], "INSYNC");
     assert!(out["change_id"].as_str().is_some_and(|id| !id.is_empty()), "{out}");
     assert_eq!(out["previous"], json!(["primary.example.com"]));
@@ -253,16 +251,20 @@ async fn failover_upserts_the_standby_target_guards_with_from_and_dry_runs_chang
     );
 
     // Running it again finds the record already there: nothing to change.
-    let again = run(json!({"params": {"zone": zone_id, "to": "standby.example.com"}}), "dns").await;
+    let again = run(
+        with_params(json!({"zone": zone_id, "to": "standby.example.com"})),
+        "dns",
+    )
+    .await;
     assert_eq!(
-        again["steps"][0]["summary"],
+        again.steps[0].summary.as_deref().unwrap(),
         format!("api.example.com. CNAME in zone {zone_id} already points at standby.example.com")
     );
 
-    let shifted = run(json!({"params": {"zone": zone_id}}), "shift").await;
-    assert_eq!(shifted["status"], "succeeded", "{shifted:#}");
+    let shifted = run(with_params(json!({"zone": zone_id})), "shift").await;
+    assert_eq!(shifted.status, RunStatus::Succeeded, "{shifted:#?}");
     assert_eq!(
-        shifted["steps"][0]["output"]["previous"],
+        shifted.steps[0].output["previous"],
         json!({"primary": 100, "standby": 0})
     );
     let mut weights: Vec<(Option<String>, Option<i64>)> = record_values(&client, &zone_id, "www.example.com")
@@ -276,11 +278,15 @@ async fn failover_upserts_the_standby_target_guards_with_from_and_dry_runs_chang
         [(Some("primary".into()), Some(0)), (Some("standby".into()), Some(100))]
     );
 
-    let missing = run(json!({"params": {"zone": "ZNOSUCHZONE", "to": "x.example.com"}}), "dns").await;
-    assert_eq!(missing["status"], "failed");
+    let missing = run(
+        with_params(json!({"zone": "ZNOSUCHZONE", "to": "x.example.com"})),
+        "dns",
+    )
+    .await;
+    assert_eq!(missing.status, RunStatus::Failed);
     assert_eq!(
-        missing["steps"][0]["attempts"], 1,
-        "a missing zone is not retried: {missing:#}"
+        missing.steps[0].attempts, 1,
+        "a missing zone is not retried: {missing:#?}"
     );
     server.stop().await;
 }
@@ -365,58 +371,52 @@ async fn throttled_changes_are_retried_as_the_step_says_and_each_attempt_is_on_t
     })
     .await;
     let c = server.client();
-    let alert = support::webhook([Alert::firing(json!({"alertname": "PrimaryDown"}))
+    let alert = support::webhook_body([Alert::firing(json!({"alertname": "PrimaryDown"}))
         .starts_at("2026-11-29T12:00:00Z")
         .fingerprint("d1")]);
-    assert_eq!(
-        c.post("/api/v1/alerts", serde_json::to_vec(&alert).unwrap()).await.0,
-        200
-    );
+    c.post_alerts(alert).await.expect("the alert is stored");
     let run = |to: &'static str| {
         let (c, zone_id) = (c.clone(), zone_id.clone());
         async move {
-            let body = json!({"incident": "INC-1", "params": {"zone": zone_id, "to": to}});
-            let (status, a) = c
-                .post("/api/v1/runbooks/dns/runs", serde_json::to_vec(&body).unwrap())
-                .await;
-            assert_eq!(status, 202, "{a}");
-            c.wait_run(a["id"].as_str().unwrap(), &["succeeded", "failed"]).await
+            let body = RunRequest {
+                incident: Some("INC-1".parse().unwrap()),
+                ..with_params(json!({"zone": zone_id, "to": to}))
+            };
+            run_to_end(&c, "dns", &body).await
         }
     };
 
     // Throttled twice, then through on the third of three attempts.
     proxy.throttle.store(2, Ordering::SeqCst);
     let done = run("standby.example.com").await;
-    assert_eq!(done["status"], "succeeded", "{done:#}");
-    assert_eq!(done["steps"][0]["attempts"], 3);
+    assert_eq!(done.status, RunStatus::Succeeded, "{done:#?}");
+    assert_eq!(done.steps[0].attempts, 3);
     assert_eq!(proxy.changes.load(Ordering::SeqCst), 3, "one change call per attempt");
     assert_eq!(
         record_values(&client, &zone_id, "api.example.com").await[0].2,
         ["standby.example.com"]
     );
-    let (_, incident) = c.get("/api/v1/incidents/INC-1").await;
-    let throttled: Vec<&serde_json::Value> = incident["timeline"]
-        .as_array()
-        .unwrap()
+    let incident = c.incident("INC-1").await.unwrap();
+    let throttled: Vec<&str> = incident
+        .timeline
         .iter()
-        .filter(|e| e["kind"] == "step" && e["error"].as_str().is_some_and(|t| t.contains("Throttling")))
+        .filter_map(|e| match &e.what {
+            EventKind::Step { error: Some(error), .. } if error.contains("Throttling") => Some(error.as_str()),
+            _ => None,
+        })
         .collect();
-    assert_eq!(throttled.len(), 2, "{:#}", incident["timeline"]);
-    assert!(
-        throttled[0]["error"].as_str().unwrap().contains("retrying"),
-        "{:#}",
-        throttled[0]
-    );
+    assert_eq!(throttled.len(), 2, "{:#?}", incident.timeline);
+    assert!(throttled[0].contains("retrying"), "{}", throttled[0]);
 
     // Throttled on every attempt: the step fails after its three, and the record stays.
     proxy.changes.store(0, Ordering::SeqCst);
     proxy.throttle.store(usize::MAX, Ordering::SeqCst);
     let failed = run("third.example.com").await;
-    assert_eq!(failed["status"], "failed", "{failed:#}");
-    assert_eq!(failed["steps"][0]["attempts"], 3);
+    assert_eq!(failed.status, RunStatus::Failed, "{failed:#?}");
+    assert_eq!(failed.steps[0].attempts, 3);
     assert!(
-        failed["steps"][0]["error"].as_str().unwrap().contains("Throttling"),
-        "{failed:#}"
+        failed.steps[0].error.as_deref().unwrap().contains("Throttling"),
+        "{failed:#?}"
     );
     assert_eq!(
         proxy.changes.load(Ordering::SeqCst),

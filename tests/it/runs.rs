@@ -4,7 +4,12 @@
 
 use crate::support;
 
-use crate::support::{root_with, Alert, Listener, Server};
+use crate::support::{root_with, wait_run, with_params, Alert, Listener, Server};
+use laojun::client::{ApiClient, ClientError, RunRequest, StartedRun};
+use laojun::ids::{IncidentId, RunId};
+use laojun::incident::{EventKind, Status};
+use laojun::run::{Run, RunStatus, StepStatus};
+use reqwest::Method;
 use serde_json::{json, Value};
 
 const NOTIFY: &str = r##"
@@ -71,20 +76,14 @@ async fn start(files: &[(&str, &str)], slack: &Listener) -> (Server, tempfile::T
     (server, root)
 }
 
-fn statuses(run: &Value) -> Vec<(String, String, u64)> {
-    run["steps"]
-        .as_array()
-        .unwrap()
+fn statuses(run: &Run) -> Vec<(String, String, u64)> {
+    run.steps
         .iter()
-        .map(|s| {
-            (
-                s["id"].as_str().unwrap().into(),
-                s["status"].as_str().unwrap().into(),
-                s["attempts"].as_u64().unwrap(),
-            )
-        })
+        .map(|s| (s.id.clone(), s.status.as_str().into(), u64::from(s.attempts)))
         .collect()
 }
+
+const FINISHED: &[RunStatus] = &[RunStatus::Succeeded, RunStatus::Failed];
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_manual_run_posts_to_slack_and_retries_a_failing_webhook() {
@@ -92,16 +91,12 @@ async fn a_manual_run_posts_to_slack_and_retries_a_failing_webhook() {
     slack.answer_with(&[500, 503]);
     let (server, _root) = start(&[("runbooks/notify.yaml", NOTIFY)], &slack).await;
     let c = server.client();
-    let (status, answer) = c
-        .post(
-            "/api/v1/runbooks/notify/runs",
-            br#"{"params": {"text": "hello <!channel>"}}"#.to_vec(),
-        )
-        .await;
-    assert_eq!(status, 202, "{answer}");
-    let id = answer["id"].as_str().unwrap();
-    let run = c.wait_run(id, &["succeeded", "failed"]).await;
-    assert_eq!(run["status"], "succeeded", "{run}");
+    let answer = c
+        .start_run("notify", &with_params(json!({"text": "hello <!channel>"})))
+        .await
+        .expect("the run starts");
+    let run = wait_run(&c, answer.id, FINISHED).await;
+    assert_eq!(run.status, RunStatus::Succeeded, "{run:#?}");
     assert_eq!(statuses(&run), [("post".into(), "succeeded".into(), 3)]);
     let bodies = slack.bodies();
     assert_eq!(bodies.len(), 3, "two failures, then the post that worked");
@@ -121,16 +116,12 @@ async fn a_client_error_is_not_retried_and_on_failure_steps_run() {
     let runbook = call_runbook(&api.url);
     let (server, _root) = start(&[("runbooks/call.yaml", &runbook)], &slack).await;
     let c = server.client();
-    let (_, answer) = c
-        .post(
-            "/api/v1/runbooks/call/runs",
-            br#"{"params": {"path": "/missing"}}"#.to_vec(),
-        )
-        .await;
-    let run = c
-        .wait_run(answer["id"].as_str().unwrap(), &["succeeded", "failed"])
-        .await;
-    assert_eq!(run["status"], "failed");
+    let answer = c
+        .start_run("call", &with_params(json!({"path": "/missing"})))
+        .await
+        .unwrap();
+    let run = wait_run(&c, answer.id, FINISHED).await;
+    assert_eq!(run.status, RunStatus::Failed);
     assert_eq!(
         statuses(&run),
         [
@@ -143,7 +134,7 @@ async fn a_client_error_is_not_retried_and_on_failure_steps_run() {
     assert_eq!(api.bodies(), [json!({"hello": "world"})], "a 404 is final: one request");
     let told = &slack.bodies()[0]["text"];
     assert!(told.as_str().unwrap().contains("answered 404"), "{told}");
-    assert_eq!(run["steps"][0]["output"]["log"], json!(["checking /missing"]));
+    assert_eq!(run.steps[0].output["log"], json!(["checking /missing"]));
     server.stop().await;
 }
 
@@ -155,13 +146,11 @@ async fn a_server_error_is_retried_until_it_passes() {
     let runbook = call_runbook(&api.url);
     let (server, _root) = start(&[("runbooks/call.yaml", &runbook)], &slack).await;
     let c = server.client();
-    let (_, answer) = c.post("/api/v1/runbooks/call/runs", b"{}".to_vec()).await;
-    let run = c
-        .wait_run(answer["id"].as_str().unwrap(), &["succeeded", "failed"])
-        .await;
-    assert_eq!(run["status"], "succeeded", "{run}");
+    let answer = c.start_run("call", &RunRequest::default()).await.unwrap();
+    let run = wait_run(&c, answer.id, FINISHED).await;
+    assert_eq!(run.status, RunStatus::Succeeded, "{run:#?}");
     assert_eq!(statuses(&run)[1], ("call".into(), "succeeded".into(), 3));
-    assert_eq!(run["steps"][1]["output"]["status"], 200);
+    assert_eq!(run.steps[1].output["status"], 200);
     assert_eq!(api.bodies().len(), 3);
     assert!(slack.bodies().is_empty());
     server.stop().await;
@@ -178,23 +167,27 @@ async fn a_dry_run_reports_what_it_would_do_and_sends_nothing() {
     )
     .await;
     let c = server.client();
-    let (_, a) = c
-        .post("/api/v1/runbooks/call/runs", br#"{"dry_run": true}"#.to_vec())
-        .await;
-    let run = c.wait_run(a["id"].as_str().unwrap(), &["succeeded", "failed"]).await;
-    assert_eq!(run["status"], "succeeded");
-    assert_eq!(run["dry_run"], true);
-    assert_eq!(run["steps"][1]["summary"], format!("would send POST {}/ok", api.url));
-    assert_eq!(run["steps"][2]["summary"], "would wait 0s");
-    let (_, a) = c
-        .post(
-            "/api/v1/runbooks/notify/runs",
-            br#"{"dry_run": true, "params": {"text": "hi"}}"#.to_vec(),
-        )
-        .await;
-    let run = c.wait_run(a["id"].as_str().unwrap(), &["succeeded", "failed"]).await;
-    assert_eq!(run["steps"][0]["output"]["would_post"]["text"], "hi");
-    assert_eq!(run["steps"][0]["summary"], "would post to #ops: hi");
+    let dry = RunRequest {
+        dry_run: true,
+        ..RunRequest::default()
+    };
+    let a = c.start_run("call", &dry).await.unwrap();
+    let run = wait_run(&c, a.id, FINISHED).await;
+    assert_eq!(run.status, RunStatus::Succeeded);
+    assert!(run.dry_run);
+    assert_eq!(
+        run.steps[1].summary.as_deref(),
+        Some(format!("would send POST {}/ok", api.url).as_str())
+    );
+    assert_eq!(run.steps[2].summary.as_deref(), Some("would wait 0s"));
+    let dry = RunRequest {
+        dry_run: true,
+        ..with_params(json!({"text": "hi"}))
+    };
+    let a = c.start_run("notify", &dry).await.unwrap();
+    let run = wait_run(&c, a.id, FINISHED).await;
+    assert_eq!(run.steps[0].output["would_post"]["text"], "hi");
+    assert_eq!(run.steps[0].summary.as_deref(), Some("would post to #ops: hi"));
     assert!(
         api.bodies().is_empty() && slack.bodies().is_empty(),
         "a dry run sent something"
@@ -207,26 +200,27 @@ async fn an_approval_waits_for_a_person_and_records_who_decided() {
     let slack = Listener::start().await;
     let (server, _root) = start(&[("runbooks/gated.yaml", GATED)], &slack).await;
     let c = server.client();
-    let (_, a) = c.post("/api/v1/runbooks/gated/runs", vec![]).await;
-    let id = a["id"].as_str().unwrap().to_string();
-    let waiting = c.wait_run(&id, &["awaiting_approval"]).await;
-    assert_eq!(waiting["steps"][0]["status"], "awaiting_approval");
+    let id = c.start_run("gated", &RunRequest::default()).await.unwrap().id;
+    let waiting = wait_run(&c, id, &[RunStatus::AwaitingApproval]).await;
+    assert_eq!(waiting.steps[0].status, StepStatus::AwaitingApproval);
     assert!(slack.bodies().is_empty(), "nothing ran before the approval");
-    let (status, answer) = c.post(&format!("/api/v1/runs/{id}/approve"), vec![]).await;
-    assert_eq!(status, 200, "{answer}");
-    let run = c.wait_run(&id, &["succeeded", "failed"]).await;
-    assert_eq!(run["status"], "succeeded");
+    let decision = c.approve(id).await.expect("the approval is taken");
+    assert_eq!(decision.decision, "approved", "{decision:?}");
+    let run = wait_run(&c, id, FINISHED).await;
+    assert_eq!(run.status, RunStatus::Succeeded);
     assert_eq!(slack.bodies()[0]["text"], "approved by api-token");
-    let (status, _) = c.post(&format!("/api/v1/runs/{id}/approve"), vec![]).await;
-    assert_eq!(status, 409, "nothing is waiting any more");
+    let again = c.approve(id).await;
+    assert!(
+        matches!(again, Err(ClientError::Conflict { .. })),
+        "nothing is waiting any more: {again:?}"
+    );
 
-    let (_, a) = c.post("/api/v1/runbooks/gated/runs", vec![]).await;
-    let id = a["id"].as_str().unwrap().to_string();
-    c.wait_run(&id, &["awaiting_approval"]).await;
-    c.post(&format!("/api/v1/runs/{id}/deny"), vec![]).await;
-    let run = c.wait_run(&id, &["succeeded", "failed"]).await;
-    assert_eq!(run["status"], "failed");
-    assert_eq!(run["steps"][0]["error"], "denied by api-token");
+    let id = c.start_run("gated", &RunRequest::default()).await.unwrap().id;
+    wait_run(&c, id, &[RunStatus::AwaitingApproval]).await;
+    c.deny(id).await.unwrap();
+    let run = wait_run(&c, id, FINISHED).await;
+    assert_eq!(run.status, RunStatus::Failed);
+    assert_eq!(run.steps[0].error.as_deref(), Some("denied by api-token"));
     assert_eq!(slack.bodies().len(), 1, "the denied run posted nothing");
     server.stop().await;
 }
@@ -237,12 +231,22 @@ async fn the_same_idempotency_key_twice_starts_one_run() {
     let (server, _root) = start(&[("runbooks/notify.yaml", NOTIFY)], &slack).await;
     let c = server.client();
     let body = br#"{"params": {"text": "once"}, "idempotency_key": "deploy-42"}"#.to_vec();
-    let (s1, a1) = c.post("/api/v1/runbooks/notify/runs", body.clone()).await;
-    let (s2, a2) = c.post("/api/v1/runbooks/notify/runs", body).await;
+    // Raw responses: the status, 202 Accepted for the first and the repeat
+    // alike, is what is checked here.
+    let mut answers = Vec::new();
+    for _ in 0..2 {
+        let response = c
+            .send_raw_response(Method::POST, "/api/v1/runbooks/notify/runs", body.clone())
+            .await
+            .unwrap();
+        let status = response.status().as_u16();
+        answers.push((status, response.json::<StartedRun>().await.unwrap()));
+    }
+    let [(s1, a1), (s2, a2)] = <[_; 2]>::try_from(answers).unwrap();
     assert_eq!((s1, s2), (202, 202));
-    assert_eq!(a1["id"], a2["id"]);
-    assert_eq!(a2["duplicate"], true);
-    c.wait_run(a1["id"].as_str().unwrap(), &["succeeded"]).await;
+    assert_eq!(a1.id, a2.id);
+    assert!(a2.duplicate);
+    wait_run(&c, a1.id, &[RunStatus::Succeeded]).await;
     assert_eq!(slack.bodies().len(), 1);
     server.stop().await;
 }
@@ -274,12 +278,15 @@ async fn bad_run_requests_say_what_is_wrong() {
         ),
         ("/api/v1/runs/RUN-99/approve", "", 409, "not waiting"),
     ] {
-        let (got, answer) = c.post(path, body.as_bytes().to_vec()).await;
-        assert_eq!(got, status, "{path}: {answer}");
-        assert!(answer["error"].as_str().unwrap().contains(message), "{path}: {answer}");
+        let e = c
+            .send_raw(Method::POST, path, body)
+            .await
+            .expect_err("a bad run request is refused");
+        assert_eq!(e.status().map(|s| s.as_u16()), Some(status), "{path}: {e}");
+        assert!(e.message().unwrap().contains(message), "{path}: {e}");
     }
-    let (got, _) = c.get("/api/v1/runs/RUN-99").await;
-    assert_eq!(got, 404);
+    let missing = c.run("RUN-99").await;
+    assert!(matches!(missing, Err(ClientError::NotFound { .. })), "{missing:?}");
     server.stop().await;
 }
 
@@ -302,20 +309,22 @@ fn disk_full(host: &str, starts: &str) -> Vec<u8> {
         .fingerprint(&format!("{:0>16}", host.replace('-', "")))])
 }
 
-async fn timeline_kinds(c: &support::Client, id: &str, run_kinds_only: bool) -> Vec<Value> {
-    let (_, inc) = c.get(&format!("/api/v1/incidents/{id}")).await;
-    inc["timeline"]
-        .as_array()
-        .unwrap()
+/// An incident's timeline as JSON, only the run events when `run_kinds_only`.
+async fn timeline_kinds(c: &ApiClient, id: &str, run_kinds_only: bool) -> Vec<Value> {
+    let inc = c.incident(id).await.unwrap();
+    inc.timeline
         .iter()
         .filter(|e| {
             !run_kinds_only
                 || matches!(
-                    e["kind"].as_str(),
-                    Some("run_started" | "run_not_started" | "step" | "run_finished")
+                    e.what,
+                    EventKind::RunStarted { .. }
+                        | EventKind::RunNotStarted { .. }
+                        | EventKind::Step { .. }
+                        | EventKind::RunFinished { .. }
                 )
         })
-        .cloned()
+        .map(support::json_of)
         .collect()
 }
 
@@ -329,14 +338,14 @@ async fn a_firing_alert_runs_the_playbook_once_and_the_timeline_shows_each_step(
     .await;
     let c = server.client();
     let body = disk_full("db-1", "2026-11-29T12:00:00Z");
-    let (_, a) = c.post("/api/v1/alerts", body.clone()).await;
-    assert_eq!(a["opened"], json!(["INC-1"]));
+    let a = c.post_alerts(body.clone()).await.unwrap();
+    assert_eq!(a.opened, [IncidentId::new(1)]);
     // Repeats do not start the runbook again.
-    c.post("/api/v1/alerts", body.clone()).await;
-    c.post("/api/v1/alerts", body).await;
-    let run = c.wait_run("RUN-1", &["succeeded", "failed"]).await;
-    assert_eq!(run["incident"], "INC-1");
-    assert_eq!(run["params"]["text"], "disk full on db-1 (INC-1)");
+    c.post_alerts(body.clone()).await.unwrap();
+    c.post_alerts(body).await.unwrap();
+    let run = wait_run(&c, "RUN-1", FINISHED).await;
+    assert_eq!(run.incident, Some(IncidentId::new(1)));
+    assert_eq!(run.params["text"], "disk full on db-1 (INC-1)");
     let events = timeline_kinds(&c, "INC-1", true).await;
     let lines: Vec<String> = events
         .iter()
@@ -356,11 +365,15 @@ async fn a_firing_alert_runs_the_playbook_once_and_the_timeline_shows_each_step(
         "steps carry their timing: {}",
         events[2]
     );
-    let (_, inc) = c.get("/api/v1/incidents/INC-1").await;
-    assert_eq!(inc["status"], "mitigated", "a successful run mitigates the incident");
-    assert_eq!(inc["runs"], json!(["RUN-1"]));
+    let inc = c.incident("INC-1").await.unwrap().incident;
+    assert_eq!(inc.status, Status::Mitigated, "a successful run mitigates the incident");
+    assert_eq!(inc.runs, [RunId::new(1)]);
     assert_eq!(slack.bodies().len(), 1);
-    assert_eq!(c.get("/api/v1/runs/RUN-2").await.0, 404, "no second run");
+    let second = c.run("RUN-2").await;
+    assert!(
+        matches!(second, Err(ClientError::NotFound { .. })),
+        "no second run: {second:?}"
+    );
     server.stop().await;
 }
 
@@ -373,46 +386,39 @@ async fn cooldown_and_pause_stop_runs_and_say_so_on_the_timeline() {
     )
     .await;
     let c = server.client();
-    c.post("/api/v1/alerts", disk_full("db-1", "2026-11-29T12:00:00Z"))
-        .await;
-    c.wait_run("RUN-1", &["succeeded"]).await;
+    c.post_alerts(disk_full("db-1", "2026-11-29T12:00:00Z")).await.unwrap();
+    wait_run(&c, "RUN-1", &[RunStatus::Succeeded]).await;
     // Resolved, then a new episode of the same group within the cooldown.
     let resolved = support::webhook_body([Alert::resolved(json!({"alertname": "DiskFull", "host": "db-1"}))
         .starts_at("2026-11-29T12:00:00Z")
         .fingerprint(&format!("{:0>16}", "db1"))
         .ends_at("2026-11-29T12:05:00Z")]);
-    c.post("/api/v1/alerts", resolved).await;
-    let (_, a) = c
-        .post("/api/v1/alerts", disk_full("db-1", "2026-11-29T13:00:00Z"))
-        .await;
-    assert_eq!(a["opened"], json!(["INC-2"]));
-    let run = c.wait_run("RUN-2", &["refused"]).await;
-    assert!(run["reason"].as_str().unwrap().starts_with("cooldown"), "{run}");
+    c.post_alerts(resolved).await.unwrap();
+    let a = c.post_alerts(disk_full("db-1", "2026-11-29T13:00:00Z")).await.unwrap();
+    assert_eq!(a.opened, [IncidentId::new(2)]);
+    let run = wait_run(&c, "RUN-2", &[RunStatus::Refused]).await;
+    assert!(run.reason.as_deref().unwrap().starts_with("cooldown"), "{run:#?}");
     let events = timeline_kinds(&c, "INC-2", true).await;
     assert_eq!(events[0]["kind"], "run_not_started");
     assert_eq!(events[0]["run"], "RUN-2");
 
-    let (status, _) = c.post("/api/v1/automation/pause", vec![]).await;
-    assert_eq!(status, 200);
-    c.post("/api/v1/alerts", disk_full("db-2", "2026-11-29T13:00:00Z"))
-        .await;
-    let run = c.wait_run("RUN-3", &["paused"]).await;
-    assert_eq!(run["reason"], "automation is paused (by api-token)");
-    let (status, answer) = c
-        .post("/api/v1/runbooks/notify/runs", br#"{"params": {"text": "x"}}"#.to_vec())
-        .await;
-    assert_eq!(status, 409, "{answer}");
+    c.pause().await.expect("automation pauses");
+    c.post_alerts(disk_full("db-2", "2026-11-29T13:00:00Z")).await.unwrap();
+    let run = wait_run(&c, "RUN-3", &[RunStatus::Paused]).await;
+    assert_eq!(run.reason.as_deref(), Some("automation is paused (by api-token)"));
+    let refused = c.start_run("notify", &with_params(json!({"text": "x"}))).await;
+    assert!(matches!(refused, Err(ClientError::Conflict { .. })), "{refused:?}");
     assert_eq!(
         slack.bodies().len(),
         1,
         "neither the cooled-down nor the paused run posted"
     );
-    c.post("/api/v1/automation/resume", vec![]).await;
-    let (status, a) = c
-        .post("/api/v1/runbooks/notify/runs", br#"{"params": {"text": "x"}}"#.to_vec())
-        .await;
-    assert_eq!(status, 202);
-    c.wait_run(a["id"].as_str().unwrap(), &["succeeded"]).await;
+    c.resume().await.unwrap();
+    let a = c
+        .start_run("notify", &with_params(json!({"text": "x"})))
+        .await
+        .expect("after resume, runs start again");
+    wait_run(&c, a.id, &[RunStatus::Succeeded]).await;
     assert_eq!(slack.bodies().len(), 2, "after resume, runs post again");
     server.stop().await;
 }
@@ -451,9 +457,9 @@ steps:
     let slack = Listener::start().await;
     let (server, _root) = start(&[("runbooks/flaky.yaml", &runbook)], &slack).await;
     let c = server.client();
-    let (_, a) = c.post("/api/v1/runbooks/flaky/runs", vec![]).await;
-    let run = c.wait_run(a["id"].as_str().unwrap(), &["succeeded", "failed"]).await;
-    assert_eq!(run["status"], "failed");
+    let a = c.start_run("flaky", &RunRequest::default()).await.unwrap();
+    let run = wait_run(&c, a.id, FINISHED).await;
+    assert_eq!(run.status, RunStatus::Failed);
     assert_eq!(
         statuses(&run),
         [
@@ -462,9 +468,9 @@ steps:
         ]
     );
     assert!(
-        run["steps"][0]["error"].as_str().unwrap().contains("connection failed"),
-        "{run:#}"
+        run.steps[0].error.as_deref().unwrap().contains("connection failed"),
+        "{run:#?}"
     );
-    assert_eq!(run["steps"][1]["error"], "timed out after 1s (timeout_secs)");
+    assert_eq!(run.steps[1].error.as_deref(), Some("timed out after 1s (timeout_secs)"));
     server.stop().await;
 }

@@ -5,6 +5,7 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
+use laojun::client::{ApiClient, ClientError};
 use laojun::config::Config;
 use laojun::engine::Engine;
 use laojun::ids::{IncidentId, RunId};
@@ -61,8 +62,8 @@ fn root() -> tempfile::TempDir {
 }
 
 /// The whole engine, assembled with `flaky` as its store, serving the
-/// webhook; returns its URL.
-async fn serve(flaky: Arc<FlakyStore>, root: &std::path::Path, data: &std::path::Path) -> String {
+/// API without a token; returns a client of it.
+async fn serve(flaky: Arc<FlakyStore>, root: &std::path::Path, data: &std::path::Path) -> ApiClient {
     let config = Config {
         listen: "127.0.0.1:0".into(),
         root: root.to_path_buf(),
@@ -74,7 +75,7 @@ async fn serve(flaky: Arc<FlakyStore>, root: &std::path::Path, data: &std::path:
     tokio::spawn(laojun::serve::serve(engine, std::future::pending(), move |addr| {
         let _ = addr_tx.send(addr);
     }));
-    format!("http://{}/api/v1/alerts", addr_rx.await.unwrap())
+    ApiClient::new(format!("http://{}", addr_rx.await.unwrap()), None)
 }
 
 const INC_1: IncidentId = IncidentId::new(1);
@@ -102,26 +103,27 @@ async fn a_store_that_cannot_write_gets_503_and_the_retry_after_recovery_is_stor
     flaky.broken.store(true, Ordering::SeqCst);
     let store: Arc<dyn Store> = flaky.clone();
     let (root, data) = (root(), tempfile::tempdir().unwrap());
-    let url = serve(flaky.clone(), root.path(), data.path()).await;
+    let client = serve(flaky.clone(), root.path(), data.path()).await;
     let body = firing_single();
-    let http = reqwest::Client::new();
-    let resp = http.post(&url).body(body.clone()).send().await.unwrap();
-    assert_eq!(resp.status(), 503);
-    assert_eq!(resp.headers()["retry-after"], "1");
-    let answer: serde_json::Value = resp.json().await.unwrap();
-    assert!(
-        answer["error"].as_str().unwrap().contains("No space left on device"),
-        "{answer}"
-    );
+    match client.post_alerts(body.clone()).await {
+        Err(ClientError::Server {
+            status,
+            message,
+            retry_after,
+        }) => {
+            assert_eq!(status, 503);
+            assert_eq!(retry_after, Some(1));
+            assert!(message.contains("No space left on device"), "{message}");
+        }
+        other => panic!("a store that cannot write got {other:?}"),
+    }
     assert_eq!(store.last_incident().unwrap(), 0, "nothing was kept");
 
     // AlertManager retries once the disk has room again: the alert is new
     // to laojun (the failed attempt left no trace) and opens INC-1.
     flaky.broken.store(false, Ordering::SeqCst);
-    let resp = http.post(&url).body(body).send().await.unwrap();
-    assert_eq!(resp.status(), 200);
-    let answer: serde_json::Value = resp.json().await.unwrap();
-    assert_eq!(answer["opened"], serde_json::json!(["INC-1"]));
+    let answer = client.post_alerts(body).await.expect("the retry is stored");
+    assert_eq!(answer.opened, [INC_1]);
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -131,21 +133,22 @@ async fn a_disk_that_cannot_sync_gets_503_and_after_recovery_the_incident_is_kep
     flaky.sync_broken.store(true, Ordering::SeqCst);
     let store: Arc<dyn Store> = flaky.clone();
     let (root, data) = (root(), tempfile::tempdir().unwrap());
-    let url = serve(flaky.clone(), root.path(), data.path()).await;
-    let http = reqwest::Client::new();
-    let resp = http.post(&url).body(firing_single()).send().await.unwrap();
-    assert_eq!(resp.status(), 503, "not on disk, so not accepted");
-    let answer: serde_json::Value = resp.json().await.unwrap();
-    assert!(
-        answer["error"].as_str().unwrap().contains("Input/output error"),
-        "{answer}"
-    );
+    let client = serve(flaky.clone(), root.path(), data.path()).await;
+    match client.post_alerts(firing_single()).await {
+        Err(ClientError::Server { status, message, .. }) => {
+            assert_eq!(status, 503, "not on disk, so not accepted");
+            assert!(message.contains("Input/output error"), "{message}");
+        }
+        other => panic!("a disk that cannot sync got {other:?}"),
+    }
 
     // The retry once the disk syncs again is accepted, and the alert is in
     // one incident, once, whatever the failed attempt left behind.
     flaky.sync_broken.store(false, Ordering::SeqCst);
-    let resp = http.post(&url).body(firing_single()).send().await.unwrap();
-    assert_eq!(resp.status(), 200);
+    client
+        .post_alerts(firing_single())
+        .await
+        .expect("the retry is accepted");
     assert_eq!(store.last_incident().unwrap(), 1);
     let incident = store.incident(INC_1).unwrap().unwrap();
     assert_eq!(incident.alerts.len(), 1, "{incident:?}");

@@ -1,6 +1,7 @@
 //! With `tls:` in the config the listener speaks HTTPS only.
 
 use crate::support::{fixture, Server, TOKEN};
+use laojun::client::ApiClient;
 
 #[tokio::test(flavor = "multi_thread")]
 async fn with_tls_configured_the_api_answers_over_https_and_not_over_plain_http() {
@@ -18,38 +19,24 @@ async fn with_tls_configured_the_api_answers_over_https_and_not_over_plain_http(
     })
     .await;
     let https_url = server.url.replace("http://", "https://");
-    let client = reqwest::Client::builder()
+    let trusting = reqwest::Client::builder()
         .add_root_certificate(reqwest::Certificate::from_pem(cert.cert.pem().as_bytes()).unwrap())
         .build()
         .unwrap();
-    let r = client
-        .post(format!("{https_url}/api/v1/alerts"))
-        .bearer_auth(TOKEN)
-        .body(fixture("firing-single.json"))
-        .send()
+    let client = ApiClient::with_http(&https_url, Some(TOKEN.into()), trusting);
+    client
+        .post_alerts(fixture("firing-single.json"))
         .await
-        .unwrap();
-    assert_eq!(r.status(), 200);
-    assert_eq!(
-        client
-            .get(format!("{https_url}/healthz"))
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        200
-    );
+        .expect("the webhook answers over HTTPS");
+    client.healthz().await.expect("/healthz answers over HTTPS");
     // Plain HTTP to the TLS port gets no HTTP answer.
-    let plain = reqwest::Client::new()
-        .get(format!("{}/healthz", server.url))
-        .send()
-        .await;
-    assert!(plain.is_err() || plain.unwrap().status() != 200);
+    let plain = ApiClient::new(&server.url, None).healthz().await;
+    assert!(plain.is_err(), "{plain:?}");
     // A client that does not trust the certificate is refused.
-    assert!(reqwest::Client::new()
-        .get(format!("{https_url}/healthz"))
-        .send()
-        .await
-        .is_err());
+    let untrusting = ApiClient::new(&https_url, None).healthz().await;
+    assert!(
+        matches!(untrusting, Err(laojun::client::ClientError::Connect { .. })),
+        "{untrusting:?}"
+    );
     server.stop().await;
 }

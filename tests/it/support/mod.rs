@@ -7,7 +7,10 @@
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
+use laojun::client::{ApiClient, ClientError, RunRequest};
 use laojun::config::Config;
+use laojun::ids::RunId;
+use laojun::run::{Run, RunStatus};
 use tokio::sync::oneshot;
 
 pub const TOKEN: &str = "test-token-0123456789";
@@ -102,46 +105,14 @@ impl Server {
         }
     }
 
-    pub fn client(&self) -> Client {
-        Client {
-            url: self.url.clone(),
-            http: reqwest::Client::new(),
-            token: Some(TOKEN.into()),
-        }
-    }
-}
-
-/// A small API client for tests.
-#[derive(Clone)]
-pub struct Client {
-    pub url: String,
-    pub http: reqwest::Client,
-    pub token: Option<String>,
-}
-
-impl Client {
-    pub async fn post(&self, path: &str, body: Vec<u8>) -> (u16, serde_json::Value) {
-        let mut r = self
-            .http
-            .post(format!("{}{path}", self.url))
-            .header("content-type", "application/json")
-            .body(body);
-        if let Some(t) = &self.token {
-            r = r.bearer_auth(t);
-        }
-        let resp = r.send().await.expect("request sent");
-        let status = resp.status().as_u16();
-        (status, resp.json().await.unwrap_or(serde_json::Value::Null))
+    /// The typed API client with the admin token [`TOKEN`].
+    pub fn client(&self) -> ApiClient {
+        self.client_as(Some(TOKEN))
     }
 
-    pub async fn get(&self, path: &str) -> (u16, serde_json::Value) {
-        let mut r = self.http.get(format!("{}{path}", self.url));
-        if let Some(t) = &self.token {
-            r = r.bearer_auth(t);
-        }
-        let resp = r.send().await.expect("request sent");
-        let status = resp.status().as_u16();
-        (status, resp.json().await.unwrap_or(serde_json::Value::Null))
+    /// The typed API client with `token`, or with none.
+    pub fn client_as(&self, token: Option<&str>) -> ApiClient {
+        ApiClient::new(&self.url, token.map(str::to_string))
     }
 }
 
@@ -199,35 +170,70 @@ impl Listener {
     }
 }
 
-impl Client {
-    /// Polls a run until it is finished (or waits for approval when `until`
-    /// says so); panics after 20 s.
-    /// The id of an incident's first run: runbooks start just after the
-    /// webhook that opened the incident is answered.
-    pub async fn first_run(&self, incident: &str) -> String {
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
-        loop {
-            let (_, inc) = self.get(&format!("/api/v1/incidents/{incident}")).await;
-            if let Some(id) = inc["runs"][0].as_str() {
-                return id.to_string();
-            }
-            assert!(std::time::Instant::now() < deadline, "{incident} started no run: {inc}");
-            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+/// The id of an incident's first run: runbooks start just after the
+/// webhook that opened the incident is answered. Panics after 20 s.
+pub async fn first_run(c: &ApiClient, incident: impl std::fmt::Display) -> RunId {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let inc = c.incident(&incident).await.expect("the incident is there");
+        if let Some(id) = inc.incident.runs.first() {
+            return *id;
         }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{incident} started no run: {inc:#?}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
+}
 
-    pub async fn wait_run(&self, id: &str, until: &[&str]) -> serde_json::Value {
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
-        loop {
-            let (_, run) = self.get(&format!("/api/v1/runs/{id}")).await;
-            let status = run["status"].as_str().unwrap_or_default().to_string();
-            if until.contains(&status.as_str()) {
-                return run;
-            }
-            assert!(std::time::Instant::now() < deadline, "run {id} stayed {status}: {run}");
-            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-        }
+/// Polls a run until its status is one of `until`; panics after 20 s. A
+/// run not there yet (404) or any other error answer is polled again; no
+/// answer at all is a failure.
+pub async fn wait_run(c: &ApiClient, id: impl std::fmt::Display, until: &[RunStatus]) -> Run {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let last = match c.run(&id).await {
+            Ok(run) if until.contains(&run.status) => return run,
+            Ok(run) => format!("{:?}: {run:#?}", run.status),
+            Err(e @ ClientError::Connect { .. }) => panic!("run {id}: {e}"),
+            Err(e) => e.to_string(),
+        };
+        assert!(std::time::Instant::now() < deadline, "run {id} stayed {last}");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
+}
+
+/// Starts `runbook` with `request` and waits until the run has succeeded
+/// or failed.
+pub async fn run_to_end(c: &ApiClient, runbook: &str, request: &RunRequest) -> Run {
+    let started = c
+        .start_run(runbook, request)
+        .await
+        .unwrap_or_else(|e| panic!("{runbook} did not start: {e}"));
+    wait_run(c, started.id, &[RunStatus::Succeeded, RunStatus::Failed]).await
+}
+
+/// A run request with these parameters (a JSON object).
+pub fn with_params(object: serde_json::Value) -> RunRequest {
+    RunRequest {
+        params: params(object),
+        ..RunRequest::default()
+    }
+}
+
+/// The parameters of a run request, from a JSON object.
+pub fn params(object: serde_json::Value) -> serde_json::Map<String, serde_json::Value> {
+    match object {
+        serde_json::Value::Object(map) => map,
+        other => panic!("parameters are a JSON object, not {other}"),
+    }
+}
+
+/// The JSON of a typed answer, for assertions that read it as JSON (a
+/// step's `output`, a whole timeline event).
+pub fn json_of(value: &impl serde::Serialize) -> serde_json::Value {
+    serde_json::to_value(value).expect("an answer serializes")
 }
 
 // ---- external components ----
@@ -402,13 +408,9 @@ pub async fn spawn_binary(configure: impl FnOnce(&mut std::process::Command)) ->
 }
 
 impl Binary {
-    /// An API client with `token`.
-    pub fn client(&self, token: &str) -> Client {
-        Client {
-            url: self.url.clone(),
-            http: reqwest::Client::new(),
-            token: Some(token.into()),
-        }
+    /// The typed API client with `token`.
+    pub fn client(&self, token: &str) -> ApiClient {
+        ApiClient::new(&self.url, Some(token.to_string()))
     }
 
     /// The first log line whose message is `message`, waiting for it.
@@ -518,7 +520,7 @@ pub fn webhook(alerts: impl IntoIterator<Item = Alert>) -> serde_json::Value {
     })
 }
 
-/// [`webhook`] as bytes, for [`Client::post`].
+/// [`webhook`] as bytes, for [`ApiClient::post_alerts`].
 pub fn webhook_body(alerts: impl IntoIterator<Item = Alert>) -> Vec<u8> {
     serde_json::to_vec(&webhook(alerts)).expect("a JSON value serializes")
 }
