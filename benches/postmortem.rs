@@ -78,6 +78,8 @@ fn main() {
                 idempotency_key: None,
                 alert: serde_json::Value::Null,
                 group: None,
+                mitigates: true,
+                counts_for_guards: None,
             }
         })
         .collect();

@@ -35,7 +35,7 @@ const TRIGGER_KEYS: &[&str] = &["alerts", "schedule"];
 const SCHEDULE_KEYS: &[&str] = &["cron", "timezone", "catch_up"];
 const SEVERITY_KEYS: &[&str] = &["rules", "default"];
 const RULE_KEYS: &[&str] = &["match", "severity"];
-const CALL_KEYS: &[&str] = &["runbook", "params"];
+const CALL_KEYS: &[&str] = &["runbook", "params", "mitigates", "when", "on_failure"];
 const GUARD_KEYS: &[&str] = &["cooldown_secs", "max_runs"];
 const MAX_RUNS_KEYS: &[&str] = &["count", "window_secs"];
 
@@ -106,9 +106,26 @@ impl SeverityPolicy {
 pub struct RunbookCall {
     pub runbook: String,
     pub params: serde_json::Map<String, serde_json::Value>,
+    /// Overrides the runbook's own `mitigates`.
+    pub mitigates: Option<bool>,
+    /// Runs the entry only when this holds (Rhai over `alert`, `incident`
+    /// and `runs.<runbook>.status` of the entries before it).
+    pub when: Option<crate::runbook::Condition>,
+    /// Whether the entries after this one run when it does not succeed.
+    pub on_failure: CallFailure,
     pub pos: Pos,
     /// Positions of each parameter value, for messages.
     param_pos: HashMap<String, Pos>,
+}
+
+/// What a playbook does after one of its runbooks did not succeed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum CallFailure {
+    /// The later entries are recorded as not started, with the reason.
+    #[default]
+    Stop,
+    /// The later entries run all the same.
+    Continue,
 }
 
 /// Limits on how often a playbook's runbooks start.
@@ -384,14 +401,51 @@ fn calls(node: &Node, d: &mut Diagnostics) -> Vec<RunbookCall> {
                 param_pos.insert(k.key_text(), k.pos);
             }
         }
+        let mitigates = f.opt_bool("mitigates", d);
+        let when = f.get("when").and_then(|n| call_condition(n, name, d));
+        let on_failure = match f.opt_str("on_failure", d) {
+            None | Some("stop") => CallFailure::Stop,
+            Some("continue") => CallFailure::Continue,
+            Some(other) => {
+                let pos = f.get("on_failure").map_or(item.pos, |n| n.pos);
+                d.error(
+                    pos,
+                    format!("`on_failure` of runbook `{name}` is `{other}`; write `stop` (the later runbooks do not run) or `continue`"),
+                );
+                CallFailure::Stop
+            }
+        };
         out.push(RunbookCall {
             runbook: name.to_string(),
             params,
+            mitigates,
+            when,
+            on_failure,
             pos: item.pos,
             param_pos,
         });
     }
     out
+}
+
+/// Compiles an entry's `when:` in the one sandbox every playbook shares.
+fn call_condition(node: &Node, runbook: &str, d: &mut Diagnostics) -> Option<crate::runbook::Condition> {
+    static SANDBOX: std::sync::OnceLock<crate::script::Sandbox> = std::sync::OnceLock::new();
+    let source = crate::decode::expect_str(node, &format!("`when` of runbook `{runbook}`"), d)?;
+    let sandbox = SANDBOX.get_or_init(crate::script::Sandbox::default);
+    match sandbox.compile_condition(source) {
+        Ok(script) => Some(crate::runbook::Condition {
+            source: source.to_string(),
+            script,
+        }),
+        Err(e) => {
+            d.error(
+                node.pos,
+                format!("`when` of runbook `{runbook}` {}; write a Rhai expression such as `runs[\"notify\"].status == \"succeeded\"`", e.message),
+            );
+            None
+        }
+    }
 }
 
 fn check_param_template(text: &str, pos: Pos, name: &str, d: &mut Diagnostics) {

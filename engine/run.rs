@@ -20,8 +20,11 @@ pub enum RunStatus {
     Interrupted,
     /// Not started: automation was paused.
     Paused,
-    /// Not started: a guard (cooldown, max_runs) or a missing parameter stopped it.
+    /// Not started: a guard (cooldown, max_runs), a missing parameter, or
+    /// an earlier runbook of its playbook that failed stopped it.
     Refused,
+    /// Not started: its playbook entry's `when` was false.
+    Skipped,
 }
 
 impl RunStatus {
@@ -42,6 +45,7 @@ impl RunStatus {
             RunStatus::Interrupted => "interrupted",
             RunStatus::Paused => "paused",
             RunStatus::Refused => "refused",
+            RunStatus::Skipped => "skipped",
         }
     }
 }
@@ -153,6 +157,15 @@ pub struct Run<Id = RunId> {
     /// Guard group: playbook and group key, for cooldowns after a restart.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub group: Option<String>,
+    /// Its success mitigates its incident (the runbook's or the playbook
+    /// entry's `mitigates`).
+    #[serde(default)]
+    pub mitigates: bool,
+    /// The run that stands for its playbook firing in guard counts (the
+    /// first entry of a firing); `None` in runs stored before firings were
+    /// counted once, which count one each.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub counts_for_guards: Option<bool>,
 }
 
 /// A run not yet journaled: it gets its id when it is.
@@ -178,6 +191,8 @@ impl Draft {
             idempotency_key: self.idempotency_key,
             alert: self.alert,
             group: self.group,
+            mitigates: self.mitigates,
+            counts_for_guards: self.counts_for_guards,
         }
     }
 }

@@ -207,6 +207,23 @@ fn from_position(pos: Position, message: String) -> ScriptError {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn a_condition_on_a_missing_label_is_false_not_an_error() {
+        let sandbox = Sandbox::default();
+        let cond = sandbox
+            .compile_condition(r#"alert.labels.severity == "critical""#)
+            .unwrap();
+        let no_label = serde_json::json!({"alert": {"labels": {}, "annotations": {}}});
+        assert_eq!(sandbox.eval_condition(&cond, &no_label), Ok(false));
+        let critical = serde_json::json!({"alert": {"labels": {"severity": "critical"}}});
+        assert_eq!(sandbox.eval_condition(&cond, &critical), Ok(true));
+        let negated = sandbox
+            .compile_condition(r#"alert.labels.severity != "critical""#)
+            .unwrap();
+        assert_eq!(sandbox.eval_condition(&negated, &no_label), Ok(true));
+    }
+
     use super::*;
     use serde_json::json;
 

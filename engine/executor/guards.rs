@@ -53,11 +53,11 @@ impl History {
     /// Counts the alert-started runs of a previous process (`recent` is
     /// newest first, as the store lists them).
     pub fn rebuild(&mut self, recent: &[Run]) {
-        for r in recent
-            .iter()
-            .rev()
-            .filter(|r| r.trigger == TriggerKind::Alert && !matches!(r.status, RunStatus::Refused | RunStatus::Paused))
-        {
+        for r in recent.iter().rev().filter(|r| {
+            r.trigger == TriggerKind::Alert
+                && r.counts_for_guards
+                    .unwrap_or(!matches!(r.status, RunStatus::Refused | RunStatus::Paused))
+        }) {
             if let (Some(p), Some(g)) = (&r.playbook, &r.group) {
                 self.starts
                     .entry(p.clone())

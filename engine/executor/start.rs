@@ -1,8 +1,10 @@
 //! Starting runs. One entry, `start(trigger)`, for the three ways a run
 //! begins: an incident opened (its playbook's runbooks), a schedule fired
 //! (a scheduled playbook's runbooks, no incident) and a person asked (one
-//! runbook, by hand). Playbook-started runs that may not start (a missing
-//! parameter, a guard, a pause) are journaled as not started, with why.
+//! runbook, by hand). A playbook's runbooks run in order, each after the
+//! one before ended; pause and guards are decided once per firing. Runs
+//! that may not start (a missing parameter, a guard, a pause, a `when`, an
+//! earlier runbook that failed) are journaled as not started, with why.
 
 use chrono::{DateTime, Utc};
 use serde_json::{json, Map, Value};
@@ -10,7 +12,7 @@ use serde_json::{json, Map, Value};
 use super::{ExecError, Executor};
 use crate::effects::Opened;
 use crate::ids::{IncidentId, RunId};
-use crate::playbook::{Playbook, Trigger as PlaybookTrigger, DEFAULT_PLAYBOOK};
+use crate::playbook::{CallFailure, Playbook, RunbookCall, Trigger as PlaybookTrigger, DEFAULT_PLAYBOOK};
 use crate::run::{Draft, Run, RunStatus, StepRecord, TriggerKind};
 use crate::runbook::Runbook;
 
@@ -45,9 +47,9 @@ pub struct Started {
     pub duplicate: bool,
 }
 
-/// The runs of one playbook firing, before they are journaled.
-struct Firing<'a> {
-    playbook: &'a Playbook,
+/// One playbook firing: what its runs share.
+struct Firing {
+    playbook: Playbook,
     /// Cooldowns count per group: per incident group, or the schedule.
     group: String,
     /// What the playbook's parameter templates see.
@@ -58,7 +60,9 @@ struct Firing<'a> {
 }
 
 impl Executor {
-    /// Starts what `trigger` asks for and returns the runs that started.
+    /// Starts what `trigger` asks for. A manual run answers with its id; a
+    /// playbook's runs start one after another in the background and are
+    /// found through the store (its incident's `runs`, `GET /api/v1/runs`).
     pub async fn start(&self, trigger: Trigger) -> Result<Vec<Started>, ExecError> {
         match trigger {
             Trigger::Manual(request) => self.start_manual(request).await.map(|s| vec![s]),
@@ -69,7 +73,6 @@ impl Executor {
                 };
                 let alert = serde_json::to_value(&opened.alert).unwrap_or_default();
                 let firing = Firing {
-                    playbook: &playbook,
                     group: format!(
                         "{}|{}",
                         playbook.name,
@@ -79,6 +82,7 @@ impl Executor {
                     trigger: TriggerKind::Alert,
                     incident: Some(inc.id),
                     alert,
+                    playbook,
                 };
                 Ok(self.fire(firing).await)
             }
@@ -89,12 +93,12 @@ impl Executor {
                 let schedule =
                     json!({"playbook": playbook.name, "cron": s.expression, "due": due, "timezone": s.timezone.name()});
                 let firing = Firing {
-                    playbook: &playbook,
                     group: format!("{}|schedule", playbook.name),
-                    context: json!({ "schedule": schedule }),
+                    context: json!({"schedule": schedule, "alert": empty_alert()}),
                     trigger: TriggerKind::Schedule,
                     incident: None,
-                    alert: Value::Null,
+                    alert: empty_alert(),
+                    playbook,
                 };
                 Ok(self.fire(firing).await)
             }
@@ -108,64 +112,133 @@ impl Executor {
         self.shared.catalog.playbooks.iter().find(|p| p.name == name).cloned()
     }
 
-    /// Starts each runbook a playbook names, or journals why it did not.
-    async fn fire(&self, firing: Firing<'_>) -> Vec<Started> {
-        let playbook = firing.playbook;
-        let mut started = Vec::new();
+    /// Fires a playbook: pause and guards are decided once for the whole
+    /// firing; then its runbooks run one after another in a task of their
+    /// own (`run_entries`), so nothing is returned here.
+    async fn fire(&self, firing: Firing) -> Vec<Started> {
+        let playbook = &firing.playbook;
+        let refusal = match self.is_paused() {
+            Some(by) => Some((RunStatus::Paused, format!("automation is paused (by {by})"))),
+            None => self
+                .state()
+                .history
+                .admit(playbook, &firing.group, Utc::now())
+                .err()
+                .map(|why| (RunStatus::Refused, why)),
+        };
+        if let Some((status, reason)) = refusal {
+            for call in &playbook.runbooks {
+                if let Some(runbook) = self.shared.catalog.runbooks.get(&call.runbook) {
+                    let run = firing.draft(runbook, call, &self.shared.settings, false);
+                    self.not_started(run, status, reason.clone()).await;
+                }
+            }
+            return Vec::new();
+        }
+        let this = self.clone();
+        tokio::spawn(async move { this.run_entries(firing).await });
+        Vec::new()
+    }
+
+    /// A firing's runbooks in order, each after the one before finished. An
+    /// entry whose `when` is false is skipped; after an entry that did not
+    /// succeed, the later ones are recorded as not started unless it says
+    /// `on_failure: continue`.
+    async fn run_entries(&self, firing: Firing) {
+        let playbook = &firing.playbook;
+        let mut runs = Map::new();
+        let mut stopped: Option<String> = None;
+        let mut first = true;
         for call in &playbook.runbooks {
             let Some(runbook) = self.shared.catalog.runbooks.get(&call.runbook).cloned() else {
                 continue;
             };
-            let by = match firing.trigger {
-                TriggerKind::Schedule => "schedule",
-                _ => "alert",
-            };
-            let mut run = draft(&runbook, firing.trigger, by, self.shared.settings.dry_run);
-            run.incident = firing.incident;
-            run.playbook = Some(playbook.name.clone());
-            run.alert = firing.alert.clone();
-            run.group = Some(firing.group.clone());
-            let refusal = match self.shared.render.call_params(&runbook, &call.params, &firing.context) {
-                Err(why) => Some((RunStatus::Refused, why)),
-                Ok(params) => {
-                    run.params = params;
-                    match self.is_paused() {
-                        Some(by) => Some((RunStatus::Paused, format!("automation is paused (by {by})"))),
-                        None => self
-                            .state()
-                            .history
-                            .admit(playbook, &firing.group, Utc::now())
-                            .err()
-                            .map(|why| (RunStatus::Refused, why)),
-                    }
-                }
-            };
-            if let Some((status, reason)) = refusal {
-                tracing::warn!(playbook = %playbook.name, runbook = %runbook.name, %reason, "run not started");
-                run.status = status;
-                run.reason = Some(reason);
-                run.finished_at = Some(Utc::now());
-                if let Err(e) = self.shared.writer.journal_new(run).await {
-                    tracing::error!(playbook = %playbook.name, error = %e, "a refused run could not be journaled");
-                }
+            let mut run = firing.draft(&runbook, call, &self.shared.settings, first);
+            first = false;
+            if let Some(why) = &stopped {
+                self.not_started(run, RunStatus::Refused, why.clone()).await;
+                runs.insert(runbook.name.clone(), json!({"status": RunStatus::Refused.as_str()}));
                 continue;
             }
-            match self.shared.writer.journal_new(run.clone()).await {
-                Ok(journaled) => {
-                    let run = run.with_id(journaled.id);
-                    tracing::info!(run = %run.id, playbook = %playbook.name, "run started");
-                    started.push(Started {
-                        id: run.id,
-                        duplicate: false,
-                    });
-                    self.spawn(run, runbook, 0);
+            let mut context = firing.context.clone();
+            context["runs"] = Value::Object(runs.clone());
+            let status = match self.entry_verdict(call, &context).await {
+                Err(why) => {
+                    self.not_started(run, RunStatus::Refused, why).await;
+                    RunStatus::Refused
                 }
-                Err(e) => {
-                    tracing::error!(playbook = %playbook.name, error = %e, "a run could not be journaled")
+                Ok(false) => {
+                    let source = call.when.as_ref().map(|c| c.source.as_str()).unwrap_or_default();
+                    self.not_started(run, RunStatus::Skipped, format!("`when: {source}` is false"))
+                        .await;
+                    RunStatus::Skipped
                 }
+                Ok(true) => match self.shared.render.call_params(&runbook, &call.params, &firing.context) {
+                    Err(why) => {
+                        self.not_started(run, RunStatus::Refused, why).await;
+                        RunStatus::Refused
+                    }
+                    Ok(params) => {
+                        run.params = params;
+                        self.run_now(run, &runbook).await
+                    }
+                },
+            };
+            runs.insert(runbook.name.clone(), json!({"status": status.as_str()}));
+            let failed = !matches!(status, RunStatus::Succeeded | RunStatus::Skipped);
+            if failed && call.on_failure == CallFailure::Stop {
+                stopped = Some(format!(
+                    "runbook `{}` before it ended {} (on_failure: stop)",
+                    runbook.name,
+                    status.as_str()
+                ));
             }
         }
-        started
+    }
+
+    /// Whether an entry's `when:` holds (true without one).
+    async fn entry_verdict(&self, call: &RunbookCall, context: &Value) -> Result<bool, String> {
+        let Some(cond) = &call.when else {
+            return Ok(true);
+        };
+        let (sandbox, script, ctx) = (self.shared.sandbox.clone(), cond.script.clone(), context.clone());
+        tokio::task::spawn_blocking(move || sandbox.eval_condition(&script, &ctx))
+            .await
+            .map_err(|e| format!("`when` stopped: {e}"))?
+            .map_err(|e| format!("`when: {}` failed: {}", cond.source, e.message))
+    }
+
+    /// Journals a run that does not start, and why.
+    async fn not_started(&self, mut run: Draft, status: RunStatus, reason: String) {
+        tracing::warn!(playbook = ?run.playbook, runbook = %run.runbook, %reason, "run not started");
+        run.status = status;
+        run.reason = Some(reason);
+        run.finished_at = Some(Utc::now());
+        if let Err(e) = self.shared.writer.journal_new(run).await {
+            tracing::error!(error = %e, "a run that did not start could not be journaled");
+        }
+    }
+
+    /// Journals a run and runs it to its end here; its final status.
+    async fn run_now(&self, run: Draft, runbook: &Runbook) -> RunStatus {
+        match self.shared.writer.journal_new(run.clone()).await {
+            Ok(journaled) => {
+                let run = run.with_id(journaled.id);
+                tracing::info!(run = %run.id, playbook = ?run.playbook, "run started");
+                let id = run.id;
+                match self.execute(run, runbook, 0).await {
+                    Ok(status) => status,
+                    Err(e) => {
+                        tracing::error!(run = %id, error = %e, "run stopped: its journal could not be written");
+                        RunStatus::Failed
+                    }
+                }
+            }
+            Err(e) => {
+                tracing::error!(runbook = %runbook.name, error = %e, "a run could not be journaled");
+                RunStatus::Failed
+            }
+        }
     }
 
     /// Starts a run by hand; an earlier run's id when the idempotency key
@@ -189,13 +262,15 @@ impl Executor {
         run.params = params;
         run.idempotency_key = request.idempotency_key;
         run.incident = request.incident;
+        run.alert = empty_alert();
         if let Some(id) = run.incident {
-            if let Some(inc) = self.shared.store.incident(id)? {
-                run.alert = inc
-                    .alerts
-                    .first()
-                    .map(|a| serde_json::to_value(a).unwrap_or_default())
-                    .unwrap_or_default();
+            if let Some(first) = self
+                .shared
+                .store
+                .incident(id)?
+                .and_then(|inc| inc.alerts.into_iter().next())
+            {
+                run.alert = serde_json::to_value(first).unwrap_or_else(|_| empty_alert());
             }
         }
         let journaled = self.shared.writer.journal_new(run.clone()).await?;
@@ -207,6 +282,30 @@ impl Executor {
             duplicate: journaled.duplicate,
         })
     }
+}
+
+impl Firing {
+    /// The run of one of this firing's entries, before it is journaled.
+    fn draft(&self, runbook: &Runbook, call: &RunbookCall, settings: &super::Settings, counts: bool) -> Draft {
+        let by = match self.trigger {
+            TriggerKind::Schedule => "schedule",
+            _ => "alert",
+        };
+        let mut run = draft(runbook, self.trigger, by, settings.dry_run);
+        run.incident = self.incident;
+        run.playbook = Some(self.playbook.name.clone());
+        run.alert = self.alert.clone();
+        run.group = Some(self.group.clone());
+        run.mitigates = call.mitigates.unwrap_or(runbook.mitigates);
+        run.counts_for_guards = Some(counts);
+        run
+    }
+}
+
+/// What a run without an alert sees as `alert`: no labels, no
+/// annotations, so `alert.labels.severity == "critical"` is just false.
+pub(super) fn empty_alert() -> Value {
+    json!({"labels": {}, "annotations": {}})
 }
 
 /// A run of `runbook` before it is journaled: every step pending.
@@ -232,5 +331,7 @@ fn draft(runbook: &Runbook, trigger: TriggerKind, by: &str, dry_run: bool) -> Dr
         idempotency_key: None,
         alert: Value::Null,
         group: None,
+        mitigates: runbook.mitigates,
+        counts_for_guards: None,
     }
 }

@@ -19,8 +19,14 @@ use crate::run::{Run, RunStatus, StepRecord, StepStatus};
 use crate::runbook::{OnFailure, Retries, Runbook, Step};
 
 impl Executor {
-    /// Runs steps from `from_step` to the end, then journals how the run ended.
-    pub(super) async fn execute(&self, mut run: Run, runbook: &Runbook, from_step: usize) -> Result<(), ExecError> {
+    /// Runs steps from `from_step` to the end, then journals how the run
+    /// ended; answers that end.
+    pub(super) async fn execute(
+        &self,
+        mut run: Run,
+        runbook: &Runbook,
+        from_step: usize,
+    ) -> Result<RunStatus, ExecError> {
         let info = self.incident_info(run.incident);
         let incident = match run.incident {
             Some(id) => self.shared.store.incident(id).ok().flatten(),
@@ -77,7 +83,7 @@ impl Executor {
         let event = finished_event(&run);
         self.shared.writer.journal(&run, Some(event)).await?;
         tracing::info!(run = %run.id, runbook = %run.runbook, status = run.status.as_str(), "run finished");
-        Ok(())
+        Ok(run.status)
     }
 
     /// Runs one step with its retries; returns whether it succeeded (or was skipped).

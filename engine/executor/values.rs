@@ -118,9 +118,17 @@ pub fn step_context(run: &Run, incident: &Value) -> Value {
             )
         })
         .collect();
+    // A run without an alert (by hand, on schedule, or stored before runs
+    // got one) sees an alert with no labels: a condition on a label is then
+    // false, not an error.
+    let alert = if run.alert.is_null() {
+        super::start::empty_alert()
+    } else {
+        run.alert.clone()
+    };
     json!({
         "params": run.params,
-        "alert": run.alert,
+        "alert": alert,
         "incident": incident,
         "steps": steps,
         "run": {"id": run.id, "runbook": run.runbook, "dry_run": run.dry_run},

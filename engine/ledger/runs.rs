@@ -78,7 +78,7 @@ impl Ledger {
     pub fn journal_run(&mut self, run: Run, event: Option<EventKind>, now: DateTime<Utc>) -> Result<(), RequestError> {
         let id = run.id;
         let incident = run.incident;
-        let mitigates = run.status == RunStatus::Succeeded && !run.dry_run;
+        let mitigates = run.status == RunStatus::Succeeded && !run.dry_run && run.mitigates;
         self.pending.push(Write::Run(run));
         if let (Some(n), Some(what)) = (incident, event) {
             let inc = self

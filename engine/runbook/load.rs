@@ -12,7 +12,7 @@ use crate::diag::{did_you_mean, one_of, Diagnostic, Diagnostics};
 use crate::script::{Sandbox, ScriptError};
 use crate::yaml::{self, Node, Pos, Value};
 
-const RUNBOOK_KEYS: &[&str] = &["name", "description", "params", "steps"];
+const RUNBOOK_KEYS: &[&str] = &["name", "description", "mitigates", "params", "steps"];
 const PARAM_KEYS: &[&str] = &["type", "required", "default", "allowed", "description"];
 const STEP_KEYS: &[&str] = &[
     "id",
@@ -55,6 +55,7 @@ pub fn load(path: &Path, source: &str, tools: &Tools, found: &mut Vec<Diagnostic
         crate::decode::check_name_matches_file("runbook", "rollback-deployment", name, node.pos, &mut d);
     }
     let description = f.opt_str("description", &mut d).unwrap_or_default().to_string();
+    let mitigates = f.opt_bool("mitigates", &mut d).unwrap_or(false);
     let params = f.get("params").map(|n| load_params(n, &mut d)).unwrap_or_default();
     let param_names: Vec<String> = params.iter().map(|p| p.name.clone()).collect();
 
@@ -84,6 +85,7 @@ pub fn load(path: &Path, source: &str, tools: &Tools, found: &mut Vec<Diagnostic
     (found.len() == before).then(|| Runbook {
         name: name.to_string(),
         description,
+        mitigates,
         params,
         steps,
         path: path.to_path_buf(),

@@ -19,6 +19,9 @@ use crate::yaml::Pos;
 pub struct Runbook {
     pub name: String,
     pub description: String,
+    /// A successful (non-dry) run of it fixes what its incident is about,
+    /// so the incident becomes `mitigated`; notify-only runbooks say false.
+    pub mitigates: bool,
     pub params: Vec<Param>,
     pub steps: Vec<Step>,
     pub path: PathBuf,

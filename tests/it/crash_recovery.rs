@@ -53,6 +53,8 @@ fn left_running(n: u64, running: &str) -> Run {
         idempotency_key: None,
         alert: json!(null),
         group: None,
+        mitigates: true,
+        counts_for_guards: None,
     }
 }
 

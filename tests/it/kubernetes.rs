@@ -110,6 +110,10 @@ async fn a_service_down_alert_rolls_the_deployment_back_notifies_slack_and_times
     assert_eq!(rollback.output["from_revision"], 2);
     assert_eq!(rollback.output["to_revision"], 1);
     assert_eq!(
+        rollback.output["revision"], 3,
+        "the step reports the revision `kubectl rollout history` lists"
+    );
+    assert_eq!(
         run.steps[2].status,
         StepStatus::Succeeded,
         "verify waited for the rollout: {:?}",
@@ -127,7 +131,7 @@ async fn a_service_down_alert_rolls_the_deployment_back_notifies_slack_and_times
         "{texts:?}"
     );
     assert!(
-        texts[1].contains("back on revision 1 (registry.example/checkout:v1)"),
+        texts[1].contains("back on revision 1's template (registry.example/checkout:v1), now revision 3"),
         "{texts:?}"
     );
     let context = &slack.bodies()[0]["blocks"][1]["elements"][0]["text"];
@@ -282,7 +286,7 @@ async fn a_dry_run_asks_the_api_server_for_a_dry_run_and_changes_nothing() {
     assert_eq!(run.status, RunStatus::Succeeded, "{run:#?}");
     assert_eq!(
         run.steps[1].summary.as_deref().unwrap(),
-        "would roll back deployment/checkout in prod from revision 2 (registry.example/checkout:v2) to revision 1 (registry.example/checkout:v1)"
+        "would roll back deployment/checkout in prod from revision 2 (registry.example/checkout:v2) to revision 1's template (registry.example/checkout:v1), which would be revision 3"
     );
     let after = kube.get("deployments", "prod", "checkout").unwrap();
     assert_eq!(image(&after), image(&before));
@@ -407,5 +411,43 @@ async fn an_api_server_that_keeps_failing_fails_the_step_within_its_timeout() {
     );
     let dep = kube.get("deployments", "prod", "checkout").unwrap();
     assert_eq!(revision(&dep), "2", "nothing changed");
+    server.stop().await;
+}
+
+const STANDBY: &str = r#"
+name: standby
+params:
+  replicas: {type: int, required: true}
+steps:
+  - id: scale
+    action: k8s.scale
+    with: {namespace: prod, deployment: checkout, replicas: "{{params.replicas}}", scale_down: false}
+"#;
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_scale_with_scale_down_false_raises_a_standby_but_never_lowers_it() {
+    let (kube, dir) = fake_cluster().await;
+    kube.add_deployment("prod", "checkout", "registry.example/checkout:v1", 9);
+    let slack = Listener::start().await;
+    let root = root_with(&[("runbooks/standby.yaml", STANDBY)]);
+    let server = server(root.path().to_path_buf(), dir.path().join("kubeconfig"), &slack).await;
+    let c = server.client();
+    let replicas = |kube: &FakeKube| kube.get("deployments", "prod", "checkout").unwrap()["spec"]["replicas"].clone();
+
+    let run = run_to_end(&c, "standby", &with_params(json!({"replicas": 4}))).await;
+    assert_eq!(run.status, RunStatus::Succeeded, "{run:#?}");
+    assert_eq!(replicas(&kube), 9, "a standby that runs 9 keeps them");
+    assert!(
+        run.steps[0]
+            .summary
+            .as_deref()
+            .unwrap()
+            .contains("keeps its 9 replicas"),
+        "{:?}",
+        run.steps[0].summary
+    );
+    let run = run_to_end(&c, "standby", &with_params(json!({"replicas": 12}))).await;
+    assert_eq!(run.status, RunStatus::Succeeded, "{run:#?}");
+    assert_eq!(replicas(&kube), 12, "raising still works");
     server.stop().await;
 }

@@ -22,4 +22,5 @@ mod runs;
 mod secrets;
 mod store_unavailable;
 mod tls;
+mod trust;
 mod validate;

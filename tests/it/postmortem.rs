@@ -178,6 +178,8 @@ fn recorded(service: &str) -> (Incident, Vec<Event>, Vec<Run>) {
         idempotency_key: None,
         alert: json!(null),
         group: None,
+        mitigates: true,
+        counts_for_guards: None,
     };
     (incident, timeline, vec![run])
 }

@@ -366,7 +366,11 @@ async fn a_firing_alert_runs_the_playbook_once_and_the_timeline_shows_each_step(
         events[2]
     );
     let inc = c.incident("INC-1").await.unwrap().incident;
-    assert_eq!(inc.status, Status::Mitigated, "a successful run mitigates the incident");
+    assert_eq!(
+        inc.status,
+        Status::Open,
+        "a notify-only runbook (mitigates: false) leaves the incident open"
+    );
     assert_eq!(inc.runs, [RunId::new(1)]);
     assert_eq!(slack.bodies().len(), 1);
     let second = c.run("RUN-2").await;

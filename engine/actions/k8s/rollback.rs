@@ -35,7 +35,7 @@ impl Act for Rollback {
         ],
         exactly_one_of: &[],
         idempotent: false,
-        output: "`from_revision`, `to_revision`, `image` (the restored pod template's first image)",
+        output: "`from_revision`, `to_revision` (whose template came back), `revision` (the new revision, as `kubectl rollout history` lists it), `image` (the restored pod template's first image)",
     };
     type Args = Args;
 
@@ -125,11 +125,15 @@ async fn rollback(args: Args, cx: &Context<'_>) -> Result<Outcome, ActionError> 
         .patch(name, &patch_params(cx.dry_run), &patch)
         .await
         .map_err(|e| kube_error(&what, e))?;
+    // The controller files the restored template under a new number, one
+    // past the highest (as `kubectl rollout history` then shows it).
+    let revision = known.iter().copied().max().unwrap_or(current).max(current) + 1;
     Ok(Outcome {
-        output: json!({"from_revision": current, "to_revision": to_revision, "image": to_image, "previous_image": from_image}),
+        output: json!({"from_revision": current, "to_revision": to_revision, "revision": revision, "image": to_image, "previous_image": from_image}),
         summary: format!(
-            "{} {what} from revision {current} ({from_image}) to revision {to_revision} ({to_image})",
-            maybe(cx.dry_run, "rolled back", "would roll back")
+            "{} {what} from revision {current} ({from_image}) to revision {to_revision}'s template ({to_image}), {} revision {revision}",
+            maybe(cx.dry_run, "rolled back", "would roll back"),
+            maybe(cx.dry_run, "now", "which would be")
         ),
     })
 }

@@ -20,6 +20,7 @@ pub struct Args {
     by: Option<String>,
     min: Option<i64>,
     max: Option<i64>,
+    scale_down: Option<bool>,
 }
 
 impl Act for Scale {
@@ -39,6 +40,12 @@ impl Act for Scale {
             ),
             opt("min", ArgKind::Int, Some("0"), "never scale below this"),
             opt("max", ArgKind::Int, None, "never scale above this"),
+            opt(
+                "scale_down",
+                ArgKind::Bool,
+                Some("true"),
+                "`false`: never lower the count, so `replicas` is a floor (a standby that already runs more keeps them)",
+            ),
         ],
         exactly_one_of: &[&["replicas", "by"]],
         idempotent: false,
@@ -105,6 +112,12 @@ async fn scale(args: Args, cx: &Context<'_>) -> Result<Outcome, ActionError> {
     } else {
         String::new()
     };
+    if target < previous && args.scale_down == Some(false) {
+        return Ok(Outcome {
+            output: json!({"previous_replicas": previous, "replicas": previous}),
+            summary: format!("{what} keeps its {previous} replicas: {target} would lower it (scale_down: false)"),
+        });
+    }
     if target == previous {
         return Ok(Outcome {
             output: json!({"previous_replicas": previous, "replicas": target}),

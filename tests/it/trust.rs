@@ -1,0 +1,215 @@
+//! Automation that means what it says: only a fix mitigates, a playbook's
+//! runbooks run in order (with `when:` and `on_failure:`), guards are
+//! decided once per firing, and a condition on a missing label is false.
+
+use laojun::client::{ApiClient, IncidentQuery, RunQuery};
+use laojun::ids::{IncidentId, RunId};
+use laojun::incident::{EventKind, Status};
+use laojun::run::{Run, RunStatus};
+use serde_json::json;
+
+use crate::support::{self, root_with, Alert, Server};
+
+const FIX: &str = "name: fix\nmitigates: true\nsteps:\n  - id: act\n    action: wait\n    with: {secs: 0}\n";
+const TELL: &str = "name: tell\nsteps:\n  - id: say\n    action: wait\n    with: {secs: 1}\n";
+const BREAK: &str =
+    "name: break\nsteps:\n  - id: fail\n    action: script\n    with: {source: 'throw \"the check failed\"'}\n";
+const LOOK: &str = "name: look\nsteps:\n  - id: only_when_critical\n    action: wait\n    with: {secs: 0}\n    when: 'alert.labels.severity == \"critical\"'\n  - id: always\n    action: wait\n    with: {secs: 0}\n";
+
+async fn server(files: &[(&str, &str)]) -> (Server, tempfile::TempDir) {
+    let root = root_with(files);
+    let path = root.path().to_path_buf();
+    let server = Server::start_with(move |c| c.root = path).await;
+    (server, root)
+}
+
+fn alert(alertname: &str, host: &str) -> Vec<u8> {
+    support::webhook_body([Alert::firing(json!({"alertname": alertname, "host": host}))
+        .starts_at("2026-11-30T08:00:00Z")
+        .fingerprint(&format!("{:0>16}", host.replace('-', "")))])
+}
+
+/// The runs of INC-n once `count` of them have finished, in start order.
+async fn finished_runs(c: &ApiClient, incident: u64, count: usize) -> Vec<Run> {
+    let id = IncidentId::new(incident);
+    support::eventually(&format!("{count} finished runs of {id}"), async || {
+        let runs: Vec<Run> = c
+            .runs(&RunQuery::default())
+            .await
+            .ok()?
+            .into_iter()
+            .filter(|r| r.incident == Some(id) && r.status.is_finished())
+            .collect();
+        (runs.len() >= count).then(|| {
+            let mut runs = runs;
+            runs.sort_by_key(|r| r.id);
+            runs
+        })
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_notify_only_runbook_leaves_its_incident_open_and_a_fix_mitigates_it_naming_the_run() {
+    let pb = "name: watch\ntrigger: {alerts: ['alertname=\"Watch\"']}\nseverity: P0\ngroup_by: [alertname, host]\nrunbooks:\n  - runbook: tell\n  - runbook: fix\n    when: 'alert.labels.host == \"db-2\"'\n";
+    let (server, _root) = server(&[
+        ("runbooks/tell.yaml", TELL),
+        ("runbooks/fix.yaml", FIX),
+        ("playbooks/watch.yaml", pb),
+    ])
+    .await;
+    let c = server.client();
+    c.post_alerts(alert("Watch", "db-1")).await.unwrap();
+    let runs = finished_runs(&c, 1, 2).await;
+    assert_eq!(runs[0].status, RunStatus::Succeeded, "tell ran");
+    assert_eq!(
+        runs[1].status,
+        RunStatus::Skipped,
+        "fix is only for db-2: {:?}",
+        runs[1].reason
+    );
+    let open = c
+        .incidents(&IncidentQuery {
+            status: Some(Status::Open),
+            ..IncidentQuery::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        open.iter().map(|i| i.id).collect::<Vec<_>>(),
+        [IncidentId::new(1)],
+        "a P0 that was only told about stays in `incidents list --status open`"
+    );
+
+    c.post_alerts(alert("Watch", "db-2")).await.unwrap();
+    let runs = finished_runs(&c, 2, 2).await;
+    assert_eq!(runs[1].status, RunStatus::Succeeded, "fix ran for db-2");
+    let detail = c.incident("INC-2").await.unwrap();
+    assert_eq!(detail.incident.status, Status::Mitigated);
+    let by: Vec<String> = detail
+        .timeline
+        .iter()
+        .filter_map(|e| match &e.what {
+            EventKind::StatusChanged {
+                to: Status::Mitigated,
+                by,
+                ..
+            } => Some(by.clone()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        by,
+        [runs[1].id.to_string()],
+        "the timeline names the run that mitigated"
+    );
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_playbooks_runbooks_run_in_order_and_a_failure_stops_the_rest() {
+    let pb = "name: chain\ntrigger: {alerts: ['alertname=\"Chain\"']}\nrunbooks:\n  - runbook: tell\n  - runbook: break\n  - runbook: fix\n";
+    let (server, _root) = server(&[
+        ("runbooks/tell.yaml", TELL),
+        ("runbooks/break.yaml", BREAK),
+        ("runbooks/fix.yaml", FIX),
+        ("playbooks/chain.yaml", pb),
+    ])
+    .await;
+    let c = server.client();
+    c.post_alerts(alert("Chain", "web-1")).await.unwrap();
+    let runs = finished_runs(&c, 1, 3).await;
+    let names: Vec<(&str, RunStatus)> = runs.iter().map(|r| (r.runbook.as_str(), r.status)).collect();
+    assert_eq!(
+        names,
+        [
+            ("tell", RunStatus::Succeeded),
+            ("break", RunStatus::Failed),
+            ("fix", RunStatus::Refused)
+        ]
+    );
+    let tell_done = runs[0].finished_at.expect("tell finished");
+    assert!(
+        runs[1].created_at >= tell_done,
+        "break started after tell ended: {} < {tell_done}",
+        runs[1].created_at
+    );
+    let why = runs[2].reason.as_deref().unwrap_or_default();
+    assert!(why.contains("`break`") && why.contains("on_failure: stop"), "{why}");
+    let inc = c.incident("INC-1").await.unwrap().incident;
+    assert_eq!(inc.status, Status::Open, "nothing that mitigates succeeded");
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn on_failure_continue_and_when_over_earlier_runs_let_a_playbook_go_on() {
+    let pb = "name: chain\ntrigger: {alerts: ['alertname=\"Chain\"']}\nrunbooks:\n  - runbook: break\n    on_failure: continue\n  - runbook: tell\n    when: 'runs[\"break\"].status == \"failed\"'\n  - runbook: fix\n    when: 'runs[\"break\"].status == \"succeeded\"'\n";
+    let (server, _root) = server(&[
+        ("runbooks/tell.yaml", TELL),
+        ("runbooks/break.yaml", BREAK),
+        ("runbooks/fix.yaml", FIX),
+        ("playbooks/chain.yaml", pb),
+    ])
+    .await;
+    let c = server.client();
+    c.post_alerts(alert("Chain", "web-1")).await.unwrap();
+    let runs = finished_runs(&c, 1, 3).await;
+    let names: Vec<(&str, RunStatus)> = runs.iter().map(|r| (r.runbook.as_str(), r.status)).collect();
+    assert_eq!(
+        names,
+        [
+            ("break", RunStatus::Failed),
+            ("tell", RunStatus::Succeeded),
+            ("fix", RunStatus::Skipped)
+        ]
+    );
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_cooldown_is_decided_once_per_firing_never_between_its_runbooks() {
+    let pb = "name: db\ntrigger: {alerts: ['alertname=\"Db\"']}\ngroup_by: [alertname]\nrunbooks:\n  - runbook: tell\n  - runbook: fix\nguards: {cooldown_secs: 3600}\n";
+    let (server, _root) = server(&[
+        ("runbooks/tell.yaml", TELL),
+        ("runbooks/fix.yaml", FIX),
+        ("playbooks/db.yaml", pb),
+    ])
+    .await;
+    let c = server.client();
+    c.post_alerts(alert("Db", "db-1")).await.unwrap();
+    let first = finished_runs(&c, 1, 2).await;
+    assert!(
+        first.iter().all(|r| r.status == RunStatus::Succeeded),
+        "both runbooks of the firing ran: {:?}",
+        first
+            .iter()
+            .map(|r| (&r.runbook, r.status, &r.reason))
+            .collect::<Vec<_>>()
+    );
+    // Resolve by hand so the next alert of the group opens a new incident
+    // within the cooldown.
+    c.resolve("INC-1").await.unwrap();
+    c.post_alerts(alert("Db", "db-2")).await.unwrap();
+    let second = finished_runs(&c, 2, 2).await;
+    for r in &second {
+        assert_eq!(r.status, RunStatus::Refused, "{}", r.runbook);
+        assert!(
+            r.reason.as_deref().unwrap_or_default().starts_with("cooldown:"),
+            "{:?}",
+            r.reason
+        );
+    }
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_manual_run_without_an_alert_skips_a_step_on_a_label_instead_of_failing() {
+    let (server, _root) = server(&[("runbooks/look.yaml", LOOK)]).await;
+    let c = server.client();
+    let run = support::run_to_end(&c, "look", &Default::default()).await;
+    assert_eq!(run.status, RunStatus::Succeeded, "{:?}", run.reason);
+    let steps: Vec<(&str, &str)> = run.steps.iter().map(|s| (s.id.as_str(), s.status.as_str())).collect();
+    assert_eq!(steps, [("only_when_critical", "skipped"), ("always", "succeeded")]);
+    assert_eq!(run.id, RunId::new(1));
+    server.stop().await;
+}
