@@ -26,6 +26,7 @@ pub struct Args {
     body: Option<Value>,
     #[serde(default, deserialize_with = "statuses")]
     expect_status: Vec<u16>,
+    read_only: Option<bool>,
 }
 
 /// One string or a list of strings (`who: oncall` or `who: [alice, bob]`).
@@ -86,6 +87,12 @@ impl Act for Http {
                 Some("any 2xx"),
                 "status codes that count as success",
             ),
+            opt(
+                "read_only",
+                ArgKind::Bool,
+                Some("true for GET and HEAD"),
+                "the call changes nothing, so a dry run makes it for real (and later steps decide from its answer)",
+            ),
         ],
         exactly_one_of: &[],
         idempotent: false,
@@ -112,7 +119,12 @@ async fn call(args: Args, cx: &Context<'_>) -> Result<Outcome, ActionError> {
         .collect();
     let expect = args.expect_status;
     let body = args.body.as_ref().filter(|b| !b.is_null());
-    if cx.dry_run {
+    // A read changes nothing: a dry run makes it, so `when:` and scripts
+    // after it decide from the real answer, as they would in a real run.
+    let reads = args
+        .read_only
+        .unwrap_or_else(|| matches!(method.to_ascii_uppercase().as_str(), "GET" | "HEAD"));
+    if cx.dry_run && !reads {
         let header_names: Vec<&String> = headers.keys().collect();
         return Ok(Outcome {
             output: json!({"would_send": {"method": method, "url": url_written, "headers": header_names, "body": body}}),
@@ -161,7 +173,14 @@ async fn call(args: Args, cx: &Context<'_>) -> Result<Outcome, ActionError> {
     if ok {
         return Ok(Outcome {
             output: json!({"status": status, "body": body_value}),
-            summary: format!("{method} {url_written} answered {status}"),
+            summary: format!(
+                "{}{method} {url_written} answered {status}",
+                if cx.dry_run {
+                    "read for real in the dry run: "
+                } else {
+                    ""
+                }
+            ),
         });
     }
     let wanted = if expect.is_empty() {

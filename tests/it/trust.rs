@@ -213,3 +213,46 @@ async fn a_manual_run_without_an_alert_skips_a_step_on_a_label_instead_of_failin
     assert_eq!(run.id, RunId::new(1));
     server.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_dry_run_makes_reads_for_real_and_only_reports_what_would_change() {
+    let api = support::Listener::start().await;
+    let probe = format!(
+        r#"name: probe
+params:
+  base: {{type: string, required: true}}
+steps:
+  - id: look
+    action: http
+    with: {{url: "{{{{params.base}}}}/status"}}
+  - id: decide
+    action: script
+    with: {{source: 'if steps.look.output.body != "ok" {{ throw "unexpected answer" }}; #{{healthy: true}}'}}
+  - id: change
+    action: http
+    with: {{method: POST, url: "{{{{params.base}}}}/restart"}}
+    when: 'steps.decide.output.healthy == true'
+"#
+    );
+    let (server, _root) = server(&[("runbooks/probe.yaml", probe.as_str())]).await;
+    let c = server.client();
+    let request = laojun::client::RunRequest {
+        dry_run: true,
+        ..support::with_params(json!({"base": api.url}))
+    };
+    let run = support::run_to_end(&c, "probe", &request).await;
+    assert_eq!(run.status, RunStatus::Succeeded, "{run:#?}");
+    let paths: Vec<String> = api.received.lock().unwrap().iter().map(|(p, _)| p.clone()).collect();
+    assert_eq!(paths, ["/status"], "the GET was made, the POST was not");
+    assert_eq!(run.steps[0].output["status"], 200);
+    assert_eq!(
+        run.steps[1].status.as_str(),
+        "succeeded",
+        "the script decided from the real answer"
+    );
+    assert_eq!(
+        run.steps[2].summary.as_deref(),
+        Some(format!("would send POST {}/restart", api.url).as_str())
+    );
+    server.stop().await;
+}
