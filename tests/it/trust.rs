@@ -217,24 +217,22 @@ async fn a_manual_run_without_an_alert_skips_a_step_on_a_label_instead_of_failin
 #[tokio::test(flavor = "multi_thread")]
 async fn a_dry_run_makes_reads_for_real_and_only_reports_what_would_change() {
     let api = support::Listener::start().await;
-    let probe = format!(
-        r#"name: probe
+    let probe = r#"name: probe
 params:
-  base: {{type: string, required: true}}
+  base: {type: string, required: true}
 steps:
   - id: look
     action: http
-    with: {{url: "{{{{params.base}}}}/status"}}
+    with: {url: "{{params.base}}/status"}
   - id: decide
     action: script
-    with: {{source: 'if steps.look.output.body != "ok" {{ throw "unexpected answer" }}; #{{healthy: true}}'}}
+    with: {source: 'if steps.look.output.body != "ok" { throw "unexpected answer" }; #{healthy: true}'}
   - id: change
     action: http
-    with: {{method: POST, url: "{{{{params.base}}}}/restart"}}
+    with: {method: POST, url: "{{params.base}}/restart"}
     when: 'steps.decide.output.healthy == true'
-"#
-    );
-    let (server, _root) = server(&[("runbooks/probe.yaml", probe.as_str())]).await;
+"#;
+    let (server, _root) = server(&[("runbooks/probe.yaml", probe)]).await;
     let c = server.client();
     let request = laojun::client::RunRequest {
         dry_run: true,
