@@ -167,14 +167,8 @@ pub struct Decision {
     pub by: String,
 }
 
-/// `GET /api/v1/automation` and the answer to pause/resume.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct AutomationState {
-    pub paused: bool,
-    /// Who paused it (or resumed it, in the answer to resume).
-    #[serde(default)]
-    pub by: Option<String>,
-}
+/// `GET /api/v1/automation` and the answer to pause/resume: the server's own type.
+pub use crate::automation::AutomationView as AutomationState;
 
 /// The answer to a note.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -355,15 +349,19 @@ impl ApiClient {
             .await
     }
 
-    /// `POST /api/v1/automation/pause`.
-    pub async fn pause(&self) -> Result<AutomationState, ClientError> {
-        let request = self.request(Method::POST, "/api/v1/automation/pause");
+    /// `POST /api/v1/automation/pause`: everything, or one playbook.
+    pub async fn pause(&self, playbook: Option<&str>, reason: Option<&str>) -> Result<AutomationState, ClientError> {
+        let request = self
+            .request(Method::POST, "/api/v1/automation/pause")
+            .json(&serde_json::json!({"playbook": playbook, "reason": reason}));
         self.json(request, "an automation state").await
     }
 
-    /// `POST /api/v1/automation/resume`.
-    pub async fn resume(&self) -> Result<AutomationState, ClientError> {
-        let request = self.request(Method::POST, "/api/v1/automation/resume");
+    /// `POST /api/v1/automation/resume`: everything, or one playbook.
+    pub async fn resume(&self, playbook: Option<&str>) -> Result<AutomationState, ClientError> {
+        let request = self
+            .request(Method::POST, "/api/v1/automation/resume")
+            .json(&serde_json::json!({ "playbook": playbook }));
         self.json(request, "an automation state").await
     }
 
@@ -672,7 +670,10 @@ mod tests {
             get(|headers: axum::http::HeaderMap| async move {
                 if headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()) == Some(&format!("Bearer {TOKEN}"))
                 {
-                    answer(200, r#"{"paused": true, "by": "alice"}"#)
+                    answer(
+                        200,
+                        r#"{"paused": true, "by": "alice", "reason": null, "since": "2026-12-01T10:00:00Z"}"#,
+                    )
                 } else {
                     answer(401, r#"{"error": "the token is not valid"}"#)
                 }
@@ -680,13 +681,7 @@ mod tests {
         ))
         .await;
         let state = client.automation().await.expect("the token is accepted");
-        assert_eq!(
-            state,
-            AutomationState {
-                paused: true,
-                by: Some("alice".into())
-            }
-        );
+        assert!(state.paused && state.by.as_deref() == Some("alice"), "{state:?}");
         assert!(!format!("{client:?}").contains(TOKEN));
         let e = client.run("RUN-1").await.expect_err("no such route");
         assert!(!format!("{e} {e:?}").contains(TOKEN));

@@ -120,12 +120,14 @@ impl Builder {
             external_url: config.external_url.clone(),
         };
         let backends = Arc::new(Backends::from_config(config, resolved.slack_webhook.clone()));
+        let automation = store.automation()?;
         let executor = Executor::new(
             writer.clone(),
             store.clone(),
             catalog.clone(),
             backends.clone(),
             settings,
+            automation,
         );
         let recovered = executor
             .recover()

@@ -23,6 +23,7 @@
 pub mod actions;
 pub mod alert;
 pub mod allocator;
+pub mod automation;
 pub mod catalog;
 pub mod cli;
 pub mod client;

@@ -50,6 +50,11 @@ pub enum Request {
         by: String,
         reply: oneshot::Sender<Result<Incident, Failure>>,
     },
+    /// Stores the pauses now in force.
+    Automation {
+        state: crate::automation::Automation,
+        reply: oneshot::Sender<Result<(), Failure>>,
+    },
     /// Records an operator action in the audit trail.
     Audit {
         record: crate::store::Audit,
@@ -177,6 +182,11 @@ impl Writer {
         if self.ask(|reply| Request::Audit { record, reply }).await.is_err() {
             tracing::warn!(by, action, target, "the audit record was not written");
         }
+    }
+
+    /// Stores the pauses now in force and waits until they are on disk.
+    pub async fn automation(&self, state: crate::automation::Automation) -> Result<(), Failure> {
+        self.ask(|reply| Request::Automation { state, reply }).await
     }
 
     /// Asks the writer to commit what is queued and stop.
@@ -415,6 +425,10 @@ fn apply(intake: &mut Ledger, request: Request, now: chrono::DateTime<Utc>) -> A
         }
         Request::Audit { record, reply } => {
             intake.audit(record);
+            Answer::Note(reply, Ok(()))
+        }
+        Request::Automation { state, reply } => {
+            intake.automation(state);
             Answer::Note(reply, Ok(()))
         }
         Request::Stop => unreachable!("Stop is handled by the loop"),

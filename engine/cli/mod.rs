@@ -79,13 +79,25 @@ pub enum Command {
         #[command(flatten)]
         client: ClientArgs,
     },
-    /// Stop all automation: no run starts, running ones stop before their next step.
+    /// Stop automation: no run starts, running ones stop before their next step.
+    ///
+    /// Everything, or with --playbook one playbook. The pause is stored and
+    /// holds across restarts until `laojun resume`.
     Pause {
+        /// Pause only this playbook
+        #[arg(long, value_name = "NAME")]
+        playbook: Option<String>,
+        /// Why, for the timeline, the audit trail and `GET /api/v1/automation`
+        #[arg(long, value_name = "TEXT")]
+        reason: Option<String>,
         #[command(flatten)]
         client: ClientArgs,
     },
-    /// Let automation run again after `pause`.
+    /// Let automation run again after `pause` (everything, or one --playbook).
     Resume {
+        /// Resume only this playbook
+        #[arg(long, value_name = "NAME")]
+        playbook: Option<String>,
         #[command(flatten)]
         client: ClientArgs,
     },
@@ -273,8 +285,12 @@ async fn dispatch(command: Command) -> ExitCode {
             server,
         } => postmortem::postmortem(&id, output_file.as_deref(), &server).await,
         Command::Schedules { dir, count } => local::schedules(&dir, count),
-        Command::Pause { client } => automation::pause(&client).await,
-        Command::Resume { client } => automation::resume(&client).await,
+        Command::Pause {
+            playbook,
+            reason,
+            client,
+        } => automation::pause(&client, playbook.as_deref(), reason.as_deref()).await,
+        Command::Resume { playbook, client } => automation::resume(&client, playbook.as_deref()).await,
         Command::Actions => local::actions(),
     }
 }

@@ -28,6 +28,7 @@ use tokio::sync::{oneshot, Notify};
 pub use start::{ManualRun, Started, Trigger};
 
 use crate::actions::{Backends, Decision, IncidentInfo, Target};
+use crate::automation::{Automation, AutomationView, Pause};
 use crate::catalog::Catalog;
 use crate::ids::{IncidentId, RunId};
 use crate::ledger::RequestError;
@@ -55,7 +56,7 @@ pub enum ExecError {
     UnknownRunbook(String),
     #[error("{0}")]
     BadParams(String),
-    #[error("automation is paused (by {0}); resume it first")]
+    #[error("{0}; resume it first")]
     Paused(String),
     #[error("{0}")]
     NotFound(String),
@@ -100,12 +101,14 @@ struct Shared {
     state: Mutex<State>,
     /// Wakes runs waiting for a target another run released.
     unlocked: Notify,
+    /// One pause or resume at a time, each stored before the next.
+    pausing: tokio::sync::Mutex<()>,
 }
 
 #[derive(Default)]
 struct State {
-    /// Who paused automation, while it is paused.
-    paused: Option<String>,
+    /// The pauses in force (a copy of what the store holds).
+    automation: Automation,
     /// Target (a Kubernetes object or DNS record) → run acting on it.
     locks: HashMap<Target, RunId>,
     /// Per run waiting for approval: where `decide` sends the decision.
@@ -118,15 +121,25 @@ struct State {
 }
 
 impl Executor {
+    /// `automation` is what the store holds; `settings.paused` adds a
+    /// pause by `config` when nothing else paused everything.
     pub fn new(
         writer: Writer,
         store: Arc<dyn Store>,
         catalog: Arc<Catalog>,
         backends: Arc<Backends>,
         settings: Settings,
+        mut automation: Automation,
     ) -> Self {
+        if settings.paused && automation.paused.is_none() {
+            automation.paused = Some(Pause {
+                by: "config".into(),
+                reason: Some("execution.paused in laojun.yaml".into()),
+                since: chrono::Utc::now(),
+            });
+        }
         let state = State {
-            paused: settings.paused.then(|| "config".to_string()),
+            automation,
             ..State::default()
         };
         let shared = Shared {
@@ -139,6 +152,7 @@ impl Executor {
             settings,
             state: Mutex::new(state),
             unlocked: Notify::new(),
+            pausing: tokio::sync::Mutex::new(()),
         };
         Executor {
             shared: Arc::new(shared),
@@ -153,20 +167,73 @@ impl Executor {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    /// Who paused automation, while it is paused.
+    /// Why nothing may start now, while everything is paused.
     pub fn is_paused(&self) -> Option<String> {
-        self.state().paused.clone()
+        self.state().automation.everything_paused()
     }
 
-    /// Stops all automation: no run starts, running ones stop before their next step.
-    pub fn pause(&self, by: &str) {
-        self.state().paused = Some(by.to_string());
-        tracing::warn!(by, "automation paused");
+    /// Why a run of `playbook` (`None`: a manual run) may not start or go on.
+    pub fn blocked(&self, playbook: Option<&str>) -> Option<String> {
+        self.state().automation.blocks(playbook)
     }
 
-    pub fn resume(&self, by: &str) {
-        self.state().paused = None;
-        tracing::info!(by, "automation resumed");
+    pub fn automation(&self) -> AutomationView {
+        self.state().automation.view()
+    }
+
+    /// Pauses everything (`playbook: None`) or one playbook: nothing of it
+    /// starts, and running runs stop before their next step. Stored before
+    /// it answers, so it holds across a restart.
+    pub async fn pause(
+        &self,
+        by: &str,
+        playbook: Option<&str>,
+        reason: Option<String>,
+    ) -> Result<AutomationView, ExecError> {
+        if let Some(name) = playbook {
+            if !self.shared.catalog.playbooks.iter().any(|p| p.name == name) {
+                return Err(ExecError::NotFound(format!("no playbook `{name}`")));
+            }
+        }
+        let pause = Pause {
+            by: by.to_string(),
+            reason,
+            since: chrono::Utc::now(),
+        };
+        let view = self
+            .change_automation(|a| match playbook {
+                Some(name) => {
+                    a.playbooks.insert(name.to_string(), pause);
+                }
+                None => a.paused = Some(pause),
+            })
+            .await?;
+        tracing::warn!(by, playbook, "automation paused");
+        Ok(view)
+    }
+
+    /// Lifts the pause of everything (`None`) or of one playbook.
+    pub async fn resume(&self, by: &str, playbook: Option<&str>) -> Result<AutomationView, ExecError> {
+        let view = self
+            .change_automation(|a| match playbook {
+                Some(name) => {
+                    a.playbooks.remove(name);
+                }
+                None => a.paused = None,
+            })
+            .await?;
+        tracing::info!(by, playbook, "automation resumed");
+        Ok(view)
+    }
+
+    async fn change_automation(&self, change: impl FnOnce(&mut Automation)) -> Result<AutomationView, ExecError> {
+        let _one_at_a_time = self.shared.pausing.lock().await;
+        let mut next = self.state().automation.clone();
+        change(&mut next);
+        self.shared.writer.automation(next.clone()).await?;
+        let view = next.view();
+        self.state().automation = next;
+        Ok(view)
     }
 
     /// Decides a waiting approval step.

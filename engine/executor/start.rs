@@ -117,8 +117,8 @@ impl Executor {
     /// own (`run_entries`), so nothing is returned here.
     async fn fire(&self, firing: Firing) -> Vec<Started> {
         let playbook = &firing.playbook;
-        let refusal = match self.is_paused() {
-            Some(by) => Some((RunStatus::Paused, format!("automation is paused (by {by})"))),
+        let refusal = match self.blocked(Some(&playbook.name)) {
+            Some(why) => Some((RunStatus::Paused, why)),
             None => self
                 .state()
                 .history
@@ -252,9 +252,9 @@ impl Executor {
             .cloned()
             .ok_or_else(|| ExecError::UnknownRunbook(request.runbook.clone()))?;
         let dry_run = request.dry_run || self.shared.settings.dry_run;
-        if let Some(by) = self.is_paused() {
+        if let Some(why) = self.is_paused() {
             if !dry_run {
-                return Err(ExecError::Paused(by));
+                return Err(ExecError::Paused(why));
             }
         }
         let params = crate::runbook::params::check(&runbook, &request.params).map_err(ExecError::BadParams)?;

@@ -44,9 +44,9 @@ impl Executor {
         run.status = RunStatus::Running;
         let mut failed: Option<String> = None;
         for step in &runbook.steps[from_step.min(runbook.steps.len())..] {
-            if let Some(by) = self.is_paused() {
+            if let Some(why) = self.blocked(run.playbook.as_deref()) {
                 run.status = RunStatus::Paused;
-                run.reason = Some(format!("automation was paused by {by} before step `{}`", step.id));
+                run.reason = Some(format!("stopped before step `{}`: {why}", step.id));
                 break;
             }
             if self.run_step(&mut run, step, &info, &incident_json).await? {

@@ -5,6 +5,11 @@ use super::Ledger;
 use crate::store::{Audit, Write};
 
 impl Ledger {
+    /// Queues the pauses now in force.
+    pub fn automation(&mut self, state: crate::automation::Automation) {
+        self.pending.push(Write::Automation(state));
+    }
+
     /// Queues an audit record with the other writes.
     pub fn audit(&mut self, record: Audit) {
         self.pending.push(Write::Audit(record));

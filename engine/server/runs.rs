@@ -12,6 +12,7 @@ use serde_json::{json, Map, Value};
 use super::auth::Caller;
 use super::error::run_id;
 use super::{ApiError, AppState};
+use crate::automation::AutomationView;
 use crate::executor::{ManualRun, Started, Trigger};
 
 #[derive(Debug, Default, Deserialize)]
@@ -152,20 +153,65 @@ async fn decide(state: &AppState, id: &str, approved: bool, by: &str) -> Result<
     ))
 }
 
-/// `GET /api/v1/automation`: whether automation is paused.
-pub async fn automation(State(state): State<Arc<AppState>>) -> Json<Value> {
-    let paused = state.executor.is_paused();
-    Json(json!({"paused": paused.is_some(), "by": paused}))
+/// `GET /api/v1/automation`: what is paused, by whom, why and since when.
+pub async fn automation(State(state): State<Arc<AppState>>) -> Json<AutomationView> {
+    Json(state.executor.automation())
 }
 
-pub async fn pause(State(state): State<Arc<AppState>>, Extension(caller): Extension<Caller>) -> Json<Value> {
-    state.executor.pause(&caller.0);
-    state.writer.audit(&caller.0, "pause", "automation", None).await;
-    Json(json!({"paused": true, "by": caller.0}))
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PauseBody {
+    playbook: Option<String>,
+    reason: Option<String>,
 }
 
-pub async fn resume(State(state): State<Arc<AppState>>, Extension(caller): Extension<Caller>) -> Json<Value> {
-    state.executor.resume(&caller.0);
-    state.writer.audit(&caller.0, "resume", "automation", None).await;
-    Json(json!({"paused": false, "by": caller.0}))
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ResumeBody {
+    playbook: Option<String>,
+}
+
+/// An optional JSON body: nothing (or only spaces) reads as the default.
+fn optional_body<T: Default + serde::de::DeserializeOwned>(body: &[u8], send: &str) -> Result<T, ApiError> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(T::default());
+    }
+    serde_json::from_slice(body).map_err(|e| ApiError::bad_request(format!("{e}; send {send}, or no body")))
+}
+
+/// `POST /api/v1/automation/pause` with optional `{"playbook", "reason"}`.
+pub async fn pause(
+    State(state): State<Arc<AppState>>,
+    Extension(caller): Extension<Caller>,
+    body: axum::body::Bytes,
+) -> Result<Json<AutomationView>, ApiError> {
+    let body: PauseBody = optional_body(&body, r#"{"playbook": "NAME", "reason": "TEXT"} (both optional)"#)?;
+    let reason = body.reason.filter(|r| !r.trim().is_empty());
+    if reason.as_ref().is_some_and(|r| r.len() > 1000) {
+        return Err(ApiError::bad_request("`reason` is longer than 1000 bytes"));
+    }
+    let view = state
+        .executor
+        .pause(&caller.0, body.playbook.as_deref(), reason.clone())
+        .await?;
+    let target = body
+        .playbook
+        .map_or_else(|| "automation".to_string(), |p| format!("playbook {p}"));
+    state.writer.audit(&caller.0, "pause", &target, reason).await;
+    Ok(Json(view))
+}
+
+/// `POST /api/v1/automation/resume` with optional `{"playbook"}`.
+pub async fn resume(
+    State(state): State<Arc<AppState>>,
+    Extension(caller): Extension<Caller>,
+    body: axum::body::Bytes,
+) -> Result<Json<AutomationView>, ApiError> {
+    let body: ResumeBody = optional_body(&body, r#"{"playbook": "NAME"} (optional)"#)?;
+    let view = state.executor.resume(&caller.0, body.playbook.as_deref()).await?;
+    let target = body
+        .playbook
+        .map_or_else(|| "automation".to_string(), |p| format!("playbook {p}"));
+    state.writer.audit(&caller.0, "resume", &target, None).await;
+    Ok(Json(view))
 }

@@ -67,6 +67,8 @@ pub enum Write {
     IdempotencyKey { key: String, run: RunId },
     /// One operator action, for the audit trail.
     Audit(Audit),
+    /// The pauses in force (replaces the ones before).
+    Automation(crate::automation::Automation),
 }
 
 /// What routing needs of an open incident, kept in the index of open
@@ -174,6 +176,8 @@ pub trait Store: Send + Sync + 'static {
     fn run_for_key(&self, key: &str) -> Result<Option<RunId>, StoreError>;
     /// The audit trail, newest first.
     fn audit(&self, limit: usize) -> Result<Vec<Audit>, StoreError>;
+    /// The pauses in force; none in a store that never had one.
+    fn automation(&self) -> Result<crate::automation::Automation, StoreError>;
     /// When a scheduled playbook last fired (or was claimed to).
     fn schedule_mark(&self, playbook: &str) -> Result<Option<DateTime<Utc>>, StoreError>;
     /// Moves a playbook's mark from `expected` to `new` if nobody moved it
@@ -255,6 +259,9 @@ impl<T: Delegate> Store for T {
     }
     fn audit(&self, limit: usize) -> Result<Vec<Audit>, StoreError> {
         self.inner().audit(limit)
+    }
+    fn automation(&self) -> Result<crate::automation::Automation, StoreError> {
+        self.inner().automation()
     }
     fn schedule_mark(&self, playbook: &str) -> Result<Option<DateTime<Utc>>, StoreError> {
         self.inner().schedule_mark(playbook)

@@ -17,6 +17,7 @@
 //! | `u/` u64 run number | empty: the run is not finished |
 //! | `k/` idempotency key | run id |
 //! | `m/last_run` | u64: the highest run number handed out |
+//! | `m/automation` | JSON: the pauses in force (everything, and per playbook) |
 //! | `s/` playbook name | RFC 3339 time the schedule last fired |
 //! | `a/` u64 ns since 1970, u64 id | audit record JSON |
 
@@ -140,6 +141,8 @@ const LAST_INCIDENT: &[u8] = b"m/last_incident";
 /// The layout's version: absent in the first one.
 const FORMAT: &[u8] = b"m/format";
 const CURRENT_FORMAT: u64 = 3;
+/// The pauses in force (JSON).
+const AUTOMATION: &[u8] = b"m/automation";
 const LAST_RUN: &[u8] = b"m/last_run";
 
 fn run_key(n: u64) -> Vec<u8> {
@@ -205,6 +208,7 @@ impl SledStore {
                 }
                 Write::LastRun(n) => batch.insert(LAST_RUN, &n.to_be_bytes()),
                 Write::IdempotencyKey { key, run } => batch.insert(idempotency_key(&key), run.to_string().as_bytes()),
+                Write::Automation(state) => batch.insert(AUTOMATION, serde_json::to_vec(&state)?),
                 Write::Audit(record) => {
                     let nanos = record.at.timestamp_nanos_opt().unwrap_or(0).max(0) as u64;
                     // The id keeps two records of the same nanosecond apart.
@@ -370,6 +374,13 @@ impl Store for SledStore {
             .take(limit)
             .map(|item| Ok(serde_json::from_slice(&item?.1)?))
             .collect()
+    }
+
+    fn automation(&self) -> Result<crate::automation::Automation, StoreError> {
+        match self.db.get(AUTOMATION)? {
+            Some(bytes) => Ok(serde_json::from_slice(&bytes)?),
+            None => Ok(Default::default()),
+        }
     }
 
     fn schedule_mark(&self, playbook: &str) -> Result<Option<DateTime<Utc>>, StoreError> {

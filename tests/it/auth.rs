@@ -125,7 +125,7 @@ async fn every_route_refuses_a_missing_or_wrong_token_and_roles_do_what_they_are
         })
         .unwrap();
     assert_eq!(by, "alice");
-    match viewer.pause().await {
+    match viewer.pause(None, None).await {
         Err(ClientError::Forbidden { message }) => assert_eq!(
             message,
             "token `grafana` (viewer) may not POST /api/v1/automation/pause; it needs an operator or admin token"
@@ -153,8 +153,8 @@ async fn every_operator_action_is_in_the_audit_trail_with_who_did_it() {
         .await
         .unwrap();
     alice.add_note("INC-1", NoteKind::Note, "looking").await.unwrap();
-    alice.pause().await.unwrap();
-    alice.resume().await.unwrap();
+    alice.pause(None, None).await.unwrap();
+    alice.resume(None).await.unwrap();
     let run = RunRequest {
         dry_run: true,
         params: params(json!({"text": "x"})),

@@ -406,7 +406,7 @@ async fn cooldown_and_pause_stop_runs_and_say_so_on_the_timeline() {
     assert_eq!(events[0]["kind"], "run_not_started");
     assert_eq!(events[0]["run"], "RUN-2");
 
-    c.pause().await.expect("automation pauses");
+    c.pause(None, None).await.expect("automation pauses");
     c.post_alerts(disk_full("db-2", "2026-11-29T13:00:00Z")).await.unwrap();
     let run = wait_run(&c, "RUN-3", &[RunStatus::Paused]).await;
     assert_eq!(run.reason.as_deref(), Some("automation is paused (by api-token)"));
@@ -417,7 +417,7 @@ async fn cooldown_and_pause_stop_runs_and_say_so_on_the_timeline() {
         1,
         "neither the cooled-down nor the paused run posted"
     );
-    c.resume().await.unwrap();
+    c.resume(None).await.unwrap();
     let a = c
         .start_run("notify", &with_params(json!({"text": "x"})))
         .await

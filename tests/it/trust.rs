@@ -254,3 +254,80 @@ steps:
     );
     server.stop().await;
 }
+
+async fn binary(data_dir: &std::path::Path, root: &std::path::Path) -> support::Binary {
+    support::spawn_binary(|c| {
+        c.arg("--root")
+            .arg(root)
+            .arg("--data-dir")
+            .arg(data_dir)
+            .env("LAOJUN_API_TOKEN", support::TOKEN);
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_pause_holds_across_a_restart_of_the_binary_until_resumed() {
+    let pb = "name: scale\ntrigger: {alerts: ['alertname=\"HighCPU\"']}\ngroup_by: [alertname, host]\nrunbooks:\n  - runbook: fix\n";
+    let root = root_with(&[("runbooks/fix.yaml", FIX), ("playbooks/scale.yaml", pb)]);
+    let data = tempfile::tempdir().unwrap();
+    let first = binary(data.path(), root.path()).await;
+    let c = first.client(support::TOKEN);
+    let paused = c.pause(None, Some("change freeze")).await.unwrap();
+    assert!(
+        paused.paused && paused.reason.as_deref() == Some("change freeze"),
+        "{paused:?}"
+    );
+    let c_pb = c.pause(Some("scale"), Some("db migration")).await.unwrap();
+    assert_eq!(c_pb.paused_playbooks.len(), 1);
+    first.kill();
+
+    let second = binary(data.path(), root.path()).await;
+    let c = second.client(support::TOKEN);
+    let state = c.automation().await.unwrap();
+    assert!(state.paused, "the pause survived the restart: {state:?}");
+    assert_eq!(state.by.as_deref(), Some("api-token"));
+    assert_eq!(state.paused_playbooks[0].playbook, "scale");
+    c.post_alerts(alert("HighCPU", "web-1")).await.unwrap();
+    let runs = finished_runs(&c, 1, 1).await;
+    assert_eq!(runs[0].status, RunStatus::Paused, "nothing scaled while paused");
+    assert_eq!(
+        runs[0].reason.as_deref(),
+        Some("automation is paused (by api-token: change freeze)")
+    );
+
+    // Resuming everything leaves the playbook's own pause in force.
+    c.resume(None).await.unwrap();
+    c.post_alerts(alert("HighCPU", "web-2")).await.unwrap();
+    let runs = finished_runs(&c, 2, 1).await;
+    assert_eq!(runs[0].status, RunStatus::Paused);
+    assert_eq!(
+        runs[0].reason.as_deref(),
+        Some("playbook `scale` is paused (by api-token: db migration)")
+    );
+    let state = c.resume(Some("scale")).await.unwrap();
+    assert!(!state.paused && state.paused_playbooks.is_empty(), "{state:?}");
+    c.post_alerts(alert("HighCPU", "web-3")).await.unwrap();
+    let runs = finished_runs(&c, 3, 1).await;
+    assert_eq!(runs[0].status, RunStatus::Succeeded);
+    let trail = c.audit(None).await.unwrap();
+    let actions: Vec<(String, String)> = trail
+        .iter()
+        .rev()
+        .map(|a| (a.action.clone(), a.target.clone()))
+        .collect();
+    assert_eq!(
+        actions,
+        [
+            ("pause".to_string(), "automation".to_string()),
+            ("pause".into(), "playbook scale".into()),
+            ("resume".into(), "automation".into()),
+            ("resume".into(), "playbook scale".into()),
+        ]
+    );
+    let unknown = c.pause(Some("nope"), None).await.unwrap_err();
+    assert!(
+        matches!(unknown, laojun::client::ClientError::NotFound { .. }),
+        "{unknown:?}"
+    );
+}
