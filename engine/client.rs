@@ -125,6 +125,8 @@ pub struct IncidentQuery {
 pub struct RunQuery {
     pub playbook: Option<String>,
     pub runbook: Option<String>,
+    pub status: Option<crate::run::RunStatus>,
+    pub incident: Option<IncidentId>,
     pub limit: Option<usize>,
 }
 
@@ -320,6 +322,8 @@ impl ApiClient {
         let mut pairs = Vec::new();
         pairs.extend(query.playbook.as_ref().map(|p| ("playbook", p.clone())));
         pairs.extend(query.runbook.as_ref().map(|r| ("runbook", r.clone())));
+        pairs.extend(query.status.map(|s| ("status", s.as_str().to_string())));
+        pairs.extend(query.incident.map(|i| ("incident", i.to_string())));
         pairs.extend(query.limit.map(|l| ("limit", l.to_string())));
         let request = self.request(Method::GET, "/api/v1/runs").query(&pairs);
         self.json(request, "a run list").await
@@ -341,6 +345,12 @@ impl ApiClient {
             &format!("/api/v1/runs/{}/{verb}", segment(&id.to_string())),
         );
         self.json(request, "a decision").await
+    }
+
+    /// `GET /api/v1/approvals`: approval steps waiting for a person.
+    pub async fn approvals(&self) -> Result<Vec<crate::run::PendingApproval>, ClientError> {
+        self.json(self.request(Method::GET, "/api/v1/approvals"), "a list of approvals")
+            .await
     }
 
     /// `GET /api/v1/automation`.

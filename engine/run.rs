@@ -106,6 +106,22 @@ pub struct StepRecord {
     /// The step that failed and made this one run (for on_failure steps).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub handles_failure_of: Option<String>,
+    /// While an approval step waits: what it asks, of whom, until when.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub approval: Option<ApprovalAsk>,
+}
+
+/// What a waiting approval step asks, of whom, until when.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ApprovalAsk {
+    pub message: String,
+    /// Token names and `role:NAME` entries; empty: any operator.
+    pub who: Vec<String>,
+    /// The run's starter may decide too.
+    #[serde(default)]
+    pub allow_self_approval: bool,
+    pub requested_at: DateTime<Utc>,
+    pub expires_at: DateTime<Utc>,
 }
 
 impl StepRecord {
@@ -121,6 +137,7 @@ impl StepRecord {
             summary: None,
             error: None,
             handles_failure_of: None,
+            approval: None,
         }
     }
 
@@ -205,4 +222,20 @@ impl<Id> Run<Id> {
     pub fn step_mut(&mut self, id: &str) -> Option<&mut StepRecord> {
         self.steps.iter_mut().find(|s| s.id == id)
     }
+}
+
+/// A waiting approval, as `GET /api/v1/approvals` lists it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PendingApproval {
+    pub run: RunId,
+    pub step: String,
+    pub incident: Option<IncidentId>,
+    pub runbook: String,
+    pub message: String,
+    /// Token names and `role:NAME`; empty: any operator (admins always may).
+    pub who: Vec<String>,
+    /// Who started the run: a token name, `alert` or `schedule`.
+    pub requested_by: String,
+    pub requested_at: DateTime<Utc>,
+    pub expires_at: DateTime<Utc>,
 }

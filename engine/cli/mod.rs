@@ -58,10 +58,26 @@ pub enum Command {
     /// which runs it in this process on the store in --data-dir. Exits 0
     /// when the run succeeded, 1 otherwise.
     Run(RunArgs),
-    /// Show a run with the state, output and error of each step.
+    /// Show a run with the state, output and error of each step, or list runs.
+    ///
+    /// `laojun runs RUN-7` shows one run (a waiting approval with its question,
+    /// approvers and deadline); `laojun runs list [--status S] [--incident ID]`
+    /// lists the runs of the last 30 days, newest first.
     Runs {
-        /// Run id, e.g. RUN-7
+        /// Run id, e.g. RUN-7, or `list`
         id: String,
+        /// With `list`: only runs in this state (pending, running, awaiting_approval,
+        /// succeeded, failed, interrupted, paused, refused, skipped)
+        #[arg(long, value_name = "STATUS")]
+        status: Option<String>,
+        /// With `list`: only the runs of this incident, e.g. INC-4
+        #[arg(long, value_name = "ID")]
+        incident: Option<crate::ids::IncidentId>,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// List the approval steps waiting for a person: what they ask, of whom, until when.
+    Approvals {
         #[command(flatten)]
         client: ClientArgs,
     },
@@ -276,7 +292,21 @@ async fn dispatch(command: Command) -> ExitCode {
         Command::Serve(args) => serve::serve(args).await,
         Command::Incidents(command) => incidents::incidents(command).await,
         Command::Run(args) => runs::run(args).await,
-        Command::Runs { id, client } => runs::show_run(&id, &client).await,
+        Command::Runs {
+            id,
+            status,
+            incident,
+            client,
+        } => {
+            if id == "list" {
+                runs::list_runs(status.as_deref(), incident, &client).await
+            } else if status.is_some() || incident.is_some() {
+                usage("--status and --incident go with `laojun runs list`")
+            } else {
+                runs::show_run(&id, &client).await
+            }
+        }
+        Command::Approvals { client } => runs::approvals(&client).await,
         Command::Approve { id, client } => runs::decide(&id, true, &client).await,
         Command::Deny { id, client } => runs::decide(&id, false, &client).await,
         Command::Postmortem {
@@ -303,6 +333,12 @@ enum Failure {
     Client(#[from] ClientError),
     #[error("{0}")]
     Other(String),
+}
+
+/// Bad usage clap cannot see: the message on stderr, exit 2.
+fn usage(message: &str) -> ExitCode {
+    eprintln!("laojun: {message}");
+    ExitCode::from(2)
 }
 
 /// Prints a command's text and turns the outcome into the exit code:

@@ -129,9 +129,76 @@ pub fn run(run: &Run) -> String {
         if let Some(summary) = &s.summary {
             out.push_str(&format!("      {summary}\n"));
         }
+        if let Some(ask) = &s.approval {
+            out.push_str(&format!(
+                "      asks {}: {}\n      until {}; decide with `laojun approve {}` or `laojun deny {}`\n",
+                who(&ask.who),
+                ask.message,
+                ask.expires_at.format("%Y-%m-%d %H:%M:%S UTC"),
+                run.id,
+                run.id
+            ));
+        }
         if let Some(e) = &s.error {
             out.push_str(&format!("      error: {e}\n"));
         }
+    }
+    out
+}
+
+/// Who an approval asks, in words.
+fn who(list: &[String]) -> String {
+    if list.is_empty() {
+        "any operator or admin".to_string()
+    } else {
+        format!("{} (or an admin)", list.join(", "))
+    }
+}
+
+/// Runs as a table, newest first.
+pub fn runs(runs: &[Run]) -> String {
+    if runs.is_empty() {
+        return "no runs\n".into();
+    }
+    let mut out = format!(
+        "{:<9} {:<26} {:<18} {:<8} {:<19} {}\n",
+        "RUN", "RUNBOOK", "STATUS", "INCIDENT", "STARTED", "BY"
+    );
+    for r in runs {
+        out.push_str(&format!(
+            "{:<9} {:<26} {:<18} {:<8} {:<19} {}\n",
+            r.id.to_string(),
+            r.runbook,
+            format!("{}{}", r.status.as_str(), if r.dry_run { " (dry)" } else { "" }),
+            r.incident.map(|i| i.to_string()).unwrap_or_else(|| "-".into()),
+            r.created_at.format("%Y-%m-%d %H:%M:%S"),
+            r.by
+        ));
+    }
+    out
+}
+
+/// Waiting approvals, oldest first, each with how to decide it.
+pub fn approvals(list: &[crate::run::PendingApproval]) -> String {
+    if list.is_empty() {
+        return "no approval is waiting\n".into();
+    }
+    let mut out = String::new();
+    for a in list {
+        out.push_str(&format!(
+            "{} step `{}` of `{}`{} asks {}: {}\n  requested by {} at {}, until {}; `laojun approve {}` or `laojun deny {}`\n",
+            a.run,
+            a.step,
+            a.runbook,
+            a.incident.map(|i| format!(" ({i})")).unwrap_or_default(),
+            who(&a.who),
+            a.message,
+            a.requested_by,
+            a.requested_at.format("%Y-%m-%d %H:%M:%S UTC"),
+            a.expires_at.format("%Y-%m-%d %H:%M:%S UTC"),
+            a.run,
+            a.run
+        ));
     }
     out
 }

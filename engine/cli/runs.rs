@@ -1,5 +1,6 @@
 //! `laojun run` (through the server, or `--standalone` in this process),
-//! `laojun runs ID`, `laojun approve|deny ID`.
+//! `laojun runs ID`, `laojun runs list`, `laojun approvals`,
+//! `laojun approve|deny ID`.
 
 use std::process::ExitCode;
 use std::time::Duration;
@@ -7,7 +8,8 @@ use std::time::Duration;
 use serde_json::{Map, Value};
 
 use super::{finish, render, ClientArgs, Failure, Output, RunArgs};
-use crate::client::{ApiClient, RunRequest};
+use crate::client::{ApiClient, RunQuery, RunRequest};
+use crate::ids::IncidentId;
 use crate::run::{Run, RunStatus};
 
 /// How often `run` asks the server how the run is doing.
@@ -105,6 +107,45 @@ pub async fn show_run(id: &str, client: &ClientArgs) -> ExitCode {
         result.map(|run| match client.output {
             Output::Json => render::json(&run),
             Output::Table => render::run(&run),
+        }),
+        true,
+    )
+}
+
+/// `laojun runs list [--status S] [--incident ID]`.
+pub async fn list_runs(status: Option<&str>, incident: Option<IncidentId>, client: &ClientArgs) -> ExitCode {
+    let status = match status.map(|s| serde_json::from_value::<RunStatus>(serde_json::json!(s))) {
+        None => None,
+        Some(Ok(s)) => Some(s),
+        Some(Err(_)) => {
+            return super::usage(&format!(
+                "--status {:?} is not a run status; use pending, running, awaiting_approval, succeeded, failed, interrupted, paused, refused or skipped",
+                status.unwrap_or_default()
+            ))
+        }
+    };
+    let query = RunQuery {
+        status,
+        incident,
+        ..RunQuery::default()
+    };
+    let result = client.server.client().runs(&query).await.map_err(Failure::from);
+    finish(
+        result.map(|runs| match client.output {
+            Output::Json => render::json(&runs),
+            Output::Table => render::runs(&runs),
+        }),
+        true,
+    )
+}
+
+/// `laojun approvals`: what waits for a person, and how to decide it.
+pub async fn approvals(client: &ClientArgs) -> ExitCode {
+    let result = client.server.client().approvals().await.map_err(Failure::from);
+    finish(
+        result.map(|list| match client.output {
+            Output::Json => render::json(&list),
+            Output::Table => render::approvals(&list),
         }),
         true,
     )

@@ -25,8 +25,10 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use tokio::sync::{oneshot, Notify};
 
+pub use crate::run::PendingApproval;
 pub use start::{ManualRun, Started, Trigger};
 
+use crate::actions::approval::Decider;
 use crate::actions::{Backends, Decision, IncidentInfo, Target};
 use crate::automation::{Automation, AutomationView, Pause};
 use crate::catalog::Catalog;
@@ -62,6 +64,9 @@ pub enum ExecError {
     NotFound(String),
     #[error("{0}")]
     Conflict(String),
+    /// The caller may not make this decision.
+    #[error("{0}")]
+    Forbidden(String),
     #[error("{0}")]
     Unavailable(String),
 }
@@ -80,6 +85,15 @@ impl From<crate::store::StoreError> for ExecError {
     fn from(e: crate::store::StoreError) -> Self {
         ExecError::Unavailable(e.to_string())
     }
+}
+
+/// An approval step waiting for a person.
+struct Waiting {
+    decision: oneshot::Sender<Decision>,
+    pending: PendingApproval,
+    ask: crate::run::ApprovalAsk,
+    /// Who started the run by hand (`None` for a playbook's run).
+    started_by_hand: Option<String>,
 }
 
 /// The executor; cheap to clone.
@@ -111,8 +125,9 @@ struct State {
     automation: Automation,
     /// Target (a Kubernetes object or DNS record) → run acting on it.
     locks: HashMap<Target, RunId>,
-    /// Per run waiting for approval: where `decide` sends the decision.
-    approvals: HashMap<RunId, oneshot::Sender<Decision>>,
+    /// Per run waiting for approval: what it asks and where `decide`
+    /// sends the decision.
+    approvals: HashMap<RunId, Waiting>,
     /// The receiving ends, registered before `awaiting_approval` is
     /// journaled so an approval that comes at once is not refused.
     decisions: HashMap<RunId, oneshot::Receiver<Decision>>,
@@ -236,18 +251,32 @@ impl Executor {
         Ok(view)
     }
 
-    /// Decides a waiting approval step.
-    pub fn decide(&self, run_id: RunId, approved: bool, by: &str) -> Result<(), ExecError> {
-        let waiting = self.state().approvals.remove(&run_id);
-        match waiting {
-            Some(tx) => tx
-                .send(Decision {
-                    approved,
-                    by: by.to_string(),
-                })
-                .map_err(|_| ExecError::Conflict(format!("{run_id} stopped waiting for approval"))),
-            None => Err(ExecError::Conflict(format!("{run_id} is not waiting for an approval"))),
-        }
+    /// Decides a waiting approval step, if `decider` may: a listed name or
+    /// role, or an admin, and not the one who started the run by hand
+    /// (unless the step allows it). A refusal changes nothing.
+    pub fn decide(&self, run_id: RunId, approved: bool, decider: &Decider) -> Result<(), ExecError> {
+        let mut state = self.state();
+        let Some(waiting) = state.approvals.get(&run_id) else {
+            return Err(ExecError::Conflict(format!("{run_id} is not waiting for an approval")));
+        };
+        crate::actions::approval::may_decide(&waiting.ask, decider, waiting.started_by_hand.as_deref())
+            .map_err(ExecError::Forbidden)?;
+        let waiting = state.approvals.remove(&run_id).expect("it was just there");
+        drop(state);
+        waiting
+            .decision
+            .send(Decision {
+                approved,
+                by: decider.name.clone(),
+            })
+            .map_err(|_| ExecError::Conflict(format!("{run_id} stopped waiting for approval")))
+    }
+
+    /// The approval steps waiting for a person, the oldest first.
+    pub fn approvals(&self) -> Vec<PendingApproval> {
+        let mut list: Vec<PendingApproval> = self.state().approvals.values().map(|w| w.pending.clone()).collect();
+        list.sort_by_key(|p| (p.requested_at, p.run));
+        list
     }
 
     /// Runs `run`'s steps from `from_step` on, in a task of its own.

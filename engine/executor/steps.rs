@@ -169,13 +169,36 @@ impl Executor {
         let mut call = Some(call);
         let mut last = ActionError::fatal("the step did not run");
         for attempt in 1..=attempts {
-            if waits {
+            let ask = if waits {
+                let ask = serde_json::from_value::<crate::actions::approval::Args>(args.clone())
+                    .map(|a| a.ask(Utc::now()))
+                    .map_err(|e| ExecError::Conflict(format!("the approval's arguments: {e}")))?;
                 let (tx, rx) = oneshot::channel();
+                let waiting = super::Waiting {
+                    decision: tx,
+                    pending: super::PendingApproval {
+                        run: run.id,
+                        step: step.id.clone(),
+                        incident: run.incident,
+                        runbook: run.runbook.clone(),
+                        message: ask.message.clone(),
+                        who: ask.who.clone(),
+                        requested_by: run.by.clone(),
+                        requested_at: ask.requested_at,
+                        expires_at: ask.expires_at,
+                    },
+                    ask: ask.clone(),
+                    started_by_hand: (run.trigger == crate::run::TriggerKind::Manual).then(|| run.by.clone()),
+                };
                 let mut state = self.state();
-                state.approvals.insert(run.id, tx);
+                state.approvals.insert(run.id, waiting);
                 state.decisions.insert(run.id, rx);
-            }
+                Some(ask)
+            } else {
+                None
+            };
             let record = record_mut(run, &step.id);
+            record.approval = ask;
             record.status = if waits {
                 StepStatus::AwaitingApproval
             } else {
@@ -272,6 +295,7 @@ impl Executor {
     ) -> Result<(), ExecError> {
         let record = record_mut(run, &step.id);
         record.status = status;
+        record.approval = None;
         record.started_at.get_or_insert_with(Utc::now);
         record.finished_at = Some(Utc::now());
         record.output = output;

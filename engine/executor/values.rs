@@ -171,6 +171,16 @@ fn coerce(kind: Option<ArgKind>, value: Value) -> Result<Value, String> {
         (ArgKind::Enum(words), Some(t)) if !words.contains(&t) => {
             return Err(format!("rendered to {t:?}; expected one of {}", words.join(", ")))
         }
+        // A rendered list (`{{json params.approvers}}`), or names separated by commas.
+        (ArgKind::StrList, Some(t)) => match serde_json::from_str::<Vec<String>>(t) {
+            Ok(list) => json!(list),
+            Err(_) if t.starts_with('[') => return Err(format!("rendered to {t:?}, which is not a list of strings")),
+            Err(_) => json!(t
+                .split(',')
+                .map(str::trim)
+                .filter(|w| !w.is_empty())
+                .collect::<Vec<_>>()),
+        },
         (ArgKind::ScaleBy, Some(t)) if crate::actions::k8s::scale::parse_scale_by(t).is_none() => {
             return Err(format!("rendered to {t:?}; write +N, -N, xF or *F"))
         }
@@ -210,6 +220,14 @@ mod tests {
             json!({"a": 0, "b": 100})
         );
         assert!(coerce(Some(ArgKind::Enum(&["A", "CNAME"])), json!("MX")).is_err());
+        assert_eq!(
+            coerce(Some(ArgKind::StrList), json!(r#"["oncall","role:admin"]"#)).unwrap(),
+            json!(["oncall", "role:admin"])
+        );
+        assert_eq!(
+            coerce(Some(ArgKind::StrList), json!("alice, bob")).unwrap(),
+            json!(["alice", "bob"])
+        );
     }
 
     #[test]

@@ -185,8 +185,8 @@ pub async fn post_note(
         )));
     }
     let kind = note.kind.unwrap_or(NoteKind::Note);
-    state.writer.note(n, kind, note.text, &caller.0).await?;
-    state.writer.audit(&caller.0, "note", &id, None).await;
+    state.writer.note(n, kind, note.text, &caller.name).await?;
+    state.writer.audit(&caller.name, "note", &id, None).await;
     Ok(Json(json!({"status": "stored", "incident": id})))
 }
 
@@ -197,8 +197,8 @@ pub async fn post_resolve(
     Path(id): Path<String>,
 ) -> ApiResult {
     let n = incident_id(&id)?;
-    let resolved = state.writer.resolve(n, &caller.0).await?;
-    state.writer.audit(&caller.0, "resolve", &id, None).await;
+    let resolved = state.writer.resolve(n, &caller.name).await?;
+    state.writer.audit(&caller.name, "resolve", &id, None).await;
     // The writer answers with the record; the answer shows the alerts too.
     let incident = state
         .read(move |store| store.incident(n))

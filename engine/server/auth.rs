@@ -13,9 +13,12 @@ use base64::Engine as _;
 use super::{ApiError, AppState};
 use crate::config::{Credential, Role};
 
-/// Who made a request, for the timeline ("by").
+/// Who made a request: the token's name (the timeline's "by") and its role.
 #[derive(Debug, Clone)]
-pub struct Caller(pub String);
+pub struct Caller {
+    pub name: String,
+    pub role: Role,
+}
 
 /// What a route needs: posting alerts, reading, or operating.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -64,7 +67,11 @@ pub async fn require_token(State(state): State<Arc<AppState>>, mut request: Requ
             Some(Some((Some(user), _))) => user,
             _ => "api".to_string(),
         };
-        request.extensions_mut().insert(Caller(caller));
+        // An open API (no token configured) lets everyone do everything.
+        request.extensions_mut().insert(Caller {
+            name: caller,
+            role: Role::Admin,
+        });
         return next.run(request).await;
     }
     let Some(Some((_, given))) = presented else {
@@ -98,9 +105,23 @@ pub async fn require_token(State(state): State<Arc<AppState>>, mut request: Requ
             request.method(),
             request.uri().path()
         );
+        // A decision refused for the token's role is audited like one the
+        // approval step refuses: who tried, on which run.
+        let path = request.uri().path().to_string();
+        if let Some(run) = path
+            .strip_prefix("/runs/")
+            .and_then(|rest| rest.strip_suffix("/approve").or_else(|| rest.strip_suffix("/deny")))
+        {
+            let verb = if path.ends_with("/approve") { "approve" } else { "deny" };
+            let detail = format!("refused: {message}");
+            state.writer.audit(&caller.name, verb, run, Some(detail)).await;
+        }
         return refuse(StatusCode::FORBIDDEN, message);
     }
-    request.extensions_mut().insert(Caller(caller.name.clone()));
+    request.extensions_mut().insert(Caller {
+        name: caller.name.clone(),
+        role: caller.role,
+    });
     next.run(request).await
 }
 

@@ -76,6 +76,7 @@ impl From<ExecError> for ApiError {
             ExecError::UnknownRunbook(_) | ExecError::NotFound(_) => StatusCode::NOT_FOUND,
             ExecError::BadParams(_) => StatusCode::BAD_REQUEST,
             ExecError::Paused(_) | ExecError::Conflict(_) => StatusCode::CONFLICT,
+            ExecError::Forbidden(_) => StatusCode::FORBIDDEN,
             ExecError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
         };
         ApiError::new(status, e.to_string())

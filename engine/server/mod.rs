@@ -70,6 +70,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/runs/{id}/approve", post(runs::approve))
         .route("/runs/{id}/deny", post(runs::deny))
         .route("/automation", get(runs::automation))
+        .route("/approvals", get(runs::approvals))
         .route("/audit", get(api::get_audit))
         .route("/automation/pause", post(runs::pause))
         .route("/automation/resume", post(runs::resume))

@@ -12,8 +12,10 @@ use serde_json::{json, Map, Value};
 use super::auth::Caller;
 use super::error::run_id;
 use super::{ApiError, AppState};
+use crate::actions::approval::Decider;
 use crate::automation::AutomationView;
-use crate::executor::{ManualRun, Started, Trigger};
+use crate::executor::{ExecError, ManualRun, PendingApproval, Started, Trigger};
+use crate::run::RunStatus;
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -63,12 +65,12 @@ pub async fn start_run(
             })
         })
         .transpose()?;
-    let (who, runbook, dry) = (caller.0.clone(), name.clone(), body.dry_run);
+    let (who, runbook, dry) = (caller.name.clone(), name.clone(), body.dry_run);
     let request = ManualRun {
         runbook: name,
         params: body.params,
         dry_run: body.dry_run,
-        by: caller.0,
+        by: caller.name,
         idempotency_key: key,
         incident,
     };
@@ -88,6 +90,8 @@ pub async fn start_run(
 pub struct RunsQuery {
     playbook: Option<String>,
     runbook: Option<String>,
+    status: Option<RunStatus>,
+    incident: Option<String>,
     limit: Option<usize>,
 }
 
@@ -98,10 +102,11 @@ pub async fn list_runs(
 ) -> Result<Json<Value>, ApiError> {
     let axum::extract::Query(q) = query.map_err(|e| {
         ApiError::bad_request(format!(
-            "{}; the filters are playbook, runbook and limit",
+            "{}; the filters are playbook, runbook, status (pending, running, awaiting_approval, succeeded, failed, interrupted, paused, refused, skipped), incident and limit",
             e.body_text()
         ))
     })?;
+    let incident = q.incident.as_deref().map(super::error::incident_id).transpose()?;
     let since = chrono::Utc::now() - chrono::Duration::days(30);
     let runs = state.read(move |store| store.runs_since(since)).await?;
     let limit = q.limit.unwrap_or(100).clamp(1, 10_000);
@@ -109,6 +114,8 @@ pub async fn list_runs(
         .into_iter()
         .filter(|r| q.playbook.as_ref().is_none_or(|p| r.playbook.as_ref() == Some(p)))
         .filter(|r| q.runbook.as_ref().is_none_or(|b| &r.runbook == b))
+        .filter(|r| q.status.is_none_or(|s| r.status == s))
+        .filter(|r| incident.is_none_or(|i| r.incident == Some(i)))
         .take(limit)
         .map(|r| json!(r))
         .collect();
@@ -130,7 +137,7 @@ pub async fn approve(
     Extension(caller): Extension<Caller>,
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    decide(&state, &id, true, &caller.0).await
+    decide(&state, &id, true, &caller).await
 }
 
 pub async fn deny(
@@ -138,19 +145,39 @@ pub async fn deny(
     Extension(caller): Extension<Caller>,
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    decide(&state, &id, false, &caller.0).await
+    decide(&state, &id, false, &caller).await
 }
 
-async fn decide(state: &AppState, id: &str, approved: bool, by: &str) -> Result<Json<Value>, ApiError> {
+/// Takes a decision once, from someone the step lists; a refusal is
+/// audited too (who tried), and changes nothing.
+async fn decide(state: &AppState, id: &str, approved: bool, caller: &Caller) -> Result<Json<Value>, ApiError> {
     let n = run_id(id)?;
-    state.executor.decide(n, approved, by)?;
-    state
-        .writer
-        .audit(by, if approved { "approve" } else { "deny" }, id, None)
-        .await;
-    Ok(Json(
-        json!({"id": id, "decision": if approved { "approved" } else { "denied" }, "by": by}),
-    ))
+    let verb = if approved { "approve" } else { "deny" };
+    let decider = Decider {
+        name: caller.name.clone(),
+        role: caller.role,
+    };
+    match state.executor.decide(n, approved, &decider) {
+        Err(ExecError::Forbidden(why)) => {
+            state
+                .writer
+                .audit(&caller.name, verb, id, Some(format!("refused: {why}")))
+                .await;
+            Err(ApiError::new(StatusCode::FORBIDDEN, why))
+        }
+        Err(other) => Err(other.into()),
+        Ok(()) => {
+            state.writer.audit(&caller.name, verb, id, None).await;
+            Ok(Json(
+                json!({"id": id, "decision": if approved { "approved" } else { "denied" }, "by": caller.name}),
+            ))
+        }
+    }
+}
+
+/// `GET /api/v1/approvals`: the approval steps waiting for a person, oldest first.
+pub async fn approvals(State(state): State<Arc<AppState>>) -> Json<Vec<PendingApproval>> {
+    Json(state.executor.approvals())
 }
 
 /// `GET /api/v1/automation`: what is paused, by whom, why and since when.
@@ -192,12 +219,12 @@ pub async fn pause(
     }
     let view = state
         .executor
-        .pause(&caller.0, body.playbook.as_deref(), reason.clone())
+        .pause(&caller.name, body.playbook.as_deref(), reason.clone())
         .await?;
     let target = body
         .playbook
         .map_or_else(|| "automation".to_string(), |p| format!("playbook {p}"));
-    state.writer.audit(&caller.0, "pause", &target, reason).await;
+    state.writer.audit(&caller.name, "pause", &target, reason).await;
     Ok(Json(view))
 }
 
@@ -208,10 +235,10 @@ pub async fn resume(
     body: axum::body::Bytes,
 ) -> Result<Json<AutomationView>, ApiError> {
     let body: ResumeBody = optional_body(&body, r#"{"playbook": "NAME"} (optional)"#)?;
-    let view = state.executor.resume(&caller.0, body.playbook.as_deref()).await?;
+    let view = state.executor.resume(&caller.name, body.playbook.as_deref()).await?;
     let target = body
         .playbook
         .map_or_else(|| "automation".to_string(), |p| format!("playbook {p}"));
-    state.writer.audit(&caller.0, "resume", &target, None).await;
+    state.writer.audit(&caller.name, "resume", &target, None).await;
     Ok(Json(view))
 }

@@ -331,3 +331,118 @@ async fn a_pause_holds_across_a_restart_of_the_binary_until_resumed() {
         "{unknown:?}"
     );
 }
+
+const GATED: &str = r#"
+name: gated
+params:
+  who: {type: list, default: [oncall, "role:admin"]}
+steps:
+  - id: ask
+    action: approval
+    with: {who: "{{json params.who}}", message: "restart checkout?", ttl_secs: 600}
+"#;
+
+fn token(name: &str, role: laojun::config::Role) -> laojun::config::NamedToken {
+    laojun::config::NamedToken {
+        name: name.into(),
+        role,
+        token: format!("{name}-token-0123456789abcdef"),
+    }
+}
+
+fn as_token(server: &Server, name: &str) -> ApiClient {
+    server.client_as(Some(&format!("{name}-token-0123456789abcdef")))
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn only_listed_approvers_may_decide_never_the_requester_and_every_refusal_is_audited() {
+    use laojun::client::ClientError;
+    use laojun::config::Role;
+    let root = root_with(&[("runbooks/gated.yaml", GATED)]);
+    let path = root.path().to_path_buf();
+    let server = Server::start_with(move |c| {
+        c.root = path;
+        c.auth.tokens = vec![
+            token("alice", Role::Operator),
+            token("bob", Role::Operator),
+            token("oncall", Role::Operator),
+            token("watcher", Role::Viewer),
+        ];
+    })
+    .await;
+    let alice = as_token(&server, "alice");
+    let bob = as_token(&server, "bob");
+    let id = alice.start_run("gated", &Default::default()).await.unwrap().id;
+    support::wait_run(&alice, id, &[RunStatus::AwaitingApproval]).await;
+
+    // In sight: the list, and the run itself, say what is asked of whom until when.
+    let pending = alice.approvals().await.unwrap();
+    assert_eq!(pending.len(), 1, "{pending:?}");
+    let p = &pending[0];
+    assert_eq!((p.run, p.step.as_str(), p.runbook.as_str()), (id, "ask", "gated"));
+    assert_eq!(p.message, "restart checkout?");
+    assert_eq!(p.who, ["oncall", "role:admin"]);
+    assert_eq!(p.requested_by, "alice");
+    assert_eq!((p.expires_at - p.requested_at).num_seconds(), 600);
+    let run = alice.run(id).await.unwrap();
+    let ask = run.steps[0]
+        .approval
+        .as_ref()
+        .expect("the waiting step shows its question");
+    assert_eq!(ask.who, ["oncall", "role:admin"]);
+    let waiting = alice
+        .runs(&RunQuery {
+            status: Some(RunStatus::AwaitingApproval),
+            ..RunQuery::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(waiting.iter().map(|r| r.id).collect::<Vec<_>>(), [id]);
+
+    let refused = |r: Result<laojun::client::Decision, ClientError>| match r {
+        Err(ClientError::Forbidden { message }) => message,
+        other => panic!("expected 403, got {other:?}"),
+    };
+    let why = refused(alice.approve(id).await);
+    assert!(why.contains("`alice` (operator) may not decide"), "{why}");
+    let why = refused(bob.approve(id).await);
+    assert!(why.contains("oncall, role:admin (or an admin) may"), "{why}");
+    let why = refused(as_token(&server, "watcher").deny(id).await);
+    assert!(why.contains("needs an operator or admin token"), "{why}");
+    assert_eq!(
+        alice.run(id).await.unwrap().status,
+        RunStatus::AwaitingApproval,
+        "refusals change nothing"
+    );
+    let decision = as_token(&server, "oncall").approve(id).await.unwrap();
+    assert_eq!(decision.by, "oncall");
+    let run = support::wait_run(&alice, id, &[RunStatus::Succeeded, RunStatus::Failed]).await;
+    assert_eq!(run.status, RunStatus::Succeeded);
+    assert!(alice.approvals().await.unwrap().is_empty());
+
+    // A listed role decides; the requester still may not, even so listed.
+    let by_role = support::with_params(json!({"who": ["role:operator"]}));
+    let id2 = alice.start_run("gated", &by_role).await.unwrap().id;
+    support::wait_run(&alice, id2, &[RunStatus::AwaitingApproval]).await;
+    let why = refused(alice.approve(id2).await);
+    assert!(why.contains("started this run"), "{why}");
+    assert_eq!(bob.deny(id2).await.unwrap().decision, "denied");
+
+    let trail = server.client().audit(None).await.unwrap();
+    let refusals: Vec<(String, String)> = trail
+        .iter()
+        .rev()
+        .filter(|a| a.detail.as_deref().is_some_and(|d| d.starts_with("refused:")))
+        .map(|a| (a.by.clone(), a.action.clone()))
+        .collect();
+    assert_eq!(
+        refusals,
+        [
+            ("alice".to_string(), "approve".to_string()),
+            ("bob".into(), "approve".into()),
+            ("watcher".into(), "deny".into()),
+            ("alice".into(), "approve".into()),
+        ]
+    );
+    server.stop().await;
+}
