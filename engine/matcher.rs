@@ -96,96 +96,132 @@ fn first_line(s: &str) -> String {
         .to_string()
 }
 
-/// Parses one matcher, or several inside braces: `{a="1", b=~"2|3"}`.
+/// Parses matchers exactly as AlertManager's `pkg/labels` does (its config's
+/// `matchers:` and `amtool`): one optional `{` and `}` trimmed, matchers
+/// separated by commas outside double quotes, a trailing comma allowed.
+/// A string with no matcher at all gives none (the caller decides whether
+/// that is allowed).
 pub fn parse_matchers(input: &str) -> Result<Vec<Matcher>, MatcherError> {
-    let trimmed = input.trim();
-    let inner = match trimmed.strip_prefix('{') {
-        Some(rest) => rest
-            .strip_suffix('}')
-            .ok_or_else(|| MatcherError(format!("`{trimmed}` opens `{{` but does not close it with `}}`")))?,
-        None => trimmed,
-    };
-    let mut out = Vec::new();
-    let mut rest = inner.trim();
-    while !rest.is_empty() {
-        let (matcher, after) = parse_one(rest)?;
-        out.push(matcher);
-        rest = after.trim_start();
-        if let Some(after_comma) = rest.strip_prefix(',') {
-            rest = after_comma.trim_start();
-        } else if !rest.is_empty() {
-            return Err(MatcherError(format!(
-                "unexpected `{rest}` after a matcher; separate matchers with `,` inside `{{...}}`"
-            )));
+    let s = input.strip_prefix('{').unwrap_or(input);
+    let s = s.strip_suffix('}').unwrap_or(s);
+    let mut tokens = Vec::new();
+    let mut token = String::new();
+    let (mut inside_quotes, mut escaped) = (false, false);
+    for c in s.chars() {
+        match c {
+            ',' if !inside_quotes => {
+                tokens.push(std::mem::take(&mut token));
+                continue;
+            }
+            ',' => {}
+            '"' if !escaped => inside_quotes = !inside_quotes,
+            '"' => escaped = false,
+            '\\' => escaped = !escaped,
+            _ => escaped = false,
         }
+        token.push(c);
     }
-    if out.is_empty() {
-        return Err(MatcherError(
-            "empty matcher; write e.g. `alertname=\"ServiceDown\"`".into(),
-        ));
+    if !token.trim_matches(is_space).is_empty() {
+        tokens.push(token);
     }
-    Ok(out)
+    tokens.iter().map(|t| parse_one(t)).collect()
 }
 
-fn parse_one(s: &str) -> Result<(Matcher, &str), MatcherError> {
+/// Go's `\s`: ASCII space, tab, newline, form feed, carriage return.
+fn is_space(c: char) -> bool {
+    matches!(c, ' ' | '\t' | '\n' | '\x0c' | '\r')
+}
+
+/// One matcher: `^\s*([a-zA-Z_:][a-zA-Z0-9_:]*)\s*(=~|=|!=|!~)\s*(.*?)\s*$`,
+/// then the value unquoted and unescaped as AlertManager does.
+fn parse_one(token: &str) -> Result<Matcher, MatcherError> {
+    let bad = || {
+        MatcherError(format!(
+            "`{}` is not a matcher; write a label name, an operator (`=`, `!=`, `=~` or `!~`) and a value, e.g. `alertname=\"ServiceDown\"`",
+            token.trim_matches(is_space)
+        ))
+    };
+    let s = token.trim_start_matches(is_space);
     let name_len = s
         .char_indices()
-        .find(|(_, c)| !(c.is_ascii_alphanumeric() || *c == '_'))
+        .find(|&(i, c)| {
+            let first = c.is_ascii_alphabetic() || c == '_' || c == ':';
+            !(first || (i > 0 && c.is_ascii_digit()))
+        })
         .map_or(s.len(), |(i, _)| i);
-    let name = &s[..name_len];
-    let valid_name = name.chars().next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_');
-    if !valid_name {
-        return Err(MatcherError(format!(
-            "`{s}` does not start with a label name; write e.g. `alertname=\"ServiceDown\"`"
-        )));
+    if name_len == 0 {
+        return Err(bad());
     }
-    let after_name = s[name_len..].trim_start();
-    let op = [
+    let name = &s[..name_len];
+    let after_name = s[name_len..].trim_start_matches(is_space);
+    let (op_text, op) = [
         ("=~", Op::Regex),
-        ("!~", Op::NotRegex),
-        ("!=", Op::NotEqual),
         ("=", Op::Equal),
+        ("!=", Op::NotEqual),
+        ("!~", Op::NotRegex),
     ]
     .into_iter()
-    .find(|(text, _)| after_name.starts_with(text));
-    let Some((op_text, op)) = op else {
-        return Err(MatcherError(format!(
-            "`{s}` needs an operator after `{name}`: one of `=`, `!=`, `=~`, `!~` (e.g. `{name}=\"value\"`)"
-        )));
-    };
-    let after_op = after_name[op_text.len()..].trim_start();
-    let (value, rest) = if let Some(quoted) = after_op.strip_prefix('"') {
-        parse_quoted(quoted)
-            .ok_or_else(|| MatcherError(format!("`{s}` has a value that opens `\"` but never closes it")))?
-    } else {
-        let end = after_op.find([',', '}']).unwrap_or(after_op.len());
-        (after_op[..end].trim_end().to_string(), &after_op[end..])
-    };
-    Ok((Matcher::new(name, op, &value)?, rest))
+    .find(|(text, _)| after_name.starts_with(text))
+    .ok_or_else(|| {
+        MatcherError(format!(
+            "`{}` needs an operator after `{name}`: one of `=`, `!=`, `=~`, `!~` (e.g. `{name}=\"value\"`)",
+            token.trim_matches(is_space)
+        ))
+    })?;
+    let raw = after_name[op_text.len()..]
+        .trim_start_matches(is_space)
+        .trim_end_matches(is_space);
+    let value = unquote(raw).map_err(|why| {
+        let hint = if raw.starts_with(['=', '~']) {
+            format!(
+                "; `{name}{op_text}{}` reads as `{name}{op_text}` and a value that starts with `{}`: write `{name}{}\"...\"`",
+                &raw[..1],
+                &raw[..1],
+                op.as_str()
+            )
+        } else {
+            "; put the value in double quotes and write a `\"` inside it as `\\\"`".to_string()
+        };
+        MatcherError(format!("`{}`: {why}{hint}", token.trim_matches(is_space)))
+    })?;
+    Matcher::new(name, op, &value)
 }
 
-/// Reads a double-quoted value up to its closing quote, with `\"`, `\\`
-/// and `\n` escapes; returns the value and what follows the quote.
-fn parse_quoted(s: &str) -> Option<(String, &str)> {
-    let mut out = String::new();
-    let mut chars = s.char_indices();
-    while let Some((i, c)) = chars.next() {
-        match c {
-            '"' => return Some((out, &s[i + 1..])),
-            '\\' => match chars.next()?.1 {
+/// The value as AlertManager reads it: an optional pair of double quotes
+/// around it; `\"`, `\\` and `\n` escapes; any other backslash kept as is;
+/// a `"` anywhere else is an error.
+fn unquote(raw: &str) -> Result<String, String> {
+    let (body, mut expect_closing) = match raw.strip_prefix('"') {
+        Some(rest) => (rest, true),
+        None => (raw, false),
+    };
+    let mut out = String::with_capacity(body.len());
+    let mut escaped = false;
+    for (i, c) in body.char_indices() {
+        let last = i + c.len_utf8() == body.len();
+        if escaped {
+            escaped = false;
+            match c {
                 'n' => out.push('\n'),
+                '"' | '\\' => out.push(c),
                 other => {
-                    // Keep unknown escapes as written so regexes like `\d` survive.
-                    if other != '"' && other != '\\' {
-                        out.push('\\');
-                    }
+                    out.push('\\');
                     out.push(other);
                 }
-            },
-            _ => out.push(c),
+            }
+            continue;
+        }
+        match c {
+            '\\' if !last => escaped = true,
+            '"' if expect_closing && last => expect_closing = false,
+            '"' => return Err("the value holds a `\"` that is not escaped".into()),
+            other => out.push(other),
         }
     }
-    None
+    if expect_closing {
+        return Err("the value opens `\"` but does not close it".into());
+    }
+    Ok(out)
 }
 
 #[cfg(test)]
@@ -239,12 +275,27 @@ mod tests {
     #[test]
     fn bad_matchers_say_what_to_write() {
         let e = parse_matchers("alertname").unwrap_err();
-        assert!(e.0.contains("needs an operator"), "{e}");
+        assert!(e.0.contains("needs an operator after `alertname`"), "{e}");
         let e = parse_matchers(r#"sev=~"(crit""#).unwrap_err();
         assert!(e.0.contains("invalid regex"), "{e}");
         let e = parse_matchers(r#"="x""#).unwrap_err();
-        assert!(e.0.contains("label name"), "{e}");
+        assert!(e.0.contains("is not a matcher"), "{e}");
         let e = parse_matchers(r#"a="x"#).unwrap_err();
-        assert!(e.0.contains("never closes"), "{e}");
+        assert!(e.0.contains("does not close"), "{e}");
+        let e = parse_matchers(r#"env=="prod""#).unwrap_err();
+        assert!(e.0.contains(r#"write `env="..."`"#), "{e}");
+    }
+
+    #[test]
+    fn what_alertmanager_accepts_reads_as_it_reads_it() {
+        assert_eq!(parse_matchers("env==prod").unwrap()[0].value, "=prod");
+        assert_eq!(parse_matchers("a=b c").unwrap()[0].value, "b c");
+        assert_eq!(parse_matchers(r#"{a="1""#).unwrap()[0].value, "1");
+        assert_eq!(parse_matchers(r#"a:b="x""#).unwrap()[0].name, "a:b");
+        assert_eq!(parse_matchers("a=").unwrap()[0].value, "");
+        assert_eq!(parse_matchers(r#"a="x, y", b=2,"#).unwrap().len(), 2);
+        assert_eq!(parse_matchers(r#"p="C:\dir""#).unwrap()[0].value, r"C:\dir");
+        assert!(parse_matchers(",a=b").is_err(), "an empty matcher before a comma");
+        assert!(parse_matchers("").unwrap().is_empty());
     }
 }

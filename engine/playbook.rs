@@ -235,6 +235,12 @@ fn matchers(node: &Node, field: &str, d: &mut Diagnostics) -> Option<Vec<Matcher
     let mut out = Vec::new();
     for (text, pos) in str_list(node, field, d) {
         match parse_matchers(text) {
+            // AlertManager takes an empty entry as "no condition"; in a
+            // trigger that is a slip that would take every alert.
+            Ok(ms) if ms.is_empty() => d.error(
+                pos,
+                format!("{field}: {text:?} holds no matcher; write e.g. `alertname=\"ServiceDown\"`"),
+            ),
             Ok(ms) => out.extend(ms),
             Err(e) => d.error(pos, format!("{field}: {e}")),
         }

@@ -14,6 +14,7 @@ mod fake_kube;
 mod full_chain;
 mod intake_api;
 mod kubernetes;
+mod matchers;
 mod overload;
 mod postmortem;
 mod restart;
