@@ -22,6 +22,8 @@ pub struct Config {
     pub kubernetes: Kubernetes,
     pub aws: Aws,
     pub slack: Slack,
+    /// What laojun itself posts to Slack.
+    pub notifications: Notifications,
     pub execution: Execution,
     pub intake: IntakeLimits,
     pub postmortem: Postmortems,
@@ -51,6 +53,7 @@ impl Default for Config {
             kubernetes: Kubernetes::default(),
             aws: Aws::default(),
             slack: Slack::default(),
+            notifications: Notifications::default(),
             execution: Execution::default(),
             intake: IntakeLimits::default(),
             postmortem: Postmortems::default(),
@@ -149,6 +152,29 @@ pub struct Slack {
     pub webhook_url: Option<String>,
 }
 
+/// The notices laojun posts by itself when Slack is configured.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Notifications {
+    /// Channel to post to; the webhook's own channel when not set.
+    pub channel: Option<String>,
+    /// Incidents of these severities get an "opened" notice.
+    pub opened_severities: Vec<crate::severity::Severity>,
+    /// Which notices are posted.
+    pub on: Vec<crate::notices::NoticeKind>,
+}
+
+impl Default for Notifications {
+    fn default() -> Self {
+        use crate::severity::Severity;
+        Notifications {
+            channel: None,
+            opened_severities: vec![Severity::P0, Severity::P1],
+            on: crate::notices::NoticeKind::ALL.to_vec(),
+        }
+    }
+}
+
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Execution {
@@ -185,7 +211,8 @@ pub struct Postmortems {
     pub timezone: String,
     /// Write `data_dir/postmortems/INC-n.md` when an incident resolves.
     pub write_on_resolve: bool,
-    /// Post a short summary to Slack when an incident resolves.
+    /// Kept so older configs still load; the summary on resolve is now the
+    /// `incident_resolved` notice (`notifications.on`), posted by default.
     pub slack_summary: bool,
 }
 

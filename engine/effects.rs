@@ -7,10 +7,9 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use crate::actions::{Backends, IncidentInfo};
 use crate::alert::Alert;
-use crate::ids::IncidentId;
 use crate::incident::Incident;
+use crate::notices::{NoticeKind, Notifier};
 use crate::postmortem::Renderer;
 use crate::store::Store;
 
@@ -37,9 +36,7 @@ pub struct Reports {
     pub postmortems: Arc<Renderer>,
     /// `data_dir/postmortems`, unless `postmortem.write_on_resolve` is off.
     pub dir: Option<PathBuf>,
-    pub slack_summary: bool,
-    pub backends: Arc<Backends>,
-    pub external_url: Option<String>,
+    pub notices: Notifier,
 }
 
 impl Reports {
@@ -64,35 +61,17 @@ impl Reports {
                 Err(e) => tracing::error!(incident = %id, error = %e, "postmortem task failed"),
             }
         }
-        if self.slack_summary {
-            self.post_resolved_summary(id).await;
+        // The summary reads the stored record: the resolve is on disk.
+        if self.notices.wants(NoticeKind::IncidentResolved) {
+            if let Ok(Some(inc)) = self.store.incident(id) {
+                let link = self.notices.link(&format!("/api/v1/incidents/{id}/postmortem"));
+                self.notices.notify(
+                    NoticeKind::IncidentResolved,
+                    format!("incident_resolved:{id}"),
+                    Some(id),
+                    crate::notices::text::resolved(&inc, link),
+                );
+            }
         }
-    }
-
-    /// Tells Slack an incident resolved, how long it took, and where its
-    /// postmortem is. Failures are logged: the incident is resolved either way.
-    async fn post_resolved_summary(&self, id: IncidentId) {
-        let Some(inc) = self.store.incident(id).ok().flatten() else {
-            return;
-        };
-        let took = inc
-            .resolved_at
-            .map(|r| crate::template::human_duration((r - inc.opened_at).num_seconds()))
-            .unwrap_or_default();
-        let base = self.external_url.as_ref().map(|u| u.trim_end_matches('/').to_string());
-        let text = format!(
-            ":white_check_mark: {id} resolved after {took}: {}.{}",
-            crate::actions::slack::escape(&inc.title),
-            base.as_ref()
-                .map(|u| format!(" Postmortem: {u}/api/v1/incidents/{id}/postmortem"))
-                .unwrap_or_default()
-        );
-        let info = IncidentInfo {
-            id: id.to_string(),
-            title: inc.title.clone(),
-            severity: inc.severity.to_string(),
-            link: base.map(|u| format!("{u}/api/v1/incidents/{id}")),
-        };
-        crate::actions::slack::notice(&self.backends, text, &info, "the resolve summary").await;
     }
 }

@@ -19,6 +19,7 @@ use crate::executor::Trigger;
 use crate::executor::{Executor, Settings};
 use crate::ledger::Ledger;
 use crate::metrics::Metrics;
+use crate::notices::{NoticeKind, Notifier};
 use crate::postmortem::Renderer;
 use crate::scheduler::{Clock, Scheduler, SystemClock};
 use crate::script::Sandbox;
@@ -121,6 +122,13 @@ impl Builder {
         };
         let backends = Arc::new(Backends::from_config(config, resolved.slack_webhook.clone()));
         let automation = store.automation()?;
+        let notices = Notifier::new(
+            writer.clone(),
+            store.clone(),
+            backends.clone(),
+            config.notifications.clone(),
+            config.external_url.clone(),
+        );
         let executor = Executor::new(
             writer.clone(),
             store.clone(),
@@ -128,6 +136,7 @@ impl Builder {
             backends.clone(),
             settings,
             automation,
+            notices.clone(),
         );
         let recovered = executor
             .recover()
@@ -145,6 +154,13 @@ impl Builder {
                 "started the runbooks of incidents whose runs a crash kept from starting"
             );
         }
+        let unposted = notices.post_pending().await;
+        if unposted > 0 {
+            tracing::warn!(
+                notices = unposted,
+                "posting notices a previous process journaled but did not post"
+            );
+        }
         let reports = Reports {
             store: store.clone(),
             postmortems: postmortems.clone(),
@@ -152,9 +168,7 @@ impl Builder {
                 .postmortem
                 .write_on_resolve
                 .then(|| config.data_dir.join("postmortems")),
-            slack_summary: config.postmortem.slack_summary,
-            backends,
-            external_url: config.external_url.clone(),
+            notices: notices.clone(),
         };
         tokio::spawn(act_on_effects(effects_rx, executor.clone(), reports));
         let clock = self.clock.unwrap_or_else(|| Arc::new(SystemClock));
@@ -183,6 +197,15 @@ async fn act_on_effects(
     while let Some(effect) = effects.recv().await {
         match effect {
             Effect::Opened(opened) => {
+                let (notices, inc) = (&reports.notices, &opened.incident);
+                if notices.wants_opened(inc.severity) {
+                    notices.notify(
+                        NoticeKind::IncidentOpened,
+                        format!("incident_opened:{}", inc.id),
+                        Some(inc.id),
+                        crate::notices::text::opened(inc),
+                    );
+                }
                 let executor = executor.clone();
                 tokio::spawn(async move {
                     // Runs that cannot start are journaled as such; an

@@ -38,6 +38,7 @@ pub mod incident;
 pub mod ledger;
 pub mod matcher;
 pub mod metrics;
+pub mod notices;
 pub mod playbook;
 pub mod postmortem;
 pub mod run;

@@ -50,6 +50,11 @@ pub enum Request {
         by: String,
         reply: oneshot::Sender<Result<Incident, Failure>>,
     },
+    /// Stores a notice's state.
+    Notice {
+        notice: Box<crate::notices::Notice>,
+        reply: oneshot::Sender<Result<(), Failure>>,
+    },
     /// Stores the pauses now in force.
     Automation {
         state: crate::automation::Automation,
@@ -182,6 +187,15 @@ impl Writer {
         if self.ask(|reply| Request::Audit { record, reply }).await.is_err() {
             tracing::warn!(by, action, target, "the audit record was not written");
         }
+    }
+
+    /// Stores a notice's state and waits until it is on disk.
+    pub async fn notice(&self, notice: crate::notices::Notice) -> Result<(), Failure> {
+        self.ask(|reply| Request::Notice {
+            notice: Box::new(notice),
+            reply,
+        })
+        .await
     }
 
     /// Stores the pauses now in force and waits until they are on disk.
@@ -425,6 +439,10 @@ fn apply(intake: &mut Ledger, request: Request, now: chrono::DateTime<Utc>) -> A
         }
         Request::Audit { record, reply } => {
             intake.audit(record);
+            Answer::Note(reply, Ok(()))
+        }
+        Request::Notice { notice, reply } => {
+            intake.notice(*notice);
             Answer::Note(reply, Ok(()))
         }
         Request::Automation { state, reply } => {

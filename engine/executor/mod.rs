@@ -34,6 +34,7 @@ use crate::automation::{Automation, AutomationView, Pause};
 use crate::catalog::Catalog;
 use crate::ids::{IncidentId, RunId};
 use crate::ledger::RequestError;
+use crate::notices::Notifier;
 use crate::run::Run;
 use crate::runbook::Runbook;
 use crate::script::Sandbox;
@@ -110,6 +111,8 @@ struct Shared {
     sandbox: Arc<Sandbox>,
     render: values::Renderer,
     settings: Settings,
+    /// What laojun posts to Slack by itself.
+    notices: Notifier,
     /// What changes while runs go, behind one lock that is never held
     /// across an await.
     state: Mutex<State>,
@@ -145,6 +148,7 @@ impl Executor {
         backends: Arc<Backends>,
         settings: Settings,
         mut automation: Automation,
+        notices: Notifier,
     ) -> Self {
         if settings.paused && automation.paused.is_none() {
             automation.paused = Some(Pause {
@@ -165,6 +169,7 @@ impl Executor {
             sandbox: Arc::new(Sandbox::default()),
             render: values::Renderer::new(),
             settings,
+            notices,
             state: Mutex::new(state),
             unlocked: Notify::new(),
             pausing: tokio::sync::Mutex::new(()),

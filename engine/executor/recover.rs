@@ -91,20 +91,15 @@ impl Executor {
             tracing::error!(run = %run.id, error = %e, "could not journal an interrupted run");
         }
         tracing::error!(run = %run.id, %reason, "run interrupted");
-        // Say so where people look, without holding up the start: a slow or
-        // missing Slack is no reason to delay recovery.
-        if self.shared.backends.slack_webhook.is_some() && !run.dry_run {
-            let text = format!(
-                ":warning: {} (`{}`) was interrupted: {}",
-                run.id,
-                run.runbook,
-                crate::actions::slack::escape(&reason)
+        // Say so where people look, without holding up the start: the
+        // notice goes out in the background.
+        if !run.dry_run {
+            self.shared.notices.notify(
+                crate::notices::NoticeKind::RunFailed,
+                format!("run_failed:{}", run.id),
+                run.incident,
+                crate::notices::text::failed(run),
             );
-            let info = self.incident_info(run.incident);
-            let backends = self.shared.backends.clone();
-            tokio::spawn(async move {
-                crate::actions::slack::notice(&backends, text, &info, "an interrupted run").await;
-            });
         }
     }
 

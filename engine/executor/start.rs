@@ -12,6 +12,7 @@ use serde_json::{json, Map, Value};
 use super::{ExecError, Executor};
 use crate::effects::Opened;
 use crate::ids::{IncidentId, RunId};
+use crate::notices::{self, NoticeKind};
 use crate::playbook::{CallFailure, Playbook, RunbookCall, Trigger as PlaybookTrigger, DEFAULT_PLAYBOOK};
 use crate::run::{Draft, Run, RunStatus, StepRecord, TriggerKind};
 use crate::runbook::Runbook;
@@ -214,8 +215,17 @@ impl Executor {
         run.status = status;
         run.reason = Some(reason);
         run.finished_at = Some(Utc::now());
-        if let Err(e) = self.shared.writer.journal_new(run).await {
-            tracing::error!(error = %e, "a run that did not start could not be journaled");
+        match self.shared.writer.journal_new(run.clone()).await {
+            Ok(journaled) => {
+                let run = run.with_id(journaled.id);
+                self.shared.notices.notify(
+                    NoticeKind::RunNotStarted,
+                    format!("run_not_started:{}", run.id),
+                    run.incident,
+                    notices::text::not_started(&run),
+                );
+            }
+            Err(e) => tracing::error!(error = %e, "a run that did not start could not be journaled"),
         }
     }
 

@@ -15,6 +15,7 @@ use super::values::{incident_value, step_context};
 use super::{ExecError, Executor};
 use crate::actions::{ActionError, Approvals, Call, Context, Decision, IncidentInfo, Outcome};
 use crate::incident::EventKind;
+use crate::notices::NoticeKind;
 use crate::run::{Run, RunStatus, StepRecord, StepStatus};
 use crate::runbook::{OnFailure, Retries, Runbook, Step};
 
@@ -83,6 +84,14 @@ impl Executor {
         let event = finished_event(&run);
         self.shared.writer.journal(&run, Some(event)).await?;
         tracing::info!(run = %run.id, runbook = %run.runbook, status = run.status.as_str(), "run finished");
+        if run.status == RunStatus::Failed && !run.dry_run {
+            self.shared.notices.notify(
+                NoticeKind::RunFailed,
+                format!("run_failed:{}", run.id),
+                run.incident,
+                crate::notices::text::failed(&run),
+            );
+        }
         Ok(run.status)
     }
 
@@ -214,6 +223,17 @@ impl Executor {
             };
             let event = step_event(run, &step.id);
             self.shared.writer.journal(run, Some(event)).await?;
+            if waits {
+                let pending = self.state().approvals.get(&run.id).map(|w| w.pending.clone());
+                if let Some(pending) = pending {
+                    self.shared.notices.notify(
+                        NoticeKind::ApprovalRequested,
+                        format!("approval_requested:{}:{}:{attempt}", run.id, step.id),
+                        run.incident,
+                        crate::notices::text::approval(&pending),
+                    );
+                }
+            }
             // The first attempt uses the arguments typed in `run_step`;
             // a retry types them again from the same rendering.
             let this_call = match call.take() {

@@ -5,6 +5,11 @@ use super::Ledger;
 use crate::store::{Audit, Write};
 
 impl Ledger {
+    /// Queues a notice's state.
+    pub fn notice(&mut self, notice: crate::notices::Notice) {
+        self.pending.push(Write::Notice(notice));
+    }
+
     /// Queues the pauses now in force.
     pub fn automation(&mut self, state: crate::automation::Automation) {
         self.pending.push(Write::Automation(state));

@@ -69,6 +69,8 @@ pub enum Write {
     Audit(Audit),
     /// The pauses in force (replaces the ones before).
     Automation(crate::automation::Automation),
+    /// A notice and how far it got (replaces its earlier state).
+    Notice(crate::notices::Notice),
 }
 
 /// What routing needs of an open incident, kept in the index of open
@@ -178,6 +180,10 @@ pub trait Store: Send + Sync + 'static {
     fn audit(&self, limit: usize) -> Result<Vec<Audit>, StoreError>;
     /// The pauses in force; none in a store that never had one.
     fn automation(&self) -> Result<crate::automation::Automation, StoreError>;
+    /// A notice by id.
+    fn notice(&self, id: &str) -> Result<Option<crate::notices::Notice>, StoreError>;
+    /// Notices journaled but not yet posted, oldest first.
+    fn pending_notices(&self) -> Result<Vec<crate::notices::Notice>, StoreError>;
     /// When a scheduled playbook last fired (or was claimed to).
     fn schedule_mark(&self, playbook: &str) -> Result<Option<DateTime<Utc>>, StoreError>;
     /// Moves a playbook's mark from `expected` to `new` if nobody moved it
@@ -262,6 +268,12 @@ impl<T: Delegate> Store for T {
     }
     fn automation(&self) -> Result<crate::automation::Automation, StoreError> {
         self.inner().automation()
+    }
+    fn notice(&self, id: &str) -> Result<Option<crate::notices::Notice>, StoreError> {
+        self.inner().notice(id)
+    }
+    fn pending_notices(&self) -> Result<Vec<crate::notices::Notice>, StoreError> {
+        self.inner().pending_notices()
     }
     fn schedule_mark(&self, playbook: &str) -> Result<Option<DateTime<Utc>>, StoreError> {
         self.inner().schedule_mark(playbook)

@@ -18,6 +18,8 @@
 //! | `k/` idempotency key | run id |
 //! | `m/last_run` | u64: the highest run number handed out |
 //! | `m/automation` | JSON: the pauses in force (everything, and per playbook) |
+//! | `n/` notice id | notice JSON (what laojun posted or will post to Slack) |
+//! | `q/` notice id | empty: the notice is not posted yet |
 //! | `s/` playbook name | RFC 3339 time the schedule last fired |
 //! | `a/` u64 ns since 1970, u64 id | audit record JSON |
 
@@ -209,6 +211,18 @@ impl SledStore {
                 Write::LastRun(n) => batch.insert(LAST_RUN, &n.to_be_bytes()),
                 Write::IdempotencyKey { key, run } => batch.insert(idempotency_key(&key), run.to_string().as_bytes()),
                 Write::Automation(state) => batch.insert(AUTOMATION, serde_json::to_vec(&state)?),
+                Write::Notice(notice) => {
+                    let pending = [b"q/".as_slice(), notice.id.as_bytes()].concat();
+                    if notice.state == crate::notices::NoticeState::Pending {
+                        batch.insert(pending, &[][..]);
+                    } else {
+                        batch.remove(pending);
+                    }
+                    batch.insert(
+                        [b"n/".as_slice(), notice.id.as_bytes()].concat(),
+                        serde_json::to_vec(&notice)?,
+                    );
+                }
                 Write::Audit(record) => {
                     let nanos = record.at.timestamp_nanos_opt().unwrap_or(0).max(0) as u64;
                     // The id keeps two records of the same nanosecond apart.
@@ -381,6 +395,24 @@ impl Store for SledStore {
             Some(bytes) => Ok(serde_json::from_slice(&bytes)?),
             None => Ok(Default::default()),
         }
+    }
+
+    fn notice(&self, id: &str) -> Result<Option<crate::notices::Notice>, StoreError> {
+        match self.db.get([b"n/".as_slice(), id.as_bytes()].concat())? {
+            Some(bytes) => Ok(Some(serde_json::from_slice(&bytes)?)),
+            None => Ok(None),
+        }
+    }
+
+    fn pending_notices(&self) -> Result<Vec<crate::notices::Notice>, StoreError> {
+        let mut out = Vec::new();
+        for item in self.db.scan_prefix(b"q/") {
+            let (key, _) = item?;
+            let id = String::from_utf8_lossy(&key[2..]).into_owned();
+            out.extend(self.notice(&id)?);
+        }
+        out.sort_by_key(|n| n.created_at);
+        Ok(out)
     }
 
     fn schedule_mark(&self, playbook: &str) -> Result<Option<DateTime<Utc>>, StoreError> {

@@ -130,7 +130,7 @@ async fn a_non_idempotent_step_is_interrupted_and_an_idempotent_one_runs_again()
     assert!(
         texts
             .iter()
-            .any(|t| t.starts_with(":warning: RUN-1 (`fix`) was interrupted")),
+            .any(|t| t.starts_with(":x: RUN-1 (`fix`) was interrupted at step")),
         "Slack was told: {texts:?}"
     );
     assert_eq!(texts.len(), 2, "{texts:?}");

@@ -338,7 +338,7 @@ async fn resolving_an_incident_writes_its_postmortem_serves_it_and_tells_slack()
     let webhook = format!("{}/slack", slack.url);
     let server = Server::start_with(move |c| {
         c.slack.webhook_url = Some(webhook);
-        c.postmortem.slack_summary = true;
+        c.notifications.on = vec![laojun::notices::NoticeKind::IncidentResolved];
         c.external_url = Some("https://laojun.example".into());
     })
     .await;

@@ -72,6 +72,9 @@ async fn start(files: &[(&str, &str)], slack: &Listener) -> (Server, tempfile::T
     let server = Server::start_with(move |c| {
         c.root = root_path;
         c.slack.webhook_url = Some(webhook);
+        // These tests count the posts their runbooks make; laojun's own
+        // notices are tested in trust.rs.
+        c.notifications.on = Vec::new();
     })
     .await;
     (server, root)

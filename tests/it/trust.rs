@@ -446,3 +446,158 @@ async fn only_listed_approvers_may_decide_never_the_requester_and_every_refusal_
     );
     server.stop().await;
 }
+
+/// The texts Slack got, in arrival order.
+fn texts(slack: &support::Listener) -> Vec<String> {
+    slack
+        .bodies()
+        .iter()
+        .map(|b| b["text"].as_str().unwrap_or_default().to_string())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn laojun_posts_each_kind_of_notice_once_without_a_runbook_asking() {
+    let slack = support::Listener::start().await;
+    let pb = "name: down\ntrigger: {alerts: ['alertname=\"Down\"']}\nseverity: P0\ngroup_by: [alertname, host]\nrunbooks:\n  - runbook: break\n  - runbook: fix\n";
+    let root = root_with(&[
+        ("runbooks/break.yaml", BREAK),
+        ("runbooks/fix.yaml", FIX),
+        ("runbooks/gated.yaml", GATED),
+        ("playbooks/down.yaml", pb),
+    ]);
+    let (path, webhook) = (root.path().to_path_buf(), format!("{}/slack", slack.url));
+    let server = Server::start_with(move |c| {
+        c.root = path;
+        c.slack.webhook_url = Some(webhook);
+    })
+    .await;
+    let c = server.client();
+    c.post_alerts(alert("Down", "web-1")).await.unwrap();
+    finished_runs(&c, 1, 2).await;
+    let gated = c.start_run("gated", &Default::default()).await.unwrap().id;
+    support::wait_run(&c, gated, &[RunStatus::AwaitingApproval]).await;
+    c.resolve("INC-1").await.unwrap();
+
+    let posted = support::eventually("five notices", async || {
+        let t = texts(&slack);
+        (t.len() >= 5).then_some(t)
+    })
+    .await;
+    let one = |prefix: &str| {
+        let found: Vec<&String> = posted.iter().filter(|t| t.starts_with(prefix)).collect();
+        assert_eq!(found.len(), 1, "{prefix}: {posted:#?}");
+        found[0].clone()
+    };
+    assert_eq!(
+        one(":rotating_light:"),
+        ":rotating_light: INC-1 (P0) opened: Down (host=web-1) (playbook `down`)"
+    );
+    assert_eq!(
+        one(":x:"),
+        ":x: RUN-1 (`break`) for INC-1 failed at step `fail`: the script failed: the check failed"
+    );
+    assert!(
+        one(":no_entry:")
+            .starts_with(":no_entry: RUN-2 (`fix`) for INC-1 did not start: runbook `break` before it ended failed"),
+        "{posted:#?}"
+    );
+    let asked = one(":raising_hand:");
+    assert!(
+        asked.contains("restart checkout?") && asked.contains("oncall, role:admin (or an admin)"),
+        "{asked}"
+    );
+    assert!(asked.contains("`laojun approve RUN-3`"), "{asked}");
+    assert!(one(":white_check_mark:").starts_with(":white_check_mark: INC-1 resolved after "));
+    assert_eq!(posted.len(), 5, "nothing twice: {posted:#?}");
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_notice_a_kill_kept_from_going_out_is_posted_once_after_the_restart() {
+    let slack = support::Listener::start().await;
+    // Slack fails the first two posts: the notice is retrying when laojun dies.
+    slack.answer_with(&[500, 500]);
+    let pb = "name: down\ntrigger: {alerts: ['alertname=\"Down\"']}\nseverity: P0\ngroup_by: [alertname, host]\nrunbooks: []\n";
+    let root = root_with(&[("playbooks/down.yaml", pb)]);
+    let data = tempfile::tempdir().unwrap();
+    let config = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(config.path(), "slack: {webhook_url: \"${env:SLACK_WEBHOOK_URL}\"}\n").unwrap();
+    let webhook = format!("{}/slack", slack.url);
+    let first = {
+        let (data, root, cfg) = (
+            data.path().to_path_buf(),
+            root.path().to_path_buf(),
+            config.path().to_path_buf(),
+        );
+        let webhook = webhook.clone();
+        support::spawn_binary(move |c| {
+            c.arg("--config")
+                .arg(cfg)
+                .arg("--root")
+                .arg(root)
+                .arg("--data-dir")
+                .arg(data)
+                .env("LAOJUN_API_TOKEN", support::TOKEN)
+                .env("SLACK_WEBHOOK_URL", webhook);
+        })
+        .await
+    };
+    first
+        .client(support::TOKEN)
+        .post_alerts(alert("Down", "web-1"))
+        .await
+        .unwrap();
+    support::eventually("two failed attempts", async || {
+        (slack.bodies().len() >= 2).then_some(())
+    })
+    .await;
+    first.kill();
+
+    let second = {
+        let (data, root, cfg) = (
+            data.path().to_path_buf(),
+            root.path().to_path_buf(),
+            config.path().to_path_buf(),
+        );
+        support::spawn_binary(move |c| {
+            c.arg("--config")
+                .arg(cfg)
+                .arg("--root")
+                .arg(root)
+                .arg("--data-dir")
+                .arg(data)
+                .env("LAOJUN_API_TOKEN", support::TOKEN)
+                .env("SLACK_WEBHOOK_URL", webhook);
+        })
+        .await
+    };
+    second
+        .wait_for_log("posting notices a previous process journaled but did not post")
+        .await;
+    let posted = support::eventually("the notice after the restart", async || {
+        let t = texts(&slack);
+        (t.len() >= 3).then_some(t)
+    })
+    .await;
+    let opened = ":rotating_light: INC-1 (P0) opened: Down (host=web-1) (playbook `down`)";
+    assert_eq!(
+        posted,
+        [opened, opened, opened],
+        "two refused tries, then one that went out"
+    );
+    // A later alert's notice shows the restarted process is idle, not still
+    // posting the first one again.
+    second
+        .client(support::TOKEN)
+        .post_alerts(alert("Down", "web-2"))
+        .await
+        .unwrap();
+    let posted = support::eventually("the next notice", async || {
+        let t = texts(&slack);
+        (t.len() >= 4).then_some(t)
+    })
+    .await;
+    assert_eq!(posted.len(), 4, "{posted:#?}");
+    assert!(posted[3].contains("INC-2"), "{posted:#?}");
+}
