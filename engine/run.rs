@@ -153,6 +153,7 @@ pub struct Run<Id = RunId> {
     pub id: Id,
     pub runbook: String,
     /// The incident it acts for (alert-triggered runs, or a manual run given one).
+    #[serde(default, deserialize_with = "lenient_incident")]
     pub incident: Option<IncidentId>,
     pub playbook: Option<String>,
     pub trigger: TriggerKind,
@@ -183,6 +184,13 @@ pub struct Run<Id = RunId> {
     /// counted once, which count one each.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub counts_for_guards: Option<bool>,
+}
+
+/// Runs stored before ids were typed kept a manual run's `incident` as
+/// given (`"42"`, `""`); such text names no incident, as it did then.
+fn lenient_incident<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<IncidentId>, D::Error> {
+    let text: Option<String> = Option::deserialize(d)?;
+    Ok(text.and_then(|t| t.parse().ok()))
 }
 
 /// A run not yet journaled: it gets its id when it is.

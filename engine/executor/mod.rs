@@ -97,6 +97,9 @@ struct Waiting {
     started_by_hand: Option<String>,
 }
 
+/// Who the pause `execution.paused: true` is by.
+const CONFIG_PAUSER: &str = "config";
+
 /// The executor; cheap to clone.
 #[derive(Clone)]
 pub struct Executor {
@@ -152,7 +155,7 @@ impl Executor {
     ) -> Self {
         if settings.paused && automation.paused.is_none() {
             automation.paused = Some(Pause {
-                by: "config".into(),
+                by: CONFIG_PAUSER.into(),
                 reason: Some("execution.paused in laojun.yaml".into()),
                 since: chrono::Utc::now(),
             });
@@ -250,7 +253,13 @@ impl Executor {
         let _one_at_a_time = self.shared.pausing.lock().await;
         let mut next = self.state().automation.clone();
         change(&mut next);
-        self.shared.writer.automation(next.clone()).await?;
+        // The pause `execution.paused` adds lives in the config, not the
+        // store: storing it would outlast the flag.
+        let mut stored = next.clone();
+        if stored.paused.as_ref().is_some_and(|p| p.by == CONFIG_PAUSER) {
+            stored.paused = None;
+        }
+        self.shared.writer.automation(stored).await?;
         let view = next.view();
         self.state().automation = next;
         Ok(view)

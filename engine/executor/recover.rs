@@ -6,10 +6,14 @@
 
 use chrono::Utc;
 
+use std::collections::HashMap;
+
 use super::guards::WINDOW_HOURS;
+use super::start::{Firing, Progress};
 use super::steps::finished_event;
 use super::{ExecError, Executor, Trigger};
 use crate::effects::Opened;
+use crate::ids::RunId;
 use crate::run::{Run, RunStatus, StepStatus};
 use crate::runbook::{OnFailure, Step};
 
@@ -22,26 +26,129 @@ pub struct Recovered {
     pub started: usize,
 }
 
+/// What settling an unfinished run did.
+enum Settled {
+    /// It goes on from this step (an idempotent one re-runs).
+    Resume(Box<(Run, crate::runbook::Runbook)>, usize),
+    /// It ended here (interrupted).
+    Ended(RunStatus),
+}
+
 impl Executor {
-    /// Settles unfinished runs and starts runs a crash kept from starting.
+    /// Settles unfinished runs, goes on with playbook firings a crash cut
+    /// short, and starts runs a crash kept from starting.
     pub async fn recover(&self) -> Result<Recovered, ExecError> {
         let since = Utc::now() - chrono::Duration::hours(WINDOW_HOURS);
         let recent = self.shared.store.runs_since(since)?;
         self.state().history.rebuild(&recent);
         let unfinished = self.shared.store.unfinished_runs()?;
         let settled = unfinished.len();
+        let mut waiting_on = HashMap::new();
+        for (last, firing, progress) in self.cut_short_firings()? {
+            match last {
+                Some(run) => {
+                    waiting_on.insert(run, (firing, progress));
+                }
+                None => {
+                    tracing::warn!(incident = ?firing.incident, "going on with a playbook a restart cut short");
+                    let this = self.clone();
+                    tokio::spawn(async move { this.run_entries_from(firing, progress).await });
+                }
+            }
+        }
         for run in unfinished {
-            self.settle_unfinished(run).await;
+            let then = waiting_on.remove(&run.id);
+            let this = self.clone();
+            match self.settle_unfinished(run).await {
+                Settled::Resume(parts, from) => {
+                    let (run, runbook) = *parts;
+                    tokio::spawn(async move {
+                        let (id, name) = (run.id, run.runbook.clone());
+                        let status = this.execute(run, &runbook, from).await.unwrap_or_else(|e| {
+                            tracing::error!(run = %id, error = %e, "run stopped: its journal could not be written");
+                            RunStatus::Failed
+                        });
+                        if let Some((firing, progress)) = then {
+                            this.go_on(firing, progress, &name, status).await;
+                        }
+                    });
+                }
+                Settled::Ended(status) => {
+                    if let Some((firing, progress)) = then {
+                        let name = firing.playbook.runbooks.get(progress.next).map(|c| c.runbook.clone());
+                        tokio::spawn(
+                            async move { this.go_on(firing, progress, &name.unwrap_or_default(), status).await },
+                        );
+                    }
+                }
+            }
         }
         let started = self.start_lost_runs().await?;
         Ok(Recovered { settled, started })
     }
 
-    async fn settle_unfinished(&self, mut run: Run) {
+    /// After the entry `progress.next` ended with `status`: the rest.
+    async fn go_on(&self, firing: Firing, mut progress: Progress, runbook: &str, status: RunStatus) {
+        if let Some(call) = firing.playbook.runbooks.get(progress.next) {
+            let call = call.clone();
+            progress.ended(&call, runbook, status);
+            self.run_entries_from(firing, progress).await;
+        }
+    }
+
+    /// Open incidents whose playbook journaled some of its runs but not
+    /// all (laojun stopped during or between them): the firing, how far it
+    /// got, and the unfinished run it waits for, if one is.
+    fn cut_short_firings(&self) -> Result<Vec<(Option<RunId>, Firing, Progress)>, ExecError> {
+        let store = &self.shared.store;
+        let mut open = Vec::new();
+        store.each_open(&mut |entry| open.push(entry.incident))?;
+        let mut out = Vec::new();
+        for id in open {
+            let Some(inc) = store.incident_record(id)? else {
+                continue;
+            };
+            let Some(playbook) = self.shared.catalog.playbooks.iter().find(|p| p.name == inc.playbook) else {
+                continue;
+            };
+            let mut runs = Vec::new();
+            for run_id in &inc.runs {
+                runs.extend(
+                    store
+                        .run(*run_id)?
+                        .filter(|r| r.playbook.as_deref() == Some(&playbook.name)),
+                );
+            }
+            runs.sort_by_key(|r| r.id);
+            if runs.is_empty() || runs.len() >= playbook.runbooks.len() {
+                continue;
+            }
+            let alert = runs[0].alert.clone();
+            let Some(firing) = self.incident_firing(&inc, alert) else {
+                continue;
+            };
+            let mut progress = Progress::default();
+            let mut last = None;
+            for (run, call) in runs.iter().zip(&playbook.runbooks) {
+                if run.status.is_finished() {
+                    progress.ended(call, &run.runbook, run.status);
+                } else {
+                    last = Some(run.id);
+                }
+            }
+            out.push((last, firing, progress));
+        }
+        Ok(out)
+    }
+
+    /// Decides how an unfinished run goes on: from the step after the last
+    /// finished one, re-running an idempotent step that was running, or
+    /// not at all (interrupted).
+    async fn settle_unfinished(&self, mut run: Run) -> Settled {
         let Some(runbook) = self.shared.catalog.runbooks.get(&run.runbook).cloned() else {
             let why = format!("runbook `{}` no longer exists", run.runbook);
             self.interrupt(&mut run, None, why).await;
-            return;
+            return Settled::Ended(RunStatus::Interrupted);
         };
         let in_flight = run
             .steps
@@ -55,8 +162,7 @@ impl Executor {
                 .position(|s| run.step(&s.id).is_none_or(|r| r.status == StepStatus::Pending))
                 .unwrap_or(runbook.steps.len());
             tracing::info!(run = %run.id, "resuming a run left between steps");
-            self.spawn(run, runbook, next);
-            return;
+            return Settled::Resume(Box::new((run, runbook)), next);
         };
         let record = run.steps[index].clone();
         let step = find_step(&runbook.steps, &record.id);
@@ -65,7 +171,7 @@ impl Executor {
         match (safe, main_index) {
             (true, Some(i)) => {
                 tracing::warn!(run = %run.id, step = %record.id, "re-running an idempotent step that was running when laojun stopped");
-                self.spawn(run, runbook, i);
+                Settled::Resume(Box::new((run, runbook)), i)
             }
             _ => {
                 let why = format!(
@@ -73,6 +179,7 @@ impl Executor {
                     record.id, record.action
                 );
                 self.interrupt(&mut run, Some(index), why).await;
+                Settled::Ended(RunStatus::Interrupted)
             }
         }
     }

@@ -48,16 +48,40 @@ pub struct Started {
     pub duplicate: bool,
 }
 
+/// How far a firing's entries got: the next one to run, the statuses
+/// `when:` sees as `runs.<runbook>.status`, and why the rest stop, if they do.
+#[derive(Debug, Default)]
+pub(super) struct Progress {
+    pub next: usize,
+    pub runs: Map<String, Value>,
+    pub stopped: Option<String>,
+}
+
+impl Progress {
+    /// Entry `call` (of runbook `name`) ended with `status`.
+    pub fn ended(&mut self, call: &RunbookCall, name: &str, status: RunStatus) {
+        self.next += 1;
+        self.runs.insert(name.to_string(), json!({"status": status.as_str()}));
+        let failed = !matches!(status, RunStatus::Succeeded | RunStatus::Skipped);
+        if failed && call.on_failure == CallFailure::Stop && self.stopped.is_none() {
+            self.stopped = Some(format!(
+                "runbook `{name}` before it ended {} (on_failure: stop)",
+                status.as_str()
+            ));
+        }
+    }
+}
+
 /// One playbook firing: what its runs share.
-struct Firing {
-    playbook: Playbook,
+pub(super) struct Firing {
+    pub(super) playbook: Playbook,
     /// Cooldowns count per group: per incident group, or the schedule.
-    group: String,
+    pub(super) group: String,
     /// What the playbook's parameter templates see.
-    context: Value,
-    trigger: TriggerKind,
-    incident: Option<IncidentId>,
-    alert: Value,
+    pub(super) context: Value,
+    pub(super) trigger: TriggerKind,
+    pub(super) incident: Option<IncidentId>,
+    pub(super) alert: Value,
 }
 
 impl Executor {
@@ -68,24 +92,11 @@ impl Executor {
         match trigger {
             Trigger::Manual(request) => self.start_manual(request).await.map(|s| vec![s]),
             Trigger::Incident(opened) => {
-                let inc = &opened.incident;
-                let Some(playbook) = self.playbook(&inc.playbook) else {
-                    return Ok(Vec::new());
-                };
                 let alert = serde_json::to_value(&opened.alert).unwrap_or_default();
-                let firing = Firing {
-                    group: format!(
-                        "{}|{}",
-                        playbook.name,
-                        serde_json::to_string(&inc.group).unwrap_or_default()
-                    ),
-                    context: json!({"alert": alert, "incident": super::values::incident_value(inc, &self.shared.settings)}),
-                    trigger: TriggerKind::Alert,
-                    incident: Some(inc.id),
-                    alert,
-                    playbook,
-                };
-                Ok(self.fire(firing).await)
+                match self.incident_firing(&opened.incident, alert) {
+                    Some(firing) => Ok(self.fire(firing).await),
+                    None => Ok(Vec::new()),
+                }
             }
             Trigger::Schedule { playbook, due } => {
                 let PlaybookTrigger::Schedule(s) = &playbook.trigger else {
@@ -104,6 +115,23 @@ impl Executor {
                 Ok(self.fire(firing).await)
             }
         }
+    }
+
+    /// The firing of the playbook that opened `inc`, for its first alert.
+    pub(super) fn incident_firing(&self, inc: &crate::incident::Incident, alert: Value) -> Option<Firing> {
+        let playbook = self.playbook(&inc.playbook)?;
+        Some(Firing {
+            group: format!(
+                "{}|{}",
+                playbook.name,
+                serde_json::to_string(&inc.group).unwrap_or_default()
+            ),
+            context: json!({"alert": alert, "incident": super::values::incident_value(inc, &self.shared.settings)}),
+            trigger: TriggerKind::Alert,
+            incident: Some(inc.id),
+            alert,
+            playbook,
+        })
     }
 
     fn playbook(&self, name: &str) -> Option<Playbook> {
@@ -144,57 +172,59 @@ impl Executor {
     /// A firing's runbooks in order, each after the one before finished. An
     /// entry whose `when` is false is skipped; after an entry that did not
     /// succeed, the later ones are recorded as not started unless it says
-    /// `on_failure: continue`.
+    /// `on_failure: continue`; once the incident has resolved, so are the
+    /// ones left.
     async fn run_entries(&self, firing: Firing) {
-        let playbook = &firing.playbook;
-        let mut runs = Map::new();
-        let mut stopped: Option<String> = None;
-        let mut first = true;
-        for call in &playbook.runbooks {
+        self.run_entries_from(firing, Progress::default()).await;
+    }
+
+    /// The entries from `progress.next` on (recovery resumes a firing here).
+    pub(super) async fn run_entries_from(&self, firing: Firing, mut progress: Progress) {
+        let playbook = firing.playbook.clone();
+        for call in playbook.runbooks.iter().skip(progress.next) {
             let Some(runbook) = self.shared.catalog.runbooks.get(&call.runbook).cloned() else {
+                progress.next += 1;
                 continue;
             };
-            let mut run = firing.draft(&runbook, call, &self.shared.settings, first);
-            first = false;
-            if let Some(why) = &stopped {
-                self.not_started(run, RunStatus::Refused, why.clone()).await;
-                runs.insert(runbook.name.clone(), json!({"status": RunStatus::Refused.as_str()}));
-                continue;
-            }
-            let mut context = firing.context.clone();
-            context["runs"] = Value::Object(runs.clone());
-            let status = match self.entry_verdict(call, &context).await {
-                Err(why) => {
-                    self.not_started(run, RunStatus::Refused, why).await;
-                    RunStatus::Refused
-                }
-                Ok(false) => {
-                    let source = call.when.as_ref().map(|c| c.source.as_str()).unwrap_or_default();
-                    self.not_started(run, RunStatus::Skipped, format!("`when: {source}` is false"))
-                        .await;
-                    RunStatus::Skipped
-                }
-                Ok(true) => match self.shared.render.call_params(&runbook, &call.params, &firing.context) {
+            let mut run = firing.draft(&runbook, call, &self.shared.settings, progress.next == 0);
+            let status = if let Some(why) = progress.stopped.clone().or_else(|| self.resolved_before(&firing)) {
+                self.not_started(run, RunStatus::Refused, why).await;
+                RunStatus::Refused
+            } else {
+                let mut context = firing.context.clone();
+                context["runs"] = Value::Object(progress.runs.clone());
+                match self.entry_verdict(call, &context).await {
                     Err(why) => {
                         self.not_started(run, RunStatus::Refused, why).await;
                         RunStatus::Refused
                     }
-                    Ok(params) => {
-                        run.params = params;
-                        self.run_now(run, &runbook).await
+                    Ok(false) => {
+                        let source = call.when.as_ref().map(|c| c.source.as_str()).unwrap_or_default();
+                        self.not_started(run, RunStatus::Skipped, format!("`when: {source}` is false"))
+                            .await;
+                        RunStatus::Skipped
                     }
-                },
+                    Ok(true) => match self.shared.render.call_params(&runbook, &call.params, &firing.context) {
+                        Err(why) => {
+                            self.not_started(run, RunStatus::Refused, why).await;
+                            RunStatus::Refused
+                        }
+                        Ok(params) => {
+                            run.params = params;
+                            self.run_now(run, &runbook).await
+                        }
+                    },
+                }
             };
-            runs.insert(runbook.name.clone(), json!({"status": status.as_str()}));
-            let failed = !matches!(status, RunStatus::Succeeded | RunStatus::Skipped);
-            if failed && call.on_failure == CallFailure::Stop {
-                stopped = Some(format!(
-                    "runbook `{}` before it ended {} (on_failure: stop)",
-                    runbook.name,
-                    status.as_str()
-                ));
-            }
+            progress.ended(call, &runbook.name, status);
         }
+    }
+
+    /// Why the rest of a firing does not run: its incident resolved.
+    fn resolved_before(&self, firing: &Firing) -> Option<String> {
+        let id = firing.incident?;
+        let inc = self.shared.store.incident_record(id).ok().flatten()?;
+        (inc.status == crate::incident::Status::Resolved).then(|| format!("{id} resolved before it ran"))
     }
 
     /// Whether an entry's `when:` holds (true without one).

@@ -222,7 +222,15 @@ impl Executor {
                 RunStatus::Running
             };
             let event = step_event(run, &step.id);
-            self.shared.writer.journal(run, Some(event)).await?;
+            if let Err(e) = self.shared.writer.journal(run, Some(event)).await {
+                // Not on disk, so not waiting: nobody may decide it.
+                if waits {
+                    let mut state = self.state();
+                    state.approvals.remove(&run.id);
+                    state.decisions.remove(&run.id);
+                }
+                return Err(e.into());
+            }
             if waits {
                 let pending = self.state().approvals.get(&run.id).map(|w| w.pending.clone());
                 if let Some(pending) = pending {

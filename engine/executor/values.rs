@@ -171,15 +171,12 @@ fn coerce(kind: Option<ArgKind>, value: Value) -> Result<Value, String> {
         (ArgKind::Enum(words), Some(t)) if !words.contains(&t) => {
             return Err(format!("rendered to {t:?}; expected one of {}", words.join(", ")))
         }
-        // A rendered list (`{{json params.approvers}}`), or names separated by commas.
-        (ArgKind::StrList, Some(t)) => match serde_json::from_str::<Vec<String>>(t) {
+        // A rendered list (`{{json params.approvers}}`) is a list; any other
+        // text is one entry. Text is never split on commas: a label holding
+        // `bob,role:operator` must not add approvers.
+        (ArgKind::StrList, Some(t)) if t.starts_with('[') => match serde_json::from_str::<Vec<String>>(t) {
             Ok(list) => json!(list),
-            Err(_) if t.starts_with('[') => return Err(format!("rendered to {t:?}, which is not a list of strings")),
-            Err(_) => json!(t
-                .split(',')
-                .map(str::trim)
-                .filter(|w| !w.is_empty())
-                .collect::<Vec<_>>()),
+            Err(_) => return Err(format!("rendered to {t:?}, which is not a list of strings")),
         },
         (ArgKind::ScaleBy, Some(t)) if crate::actions::k8s::scale::parse_scale_by(t).is_none() => {
             return Err(format!("rendered to {t:?}; write +N, -N, xF or *F"))
@@ -225,8 +222,9 @@ mod tests {
             json!(["oncall", "role:admin"])
         );
         assert_eq!(
-            coerce(Some(ArgKind::StrList), json!("alice, bob")).unwrap(),
-            json!(["alice", "bob"])
+            coerce(Some(ArgKind::StrList), json!("bob,role:operator")).unwrap(),
+            json!("bob,role:operator"),
+            "text is one entry, never split"
         );
     }
 

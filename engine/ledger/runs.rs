@@ -50,7 +50,7 @@ impl Ledger {
         }
         let run = draft.with_id(id);
         let event = match (run.status, &run.reason) {
-            (RunStatus::Refused | RunStatus::Paused, reason) => EventKind::RunNotStarted {
+            (RunStatus::Refused | RunStatus::Paused | RunStatus::Skipped, reason) => EventKind::RunNotStarted {
                 run: id,
                 runbook: run.runbook.clone(),
                 status: run.status,

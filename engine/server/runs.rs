@@ -156,6 +156,7 @@ async fn decide(state: &AppState, id: &str, approved: bool, caller: &Caller) -> 
     let decider = Decider {
         name: caller.name.clone(),
         role: caller.role,
+        anonymous: state.credentials.is_empty(),
     };
     match state.executor.decide(n, approved, &decider) {
         Err(ExecError::Forbidden(why)) => {

@@ -163,6 +163,17 @@ async fn on_failure_continue_and_when_over_earlier_runs_let_a_playbook_go_on() {
             ("fix", RunStatus::Skipped)
         ]
     );
+    let timeline = c.incident("INC-1").await.unwrap().timeline;
+    let skipped: Vec<&EventKind> = timeline
+        .iter()
+        .map(|e| &e.what)
+        .filter(|w| matches!(w, EventKind::RunNotStarted { runbook, .. } if runbook == "fix"))
+        .collect();
+    assert_eq!(
+        skipped.len(),
+        1,
+        "a skipped entry is a run that did not start: {timeline:#?}"
+    );
     server.stop().await;
 }
 
@@ -600,4 +611,63 @@ async fn a_notice_a_kill_kept_from_going_out_is_posted_once_after_the_restart() 
     .await;
     assert_eq!(posted.len(), 4, "{posted:#?}");
     assert!(posted[3].contains("INC-2"), "{posted:#?}");
+}
+
+const HOLD: &str = "name: hold\nsteps:\n  - id: wait\n    action: wait\n    with: {secs: 2}\n";
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_playbook_cut_short_by_a_kill_goes_on_with_its_later_runbooks_after_the_restart() {
+    let pb =
+        "name: chain\ntrigger: {alerts: ['alertname=\"Chain\"']}\nrunbooks:\n  - runbook: hold\n  - runbook: fix\n";
+    let root = root_with(&[
+        ("runbooks/hold.yaml", HOLD),
+        ("runbooks/fix.yaml", FIX),
+        ("playbooks/chain.yaml", pb),
+    ]);
+    let data = tempfile::tempdir().unwrap();
+    let first = binary(data.path(), root.path()).await;
+    let c = first.client(support::TOKEN);
+    c.post_alerts(alert("Chain", "web-1")).await.unwrap();
+    support::wait_run(&c, RunId::new(1), &[RunStatus::Running]).await;
+    first.kill();
+
+    let second = binary(data.path(), root.path()).await;
+    let c = second.client(support::TOKEN);
+    let runs = finished_runs(&c, 1, 2).await;
+    let ended: Vec<(&str, RunStatus)> = runs.iter().map(|r| (r.runbook.as_str(), r.status)).collect();
+    assert_eq!(
+        ended,
+        [("hold", RunStatus::Succeeded), ("fix", RunStatus::Succeeded)],
+        "the waiting step ran again (it is idempotent) and the next runbook followed it"
+    );
+    assert!(runs[1].created_at >= runs[0].finished_at.unwrap());
+    let inc = c.incident("INC-1").await.unwrap().incident;
+    assert_eq!(inc.status, Status::Mitigated, "fix mitigated it after the restart");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn once_its_incident_resolved_a_playbooks_later_runbooks_do_not_run() {
+    let pb =
+        "name: chain\ntrigger: {alerts: ['alertname=\"Chain\"']}\nrunbooks:\n  - runbook: hold\n  - runbook: fix\n";
+    let (server, _root) = server(&[
+        ("runbooks/hold.yaml", HOLD),
+        ("runbooks/fix.yaml", FIX),
+        ("playbooks/chain.yaml", pb),
+    ])
+    .await;
+    let c = server.client();
+    c.post_alerts(alert("Chain", "web-1")).await.unwrap();
+    support::wait_run(&c, RunId::new(1), &[RunStatus::Running]).await;
+    c.resolve("INC-1").await.unwrap();
+    let runs = finished_runs(&c, 1, 2).await;
+    assert_eq!(runs[1].runbook, "fix");
+    assert_eq!(runs[1].status, RunStatus::Refused);
+    assert_eq!(runs[1].reason.as_deref(), Some("INC-1 resolved before it ran"));
+    let timeline = c.incident("INC-1").await.unwrap().timeline;
+    let not_started = timeline
+        .iter()
+        .filter(|e| matches!(&e.what, EventKind::RunNotStarted { runbook, .. } if runbook == "fix"))
+        .count();
+    assert_eq!(not_started, 1, "the timeline says fix did not start");
+    server.stop().await;
 }
