@@ -69,17 +69,7 @@ impl Renderer {
         runs: &[Run],
         now: DateTime<Utc>,
     ) -> Result<String, PostmortemError> {
-        let (name, _) = template_for(&self.catalog, incident.severity.as_str()).ok_or(PostmortemError::NoTemplate)?;
-        let compiled = &self.compiled;
-        // `from` takes the data as is; `render` would copy all of it first.
-        let context = handlebars::Context::from(data(incident, timeline, runs, compiled.tz, now, compiled.parts));
-        compiled
-            .registry
-            .render_with_context(&name, &context)
-            .map_err(|e| PostmortemError::Render {
-                template: format!("templates/{name}.hbs"),
-                reason: e.to_string(),
-            })
+        render_with(&self.catalog, &self.compiled, incident, timeline, runs, now)
     }
 
     /// Renders the postmortem of a stored incident (with its timeline and runs).
@@ -104,9 +94,21 @@ pub fn render(
     tz: Tz,
     now: DateTime<Utc>,
 ) -> Result<String, PostmortemError> {
+    render_with(catalog, &compile(catalog, tz)?, incident, timeline, runs, now)
+}
+
+/// Renders with templates already compiled for `catalog`.
+fn render_with(
+    catalog: &Catalog,
+    compiled: &Compiled,
+    incident: &Incident,
+    timeline: &[Event],
+    runs: &[Run],
+    now: DateTime<Utc>,
+) -> Result<String, PostmortemError> {
     let (name, _) = template_for(catalog, incident.severity.as_str()).ok_or(PostmortemError::NoTemplate)?;
-    let compiled = compile(catalog, tz)?;
-    let context = handlebars::Context::from(data(incident, timeline, runs, tz, now, compiled.parts));
+    // `from` takes the data as is; `render` would copy all of it first.
+    let context = handlebars::Context::from(data(incident, timeline, runs, compiled.tz, now, compiled.parts));
     compiled
         .registry
         .render_with_context(&name, &context)
