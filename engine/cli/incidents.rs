@@ -1,11 +1,11 @@
-//! `laojun incidents list|show`, like amtool talks to AlertManager: tables
-//! for people, `--output json` for scripts.
+//! `laojun incidents list|show|resolve|note`, like amtool talks to
+//! AlertManager: tables for people, `--output json` for scripts.
 
 use std::process::ExitCode;
 
 use super::{finish, render, Failure, IncidentsCommand, Output};
 use crate::client::IncidentQuery;
-use crate::incident::Status;
+use crate::incident::{NoteKind, Status};
 use crate::severity::Severity;
 
 pub async fn incidents(command: IncidentsCommand) -> ExitCode {
@@ -26,8 +26,29 @@ pub async fn incidents(command: IncidentsCommand) -> ExitCode {
                     Output::Table => render::incident(&detail),
                 })
         }
+        IncidentsCommand::Resolve { id, client } => {
+            let api = client.server.client();
+            api.resolve(&id)
+                .await
+                .map_err(Failure::from)
+                .map(|inc| match client.output {
+                    Output::Json => render::json(&inc),
+                    Output::Table => format!("{} is {}\n", inc.id, inc.status.as_str()),
+                })
+        }
+        IncidentsCommand::Note { id, text, kind, client } => note(&id, &text, &kind, &client).await,
     };
     finish(result, true)
+}
+
+async fn note(id: &str, text: &str, kind: &str, client: &super::ClientArgs) -> Result<String, Failure> {
+    let kind: NoteKind = serde_json::from_value(serde_json::json!(kind.to_ascii_lowercase()))
+        .map_err(|e| Failure::Other(format!("--kind: {e}")))?;
+    let stored = client.server.client().add_note(id, kind, text).await?;
+    Ok(match client.output {
+        Output::Json => render::json(&stored),
+        Output::Table => format!("noted on {}\n", stored.incident),
+    })
 }
 
 async fn list(
@@ -39,13 +60,13 @@ async fn list(
     // clap allows only the names these parse.
     let status = status
         .map(|s| {
-            Status::parse(&s)
+            Status::parse(&s.to_ascii_lowercase())
                 .ok_or_else(|| Failure::Other(format!("status {s:?} is not one of {}", Status::NAMES.join(", "))))
         })
         .transpose()?;
     let severity = severity
         .map(|s| {
-            Severity::parse(&s)
+            Severity::parse(&s.to_ascii_uppercase())
                 .ok_or_else(|| Failure::Other(format!("severity {s:?} is not one of {}", Severity::NAMES.join(", "))))
         })
         .transpose()?;

@@ -1,7 +1,8 @@
 //! The command line: clap definitions, `main` with the one async runtime
-//! every command shares, and the exit codes: 0 success, 1 a failure the
-//! output explains, 2 bad usage. Each group of commands has its own file;
-//! those that talk to a server go through `crate::client::ApiClient`.
+//! every command shares, and the exit codes scripts rely on (`exit`: 0
+//! done, 1 failed, 2 bad usage, 3 unreachable, 4 refused, 5 not found).
+//! Each group of commands has its own file; those that talk to a server go
+//! through `crate::client::ApiClient`.
 
 mod automation;
 mod incidents;
@@ -24,7 +25,13 @@ use crate::client::{ApiClient, ClientError};
 /// alerts open which incident at what severity (P0–P3) and which runbooks
 /// run; every event lands on the incident's timeline.
 #[derive(Debug, Parser)]
-#[command(name = "laojun", version, propagate_version = true, max_term_width = 100)]
+#[command(
+    name = "laojun",
+    version,
+    propagate_version = true,
+    max_term_width = 100,
+    after_help = EXIT_CODES
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
@@ -138,6 +145,14 @@ pub enum Command {
     },
     /// Print the reference of every runbook action and its arguments (markdown).
     Actions,
+    /// Show the audit trail: who did what (runs, approvals, notes, resolves, pauses), newest first.
+    Audit {
+        /// At most this many records
+        #[arg(long, default_value_t = 50)]
+        limit: usize,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
 }
 
 #[derive(Debug, clap::Args)]
@@ -213,17 +228,30 @@ pub struct ClientArgs {
 /// Where the server is and the token to show it.
 #[derive(Debug, clap::Args)]
 pub struct ServerArgs {
-    /// laojun server URL
+    /// laojun server URL, e.g. http://127.0.0.1:9095
     #[arg(
         long,
         env = "LAOJUN_URL",
         default_value = "http://127.0.0.1:9095",
-        value_name = "URL"
+        value_name = "URL",
+        value_parser = server_url
     )]
     pub server: String,
     /// API token (prefer the environment variable: arguments show in `ps`)
     #[arg(long, env = "LAOJUN_API_TOKEN", hide_env_values = true, value_name = "TOKEN")]
     pub token: Option<String>,
+}
+
+/// A server URL must say `http://` or `https://`: `127.0.0.1:9095` alone
+/// would be read as a scheme and a path.
+fn server_url(text: &str) -> Result<String, String> {
+    if text.starts_with("http://") || text.starts_with("https://") {
+        Ok(text.to_string())
+    } else {
+        Err(format!(
+            "{text:?} has no scheme; write http://{text} (or https:// for TLS)"
+        ))
+    }
 }
 
 impl ServerArgs {
@@ -242,11 +270,11 @@ pub enum Output {
 pub enum IncidentsCommand {
     /// List incidents, newest first.
     List {
-        /// Only incidents with this status
-        #[arg(long, value_parser = ["open", "mitigated", "resolved"])]
+        /// Only incidents with this status (any case)
+        #[arg(long, ignore_case = true, value_parser = ["open", "mitigated", "resolved"])]
         status: Option<String>,
-        /// Only incidents with this severity
-        #[arg(long, value_parser = ["P0", "P1", "P2", "P3"])]
+        /// Only incidents with this severity (any case)
+        #[arg(long, ignore_case = true, value_parser = ["P0", "P1", "P2", "P3"])]
         severity: Option<String>,
         /// At most this many
         #[arg(long, default_value_t = 50)]
@@ -258,6 +286,25 @@ pub enum IncidentsCommand {
     Show {
         /// Incident id, e.g. INC-42
         id: String,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Resolve an incident by hand.
+    Resolve {
+        /// Incident id, e.g. INC-42
+        id: String,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Add a note to an incident's timeline (root cause, solution, ... for the postmortem).
+    Note {
+        /// Incident id, e.g. INC-42
+        id: String,
+        /// The text of the note (markdown)
+        text: String,
+        /// What kind of note (any case)
+        #[arg(long, ignore_case = true, default_value = "note", value_parser = ["root_cause", "solution", "prevention", "lesson", "note"])]
+        kind: String,
         #[command(flatten)]
         client: ClientArgs,
     },
@@ -283,7 +330,34 @@ pub fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
+    if cli.command.wants_json() {
+        ERRORS_AS_JSON.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
     runtime.block_on(dispatch(cli.command))
+}
+
+impl Command {
+    /// Whether the command was asked for `--output json`.
+    fn wants_json(&self) -> bool {
+        let client = match self {
+            Command::Incidents(
+                IncidentsCommand::List { client, .. }
+                | IncidentsCommand::Show { client, .. }
+                | IncidentsCommand::Resolve { client, .. }
+                | IncidentsCommand::Note { client, .. },
+            ) => client,
+            Command::Run(args) => &args.client,
+            Command::Runs { client, .. }
+            | Command::Approvals { client }
+            | Command::Approve { client, .. }
+            | Command::Deny { client, .. }
+            | Command::Pause { client, .. }
+            | Command::Resume { client, .. }
+            | Command::Audit { client, .. } => client,
+            _ => return false,
+        };
+        client.output == Output::Json
+    }
 }
 
 async fn dispatch(command: Command) -> ExitCode {
@@ -322,8 +396,28 @@ async fn dispatch(command: Command) -> ExitCode {
         } => automation::pause(&client, playbook.as_deref(), reason.as_deref()).await,
         Command::Resume { playbook, client } => automation::resume(&client, playbook.as_deref()).await,
         Command::Actions => local::actions(),
+        Command::Audit { limit, client } => automation::audit(limit, &client).await,
     }
 }
+
+/// What the exit code says, for scripts (also in the README).
+const EXIT_CODES: &str = "Exit codes: 0 done; 1 the operation failed (a run failed, validate found problems, \
+any other error answer); 2 bad usage; 3 the server cannot be reached; 4 refused (401/403: the \
+token); 5 not found (404).";
+
+/// The exit codes, one per outcome a script may want to tell apart.
+pub mod exit {
+    pub const DONE: u8 = 0;
+    pub const FAILED: u8 = 1;
+    pub const USAGE: u8 = 2;
+    pub const UNREACHABLE: u8 = 3;
+    pub const REFUSED: u8 = 4;
+    pub const NOT_FOUND: u8 = 5;
+}
+
+/// How errors are printed: as text, or as `{"error": ...}` when the
+/// command was asked for `--output json`. Set once, before the command runs.
+static ERRORS_AS_JSON: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
 /// Why a command that talks to the server failed: the server's answer, or a
 /// message of the command's own.
@@ -337,8 +431,26 @@ enum Failure {
 
 /// Bad usage clap cannot see: the message on stderr, exit 2.
 fn usage(message: &str) -> ExitCode {
-    eprintln!("laojun: {message}");
-    ExitCode::from(2)
+    print_error(message);
+    ExitCode::from(exit::USAGE)
+}
+
+fn print_error(message: &str) {
+    if ERRORS_AS_JSON.load(std::sync::atomic::Ordering::Relaxed) {
+        eprintln!("{}", serde_json::json!({ "error": message }));
+    } else {
+        eprintln!("laojun: {message}");
+    }
+}
+
+/// The exit code for a failure.
+fn code_of(failure: &Failure) -> u8 {
+    match failure {
+        Failure::Client(ClientError::Connect { .. }) => exit::UNREACHABLE,
+        Failure::Client(ClientError::Unauthorized { .. } | ClientError::Forbidden { .. }) => exit::REFUSED,
+        Failure::Client(ClientError::NotFound { .. }) => exit::NOT_FOUND,
+        _ => exit::FAILED,
+    }
 }
 
 /// Prints a command's text and turns the outcome into the exit code:
@@ -355,8 +467,8 @@ fn finish(result: Result<String, Failure>, success: bool) -> ExitCode {
             }
         }
         Err(e) => {
-            eprintln!("laojun: {e}");
-            ExitCode::from(1)
+            print_error(&e.to_string());
+            ExitCode::from(code_of(&e))
         }
     }
 }
