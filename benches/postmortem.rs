@@ -80,6 +80,7 @@ fn main() {
                 group: None,
                 mitigates: true,
                 counts_for_guards: None,
+                catalog_revision: String::new(),
             }
         })
         .collect();

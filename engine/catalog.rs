@@ -20,6 +20,10 @@ pub struct Catalog {
     pub playbooks: Vec<Playbook>,
     /// Template name (file name without `.hbs`) → source.
     pub templates: BTreeMap<String, String>,
+    /// A hash of every file read, so a run can say which version it ran
+    /// with and a reload can say what it took.
+    pub revision: String,
+    pub loaded_at: chrono::DateTime<chrono::Utc>,
 }
 
 /// What loading found: the catalog and every problem.
@@ -45,6 +49,33 @@ pub enum RootError {
 
 /// Loads and checks everything under `root`.
 pub fn load(root: &Path, sandbox: &Sandbox) -> Result<Loaded, RootError> {
+    let mut loaded = load_files(root, sandbox)?;
+    loaded.catalog.revision = revision(root)?;
+    loaded.catalog.loaded_at = chrono::Utc::now();
+    Ok(loaded)
+}
+
+/// A hash of the names and contents of the files a catalog is read from.
+fn revision(root: &Path) -> Result<String, RootError> {
+    use std::hash::Hasher;
+    // SipHash with fixed keys: the same files give the same revision in
+    // every process of this build.
+    let mut h = std::hash::DefaultHasher::new();
+    for (dir, ext) in [
+        ("runbooks", "yaml"),
+        ("runbooks", "rhai"),
+        ("playbooks", "yaml"),
+        ("templates", "hbs"),
+    ] {
+        for path in files(&root.join(dir), ext)? {
+            h.write(path.strip_prefix(root).unwrap_or(&path).to_string_lossy().as_bytes());
+            h.write(&std::fs::read(&path).unwrap_or_default());
+        }
+    }
+    Ok(format!("{:016x}", h.finish()))
+}
+
+fn load_files(root: &Path, sandbox: &Sandbox) -> Result<Loaded, RootError> {
     let dirs = ["runbooks", "playbooks", "templates"].map(|d| root.join(d));
     if !dirs.iter().any(|d| d.is_dir()) {
         return Err(RootError::Empty(root.to_path_buf()));

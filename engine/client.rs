@@ -347,6 +347,19 @@ impl ApiClient {
         self.json(request, "a decision").await
     }
 
+    /// `GET /api/v1/catalog`: the catalog revision in force.
+    pub async fn catalog(&self) -> Result<crate::live::Reloaded, ClientError> {
+        self.json(self.request(Method::GET, "/api/v1/catalog"), "a catalog revision")
+            .await
+    }
+
+    /// `POST /api/v1/reload` (admin): loads the catalog again. A catalog
+    /// with problems is `BadRequest` (422) with every problem in the message.
+    pub async fn reload(&self) -> Result<crate::live::Reloaded, ClientError> {
+        self.json(self.request(Method::POST, "/api/v1/reload"), "a reloaded catalog")
+            .await
+    }
+
     /// `GET /api/v1/approvals`: approval steps waiting for a person.
     pub async fn approvals(&self) -> Result<Vec<crate::run::PendingApproval>, ClientError> {
         self.json(self.request(Method::GET, "/api/v1/approvals"), "a list of approvals")

@@ -10,7 +10,6 @@ use std::sync::Arc;
 use crate::alert::Alert;
 use crate::incident::Incident;
 use crate::notices::{NoticeKind, Notifier};
-use crate::postmortem::Renderer;
 use crate::store::Store;
 
 /// What committed changes lead to, for the parts that act on them.
@@ -33,7 +32,8 @@ pub struct Opened {
 #[derive(Clone)]
 pub struct Reports {
     pub store: Arc<dyn Store>,
-    pub postmortems: Arc<Renderer>,
+    /// The catalog in force, for its postmortem templates.
+    pub live: Arc<crate::live::Live>,
     /// `data_dir/postmortems`, unless `postmortem.write_on_resolve` is off.
     pub dir: Option<PathBuf>,
     pub notices: Notifier,
@@ -45,7 +45,10 @@ impl Reports {
         if let Some(dir) = self.dir.clone() {
             let this = self.clone();
             let written = tokio::task::spawn_blocking(move || -> anyhow::Result<PathBuf> {
-                let text = this.postmortems.render_stored(this.store.as_ref(), incident.id)?;
+                let text = this
+                    .live
+                    .postmortems()
+                    .render_stored(this.store.as_ref(), incident.id)?;
                 std::fs::create_dir_all(&dir)?;
                 let path = dir.join(format!("{}.md", incident.id));
                 // Write beside and rename, so a reader never sees half a file.

@@ -18,9 +18,9 @@ use crate::effects::{Effect, Reports};
 use crate::executor::Trigger;
 use crate::executor::{Executor, Settings};
 use crate::ledger::Ledger;
+use crate::live::{Live, Reload, ReloadError, Reloaded};
 use crate::metrics::Metrics;
 use crate::notices::{NoticeKind, Notifier};
-use crate::postmortem::Renderer;
 use crate::scheduler::{Clock, Scheduler, SystemClock};
 use crate::script::Sandbox;
 use crate::store::{SledStore, Store};
@@ -28,12 +28,14 @@ use crate::writer::Writer;
 
 /// Everything but the HTTP side.
 pub struct Engine {
-    pub catalog: Arc<Catalog>,
+    /// The catalog in force (and its postmortem templates); reloadable.
+    pub live: Arc<Live>,
+    /// Reloads the catalog from `root` (SIGHUP, `POST /api/v1/reload`).
+    pub reloader: Arc<Reloader>,
     pub store: Arc<dyn Store>,
     pub writer: Writer,
     pub executor: Executor,
     pub metrics: Arc<Metrics>,
-    pub postmortems: Arc<Renderer>,
     /// The config with its secrets and time zone resolved.
     pub resolved: Resolved,
     writer_thread: std::thread::JoinHandle<()>,
@@ -104,7 +106,7 @@ impl Builder {
             None => open_sled(config)?,
         };
         let catalog = Arc::new(loaded.catalog);
-        let postmortems = Arc::new(Renderer::new(catalog.clone(), resolved.timezone)?);
+        let live = Arc::new(Live::new(catalog.clone(), resolved.timezone)?);
         let ledger = Ledger::new(store.clone(), catalog.playbooks.clone())?;
         let metrics = Arc::new(Metrics::new());
         let (effects_tx, effects_rx) = tokio::sync::mpsc::unbounded_channel();
@@ -132,7 +134,7 @@ impl Builder {
         let executor = Executor::new(
             writer.clone(),
             store.clone(),
-            catalog.clone(),
+            live.clone(),
             backends.clone(),
             settings,
             automation,
@@ -163,7 +165,7 @@ impl Builder {
         }
         let reports = Reports {
             store: store.clone(),
-            postmortems: postmortems.clone(),
+            live: live.clone(),
             dir: config
                 .postmortem
                 .write_on_resolve
@@ -172,18 +174,98 @@ impl Builder {
         };
         tokio::spawn(act_on_effects(effects_rx, executor.clone(), reports));
         let clock = self.clock.unwrap_or_else(|| Arc::new(SystemClock));
-        let scheduler = Scheduler::new(&catalog.playbooks, store.clone(), clock, Arc::new(executor.clone()));
-        tokio::spawn(scheduler.run());
+        let reloader = Arc::new(Reloader {
+            root: config.root.clone(),
+            live: live.clone(),
+            writer: writer.clone(),
+            store: store.clone(),
+            clock,
+            executor: executor.clone(),
+            scheduler: std::sync::Mutex::new(None),
+            one_at_a_time: tokio::sync::Mutex::new(()),
+        });
+        reloader.start_scheduler(&catalog);
         Ok(Engine {
-            catalog,
+            live,
+            reloader,
             store,
             writer,
             executor,
             metrics,
-            postmortems,
             resolved,
             writer_thread,
         })
+    }
+}
+
+/// Loads the catalog again and puts it in force for what starts after:
+/// the executor's runs, the ledger's routing, the scheduler's schedules and
+/// the postmortem templates. A catalog with problems changes nothing.
+pub struct Reloader {
+    root: std::path::PathBuf,
+    live: Arc<Live>,
+    writer: Writer,
+    store: Arc<dyn Store>,
+    clock: Arc<dyn Clock>,
+    executor: Executor,
+    /// The scheduler of the catalog in force; replaced on reload.
+    scheduler: std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
+    one_at_a_time: tokio::sync::Mutex<()>,
+}
+
+impl Reloader {
+    fn start_scheduler(&self, catalog: &Catalog) {
+        let scheduler = Scheduler::new(
+            &catalog.playbooks,
+            self.store.clone(),
+            self.clock.clone(),
+            Arc::new(self.executor.clone()),
+        );
+        let task = tokio::spawn(scheduler.run());
+        let mut slot = self.scheduler.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(old) = slot.replace(task) {
+            old.abort();
+        }
+    }
+
+    async fn reload_now(&self) -> Result<Reloaded, ReloadError> {
+        let _one = self.one_at_a_time.lock().await;
+        let root = self.root.clone();
+        let loaded = tokio::task::spawn_blocking(move || catalog::load(&root, &Sandbox::default()))
+            .await
+            .map_err(|e| ReloadError::Failed(format!("the reload stopped: {e}")))?
+            .map_err(|e| ReloadError::Failed(e.to_string()))?;
+        if !loaded.problems.is_empty() {
+            return Err(ReloadError::Problems(
+                loaded.problems.iter().map(ToString::to_string).collect(),
+            ));
+        }
+        let catalog = Arc::new(loaded.catalog);
+        // Templates first: a catalog whose postmortems do not compile is not
+        // put in force at all.
+        self.live
+            .replace(catalog.clone())
+            .map_err(|e| ReloadError::Failed(e.to_string()))?;
+        self.writer
+            .playbooks(catalog.playbooks.clone())
+            .await
+            .map_err(|e| ReloadError::Failed(e.to_string()))?;
+        self.start_scheduler(&catalog);
+        tracing::info!(
+            revision = %catalog.revision,
+            runbooks = catalog.runbooks.len(),
+            playbooks = catalog.playbooks.len(),
+            "catalog reloaded"
+        );
+        Ok(Reloaded::of(&catalog))
+    }
+}
+
+impl Reload for Reloader {
+    fn reload(
+        &self,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<Reloaded, ReloadError>> + Send + '_>> {
+        Box::pin(self.reload_now())
     }
 }
 

@@ -36,6 +36,7 @@ pub mod executor;
 pub mod ids;
 pub mod incident;
 pub mod ledger;
+pub mod live;
 pub mod matcher;
 pub mod metrics;
 pub mod notices;

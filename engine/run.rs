@@ -184,6 +184,9 @@ pub struct Run<Id = RunId> {
     /// counted once, which count one each.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub counts_for_guards: Option<bool>,
+    /// The revision of the catalog it ran with (see `GET /api/v1/catalog`).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub catalog_revision: String,
 }
 
 /// Runs stored before ids were typed kept a manual run's `incident` as
@@ -218,6 +221,7 @@ impl Draft {
             group: self.group,
             mitigates: self.mitigates,
             counts_for_guards: self.counts_for_guards,
+            catalog_revision: self.catalog_revision,
         }
     }
 }

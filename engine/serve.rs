@@ -41,10 +41,10 @@ pub async fn serve(
         store: engine.store.clone(),
         metrics: engine.metrics.clone(),
         credentials: engine.resolved.credentials.clone(),
-        catalog: engine.catalog.clone(),
+        live: engine.live.clone(),
+        reload: engine.reloader.clone(),
         executor: engine.executor.clone(),
         max_body: config.intake.max_body_bytes,
-        postmortems: engine.postmortems.clone(),
     });
     let app = router(state);
     let std_listener =
@@ -52,7 +52,9 @@ pub async fn serve(
     std_listener.set_nonblocking(true)?;
     let addr = std_listener.local_addr()?;
     let scheme = if config.tls.is_some() { "https" } else { "http" };
-    tracing::info!(%addr, scheme, runbooks = engine.catalog.runbooks.len(), playbooks = engine.catalog.playbooks.len(), data_dir = %config.data_dir.display(), "laojun listening");
+    let catalog = engine.live.catalog();
+    tracing::info!(%addr, scheme, runbooks = catalog.runbooks.len(), playbooks = catalog.playbooks.len(), revision = %catalog.revision, data_dir = %config.data_dir.display(), "laojun listening");
+    reload_on_sighup(engine.reloader.clone());
     match &config.tls {
         None => {
             on_listen(addr);
@@ -112,6 +114,34 @@ pub async fn standalone(config: &Config, request: crate::executor::ManualRun) ->
     };
     engine.stop().await?;
     Ok(run)
+}
+
+/// SIGHUP reloads the catalog, as Prometheus and AlertManager do; it never
+/// stops the process. Problems are logged, every one, and change nothing.
+fn reload_on_sighup(reloader: Arc<crate::engine::Reloader>) {
+    #[cfg(unix)]
+    tokio::spawn(async move {
+        use crate::live::Reload;
+        let Ok(mut hup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) else {
+            tracing::warn!("cannot listen for SIGHUP; reload with POST /api/v1/reload");
+            return;
+        };
+        while hup.recv().await.is_some() {
+            tracing::info!("SIGHUP: reloading the catalog");
+            match reloader.reload().await {
+                Ok(_) => {}
+                Err(crate::live::ReloadError::Problems(problems)) => {
+                    for p in &problems {
+                        tracing::error!(problem = %p, "reload refused");
+                    }
+                    tracing::error!(problems = problems.len(), "the catalog has problems; nothing changed");
+                }
+                Err(e) => tracing::error!(error = %e, "reload failed; nothing changed"),
+            }
+        }
+    });
+    #[cfg(not(unix))]
+    let _ = reloader;
 }
 
 /// Completes on SIGINT or SIGTERM.

@@ -50,6 +50,11 @@ pub enum Request {
         by: String,
         reply: oneshot::Sender<Result<Incident, Failure>>,
     },
+    /// Routes alerts by these playbooks from now on (after a reload).
+    Playbooks {
+        playbooks: Vec<crate::playbook::Playbook>,
+        reply: oneshot::Sender<Result<(), Failure>>,
+    },
     /// Stores a notice's state.
     Notice {
         notice: Box<crate::notices::Notice>,
@@ -187,6 +192,11 @@ impl Writer {
         if self.ask(|reply| Request::Audit { record, reply }).await.is_err() {
             tracing::warn!(by, action, target, "the audit record was not written");
         }
+    }
+
+    /// Routes the alerts after this request by `playbooks`.
+    pub async fn playbooks(&self, playbooks: Vec<crate::playbook::Playbook>) -> Result<(), Failure> {
+        self.ask(|reply| Request::Playbooks { playbooks, reply }).await
     }
 
     /// Stores a notice's state and waits until it is on disk.
@@ -439,6 +449,10 @@ fn apply(intake: &mut Ledger, request: Request, now: chrono::DateTime<Utc>) -> A
         }
         Request::Audit { record, reply } => {
             intake.audit(record);
+            Answer::Note(reply, Ok(()))
+        }
+        Request::Playbooks { playbooks, reply } => {
+            intake.set_playbooks(playbooks);
             Answer::Note(reply, Ok(()))
         }
         Request::Notice { notice, reply } => {

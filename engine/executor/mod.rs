@@ -34,6 +34,7 @@ use crate::automation::{Automation, AutomationView, Pause};
 use crate::catalog::Catalog;
 use crate::ids::{IncidentId, RunId};
 use crate::ledger::RequestError;
+use crate::live::Live;
 use crate::notices::Notifier;
 use crate::run::Run;
 use crate::runbook::Runbook;
@@ -109,7 +110,8 @@ pub struct Executor {
 struct Shared {
     writer: Writer,
     store: Arc<dyn Store>,
-    catalog: Arc<Catalog>,
+    /// The catalog in force; each run keeps the one it started with.
+    catalog: Arc<Live>,
     backends: Arc<Backends>,
     sandbox: Arc<Sandbox>,
     render: values::Renderer,
@@ -147,7 +149,7 @@ impl Executor {
     pub fn new(
         writer: Writer,
         store: Arc<dyn Store>,
-        catalog: Arc<Catalog>,
+        catalog: Arc<Live>,
         backends: Arc<Backends>,
         settings: Settings,
         mut automation: Automation,
@@ -182,6 +184,11 @@ impl Executor {
         }
     }
 
+    /// The catalog in force now.
+    fn catalog(&self) -> Arc<Catalog> {
+        self.shared.catalog.catalog()
+    }
+
     fn state(&self) -> MutexGuard<'_, State> {
         // A panic while holding the lock leaves the maps usable.
         self.shared
@@ -214,7 +221,7 @@ impl Executor {
         reason: Option<String>,
     ) -> Result<AutomationView, ExecError> {
         if let Some(name) = playbook {
-            if !self.shared.catalog.playbooks.iter().any(|p| p.name == name) {
+            if !self.catalog().playbooks.iter().any(|p| p.name == name) {
                 return Err(ExecError::NotFound(format!("no playbook `{name}`")));
             }
         }

@@ -108,7 +108,8 @@ impl Executor {
             let Some(inc) = store.incident_record(id)? else {
                 continue;
             };
-            let Some(playbook) = self.shared.catalog.playbooks.iter().find(|p| p.name == inc.playbook) else {
+            let catalog = self.catalog();
+            let Some(playbook) = catalog.playbooks.iter().find(|p| p.name == inc.playbook) else {
                 continue;
             };
             let mut runs = Vec::new();
@@ -145,7 +146,7 @@ impl Executor {
     /// finished one, re-running an idempotent step that was running, or
     /// not at all (interrupted).
     async fn settle_unfinished(&self, mut run: Run) -> Settled {
-        let Some(runbook) = self.shared.catalog.runbooks.get(&run.runbook).cloned() else {
+        let Some(runbook) = self.catalog().runbooks.get(&run.runbook).cloned() else {
             let why = format!("runbook `{}` no longer exists", run.runbook);
             self.interrupt(&mut run, None, why).await;
             return Settled::Ended(RunStatus::Interrupted);
@@ -214,7 +215,7 @@ impl Executor {
     /// journaled yet: start them now rather than lose them.
     async fn start_lost_runs(&self) -> Result<usize, ExecError> {
         let store = &self.shared.store;
-        let catalog = &self.shared.catalog;
+        let catalog = self.catalog();
         let mut with_runbooks = Vec::new();
         store.each_open(&mut |entry| {
             if catalog

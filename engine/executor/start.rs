@@ -6,10 +6,13 @@
 //! that may not start (a missing parameter, a guard, a pause, a `when`, an
 //! earlier runbook that failed) are journaled as not started, with why.
 
+use std::sync::Arc;
+
 use chrono::{DateTime, Utc};
 use serde_json::{json, Map, Value};
 
 use super::{ExecError, Executor};
+use crate::catalog::Catalog;
 use crate::effects::Opened;
 use crate::ids::{IncidentId, RunId};
 use crate::notices::{self, NoticeKind};
@@ -74,6 +77,8 @@ impl Progress {
 
 /// One playbook firing: what its runs share.
 pub(super) struct Firing {
+    /// The catalog it fired with: all its entries run on this version.
+    pub(super) catalog: Arc<Catalog>,
     pub(super) playbook: Playbook,
     /// Cooldowns count per group: per incident group, or the schedule.
     pub(super) group: String,
@@ -105,6 +110,7 @@ impl Executor {
                 let schedule =
                     json!({"playbook": playbook.name, "cron": s.expression, "due": due, "timezone": s.timezone.name()});
                 let firing = Firing {
+                    catalog: self.catalog(),
                     group: format!("{}|schedule", playbook.name),
                     context: json!({"schedule": schedule, "alert": empty_alert()}),
                     trigger: TriggerKind::Schedule,
@@ -121,6 +127,7 @@ impl Executor {
     pub(super) fn incident_firing(&self, inc: &crate::incident::Incident, alert: Value) -> Option<Firing> {
         let playbook = self.playbook(&inc.playbook)?;
         Some(Firing {
+            catalog: self.catalog(),
             group: format!(
                 "{}|{}",
                 playbook.name,
@@ -138,7 +145,7 @@ impl Executor {
         if name == DEFAULT_PLAYBOOK {
             return None;
         }
-        self.shared.catalog.playbooks.iter().find(|p| p.name == name).cloned()
+        self.catalog().playbooks.iter().find(|p| p.name == name).cloned()
     }
 
     /// Fires a playbook: pause and guards are decided once for the whole
@@ -157,7 +164,7 @@ impl Executor {
         };
         if let Some((status, reason)) = refusal {
             for call in &playbook.runbooks {
-                if let Some(runbook) = self.shared.catalog.runbooks.get(&call.runbook) {
+                if let Some(runbook) = firing.catalog.runbooks.get(&call.runbook) {
                     let run = firing.draft(runbook, call, &self.shared.settings, false);
                     self.not_started(run, status, reason.clone()).await;
                 }
@@ -182,7 +189,7 @@ impl Executor {
     pub(super) async fn run_entries_from(&self, firing: Firing, mut progress: Progress) {
         let playbook = firing.playbook.clone();
         for call in playbook.runbooks.iter().skip(progress.next) {
-            let Some(runbook) = self.shared.catalog.runbooks.get(&call.runbook).cloned() else {
+            let Some(runbook) = firing.catalog.runbooks.get(&call.runbook).cloned() else {
                 progress.next += 1;
                 continue;
             };
@@ -284,9 +291,8 @@ impl Executor {
     /// Starts a run by hand; an earlier run's id when the idempotency key
     /// was used before.
     async fn start_manual(&self, request: ManualRun) -> Result<Started, ExecError> {
-        let runbook = self
-            .shared
-            .catalog
+        let catalog = self.catalog();
+        let runbook = catalog
             .runbooks
             .get(&request.runbook)
             .cloned()
@@ -299,6 +305,7 @@ impl Executor {
         }
         let params = crate::runbook::params::check(&runbook, &request.params).map_err(ExecError::BadParams)?;
         let mut run = draft(&runbook, TriggerKind::Manual, &request.by, dry_run);
+        run.catalog_revision.clone_from(&catalog.revision);
         run.params = params;
         run.idempotency_key = request.idempotency_key;
         run.incident = request.incident;
@@ -338,6 +345,7 @@ impl Firing {
         run.group = Some(self.group.clone());
         run.mitigates = call.mitigates.unwrap_or(runbook.mitigates);
         run.counts_for_guards = Some(counts);
+        run.catalog_revision.clone_from(&self.catalog.revision);
         run
     }
 }
@@ -373,5 +381,6 @@ fn draft(runbook: &Runbook, trigger: TriggerKind, by: &str, dry_run: bool) -> Dr
         group: None,
         mitigates: runbook.mitigates,
         counts_for_guards: None,
+        catalog_revision: String::new(),
     }
 }

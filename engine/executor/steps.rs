@@ -130,7 +130,7 @@ impl Executor {
         let prepared = self
             .shared
             .render
-            .args(step, &context, &self.shared.catalog)
+            .args(step, &context, &self.catalog())
             .and_then(|args| Ok((step.action.prepare(args.clone())?, args)));
         let (call, args) = match prepared {
             Ok(p) => p,

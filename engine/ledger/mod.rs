@@ -97,6 +97,14 @@ impl Ledger {
         Ok(ledger)
     }
 
+    /// Routes by these playbooks from now on; open incidents keep theirs.
+    pub fn set_playbooks(&mut self, playbooks: Vec<Playbook>) {
+        self.playbooks = playbooks
+            .into_iter()
+            .filter(|p| matches!(p.trigger, crate::playbook::Trigger::Alerts(_)))
+            .collect();
+    }
+
     /// Forgets everything not committed and reads the state again (after a
     /// failed commit, so memory never runs ahead of the disk).
     pub fn reload(&mut self) -> Result<(), StoreError> {

@@ -211,8 +211,8 @@ pub async fn post_resolve(
 
 /// `GET /api/v1/runbooks`: runbooks with their parameters.
 pub async fn list_runbooks(State(state): State<Arc<AppState>>) -> ApiResult {
-    let list: Vec<Value> = state
-        .catalog
+    let catalog = state.live.catalog();
+    let list: Vec<Value> = catalog
         .runbooks
         .values()
         .map(|rb| {
@@ -238,7 +238,7 @@ pub async fn get_postmortem(
     if state.read(move |store| store.incident_record(n)).await?.is_none() {
         return Err(ApiError::not_found(format!("no incident {id}")));
     }
-    let (store, postmortems) = (state.store.clone(), state.postmortems.clone());
+    let (store, postmortems) = (state.store.clone(), state.live.postmortems());
     let text = tokio::task::spawn_blocking(move || postmortems.render_stored(store.as_ref(), n))
         .await
         .map_err(|e| ApiError::unavailable(e.to_string()))?
@@ -261,4 +261,34 @@ pub async fn get_audit(
     let limit = q.limit.unwrap_or(100).clamp(1, 10_000);
     let records = state.read(move |store| store.audit(limit)).await?;
     Ok(Json(json!(records)))
+}
+
+/// `GET /api/v1/catalog`: the revision in force and when it was loaded.
+pub async fn catalog(State(state): State<Arc<AppState>>) -> Json<crate::live::Reloaded> {
+    Json(crate::live::Reloaded::of(&state.live.catalog()))
+}
+
+/// `POST /api/v1/reload` (admin): loads runbooks/, playbooks/ and
+/// templates/ again; a catalog with problems changes nothing and gets 422
+/// with every problem.
+pub async fn reload(
+    State(state): State<Arc<AppState>>,
+    Extension(caller): Extension<Caller>,
+) -> Result<Json<crate::live::Reloaded>, axum::response::Response> {
+    use axum::response::IntoResponse;
+    match state.reload.reload().await {
+        Ok(reloaded) => {
+            let detail = format!("revision {}", reloaded.revision);
+            state
+                .writer
+                .audit(&caller.name, "reload", "catalog", Some(detail))
+                .await;
+            Ok(Json(reloaded))
+        }
+        Err(crate::live::ReloadError::Problems(problems)) => {
+            let body = json!({"error": format!("the catalog has {} problem(s); nothing changed", problems.len()), "problems": problems});
+            Err((StatusCode::UNPROCESSABLE_ENTITY, Json(body)).into_response())
+        }
+        Err(crate::live::ReloadError::Failed(why)) => Err(ApiError::unavailable(why).into_response()),
+    }
 }

@@ -20,17 +20,21 @@ pub struct Caller {
     pub role: Role,
 }
 
-/// What a route needs: posting alerts, reading, or operating.
+/// What a route needs: posting alerts, reading, operating, or being an admin.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Need {
     Webhook,
     Read,
     Operate,
+    Admin,
 }
 
 fn need(method: &axum::http::Method, path: &str) -> Need {
     if path.ends_with("/alerts") {
         Need::Webhook
+    } else if path == "/reload" {
+        // It puts new runbooks in force: what may run changes.
+        Need::Admin
     } else if method == axum::http::Method::GET || method == axum::http::Method::HEAD {
         Need::Read
     } else {
@@ -96,6 +100,7 @@ pub async fn require_token(State(state): State<Arc<AppState>>, mut request: Requ
             Need::Webhook => "a webhook or admin",
             Need::Read => "a viewer, operator or admin",
             Need::Operate => "an operator or admin",
+            Need::Admin => "an admin",
         };
         let message = format!(
             // This layer sits on the router nested at /api/v1, which sees the rest of the path.

@@ -18,7 +18,6 @@ use axum::Router;
 
 pub use error::ApiError;
 
-use crate::catalog::Catalog;
 use crate::metrics::Metrics;
 use crate::store::Store;
 use crate::writer::Writer;
@@ -30,12 +29,13 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     /// Tokens and their roles; empty: the API needs no token.
     pub credentials: Vec<crate::config::Credential>,
-    pub catalog: Arc<Catalog>,
+    /// The catalog in force (and its postmortem templates).
+    pub live: Arc<crate::live::Live>,
+    /// Loads the catalog again (`POST /api/v1/reload`).
+    pub reload: Arc<dyn crate::live::Reload>,
     pub executor: crate::executor::Executor,
     /// Webhook bodies over this many bytes get 413.
     pub max_body: usize,
-    /// Renders postmortems (templates compiled once).
-    pub postmortems: Arc<crate::postmortem::Renderer>,
 }
 
 impl AppState {
@@ -71,6 +71,8 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/runs/{id}/deny", post(runs::deny))
         .route("/automation", get(runs::automation))
         .route("/approvals", get(runs::approvals))
+        .route("/catalog", get(api::catalog))
+        .route("/reload", post(api::reload))
         .route("/audit", get(api::get_audit))
         .route("/automation/pause", post(runs::pause))
         .route("/automation/resume", post(runs::resume))

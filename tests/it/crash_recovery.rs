@@ -55,6 +55,7 @@ fn left_running(n: u64, running: &str) -> Run {
         group: None,
         mitigates: true,
         counts_for_guards: None,
+        catalog_revision: String::new(),
     }
 }
 

@@ -18,6 +18,7 @@ mod kubernetes;
 mod matchers;
 mod overload;
 mod postmortem;
+mod reload;
 mod restart;
 mod route53;
 mod runs;

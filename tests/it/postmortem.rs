@@ -180,6 +180,7 @@ fn recorded(service: &str) -> (Incident, Vec<Event>, Vec<Run>) {
         group: None,
         mitigates: true,
         counts_for_guards: None,
+        catalog_revision: String::new(),
     };
     (incident, timeline, vec![run])
 }

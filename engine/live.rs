@@ -1,0 +1,100 @@
+//! The catalog in force, swapped whole when it is reloaded. Readers take
+//! the current one (`Arc`) and keep it for as long as they use it, so a run
+//! in progress finishes on the runbooks it started with while new runs get
+//! the new ones. Postmortem templates are compiled with each catalog.
+
+use std::sync::{Arc, RwLock};
+
+use chrono_tz::Tz;
+
+use crate::catalog::Catalog;
+use crate::postmortem::{PostmortemError, Renderer};
+
+/// A catalog and its compiled postmortem templates.
+pub struct Current {
+    pub catalog: Arc<Catalog>,
+    pub postmortems: Arc<Renderer>,
+}
+
+pub struct Live {
+    now: RwLock<Arc<Current>>,
+    timezone: Tz,
+}
+
+impl Live {
+    pub fn new(catalog: Arc<Catalog>, timezone: Tz) -> Result<Live, PostmortemError> {
+        let current = Self::compile(catalog, timezone)?;
+        Ok(Live {
+            now: RwLock::new(Arc::new(current)),
+            timezone,
+        })
+    }
+
+    fn compile(catalog: Arc<Catalog>, timezone: Tz) -> Result<Current, PostmortemError> {
+        let postmortems = Arc::new(Renderer::new(catalog.clone(), timezone)?);
+        Ok(Current { catalog, postmortems })
+    }
+
+    fn current(&self) -> Arc<Current> {
+        // A panic while swapping leaves the last good catalog in place.
+        self.now
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
+    pub fn catalog(&self) -> Arc<Catalog> {
+        self.current().catalog.clone()
+    }
+
+    pub fn postmortems(&self) -> Arc<Renderer> {
+        self.current().postmortems.clone()
+    }
+
+    /// Puts `catalog` in force, all at once.
+    pub fn replace(&self, catalog: Arc<Catalog>) -> Result<(), PostmortemError> {
+        let next = Arc::new(Self::compile(catalog, self.timezone)?);
+        *self.now.write().unwrap_or_else(std::sync::PoisonError::into_inner) = next;
+        Ok(())
+    }
+}
+
+/// What a clean reload put in force.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct Reloaded {
+    pub revision: String,
+    pub runbooks: usize,
+    pub playbooks: usize,
+    pub templates: usize,
+    pub loaded_at: chrono::DateTime<chrono::Utc>,
+}
+
+impl Reloaded {
+    pub fn of(catalog: &Catalog) -> Reloaded {
+        Reloaded {
+            revision: catalog.revision.clone(),
+            runbooks: catalog.runbooks.len(),
+            playbooks: catalog.playbooks.len(),
+            templates: catalog.templates.len(),
+            loaded_at: catalog.loaded_at,
+        }
+    }
+}
+
+/// Why a reload changed nothing.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum ReloadError {
+    /// What `validate` would print, one `path:line:col: message` each.
+    #[error("the catalog has {} problem(s); nothing changed", .0.len())]
+    Problems(Vec<String>),
+    /// The folder could not be read, or the new catalog not put in force.
+    #[error("{0}")]
+    Failed(String),
+}
+
+/// Reloads the catalog from its folder (the engine does; the server and
+/// SIGHUP ask it to).
+pub trait Reload: Send + Sync {
+    fn reload(&self)
+        -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<Reloaded, ReloadError>> + Send + '_>>;
+}
