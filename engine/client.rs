@@ -347,6 +347,17 @@ impl ApiClient {
         self.json(request, "a decision").await
     }
 
+    /// `POST /api/v1/runs/{id}/cancel`: stops a run going on (409 once it ended).
+    pub async fn cancel(&self, id: impl std::fmt::Display, reason: Option<&str>) -> Result<Value, ClientError> {
+        let request = self
+            .request(
+                Method::POST,
+                &format!("/api/v1/runs/{}/cancel", segment(&id.to_string())),
+            )
+            .json(&serde_json::json!({ "reason": reason }));
+        self.json(request, "a cancel").await
+    }
+
     /// `GET /api/v1/catalog`: the catalog revision in force.
     pub async fn catalog(&self) -> Result<crate::live::Reloaded, ClientError> {
         self.json(self.request(Method::GET, "/api/v1/catalog"), "a catalog revision")

@@ -25,6 +25,8 @@ pub enum RunStatus {
     Refused,
     /// Not started: its playbook entry's `when` was false.
     Skipped,
+    /// A person cancelled it; no step ran after.
+    Cancelled,
 }
 
 impl RunStatus {
@@ -46,6 +48,7 @@ impl RunStatus {
             RunStatus::Paused => "paused",
             RunStatus::Refused => "refused",
             RunStatus::Skipped => "skipped",
+            RunStatus::Cancelled => "cancelled",
         }
     }
 }
@@ -61,6 +64,8 @@ pub enum StepStatus {
     Skipped,
     AwaitingApproval,
     Interrupted,
+    /// A person cancelled the run while this step waited.
+    Cancelled,
 }
 
 impl StepStatus {
@@ -73,6 +78,7 @@ impl StepStatus {
             StepStatus::Skipped => "skipped",
             StepStatus::AwaitingApproval => "awaiting_approval",
             StepStatus::Interrupted => "interrupted",
+            StepStatus::Cancelled => "cancelled",
         }
     }
 }

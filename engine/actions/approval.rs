@@ -142,6 +142,10 @@ impl Act for Approval {
         true
     }
 
+    fn only_waits() -> bool {
+        true
+    }
+
     async fn run(args: Args, cx: &Context<'_>) -> Result<Outcome, ActionError> {
         let message = args.message();
         let ttl = args.ttl();

@@ -65,6 +65,12 @@ pub trait Act {
         false
     }
 
+    /// Whether an attempt only waits (changes nothing while it does), so a
+    /// cancel may stop it at once; any other attempt is let finish.
+    fn only_waits() -> bool {
+        false
+    }
+
     /// Does it, or in a dry run reports what it would do.
     fn run(args: Self::Args, cx: &Context<'_>) -> impl Future<Output = Result<Outcome, ActionError>> + Send;
 }
@@ -99,6 +105,12 @@ macro_rules! actions {
             pub fn waits_for_a_person(self) -> bool {
                 match self {
                     $(Action::$variant => <$ty as Act>::waits_for_a_person()),*
+                }
+            }
+
+            pub fn only_waits(self) -> bool {
+                match self {
+                    $(Action::$variant => <$ty as Act>::only_waits()),*
                 }
             }
 

@@ -31,6 +31,10 @@ impl Act for Wait {
         Duration::from_secs(args.secs.max(0) as u64 + 5)
     }
 
+    fn only_waits() -> bool {
+        true
+    }
+
     async fn run(args: Args, cx: &Context<'_>) -> Result<Outcome, ActionError> {
         let secs = args.secs.max(0) as u64;
         if cx.dry_run {

@@ -95,6 +95,17 @@ pub enum Command {
         #[command(flatten)]
         client: ClientArgs,
     },
+    /// Cancel a run: a waiting step stops at once, a step changing something
+    /// finishes its attempt, and no step runs after (its on_failure steps neither).
+    Cancel {
+        /// Run id, e.g. RUN-7
+        id: String,
+        /// Why, for the timeline and the audit trail
+        #[arg(long, value_name = "TEXT")]
+        reason: Option<String>,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
     /// Deny the approval step a run is waiting on (the step fails).
     Deny {
         /// Run id, e.g. RUN-7
@@ -350,6 +361,7 @@ impl Command {
             Command::Runs { client, .. }
             | Command::Approvals { client }
             | Command::Approve { client, .. }
+            | Command::Cancel { client, .. }
             | Command::Deny { client, .. }
             | Command::Pause { client, .. }
             | Command::Resume { client, .. }
@@ -381,6 +393,7 @@ async fn dispatch(command: Command) -> ExitCode {
             }
         }
         Command::Approvals { client } => runs::approvals(&client).await,
+        Command::Cancel { id, reason, client } => runs::cancel(&id, reason.as_deref(), &client).await,
         Command::Approve { id, client } => runs::decide(&id, true, &client).await,
         Command::Deny { id, client } => runs::decide(&id, false, &client).await,
         Command::Postmortem {

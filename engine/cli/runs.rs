@@ -151,6 +151,18 @@ pub async fn approvals(client: &ClientArgs) -> ExitCode {
     )
 }
 
+/// `laojun cancel RUN-n [--reason TEXT]`.
+pub async fn cancel(id: &str, reason: Option<&str>, client: &ClientArgs) -> ExitCode {
+    let answer = client.server.client().cancel(id, reason).await.map_err(Failure::from);
+    finish(
+        answer.map(|a| match client.output {
+            Output::Json => render::json(&a),
+            Output::Table => format!("{id}: cancel asked; it stops before its next step\n"),
+        }),
+        true,
+    )
+}
+
 pub async fn decide(id: &str, approve: bool, client: &ClientArgs) -> ExitCode {
     let api = client.server.client();
     let decision = if approve {

@@ -141,6 +141,8 @@ struct State {
     decisions: HashMap<RunId, oneshot::Receiver<Decision>>,
     /// When each playbook's runs started, for cooldowns and max_runs.
     history: guards::History,
+    /// Per run going on here: set to who cancelled it and why.
+    cancels: HashMap<RunId, tokio::sync::watch::Sender<Option<String>>>,
 }
 
 impl Executor {
@@ -291,6 +293,42 @@ impl Executor {
                 by: decider.name.clone(),
             })
             .map_err(|_| ExecError::Conflict(format!("{run_id} stopped waiting for approval")))
+    }
+
+    /// Cancels a run going on here: a step that only waits stops at once, a
+    /// step changing something finishes its attempt, and no step runs after.
+    pub fn cancel(&self, run_id: RunId, by: &str, reason: Option<&str>) -> Result<(), ExecError> {
+        let why = match reason {
+            Some(r) => format!("cancelled by {by}: {r}"),
+            None => format!("cancelled by {by}"),
+        };
+        let state = self.state();
+        if let Some(signal) = state.cancels.get(&run_id) {
+            signal.send_replace(Some(why));
+            return Ok(());
+        }
+        drop(state);
+        match self.shared.store.run(run_id)? {
+            None => Err(ExecError::NotFound(format!("no run {run_id}"))),
+            Some(run) if run.status.is_finished() => Err(ExecError::Conflict(format!(
+                "{run_id} already ended {}; there is nothing to cancel",
+                run.status.as_str()
+            ))),
+            Some(run) => Err(ExecError::Conflict(format!(
+                "{run_id} is {} but not going on in this process; try again in a moment",
+                run.status.as_str()
+            ))),
+        }
+    }
+
+    /// Why the run was cancelled, if it was.
+    fn cancelled(&self, run_id: RunId) -> Option<String> {
+        self.state().cancels.get(&run_id).and_then(|s| s.borrow().clone())
+    }
+
+    /// What a step that only waits listens to for a cancel.
+    fn cancel_signal(&self, run_id: RunId) -> Option<tokio::sync::watch::Receiver<Option<String>>> {
+        self.state().cancels.get(&run_id).map(|s| s.subscribe())
     }
 
     /// The approval steps waiting for a person, the oldest first.

@@ -43,8 +43,14 @@ impl Executor {
             }
         }
         run.status = RunStatus::Running;
+        let _cancellable = Cancellable::register(self, run.id);
         let mut failed: Option<String> = None;
         for step in &runbook.steps[from_step.min(runbook.steps.len())..] {
+            if let Some(why) = self.cancelled(run.id) {
+                run.status = RunStatus::Cancelled;
+                run.reason = Some(format!("{why} (before step `{}`)", step.id));
+                break;
+            }
             if let Some(why) = self.blocked(run.playbook.as_deref()) {
                 run.status = RunStatus::Paused;
                 run.reason = Some(format!("stopped before step `{}`: {why}", step.id));
@@ -52,6 +58,12 @@ impl Executor {
             }
             if self.run_step(&mut run, step, &info, &incident_json).await? {
                 continue;
+            }
+            // A cancel ends the run as it is: its on_failure steps do not run.
+            if let Some(why) = self.cancelled(run.id) {
+                run.status = RunStatus::Cancelled;
+                run.reason = Some(format!("{why} (during step `{}`)", step.id));
+                break;
             }
             match &step.on_failure {
                 OnFailure::Continue => continue,
@@ -153,6 +165,7 @@ impl Executor {
         drop(held);
         let (status, output, summary, error) = match result? {
             Ok(o) => (StepStatus::Succeeded, o.output, Some(o.summary), None),
+            Err(e) if self.cancelled(run.id).is_some() => (StepStatus::Cancelled, Value::Null, None, Some(e.message)),
             Err(e) => (StepStatus::Failed, Value::Null, None, Some(e.message)),
         };
         let ok = status == StepStatus::Succeeded;
@@ -267,7 +280,10 @@ impl Executor {
                     record.status = StepStatus::Failed;
                     let event = step_event(run, &step.id);
                     self.shared.writer.journal(run, Some(event)).await?;
-                    tokio::time::sleep(wait).await;
+                    // Waiting between attempts changes nothing: a cancel ends it.
+                    if let Err(why) = self.wait_unless_cancelled(run.id, tokio::time::sleep(wait)).await {
+                        return Ok(Err(ActionError::fatal(why)));
+                    }
                     last = e;
                 }
                 Err(e) => return Ok(Err(e)),
@@ -302,12 +318,41 @@ impl Executor {
             sandbox: &self.shared.sandbox,
             approvals: &approvals,
         };
-        match tokio::time::timeout(timeout, call.run(&cx)).await {
+        let attempt = tokio::time::timeout(timeout, call.run(&cx));
+        // A step that only waits stops at once on a cancel; one that changes
+        // something finishes its attempt (never aborted half-way).
+        let result = if step.action.only_waits() {
+            match self.wait_unless_cancelled(run.id, attempt).await {
+                Ok(r) => r,
+                Err(why) => return Err(ActionError::fatal(why)),
+            }
+        } else {
+            attempt.await
+        };
+        match result {
             Ok(r) => r,
             Err(_) => Err(ActionError::retry(format!(
                 "timed out after {}s (timeout_secs)",
                 timeout.as_secs()
             ))),
+        }
+    }
+
+    /// Awaits `work` unless the run is cancelled first (then: why).
+    async fn wait_unless_cancelled<T>(
+        &self,
+        run: crate::ids::RunId,
+        work: impl Future<Output = T>,
+    ) -> Result<T, String> {
+        let Some(mut signal) = self.cancel_signal(run) else {
+            return Ok(work.await);
+        };
+        tokio::select! {
+            done = work => Ok(done),
+            why = signal.wait_for(Option::is_some) => match why {
+                Ok(why) => Err(why.clone().unwrap_or_default()),
+                Err(_) => Err("the run stopped".to_string()),
+            },
         }
     }
 
@@ -332,6 +377,26 @@ impl Executor {
         let event = step_event(run, &step.id);
         self.shared.writer.journal(run, Some(event)).await?;
         Ok(())
+    }
+}
+
+/// A run's place in the cancel registry, for as long as it goes on here.
+struct Cancellable<'a> {
+    executor: &'a Executor,
+    run: crate::ids::RunId,
+}
+
+impl<'a> Cancellable<'a> {
+    fn register(executor: &'a Executor, run: crate::ids::RunId) -> Self {
+        let (signal, _) = tokio::sync::watch::channel(None);
+        executor.state().cancels.insert(run, signal);
+        Cancellable { executor, run }
+    }
+}
+
+impl Drop for Cancellable<'_> {
+    fn drop(&mut self) {
+        self.executor.state().cancels.remove(&self.run);
     }
 }
 

@@ -71,6 +71,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/runs/{id}/deny", post(runs::deny))
         .route("/automation", get(runs::automation))
         .route("/approvals", get(runs::approvals))
+        .route("/runs/{id}/cancel", post(runs::cancel))
         .route("/catalog", get(api::catalog))
         .route("/reload", post(api::reload))
         .route("/audit", get(api::get_audit))

@@ -176,6 +176,27 @@ async fn decide(state: &AppState, id: &str, approved: bool, caller: &Caller) -> 
     }
 }
 
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CancelBody {
+    reason: Option<String>,
+}
+
+/// `POST /api/v1/runs/{id}/cancel` with optional `{"reason": TEXT}`.
+pub async fn cancel(
+    State(state): State<Arc<AppState>>,
+    Extension(caller): Extension<Caller>,
+    Path(id): Path<String>,
+    body: axum::body::Bytes,
+) -> Result<Json<Value>, ApiError> {
+    let n = run_id(&id)?;
+    let body: CancelBody = optional_body(&body, r#"{"reason": "TEXT"} (optional)"#)?;
+    let reason = body.reason.filter(|r| !r.trim().is_empty());
+    state.executor.cancel(n, &caller.name, reason.as_deref())?;
+    state.writer.audit(&caller.name, "cancel", &id, reason.clone()).await;
+    Ok(Json(json!({"id": id, "cancelled_by": caller.name, "reason": reason})))
+}
+
 /// `GET /api/v1/approvals`: the approval steps waiting for a person, oldest first.
 pub async fn approvals(State(state): State<Arc<AppState>>) -> Json<Vec<PendingApproval>> {
     Json(state.executor.approvals())

@@ -8,6 +8,7 @@ mod support;
 mod alertmanager_e2e;
 mod auth;
 mod bad_input;
+mod cancel;
 mod cli;
 mod crash_cycles;
 mod crash_recovery;

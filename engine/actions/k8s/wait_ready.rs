@@ -48,6 +48,10 @@ impl Act for WaitReady {
         args.wait() + Duration::from_secs(10)
     }
 
+    fn only_waits() -> bool {
+        true
+    }
+
     async fn run(args: Args, cx: &Context<'_>) -> Result<Outcome, ActionError> {
         wait_ready(args, cx).await
     }
