@@ -81,6 +81,7 @@ fn main() {
                 mitigates: true,
                 counts_for_guards: None,
                 catalog_revision: String::new(),
+                retry_of: None,
             }
         })
         .collect();

@@ -347,6 +347,22 @@ impl ApiClient {
         self.json(request, "a decision").await
     }
 
+    /// `POST /api/v1/runs/{id}/retry`: a new run from a step (the failed one by default).
+    pub async fn retry(
+        &self,
+        id: impl std::fmt::Display,
+        from_step: Option<&str>,
+        dry_run: Option<bool>,
+    ) -> Result<StartedRun, ClientError> {
+        let request = self
+            .request(
+                Method::POST,
+                &format!("/api/v1/runs/{}/retry", segment(&id.to_string())),
+            )
+            .json(&serde_json::json!({"from_step": from_step, "dry_run": dry_run}));
+        self.json(request, "a started run").await
+    }
+
     /// `POST /api/v1/runs/{id}/cancel`: stops a run going on (409 once it ended).
     pub async fn cancel(&self, id: impl std::fmt::Display, reason: Option<&str>) -> Result<Value, ClientError> {
         let request = self

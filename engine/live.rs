@@ -18,14 +18,21 @@ pub struct Current {
 
 pub struct Live {
     now: RwLock<Arc<Current>>,
+    /// The catalogs this process has had, by revision (the newest few), so
+    /// a retry runs the runbook version its run ran.
+    seen: RwLock<Vec<Arc<Catalog>>>,
     timezone: Tz,
 }
 
+/// How many catalog versions are kept for retries.
+const VERSIONS_KEPT: usize = 20;
+
 impl Live {
     pub fn new(catalog: Arc<Catalog>, timezone: Tz) -> Result<Live, PostmortemError> {
-        let current = Self::compile(catalog, timezone)?;
+        let current = Self::compile(catalog.clone(), timezone)?;
         Ok(Live {
             now: RwLock::new(Arc::new(current)),
+            seen: RwLock::new(vec![catalog]),
             timezone,
         })
     }
@@ -53,9 +60,21 @@ impl Live {
 
     /// Puts `catalog` in force, all at once.
     pub fn replace(&self, catalog: Arc<Catalog>) -> Result<(), PostmortemError> {
-        let next = Arc::new(Self::compile(catalog, self.timezone)?);
+        let next = Arc::new(Self::compile(catalog.clone(), self.timezone)?);
         *self.now.write().unwrap_or_else(std::sync::PoisonError::into_inner) = next;
+        let mut seen = self.seen.write().unwrap_or_else(std::sync::PoisonError::into_inner);
+        seen.retain(|c| c.revision != catalog.revision);
+        seen.push(catalog);
+        if seen.len() > VERSIONS_KEPT {
+            seen.remove(0);
+        }
         Ok(())
+    }
+
+    /// The catalog of this revision, if this process has had it.
+    pub fn at(&self, revision: &str) -> Option<Arc<Catalog>> {
+        let seen = self.seen.read().unwrap_or_else(std::sync::PoisonError::into_inner);
+        seen.iter().rev().find(|c| c.revision == revision).cloned()
     }
 }
 

@@ -193,6 +193,9 @@ pub struct Run<Id = RunId> {
     /// The revision of the catalog it ran with (see `GET /api/v1/catalog`).
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub catalog_revision: String,
+    /// The run this one takes up again from a step.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry_of: Option<RunId>,
 }
 
 /// Runs stored before ids were typed kept a manual run's `incident` as
@@ -228,6 +231,7 @@ impl Draft {
             mitigates: self.mitigates,
             counts_for_guards: self.counts_for_guards,
             catalog_revision: self.catalog_revision,
+            retry_of: self.retry_of,
         }
     }
 }

@@ -106,6 +106,23 @@ pub enum Command {
         #[command(flatten)]
         client: ClientArgs,
     },
+    /// Take a finished run up again from a step (the one that failed, by default).
+    ///
+    /// A new run of the same runbook version with the same parameters, on the
+    /// same incident; the steps before STEP are not run again and their outputs
+    /// are the original run's.
+    Retry {
+        /// Run id, e.g. RUN-7
+        id: String,
+        /// Start from this step instead of the one that failed
+        #[arg(long = "from", value_name = "STEP")]
+        from_step: Option<String>,
+        /// Report what every step would do and change nothing
+        #[arg(long)]
+        dry_run: bool,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
     /// Deny the approval step a run is waiting on (the step fails).
     Deny {
         /// Run id, e.g. RUN-7
@@ -362,6 +379,7 @@ impl Command {
             | Command::Approvals { client }
             | Command::Approve { client, .. }
             | Command::Cancel { client, .. }
+            | Command::Retry { client, .. }
             | Command::Deny { client, .. }
             | Command::Pause { client, .. }
             | Command::Resume { client, .. }
@@ -394,6 +412,12 @@ async fn dispatch(command: Command) -> ExitCode {
         }
         Command::Approvals { client } => runs::approvals(&client).await,
         Command::Cancel { id, reason, client } => runs::cancel(&id, reason.as_deref(), &client).await,
+        Command::Retry {
+            id,
+            from_step,
+            dry_run,
+            client,
+        } => runs::retry(&id, from_step.as_deref(), dry_run, &client).await,
         Command::Approve { id, client } => runs::decide(&id, true, &client).await,
         Command::Deny { id, client } => runs::decide(&id, false, &client).await,
         Command::Postmortem {

@@ -151,6 +151,22 @@ pub async fn approvals(client: &ClientArgs) -> ExitCode {
     )
 }
 
+/// `laojun retry RUN-n [--from STEP] [--dry-run]`: prints the new run's id.
+pub async fn retry(id: &str, from_step: Option<&str>, dry_run: bool, client: &ClientArgs) -> ExitCode {
+    let api = client.server.client();
+    let answer = api
+        .retry(id, from_step, dry_run.then_some(true))
+        .await
+        .map_err(Failure::from);
+    finish(
+        answer.map(|started| match client.output {
+            Output::Json => render::json(&started),
+            Output::Table => format!("{}: retry of {id}\n", started.id),
+        }),
+        true,
+    )
+}
+
 /// `laojun cancel RUN-n [--reason TEXT]`.
 pub async fn cancel(id: &str, reason: Option<&str>, client: &ClientArgs) -> ExitCode {
     let answer = client.server.client().cancel(id, reason).await.map_err(Failure::from);

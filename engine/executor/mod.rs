@@ -26,7 +26,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use tokio::sync::{oneshot, Notify};
 
 pub use crate::run::PendingApproval;
-pub use start::{ManualRun, Started, Trigger};
+pub use start::{ManualRun, Retry, Started, Trigger};
 
 use crate::actions::approval::Decider;
 use crate::actions::{Backends, Decision, IncidentInfo, Target};

@@ -356,6 +356,105 @@ pub(super) fn empty_alert() -> Value {
     json!({"labels": {}, "annotations": {}})
 }
 
+/// What a retry asks for.
+#[derive(Debug, Clone)]
+pub struct Retry {
+    pub of: RunId,
+    /// The step to start from; the one that failed (or was interrupted or
+    /// cancelled) when not given.
+    pub from_step: Option<String>,
+    pub dry_run: Option<bool>,
+    pub by: String,
+}
+
+impl Executor {
+    /// A new run of the same runbook version with the same parameters, on
+    /// the same incident, from a step: the steps before it are not run
+    /// again, and their outputs are the original run's.
+    pub async fn retry(&self, request: Retry) -> Result<Started, ExecError> {
+        let original = self
+            .shared
+            .store
+            .run(request.of)?
+            .ok_or_else(|| ExecError::NotFound(format!("no run {}", request.of)))?;
+        if !original.status.is_finished() {
+            return Err(ExecError::Conflict(format!(
+                "{} is still {}; cancel it or wait for it to end",
+                original.id,
+                original.status.as_str()
+            )));
+        }
+        let catalog = if original.catalog_revision.is_empty() {
+            self.catalog()
+        } else {
+            self.shared.catalog.at(&original.catalog_revision).ok_or_else(|| {
+                ExecError::Conflict(format!(
+                    "{} ran catalog revision {}, which this process no longer has (now {}); start a new run",
+                    original.id,
+                    original.catalog_revision,
+                    self.catalog().revision
+                ))
+            })?
+        };
+        let runbook = catalog
+            .runbooks
+            .get(&original.runbook)
+            .cloned()
+            .ok_or_else(|| ExecError::UnknownRunbook(original.runbook.clone()))?;
+        let from_id = match request.from_step {
+            Some(id) => id,
+            None => original
+                .steps
+                .iter()
+                .find(|s| {
+                    s.handles_failure_of.is_none()
+                        && matches!(s.status.as_str(), "failed" | "interrupted" | "cancelled")
+                })
+                .map(|s| s.id.clone())
+                .ok_or_else(|| {
+                    ExecError::Conflict(format!(
+                        "no step of {} failed, was interrupted or cancelled; say which step to start from",
+                        original.id
+                    ))
+                })?,
+        };
+        let from = runbook.steps.iter().position(|s| s.id == from_id).ok_or_else(|| {
+            let ids: Vec<&str> = runbook.steps.iter().map(|s| s.id.as_str()).collect();
+            ExecError::BadParams(format!(
+                "`{from_id}` is not a step of `{}`; its steps are {}",
+                runbook.name,
+                ids.join(", ")
+            ))
+        })?;
+        let dry_run = request.dry_run.unwrap_or(original.dry_run) || self.shared.settings.dry_run;
+        if let Some(why) = self.is_paused() {
+            if !dry_run {
+                return Err(ExecError::Paused(why));
+            }
+        }
+        let mut run = draft(&runbook, TriggerKind::Manual, &request.by, dry_run);
+        run.params = original.params.clone();
+        run.incident = original.incident;
+        run.alert = original.alert.clone();
+        run.mitigates = original.mitigates;
+        run.catalog_revision.clone_from(&catalog.revision);
+        run.retry_of = Some(original.id);
+        // The steps before `from` keep what they did in the original run, so
+        // later templates still see `steps.<id>.output`.
+        for (record, step) in run.steps.iter_mut().zip(&runbook.steps).take(from) {
+            if let Some(done) = original.step(&step.id) {
+                *record = done.clone();
+            }
+        }
+        let journaled = self.shared.writer.journal_new(run.clone()).await?;
+        self.spawn(run.with_id(journaled.id), runbook, from);
+        Ok(Started {
+            id: journaled.id,
+            duplicate: false,
+        })
+    }
+}
+
 /// A run of `runbook` before it is journaled: every step pending.
 fn draft(runbook: &Runbook, trigger: TriggerKind, by: &str, dry_run: bool) -> Draft {
     Run {
@@ -382,5 +481,6 @@ fn draft(runbook: &Runbook, trigger: TriggerKind, by: &str, dry_run: bool) -> Dr
         mitigates: runbook.mitigates,
         counts_for_guards: None,
         catalog_revision: String::new(),
+        retry_of: None,
     }
 }

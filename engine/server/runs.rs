@@ -197,6 +197,37 @@ pub async fn cancel(
     Ok(Json(json!({"id": id, "cancelled_by": caller.name, "reason": reason})))
 }
 
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RetryBody {
+    from_step: Option<String>,
+    dry_run: Option<bool>,
+}
+
+/// `POST /api/v1/runs/{id}/retry` with optional `{"from_step", "dry_run"}` → 202 `{"id"}`.
+pub async fn retry(
+    State(state): State<Arc<AppState>>,
+    Extension(caller): Extension<Caller>,
+    Path(id): Path<String>,
+    body: axum::body::Bytes,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    let n = run_id(&id)?;
+    let body: RetryBody = optional_body(&body, r#"{"from_step": "ID", "dry_run": false} (both optional)"#)?;
+    let request = crate::executor::Retry {
+        of: n,
+        from_step: body.from_step,
+        dry_run: body.dry_run,
+        by: caller.name.clone(),
+    };
+    let started = state.executor.retry(request).await?;
+    let detail = format!("retry of {id}");
+    state
+        .writer
+        .audit(&caller.name, "run", &started.id.to_string(), Some(detail))
+        .await;
+    Ok((StatusCode::ACCEPTED, Json(json!({"id": started.id, "retry_of": id}))))
+}
+
 /// `GET /api/v1/approvals`: the approval steps waiting for a person, oldest first.
 pub async fn approvals(State(state): State<Arc<AppState>>) -> Json<Vec<PendingApproval>> {
     Json(state.executor.approvals())

@@ -56,6 +56,7 @@ fn left_running(n: u64, running: &str) -> Run {
         mitigates: true,
         counts_for_guards: None,
         catalog_revision: String::new(),
+        retry_of: None,
     }
 }
 

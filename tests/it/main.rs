@@ -21,6 +21,7 @@ mod overload;
 mod postmortem;
 mod reload;
 mod restart;
+mod retry;
 mod route53;
 mod runs;
 mod secrets;

@@ -181,6 +181,7 @@ fn recorded(service: &str) -> (Incident, Vec<Event>, Vec<Run>) {
         mitigates: true,
         counts_for_guards: None,
         catalog_revision: String::new(),
+        retry_of: None,
     };
     (incident, timeline, vec![run])
 }
