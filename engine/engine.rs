@@ -309,7 +309,27 @@ fn open_sled(config: &Config) -> anyhow::Result<Arc<dyn Store>> {
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("creating data_dir {}", config.data_dir.display()))?;
     let dir = config.data_dir.join("store");
-    let store = SledStore::open(&dir).with_context(|| format!("opening the store in {}", dir.display()))?;
+    let pid_file = config.data_dir.join("laojun.pid");
+    let store = match SledStore::open(&dir) {
+        Ok(store) => store,
+        // sled allows one process per store: say who holds it, once, in
+        // place of the raw lock error.
+        Err(e) if e.to_string().contains("could not acquire lock") => {
+            let pid = std::fs::read_to_string(&pid_file)
+                .ok()
+                .map(|p| format!(" (pid {}?)", p.trim()))
+                .unwrap_or_default();
+            anyhow::bail!(
+                "another laojun is using data dir {}{pid}; stop it, or go through it (laojun run without --standalone)",
+                config.data_dir.display()
+            );
+        }
+        Err(e) => return Err(e).with_context(|| format!("opening the store in {}", dir.display())),
+    };
+    // Who holds the store, for the message above in the next process.
+    if let Err(e) = std::fs::write(&pid_file, std::process::id().to_string()) {
+        tracing::warn!(path = %pid_file.display(), error = %e, "could not write the pid file");
+    }
     Ok(Arc::new(store))
 }
 

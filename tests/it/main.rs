@@ -12,6 +12,7 @@ mod cancel;
 mod cli;
 mod crash_cycles;
 mod crash_recovery;
+mod errors;
 mod fake_kube;
 mod full_chain;
 mod intake_api;

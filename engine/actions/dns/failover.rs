@@ -153,6 +153,7 @@ async fn failover(args: Args, cx: &Context<'_>) -> Result<Outcome, ActionError> 
     let ttl = args.ttl.unwrap_or(60);
     let what = format!("{name} {type_name} in zone {zone}");
     let client = r53.client().await;
+    let endpoint = r53.endpoint();
     let listed = client
         .list_resource_record_sets()
         .hosted_zone_id(zone)
@@ -161,7 +162,7 @@ async fn failover(args: Args, cx: &Context<'_>) -> Result<Outcome, ActionError> 
         .max_items(100)
         .send()
         .await
-        .map_err(|e| aws_error(&what, e))?;
+        .map_err(|e| aws_error(&what, &endpoint, e))?;
     let sets: Vec<&ResourceRecordSet> = listed
         .resource_record_sets()
         .iter()
@@ -257,7 +258,7 @@ async fn failover(args: Args, cx: &Context<'_>) -> Result<Outcome, ActionError> 
         .change_batch(batch)
         .send()
         .await
-        .map_err(|e| aws_error(&what, e))?;
+        .map_err(|e| aws_error(&what, &endpoint, e))?;
     let info = sent.change_info();
     let change_id = info.map(|i| i.id().to_string()).unwrap_or_default();
     let mut status = info.map(|i| i.status().as_str().to_string()).unwrap_or_default();
@@ -270,7 +271,7 @@ async fn failover(args: Args, cx: &Context<'_>) -> Result<Outcome, ActionError> 
             .id(&change_id)
             .send()
             .await
-            .map_err(|e| aws_error(&what, e))?;
+            .map_err(|e| aws_error(&what, &endpoint, e))?;
         status = got
             .change_info()
             .map(|i| i.status().as_str().to_string())

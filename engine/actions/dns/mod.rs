@@ -43,10 +43,33 @@ impl Route53 {
     }
 }
 
+impl Route53 {
+    /// Where requests go, for messages: the configured endpoint, else AWS's.
+    pub(crate) fn endpoint(&self) -> String {
+        self.endpoint_url
+            .clone()
+            .unwrap_or_else(|| format!("route53.amazonaws.com ({})", self.region))
+    }
+}
+
+/// The innermost cause of an error, which says what actually went wrong
+/// ("Connection refused (os error 111)").
+fn root_cause(e: &dyn std::error::Error) -> String {
+    let mut cause = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        cause = s.to_string();
+        source = s.source();
+    }
+    cause
+}
+
 /// An SDK error as an action error: throttling, 5xx and network trouble
 /// are worth a retry; a missing zone or an invalid change is not.
+/// `endpoint` names where the request went, for "cannot reach" messages.
 pub(crate) fn aws_error<E>(
     what: &str,
+    endpoint: &str,
     e: aws_sdk_route53::error::SdkError<E, aws_sdk_route53::config::http::HttpResponse>,
 ) -> ActionError
 where
@@ -56,8 +79,8 @@ where
     let status = e.raw_response().map(|r| r.status().as_u16());
     let code = e.code().unwrap_or_default().to_string();
     let message = e.message().map(str::to_string).unwrap_or_else(|| match &e {
-        SdkError::DispatchFailure(_) => "cannot reach Route53".into(),
-        SdkError::TimeoutError(_) => "Route53 timed out".into(),
+        SdkError::DispatchFailure(_) => format!("cannot reach Route53 at {endpoint}: {}", root_cause(&e)),
+        SdkError::TimeoutError(_) => format!("Route53 at {endpoint} timed out"),
         other => other.to_string(),
     });
     let text = format!("{what}: {code} {message}").replace("  ", " ");
