@@ -70,6 +70,9 @@ impl StepContext<'_> {
                 );
             }
         }
+        if action == Action::Http {
+            check_http_url(&f, d);
+        }
         if action == Action::SlackNotify {
             self.check_template_name(&f, d);
         }
@@ -78,10 +81,12 @@ impl StepContext<'_> {
 
     fn argument(&self, kind: ArgKind, node: &Node, field: &str, d: &mut Diagnostics) -> Option<serde_json::Value> {
         use serde_json::Value as J;
-        // A template renders at run time; its type is checked then.
+        // A template renders at run time; its type is checked then, except
+        // that a bare `{{params.x}}` must have a type that can fit.
         if let Some(text) = node.as_str() {
             if template::is_template(text) && kind != ArgKind::Any {
                 self.check_text(text, node.pos, field, d);
+                self.check_param_type(text, kind, node.pos, field, d);
                 return Some(J::String(text.to_string()));
             }
         }
@@ -231,6 +236,55 @@ impl StepContext<'_> {
         }
     }
 
+    /// `secs: "{{params.namespace}}"` with `namespace: string` can never
+    /// render to a whole number: say so now, not at 3 a.m.
+    fn check_param_type(&self, text: &str, kind: ArgKind, pos: Pos, field: &str, d: &mut Diagnostics) {
+        let Some(name) = text
+            .trim()
+            .strip_prefix("{{")
+            .and_then(|t| t.strip_suffix("}}"))
+            .map(str::trim)
+            .and_then(|t| t.strip_prefix("params."))
+        else {
+            return;
+        };
+        let Some(param) = self.param_types.get(name) else {
+            return;
+        };
+        use super::ParamType as P;
+        let fits = match kind {
+            ArgKind::Int => matches!(param, P::Int),
+            ArgKind::Bool => matches!(param, P::Bool),
+            ArgKind::StrMap | ArgKind::IntMap => false,
+            ArgKind::Statuses => matches!(param, P::Int | P::List),
+            ArgKind::StrList => matches!(param, P::String | P::List),
+            _ => !matches!(param, P::List),
+        };
+        if !fits {
+            let wanted = kind.describe();
+            let wanted = match wanted.chars().next() {
+                Some('a' | 'e' | 'i' | 'o' | 'u') => format!("an {wanted}"),
+                Some('`') => wanted,
+                _ if wanted.starts_with("one of") => wanted,
+                _ => format!("a {wanted}"),
+            };
+            d.error(
+                pos,
+                format!(
+                    "{field} must be {} but `params.{name}` is declared `{}`; declare the parameter as `{{type: {}}}` or pass another value",
+                    wanted,
+                    param.name(),
+                    match kind {
+                        ArgKind::Int => "int",
+                        ArgKind::Bool => "bool",
+                        ArgKind::StrList | ArgKind::Statuses => "list",
+                        _ => "string",
+                    }
+                ),
+            );
+        }
+    }
+
     fn check_template_name(&self, f: &Fields, d: &mut Diagnostics) {
         let (Some(known), Some(node)) = (self.tools.templates, f.get("template")) else {
             return;
@@ -270,5 +324,23 @@ fn example(kind: ArgKind, name: &str) -> String {
         ArgKind::Statuses => "[200, 204]".into(),
         ArgKind::Any => "{key: value}".into(),
         ArgKind::Str => format!("\"{{{{params.{name}}}}}\""),
+    }
+}
+
+/// An `http` step's URL, when written out, must be http:// or https://.
+fn check_http_url(f: &Fields, d: &mut Diagnostics) {
+    let Some(node) = f.get("url") else { return };
+    let Some(url) = node.as_str() else { return };
+    if template::is_template(url) || url.starts_with("${") {
+        return;
+    }
+    if !(url.starts_with("http://") || url.starts_with("https://")) {
+        d.error(
+            node.pos,
+            format!(
+                "{} is {url:?}; write an http:// or https:// URL, e.g. `https://status.example.com/api`",
+                f.field("url")
+            ),
+        );
     }
 }

@@ -58,11 +58,13 @@ pub fn load(path: &Path, source: &str, tools: &Tools, found: &mut Vec<Diagnostic
     let mitigates = f.opt_bool("mitigates", &mut d).unwrap_or(false);
     let params = f.get("params").map(|n| load_params(n, &mut d)).unwrap_or_default();
     let param_names: Vec<String> = params.iter().map(|p| p.name.clone()).collect();
+    let param_types: HashMap<String, ParamType> = params.iter().map(|p| (p.name.clone(), p.kind)).collect();
 
     let mut ctx = StepContext {
         tools,
         dir: path.parent().unwrap_or(Path::new(".")),
         params: &param_names,
+        param_types: &param_types,
         seen: HashMap::new(),
         earlier: Vec::new(),
     };
@@ -217,6 +219,8 @@ pub(super) struct StepContext<'a> {
     pub(super) tools: &'a Tools<'a>,
     pub(super) dir: &'a Path,
     pub(super) params: &'a [String],
+    /// Each parameter's declared type, to check a `{{params.x}}` argument.
+    pub(super) param_types: &'a HashMap<String, ParamType>,
     /// Every step id so far, in the whole runbook, with where it was.
     seen: HashMap<String, Pos>,
     /// Ids of the steps that run before the one being read.
@@ -310,8 +314,33 @@ impl StepContext<'_> {
         })
     }
 
+    /// `steps.<id>` (or `steps["id"]`) in Rhai must name a step that runs
+    /// before this one, as templates must.
+    fn check_step_refs(&self, source: &str, pos: Pos, what: &str, d: &mut Diagnostics) {
+        for id in step_refs(source) {
+            if !self.earlier.iter().any(|e| e == &id) {
+                let hint = crate::diag::did_you_mean(&id, &self.earlier.iter().map(String::as_str).collect::<Vec<_>>())
+                    .map(|n| format!("did you mean `steps.{n}`? "))
+                    .unwrap_or_default();
+                let earlier = if self.earlier.is_empty() {
+                    "no step runs before it".to_string()
+                } else {
+                    format!(
+                        "the steps before it are {}",
+                        crate::diag::one_of(&self.earlier.iter().map(String::as_str).collect::<Vec<_>>())
+                    )
+                };
+                d.error(
+                    pos,
+                    format!("{what} reads `steps.{id}`, which is not a step that runs before it; {hint}{earlier}"),
+                );
+            }
+        }
+    }
+
     fn condition(&self, node: &Node, label: &str, d: &mut Diagnostics) -> Option<Condition> {
         let source = expect_str(node, &format!("`when` in {label}"), d)?;
+        self.check_step_refs(source, node.pos, &format!("`when` in {label}"), d);
         match self.tools.sandbox.compile_condition(source) {
             Ok(script) => Some(Condition {
                 source: source.to_string(),
@@ -334,6 +363,7 @@ impl StepContext<'_> {
         let with_node = f.get("with")?;
         if let Some(source) = with.get("source").and_then(|v| v.as_str()) {
             let pos = with_node.get("source").map_or(with_node.pos, |n| n.pos);
+            self.check_step_refs(source, pos, &f.field("with.source"), d);
             return match self.tools.sandbox.compile_script(source) {
                 Ok(s) => Some(s),
                 Err(e) => {
@@ -369,6 +399,7 @@ impl StepContext<'_> {
                 return None;
             }
         };
+        self.check_step_refs(&source, pos, &format!("{} ({file})", f.field("with.file")), d);
         match self.tools.sandbox.compile_script(&source) {
             Ok(s) => Some(s),
             Err(e) => {
@@ -387,6 +418,35 @@ impl StepContext<'_> {
             }
         }
     }
+}
+
+/// The step ids a Rhai source reads as `steps.<id>` or `steps["<id>"]`.
+fn step_refs(source: &str) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    let bytes = source.as_bytes();
+    let mut from = 0;
+    while let Some(i) = source[from..].find("steps").map(|i| i + from) {
+        from = i + 5;
+        let before_ok =
+            i == 0 || !(bytes[i - 1].is_ascii_alphanumeric() || bytes[i - 1] == b'_' || bytes[i - 1] == b'.');
+        if !before_ok {
+            continue;
+        }
+        let rest = &source[i + 5..];
+        let id: String = if let Some(r) = rest.strip_prefix('.') {
+            r.chars()
+                .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                .collect()
+        } else if let Some(r) = rest.strip_prefix("[\"") {
+            r.chars().take_while(|c| *c != '"').collect()
+        } else {
+            continue;
+        };
+        if !id.is_empty() && !out.contains(&id) {
+            out.push(id);
+        }
+    }
+    out
 }
 
 fn action_of(node: &Node, d: &mut Diagnostics) -> Option<Action> {
@@ -535,6 +595,18 @@ steps:
             errs.iter()
                 .any(|e| e.contains("8:5: unknown key `timeout` in step `a`; did you mean `timeout_secs`?")),
             "{errs:#?}"
+        );
+    }
+
+    #[test]
+    fn rhai_reads_of_steps_are_found_in_both_spellings_once_each() {
+        assert_eq!(
+            step_refs(r#"steps.find.output.x > 1 && steps["act"].status == "ok" || steps.find.error != ()"#),
+            ["find", "act"]
+        );
+        assert!(
+            step_refs("let mysteps = 1; mysteps.x; a.steps.b").is_empty(),
+            "only the root `steps`"
         );
     }
 }

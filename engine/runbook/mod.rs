@@ -38,17 +38,19 @@ impl Runbook {
 pub enum ParamType {
     String,
     Int,
+    Float,
     Bool,
     List,
 }
 
 impl ParamType {
-    pub const NAMES: &'static [&'static str] = &["string", "int", "bool", "list"];
+    pub const NAMES: &'static [&'static str] = &["string", "int", "float", "bool", "list"];
 
     pub fn parse(word: &str) -> Option<Self> {
         Some(match word {
             "string" => ParamType::String,
             "int" => ParamType::Int,
+            "float" => ParamType::Float,
             "bool" => ParamType::Bool,
             "list" => ParamType::List,
             _ => return None,
@@ -59,6 +61,7 @@ impl ParamType {
         match self {
             ParamType::String => "string",
             ParamType::Int => "int",
+            ParamType::Float => "float",
             ParamType::Bool => "bool",
             ParamType::List => "list",
         }
@@ -69,6 +72,7 @@ impl ParamType {
         match self {
             ParamType::String => v.is_string(),
             ParamType::Int => v.is_i64(),
+            ParamType::Float => v.is_number(),
             ParamType::Bool => v.is_boolean(),
             ParamType::List => v.is_array(),
         }

@@ -65,6 +65,7 @@ pub fn check(runbook: &Runbook, given: &Map<String, Value>) -> Result<Map<String
 fn parse_typed(kind: super::ParamType, s: &str) -> Option<Value> {
     match kind {
         ParamType::Int => s.trim().parse::<i64>().ok().map(|i| json!(i)),
+        ParamType::Float => s.trim().parse::<f64>().ok().filter(|f| f.is_finite()).map(|f| json!(f)),
         ParamType::Bool => s.trim().parse::<bool>().ok().map(|b| json!(b)),
         ParamType::List => Some(
             serde_json::from_str::<Value>(s)
@@ -101,15 +102,20 @@ mod tests {
     #[test]
     fn text_from_the_command_line_becomes_the_declared_type_and_defaults_fill_in() {
         let rb = runbook(
-            "name: rb\nparams:\n  n: {type: int, default: 2}\n  on: {type: bool}\n  names: {type: list}\nsteps:\n  - id: w\n    action: wait\n    with: {secs: 1}\n",
+            "name: rb\nparams:\n  n: {type: int, default: 2}\n  on: {type: bool}\n  names: {type: list}\n  ratio: {type: float}\nsteps:\n  - id: w\n    action: wait\n    with: {secs: 1}\n",
         );
-        let given: Map<String, Value> = [("on".to_string(), json!("true")), ("names".to_string(), json!("a, b"))]
-            .into_iter()
-            .collect();
+        let given: Map<String, Value> = [
+            ("on".to_string(), json!("true")),
+            ("names".to_string(), json!("a, b")),
+            ("ratio".to_string(), json!("0.5")),
+        ]
+        .into_iter()
+        .collect();
         let out = check(&rb, &given).unwrap();
         assert_eq!(out["n"], json!(2));
         assert_eq!(out["on"], json!(true));
         assert_eq!(out["names"], json!(["a", "b"]));
+        assert_eq!(out["ratio"], json!(0.5));
     }
 
     #[test]
