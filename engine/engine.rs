@@ -140,6 +140,15 @@ impl Builder {
             automation,
             notices.clone(),
         );
+        // Before recovery, which may journal notices of its own: only what
+        // a previous process left unposted is posted here.
+        let unposted = notices.post_pending().await;
+        if unposted > 0 {
+            tracing::warn!(
+                notices = unposted,
+                "posting notices a previous process journaled but did not post"
+            );
+        }
         let recovered = executor
             .recover()
             .await
@@ -154,13 +163,6 @@ impl Builder {
             tracing::warn!(
                 incidents = recovered.started,
                 "started the runbooks of incidents whose runs a crash kept from starting"
-            );
-        }
-        let unposted = notices.post_pending().await;
-        if unposted > 0 {
-            tracing::warn!(
-                notices = unposted,
-                "posting notices a previous process journaled but did not post"
             );
         }
         let reports = Reports {

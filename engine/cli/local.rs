@@ -7,22 +7,31 @@ use std::process::ExitCode;
 use crate::catalog;
 use crate::script::Sandbox;
 
-pub fn validate(dir: &Path) -> ExitCode {
+pub fn validate(dir: &Path, output: super::Output) -> ExitCode {
     if !dir.is_dir() {
-        eprintln!("laojun validate: {} is not a folder", dir.display());
-        return ExitCode::from(2);
+        return super::usage(&format!("validate: {} is not a folder", dir.display()));
     }
     let loaded = match catalog::load(dir, &Sandbox::default()) {
         Ok(l) => l,
-        Err(e @ catalog::RootError::Empty(_)) => {
-            eprintln!("laojun validate: {e}");
-            return ExitCode::from(2);
-        }
+        Err(e @ catalog::RootError::Empty(_)) => return super::usage(&format!("validate: {e}")),
         Err(e) => {
-            eprintln!("laojun validate: {e}");
-            return ExitCode::from(1);
+            super::print_error(&format!("validate: {e}"));
+            return ExitCode::from(super::exit::FAILED);
         }
     };
+    if output == super::Output::Json {
+        let c = &loaded.catalog;
+        let problems: Vec<String> = loaded.problems.iter().map(ToString::to_string).collect();
+        println!(
+            "{}",
+            serde_json::json!({"problems": problems, "runbooks": c.runbooks.len(), "playbooks": c.playbooks.len(), "templates": c.templates.len()})
+        );
+        return ExitCode::from(if problems.is_empty() {
+            super::exit::DONE
+        } else {
+            super::exit::FAILED
+        });
+    }
     let mut out = std::io::stdout().lock();
     for p in &loaded.problems {
         let _ = writeln!(out, "{p}");

@@ -49,6 +49,9 @@ pub enum Command {
         /// Folder holding runbooks/, playbooks/ and templates/.
         #[arg(default_value = ".")]
         dir: PathBuf,
+        /// Output format (json: {"problems": [...], "runbooks", "playbooks", "templates"})
+        #[arg(long, short, value_enum, default_value_t = Output::Table)]
+        output: Output,
     },
     /// Run the server: receive AlertManager webhooks, keep incidents, serve the API.
     ///
@@ -375,6 +378,7 @@ impl Command {
                 | IncidentsCommand::Note { client, .. },
             ) => client,
             Command::Run(args) => &args.client,
+            Command::Validate { output, .. } => return *output == Output::Json,
             Command::Runs { client, .. }
             | Command::Approvals { client }
             | Command::Approve { client, .. }
@@ -392,7 +396,7 @@ impl Command {
 
 async fn dispatch(command: Command) -> ExitCode {
     match command {
-        Command::Validate { dir } => local::validate(&dir),
+        Command::Validate { dir, output } => local::validate(&dir, output),
         Command::Serve(args) => serve::serve(args).await,
         Command::Incidents(command) => incidents::incidents(command).await,
         Command::Run(args) => runs::run(args).await,

@@ -32,10 +32,7 @@ fn params(pairs: &[String]) -> Result<Map<String, Value>, String> {
 pub async fn run(args: RunArgs) -> ExitCode {
     let params = match params(&args.params) {
         Ok(p) => p,
-        Err(e) => {
-            eprintln!("laojun run: {e}");
-            return ExitCode::from(2);
-        }
+        Err(e) => return super::usage(&format!("run: {e}")),
     };
     let output = args.client.output;
     let result = if args.standalone {
@@ -188,7 +185,10 @@ pub async fn decide(id: &str, approve: bool, client: &ClientArgs) -> ExitCode {
     };
     finish(
         decision
-            .map(|d| format!("{id}: {} by {}\n", d.decision, d.by))
+            .map(|d| match client.output {
+                Output::Json => render::json(&d),
+                Output::Table => format!("{id}: {} by {}\n", d.decision, d.by),
+            })
             .map_err(Failure::from),
         true,
     )

@@ -82,6 +82,10 @@ async fn every_exit_code_from_the_real_binary() {
     assert_eq!(code(&failed_run), 1, "the run failed: {}", stderr(&failed_run));
     let problems = run(TOKEN, &["validate", "tests/fixtures/broken"]);
     assert_eq!(code(&problems), 1);
+    let as_json = run(TOKEN, &["validate", "tests/fixtures/broken", "--output", "json"]);
+    assert_eq!(code(&as_json), 1);
+    let report: serde_json::Value = serde_json::from_slice(&as_json.stdout).expect("validate prints JSON");
+    assert_eq!(report["problems"].as_array().unwrap().len(), 29, "{report}");
 
     let as_json = run(TOKEN, &["incidents", "show", "INC-999", "--output", "json"]);
     assert_eq!(code(&as_json), 5);
