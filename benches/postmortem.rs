@@ -25,6 +25,8 @@ fn main() {
         playbook: "service-down".into(),
         group: Default::default(),
         opened_at: t0,
+        acknowledged_at: None,
+        acknowledged_by: None,
         mitigated_at: Some(t0 + Duration::minutes(5)),
         resolved_at: Some(t0 + Duration::hours(2)),
         alerts: Vec::new(),

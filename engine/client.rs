@@ -278,6 +278,17 @@ impl ApiClient {
         self.json(request, "a stored note").await
     }
 
+    /// `POST /api/v1/incidents/{id}/ack`: the incident (the first ack counts).
+    pub async fn ack(&self, id: impl std::fmt::Display) -> Result<Incident, ClientError> {
+        let request = self
+            .request(
+                Method::POST,
+                &format!("/api/v1/incidents/{}/ack", segment(&id.to_string())),
+            )
+            .json(&serde_json::json!({}));
+        self.json(request, "an incident").await
+    }
+
     /// `POST /api/v1/incidents/{id}/resolve`: the resolved incident.
     pub async fn resolve(&self, id: impl std::fmt::Display) -> Result<Incident, ClientError> {
         let request = self.request(

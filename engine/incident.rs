@@ -67,6 +67,11 @@ pub struct Incident {
     /// The `group_by` labels and their values that make this incident.
     pub group: BTreeMap<String, String>,
     pub opened_at: DateTime<Utc>,
+    /// When a person first acknowledged it, and who.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub acknowledged_at: Option<DateTime<Utc>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub acknowledged_by: Option<String>,
     pub mitigated_at: Option<DateTime<Utc>>,
     pub resolved_at: Option<DateTime<Utc>>,
     /// The alert episodes, oldest first. The store keeps them under their
@@ -146,6 +151,10 @@ pub enum EventKind {
         to: Severity,
         fingerprint: String,
     },
+    /// A person took the incident on; the first ack counts.
+    Acknowledged {
+        by: String,
+    },
     StatusChanged {
         from: Status,
         to: Status,
@@ -209,6 +218,7 @@ impl EventKind {
             EventKind::AlertResolved { .. } => "alert_resolved",
             EventKind::SeveritySet { .. } => "severity_set",
             EventKind::SeverityRaised { .. } => "severity_raised",
+            EventKind::Acknowledged { .. } => "acknowledged",
             EventKind::StatusChanged { .. } => "status_changed",
             EventKind::Note { .. } => "note",
             EventKind::RunStarted { .. } => "run_started",
@@ -241,6 +251,7 @@ impl EventKind {
             EventKind::SeverityRaised { from, to, .. } => {
                 format!("severity raised from {from} to {to}")
             }
+            EventKind::Acknowledged { by } => format!("acknowledged by {by}"),
             EventKind::StatusChanged { from, to, by } => {
                 format!("status {} → {} ({by})", from.as_str(), to.as_str())
             }

@@ -45,6 +45,11 @@ pub enum Request {
         by: String,
         reply: oneshot::Sender<Result<(), Failure>>,
     },
+    Ack {
+        incident: IncidentId,
+        by: String,
+        reply: oneshot::Sender<Result<Incident, Failure>>,
+    },
     Resolve {
         incident: IncidentId,
         by: String,
@@ -144,6 +149,16 @@ impl Writer {
             incident,
             kind,
             text,
+            by: by.to_string(),
+            reply,
+        })
+        .await
+    }
+
+    /// Acknowledges an incident; answers with its record (the first ack counts).
+    pub async fn ack(&self, incident: IncidentId, by: &str) -> Result<Incident, Failure> {
+        self.ask(|reply| Request::Ack {
+            incident,
             by: by.to_string(),
             reply,
         })
@@ -434,6 +449,10 @@ fn apply(intake: &mut Ledger, request: Request, now: chrono::DateTime<Utc>) -> A
         } => {
             let r = intake.add_note(incident, kind, &text, &by, now).map_err(refused);
             Answer::Note(reply, r)
+        }
+        Request::Ack { incident, by, reply } => {
+            let r = intake.acknowledge(incident, &by, now).map_err(refused);
+            Answer::Resolve(reply, r)
         }
         Request::Resolve { incident, by, reply } => {
             let r = intake.resolve_by_hand(incident, &by, now).map_err(refused);

@@ -26,6 +26,23 @@ pub async fn incidents(command: IncidentsCommand) -> ExitCode {
                     Output::Table => render::incident(&detail),
                 })
         }
+        IncidentsCommand::Ack { id, client } => {
+            let api = client.server.client();
+            api.ack(&id)
+                .await
+                .map_err(Failure::from)
+                .map(|inc| match client.output {
+                    Output::Json => render::json(&inc),
+                    Output::Table => format!(
+                        "{} acknowledged by {} at {}\n",
+                        inc.id,
+                        inc.acknowledged_by.as_deref().unwrap_or("?"),
+                        inc.acknowledged_at
+                            .map(|t| t.format("%Y-%m-%d %H:%M:%S UTC").to_string())
+                            .unwrap_or_default()
+                    ),
+                })
+        }
         IncidentsCommand::Resolve { id, client } => {
             let api = client.server.client();
             api.resolve(&id)

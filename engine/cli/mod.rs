@@ -320,6 +320,13 @@ pub enum IncidentsCommand {
         #[command(flatten)]
         client: ClientArgs,
     },
+    /// Acknowledge an incident: you are on it (the first ack counts).
+    Ack {
+        /// Incident id, e.g. INC-42
+        id: String,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
     /// Resolve an incident by hand.
     Resolve {
         /// Incident id, e.g. INC-42
@@ -375,6 +382,7 @@ impl Command {
                 IncidentsCommand::List { client, .. }
                 | IncidentsCommand::Show { client, .. }
                 | IncidentsCommand::Resolve { client, .. }
+                | IncidentsCommand::Ack { client, .. }
                 | IncidentsCommand::Note { client, .. },
             ) => client,
             Command::Run(args) => &args.client,

@@ -132,6 +132,8 @@ impl Ledger {
             playbook: name.clone(),
             group,
             opened_at: now,
+            acknowledged_at: None,
+            acknowledged_by: None,
             mitigated_at: None,
             resolved_at: None,
             alerts: Vec::new(),

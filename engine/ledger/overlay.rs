@@ -153,6 +153,8 @@ mod tests {
             playbook: "default".into(),
             group: BTreeMap::new(),
             opened_at: Utc::now(),
+            acknowledged_at: None,
+            acknowledged_by: None,
             mitigated_at: None,
             resolved_at: None,
             alerts: Vec::new(),

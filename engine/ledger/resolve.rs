@@ -7,6 +7,22 @@ use crate::ids::IncidentId;
 use crate::incident::Incident;
 
 impl Ledger {
+    /// A person takes the incident on. The first ack counts: a later one
+    /// changes nothing and answers the incident as it is (naming the first).
+    pub fn acknowledge(&mut self, n: IncidentId, by: &str, now: DateTime<Utc>) -> Result<Incident, RequestError> {
+        let Some(inc) = self.overlay.record(self.store.as_ref(), n)? else {
+            return Err(RequestError::NotFound(n));
+        };
+        if inc.acknowledged_at.is_some() {
+            return Ok(inc.clone());
+        }
+        inc.acknowledged_at = Some(now);
+        inc.acknowledged_by = Some(by.to_string());
+        let acked = inc.clone();
+        self.event(n, now, crate::incident::EventKind::Acknowledged { by: by.to_string() })?;
+        Ok(acked)
+    }
+
     /// Resolves an incident by hand.
     pub fn resolve_by_hand(&mut self, n: IncidentId, by: &str, now: DateTime<Utc>) -> Result<Incident, RequestError> {
         if let Some(inc) = self.close(n, now, by.to_string())? {

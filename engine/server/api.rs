@@ -190,6 +190,31 @@ pub async fn post_note(
     Ok(Json(json!({"status": "stored", "incident": id})))
 }
 
+/// `POST /api/v1/incidents/{id}/ack` (body `{}` or none): the first ack
+/// counts; a later one answers the incident, naming the first.
+pub async fn post_ack(
+    State(state): State<Arc<AppState>>,
+    Extension(caller): Extension<Caller>,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> ApiResult {
+    let n = incident_id(&id)?;
+    if !body.iter().all(u8::is_ascii_whitespace) {
+        let parsed: Result<serde_json::Map<String, Value>, _> = serde_json::from_slice(&body);
+        if !parsed.as_ref().is_ok_and(serde_json::Map::is_empty) {
+            return Err(ApiError::bad_request("send `{}` or no body to acknowledge"));
+        }
+    }
+    let before = state.read(move |store| store.incident_record(n)).await?;
+    let first = before.as_ref().is_some_and(|i| i.acknowledged_at.is_none());
+    let acked = state.writer.ack(n, &caller.name).await?;
+    if first {
+        state.writer.audit(&caller.name, "ack", &id, None).await;
+    }
+    let incident = state.read(move |store| store.incident(n)).await?.unwrap_or(acked);
+    Ok(Json(json!(incident)))
+}
+
 /// `POST /api/v1/incidents/{id}/resolve`: resolves by hand.
 pub async fn post_resolve(
     State(state): State<Arc<AppState>>,

@@ -71,6 +71,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/runs/{id}/deny", post(runs::deny))
         .route("/automation", get(runs::automation))
         .route("/approvals", get(runs::approvals))
+        .route("/incidents/{id}/ack", post(api::post_ack))
         .route("/runs/{id}/cancel", post(runs::cancel))
         .route("/runs/{id}/retry", post(runs::retry))
         .route("/catalog", get(api::catalog))

@@ -17,6 +17,7 @@ mod fake_kube;
 mod full_chain;
 mod intake_api;
 mod kubernetes;
+mod lifecycle;
 mod matchers;
 mod overload;
 mod postmortem;

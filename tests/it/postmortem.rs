@@ -43,6 +43,8 @@ fn recorded(service: &str) -> (Incident, Vec<Event>, Vec<Run>) {
         playbook: "database-connection-exhaustion".into(),
         group: BTreeMap::new(),
         opened_at: at("2023-12-01T14:30:05Z"),
+        acknowledged_at: None,
+        acknowledged_by: None,
         mitigated_at: Some(at("2023-12-01T14:31:10Z")),
         resolved_at: Some(at("2023-12-01T15:45:00Z")),
         alerts: vec![IncidentAlert {

@@ -1,0 +1,56 @@
+//! The incident as people run it: acknowledging (the first ack counts, on
+//! the timeline and in the audit trail).
+
+use laojun::client::ClientError;
+use laojun::incident::EventKind;
+
+use crate::support::{self, Server};
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_first_ack_counts_and_is_on_the_timeline_and_in_the_audit_trail() {
+    let server = Server::start_with(|c| {
+        c.auth.tokens = vec![laojun::config::NamedToken {
+            name: "alice".into(),
+            role: laojun::config::Role::Operator,
+            token: "alice-token-0123456789abcdef".into(),
+        }];
+    })
+    .await;
+    let admin = server.client();
+    let alice = server.client_as(Some("alice-token-0123456789abcdef"));
+    admin.post_alerts(support::fixture("firing-single.json")).await.unwrap();
+
+    let acked = alice.ack("INC-1").await.unwrap();
+    assert_eq!(acked.acknowledged_by.as_deref(), Some("alice"));
+    let at = acked.acknowledged_at.expect("a time");
+    let again = admin.ack("INC-1").await.unwrap();
+    assert_eq!(again.acknowledged_by.as_deref(), Some("alice"), "the first ack counts");
+    assert_eq!(again.acknowledged_at, Some(at));
+
+    let detail = admin.incident("INC-1").await.unwrap();
+    let acks: Vec<&str> = detail
+        .timeline
+        .iter()
+        .filter_map(|e| match &e.what {
+            EventKind::Acknowledged { by } => Some(by.as_str()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(acks, ["alice"], "one ack on the timeline");
+    let trail = admin.audit(None).await.unwrap();
+    let audited: Vec<&str> = trail
+        .iter()
+        .filter(|a| a.action == "ack")
+        .map(|a| a.by.as_str())
+        .collect();
+    assert_eq!(audited, ["alice"]);
+
+    let missing = alice.ack("INC-9").await.unwrap_err();
+    assert!(matches!(missing, ClientError::NotFound { .. }), "{missing:?}");
+    let bad = alice
+        .send_raw(reqwest::Method::POST, "/api/v1/incidents/INC-1/ack", r#"{"by": "bob"}"#)
+        .await
+        .unwrap_err();
+    assert!(bad.message().unwrap().contains("send `{}` or no body"), "{bad:?}");
+    server.stop().await;
+}
