@@ -48,7 +48,7 @@ pub enum Request {
     Ack {
         incident: IncidentId,
         by: String,
-        reply: oneshot::Sender<Result<Incident, Failure>>,
+        reply: oneshot::Sender<Result<(Incident, bool), Failure>>,
     },
     Resolve {
         incident: IncidentId,
@@ -155,8 +155,9 @@ impl Writer {
         .await
     }
 
-    /// Acknowledges an incident; answers with its record (the first ack counts).
-    pub async fn ack(&self, incident: IncidentId, by: &str) -> Result<Incident, Failure> {
+    /// Acknowledges an incident; answers with its record and whether this
+    /// was the first ack (the one that counts).
+    pub async fn ack(&self, incident: IncidentId, by: &str) -> Result<(Incident, bool), Failure> {
         self.ask(|reply| Request::Ack {
             incident,
             by: by.to_string(),
@@ -428,6 +429,10 @@ enum Answer {
     Alerts(oneshot::Sender<Result<Applied, Failure>>, Result<Applied, Failure>),
     Note(oneshot::Sender<Result<(), Failure>>, Result<(), Failure>),
     Resolve(oneshot::Sender<Result<Incident, Failure>>, Result<Incident, Failure>),
+    Ack(
+        oneshot::Sender<Result<(Incident, bool), Failure>>,
+        Result<(Incident, bool), Failure>,
+    ),
     Run(oneshot::Sender<Result<(), Failure>>, Result<(), Failure>),
     NewRun(oneshot::Sender<Result<Journaled, Failure>>, Result<Journaled, Failure>),
 }
@@ -452,7 +457,7 @@ fn apply(intake: &mut Ledger, request: Request, now: chrono::DateTime<Utc>) -> A
         }
         Request::Ack { incident, by, reply } => {
             let r = intake.acknowledge(incident, &by, now).map_err(refused);
-            Answer::Resolve(reply, r)
+            Answer::Ack(reply, r)
         }
         Request::Resolve { incident, by, reply } => {
             let r = intake.resolve_by_hand(incident, &by, now).map_err(refused);
@@ -500,6 +505,7 @@ impl Answer {
             Answer::Alerts(_, Err(f)) => f,
             Answer::Note(_, Err(f)) => f,
             Answer::Resolve(_, Err(f)) => f,
+            Answer::Ack(_, Err(f)) => f,
             Answer::Run(_, Err(f)) => f,
             Answer::NewRun(_, Err(f)) => f,
             _ => return None,
@@ -539,6 +545,9 @@ impl Answer {
             Answer::Resolve(reply, result) => {
                 let _ = reply.send(result);
             }
+            Answer::Ack(reply, result) => {
+                let _ = reply.send(result);
+            }
             Answer::Run(reply, result) => {
                 let _ = reply.send(result);
             }
@@ -558,6 +567,9 @@ impl Answer {
                 let _ = reply.send(r.and(Err(failure())));
             }
             Answer::Resolve(reply, r) => {
+                let _ = reply.send(r.and_then(|_| Err(failure())));
+            }
+            Answer::Ack(reply, r) => {
                 let _ = reply.send(r.and_then(|_| Err(failure())));
             }
             Answer::Run(reply, r) => {

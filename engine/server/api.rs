@@ -205,9 +205,8 @@ pub async fn post_ack(
             return Err(ApiError::bad_request("send `{}` or no body to acknowledge"));
         }
     }
-    let before = state.read(move |store| store.incident_record(n)).await?;
-    let first = before.as_ref().is_some_and(|i| i.acknowledged_at.is_none());
-    let acked = state.writer.ack(n, &caller.name).await?;
+    // The writer decides which ack is first, so two at once audit only one.
+    let (acked, first) = state.writer.ack(n, &caller.name).await?;
     if first {
         state.writer.audit(&caller.name, "ack", &id, None).await;
     }

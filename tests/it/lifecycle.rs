@@ -54,3 +54,38 @@ async fn the_first_ack_counts_and_is_on_the_timeline_and_in_the_audit_trail() {
     assert!(bad.message().unwrap().contains("send `{}` or no body"), "{bad:?}");
     server.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn two_acks_at_once_record_and_audit_one() {
+    let server = Server::start_with(|c| {
+        c.auth.tokens = ["alice", "bob"]
+            .iter()
+            .map(|name| laojun::config::NamedToken {
+                name: name.to_string(),
+                role: laojun::config::Role::Operator,
+                token: format!("{name}-token-0123456789abcdef"),
+            })
+            .collect();
+    })
+    .await;
+    let alice = server.client_as(Some("alice-token-0123456789abcdef"));
+    let bob = server.client_as(Some("bob-token-0123456789abcdef"));
+    let admin = server.client();
+    admin.post_alerts(support::fixture("firing-single.json")).await.unwrap();
+
+    let (a, b) = tokio::join!(alice.ack("INC-1"), bob.ack("INC-1"));
+    let (a, b) = (a.unwrap(), b.unwrap());
+    assert_eq!(
+        a.acknowledged_by, b.acknowledged_by,
+        "both answers name the same first ack"
+    );
+    let first = a.acknowledged_by.expect("acknowledged");
+    let trail = admin.audit(None).await.unwrap();
+    let audited: Vec<&str> = trail
+        .iter()
+        .filter(|e| e.action == "ack")
+        .map(|e| e.by.as_str())
+        .collect();
+    assert_eq!(audited, [first.as_str()], "exactly the first ack is audited");
+    server.stop().await;
+}
