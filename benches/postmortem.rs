@@ -27,6 +27,8 @@ fn main() {
         opened_at: t0,
         acknowledged_at: None,
         acknowledged_by: None,
+        commander: None,
+        responders: Vec::new(),
         mitigated_at: Some(t0 + Duration::minutes(5)),
         resolved_at: Some(t0 + Duration::hours(2)),
         alerts: Vec::new(),

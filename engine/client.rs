@@ -289,6 +289,18 @@ impl ApiClient {
         self.json(request, "an incident").await
     }
 
+    /// `POST /api/v1/incidents/{id}/assign` with `{"commander", "responders",
+    /// "add_responders"}` (the keys given): the incident as assigned.
+    pub async fn assign(&self, id: impl std::fmt::Display, body: &serde_json::Value) -> Result<Incident, ClientError> {
+        let request = self
+            .request(
+                Method::POST,
+                &format!("/api/v1/incidents/{}/assign", segment(&id.to_string())),
+            )
+            .json(body);
+        self.json(request, "an incident").await
+    }
+
     /// `POST /api/v1/incidents/{id}/resolve`: the resolved incident.
     pub async fn resolve(&self, id: impl std::fmt::Display) -> Result<Incident, ClientError> {
         let request = self.request(

@@ -68,10 +68,15 @@ pub struct Incident {
     pub group: BTreeMap<String, String>,
     pub opened_at: DateTime<Utc>,
     /// When a person first acknowledged it, and who.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
     pub acknowledged_at: Option<DateTime<Utc>>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
     pub acknowledged_by: Option<String>,
+    /// Who leads the response, and who else works on it (set by people).
+    #[serde(default)]
+    pub commander: Option<String>,
+    #[serde(default)]
+    pub responders: Vec<String>,
     pub mitigated_at: Option<DateTime<Utc>>,
     pub resolved_at: Option<DateTime<Utc>>,
     /// The alert episodes, oldest first. The store keeps them under their
@@ -155,6 +160,12 @@ pub enum EventKind {
     Acknowledged {
         by: String,
     },
+    /// A person named the commander and/or the responders (as they are now).
+    Assigned {
+        commander: Option<String>,
+        responders: Vec<String>,
+        by: String,
+    },
     StatusChanged {
         from: Status,
         to: Status,
@@ -219,6 +230,7 @@ impl EventKind {
             EventKind::SeveritySet { .. } => "severity_set",
             EventKind::SeverityRaised { .. } => "severity_raised",
             EventKind::Acknowledged { .. } => "acknowledged",
+            EventKind::Assigned { .. } => "assigned",
             EventKind::StatusChanged { .. } => "status_changed",
             EventKind::Note { .. } => "note",
             EventKind::RunStarted { .. } => "run_started",
@@ -252,6 +264,19 @@ impl EventKind {
                 format!("severity raised from {from} to {to}")
             }
             EventKind::Acknowledged { by } => format!("acknowledged by {by}"),
+            EventKind::Assigned {
+                commander,
+                responders,
+                by,
+            } => format!(
+                "commander {}, responders {} ({by})",
+                commander.as_deref().unwrap_or("none"),
+                if responders.is_empty() {
+                    "none".to_string()
+                } else {
+                    responders.join(", ")
+                }
+            ),
             EventKind::StatusChanged { from, to, by } => {
                 format!("status {} → {} ({by})", from.as_str(), to.as_str())
             }

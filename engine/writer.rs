@@ -55,6 +55,12 @@ pub enum Request {
         by: String,
         reply: oneshot::Sender<Result<Incident, Failure>>,
     },
+    Assign {
+        incident: IncidentId,
+        change: crate::ledger::Assignment,
+        by: String,
+        reply: oneshot::Sender<Result<Incident, Failure>>,
+    },
     /// Routes alerts by these playbooks from now on (after a reload).
     Playbooks {
         playbooks: Vec<crate::playbook::Playbook>,
@@ -160,6 +166,22 @@ impl Writer {
     pub async fn ack(&self, incident: IncidentId, by: &str) -> Result<(Incident, bool), Failure> {
         self.ask(|reply| Request::Ack {
             incident,
+            by: by.to_string(),
+            reply,
+        })
+        .await
+    }
+
+    /// Names an incident's commander and/or responders; answers with its record.
+    pub async fn assign(
+        &self,
+        incident: IncidentId,
+        change: crate::ledger::Assignment,
+        by: &str,
+    ) -> Result<Incident, Failure> {
+        self.ask(|reply| Request::Assign {
+            incident,
+            change,
             by: by.to_string(),
             reply,
         })
@@ -458,6 +480,15 @@ fn apply(intake: &mut Ledger, request: Request, now: chrono::DateTime<Utc>) -> A
         Request::Ack { incident, by, reply } => {
             let r = intake.acknowledge(incident, &by, now).map_err(refused);
             Answer::Ack(reply, r)
+        }
+        Request::Assign {
+            incident,
+            change,
+            by,
+            reply,
+        } => {
+            let r = intake.assign(incident, change, &by, now).map_err(refused);
+            Answer::Resolve(reply, r)
         }
         Request::Resolve { incident, by, reply } => {
             let r = intake.resolve_by_hand(incident, &by, now).map_err(refused);

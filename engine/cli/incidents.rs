@@ -43,6 +43,41 @@ pub async fn incidents(command: IncidentsCommand) -> ExitCode {
                     ),
                 })
         }
+        IncidentsCommand::Assign {
+            id,
+            commander,
+            responders,
+            add_responders,
+            client,
+        } => {
+            let mut body = serde_json::Map::new();
+            if let Some(c) = commander {
+                body.insert("commander".into(), c.into());
+            }
+            if !responders.is_empty() {
+                body.insert("responders".into(), responders.into());
+            }
+            if !add_responders.is_empty() {
+                body.insert("add_responders".into(), add_responders.into());
+            }
+            let api = client.server.client();
+            api.assign(&id, &serde_json::Value::Object(body))
+                .await
+                .map_err(Failure::from)
+                .map(|inc| match client.output {
+                    Output::Json => render::json(&inc),
+                    Output::Table => format!(
+                        "{}: commander {}, responders {}\n",
+                        inc.id,
+                        inc.commander.as_deref().unwrap_or("none"),
+                        if inc.responders.is_empty() {
+                            "none".to_string()
+                        } else {
+                            inc.responders.join(", ")
+                        }
+                    ),
+                })
+        }
         IncidentsCommand::Resolve { id, client } => {
             let api = client.server.client();
             api.resolve(&id)

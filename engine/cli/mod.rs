@@ -327,6 +327,22 @@ pub enum IncidentsCommand {
         #[command(flatten)]
         client: ClientArgs,
     },
+    /// Name an incident's commander and/or responders.
+    Assign {
+        /// Incident id, e.g. INC-42
+        id: String,
+        /// Who leads the response
+        #[arg(long)]
+        commander: Option<String>,
+        /// The responders, replacing the list (repeat, or separate with commas)
+        #[arg(long = "responder", value_delimiter = ',')]
+        responders: Vec<String>,
+        /// Responders to add to the list (repeat, or separate with commas)
+        #[arg(long = "add-responder", value_delimiter = ',')]
+        add_responders: Vec<String>,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
     /// Resolve an incident by hand.
     Resolve {
         /// Incident id, e.g. INC-42
@@ -383,6 +399,7 @@ impl Command {
                 | IncidentsCommand::Show { client, .. }
                 | IncidentsCommand::Resolve { client, .. }
                 | IncidentsCommand::Ack { client, .. }
+                | IncidentsCommand::Assign { client, .. }
                 | IncidentsCommand::Note { client, .. },
             ) => client,
             Command::Run(args) => &args.client,

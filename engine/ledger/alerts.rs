@@ -134,6 +134,8 @@ impl Ledger {
             opened_at: now,
             acknowledged_at: None,
             acknowledged_by: None,
+            commander: None,
+            responders: Vec::new(),
             mitigated_at: None,
             resolved_at: None,
             alerts: Vec::new(),

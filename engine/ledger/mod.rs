@@ -28,6 +28,7 @@ use std::sync::Arc;
 use chrono::{DateTime, Utc};
 
 pub use alerts::{AlertOutcome, Applied};
+pub use resolve::Assignment;
 pub use runs::Journaled;
 
 use crate::ids::IncidentId;

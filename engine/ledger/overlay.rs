@@ -155,6 +155,8 @@ mod tests {
             opened_at: Utc::now(),
             acknowledged_at: None,
             acknowledged_by: None,
+            commander: None,
+            responders: Vec::new(),
             mitigated_at: None,
             resolved_at: None,
             alerts: Vec::new(),

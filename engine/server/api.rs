@@ -214,6 +214,56 @@ pub async fn post_ack(
     Ok(Json(json!(incident)))
 }
 
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AssignBody {
+    commander: Option<String>,
+    responders: Option<Vec<String>>,
+    add_responders: Option<Vec<String>>,
+}
+
+const ASSIGN_SHAPE: &str =
+    r#"send {"commander": "NAME", "responders": ["NAME", ...]} (either key; "add_responders" adds to the list)"#;
+
+/// A person's name as given: trimmed, not empty, one line, not too long.
+fn person(field: &str, name: String) -> Result<String, ApiError> {
+    let name = name.trim().to_string();
+    if name.is_empty() || name.len() > 200 || name.chars().any(char::is_control) {
+        return Err(ApiError::bad_request(format!(
+            "`{field}` must name a person (1 to 200 characters, one line)"
+        )));
+    }
+    Ok(name)
+}
+
+/// `POST /api/v1/incidents/{id}/assign`: names the commander and/or the
+/// responders.
+pub async fn post_assign(
+    State(state): State<Arc<AppState>>,
+    Extension(caller): Extension<Caller>,
+    Path(id): Path<String>,
+    body: Result<Json<AssignBody>, axum::extract::rejection::JsonRejection>,
+) -> ApiResult {
+    let n = incident_id(&id)?;
+    let Json(body) = body.map_err(|e| ApiError::bad_request(format!("{}; {ASSIGN_SHAPE}", e.body_text())))?;
+    if body.commander.is_none() && body.responders.is_none() && body.add_responders.is_none() {
+        return Err(ApiError::bad_request(format!("nothing to assign; {ASSIGN_SHAPE}")));
+    }
+    let names = |field: &str, list: Option<Vec<String>>| -> Result<Option<Vec<String>>, ApiError> {
+        list.map(|l| l.into_iter().map(|name| person(field, name)).collect())
+            .transpose()
+    };
+    let change = crate::ledger::Assignment {
+        commander: body.commander.map(|c| person("commander", c)).transpose()?,
+        responders: names("responders", body.responders)?,
+        add: names("add_responders", body.add_responders)?.unwrap_or_default(),
+    };
+    let assigned = state.writer.assign(n, change, &caller.name).await?;
+    state.writer.audit(&caller.name, "assign", &id, None).await;
+    let incident = state.read(move |store| store.incident(n)).await?.unwrap_or(assigned);
+    Ok(Json(json!(incident)))
+}
+
 /// `POST /api/v1/incidents/{id}/resolve`: resolves by hand.
 pub async fn post_resolve(
     State(state): State<Arc<AppState>>,

@@ -72,6 +72,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/automation", get(runs::automation))
         .route("/approvals", get(runs::approvals))
         .route("/incidents/{id}/ack", post(api::post_ack))
+        .route("/incidents/{id}/assign", post(api::post_assign))
         .route("/runs/{id}/cancel", post(runs::cancel))
         .route("/runs/{id}/retry", post(runs::retry))
         .route("/catalog", get(api::catalog))

@@ -89,3 +89,78 @@ async fn two_acks_at_once_record_and_audit_one() {
     assert_eq!(audited, [first.as_str()], "exactly the first ack is audited");
     server.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_person_names_the_commander_and_responders() {
+    let server = Server::start_with(|c| {
+        c.auth.tokens = vec![laojun::config::NamedToken {
+            name: "alice".into(),
+            role: laojun::config::Role::Operator,
+            token: "alice-token-0123456789abcdef".into(),
+        }];
+    })
+    .await;
+    let admin = server.client();
+    let alice = server.client_as(Some("alice-token-0123456789abcdef"));
+    admin.post_alerts(support::fixture("firing-single.json")).await.unwrap();
+
+    let inc = alice
+        .assign(
+            "INC-1",
+            &serde_json::json!({"commander": "alice", "responders": ["bob", "carol"]}),
+        )
+        .await
+        .unwrap();
+    assert_eq!(inc.commander.as_deref(), Some("alice"));
+    assert_eq!(inc.responders, ["bob", "carol"]);
+    let inc = alice
+        .assign("INC-1", &serde_json::json!({"add_responders": ["dave", "bob"]}))
+        .await
+        .unwrap();
+    assert_eq!(inc.commander.as_deref(), Some("alice"), "a key not sent is kept");
+    assert_eq!(
+        inc.responders,
+        ["bob", "carol", "dave"],
+        "add_responders adds who is not there yet"
+    );
+    let inc = alice
+        .assign("INC-1", &serde_json::json!({"responders": ["erin"]}))
+        .await
+        .unwrap();
+    assert_eq!(inc.responders, ["erin"], "responders replaces the list");
+
+    let detail = admin.incident("INC-1").await.unwrap();
+    let assigned = detail
+        .timeline
+        .iter()
+        .filter(|e| matches!(e.what, EventKind::Assigned { .. }))
+        .count();
+    assert_eq!(assigned, 3, "each assignment is on the timeline");
+    let trail = admin.audit(None).await.unwrap();
+    assert_eq!(
+        trail.iter().filter(|a| a.action == "assign" && a.by == "alice").count(),
+        3
+    );
+
+    for (body, names) in [
+        (r#"{}"#, "nothing to assign"),
+        (r#"{"commander": "  "}"#, "`commander`"),
+        (r#"{"responders": ["ok", ""]}"#, "`responders`"),
+        (r#"{"owner": "x"}"#, "owner"),
+    ] {
+        let bad = alice
+            .send_raw(reqwest::Method::POST, "/api/v1/incidents/INC-1/assign", body)
+            .await
+            .unwrap_err();
+        let message = bad.message().unwrap_or_default().to_string();
+        assert!(message.contains(names), "{body}: {message}");
+    }
+    let unchanged = admin.incident("INC-1").await.unwrap();
+    assert_eq!(unchanged.incident.responders, ["erin"], "bad input changes nothing");
+    let missing = alice
+        .assign("INC-9", &serde_json::json!({"commander": "alice"}))
+        .await
+        .unwrap_err();
+    assert!(matches!(missing, ClientError::NotFound { .. }), "{missing:?}");
+    server.stop().await;
+}

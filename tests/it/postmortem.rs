@@ -45,6 +45,8 @@ fn recorded(service: &str) -> (Incident, Vec<Event>, Vec<Run>) {
         opened_at: at("2023-12-01T14:30:05Z"),
         acknowledged_at: None,
         acknowledged_by: None,
+        commander: None,
+        responders: Vec::new(),
         mitigated_at: Some(at("2023-12-01T14:31:10Z")),
         resolved_at: Some(at("2023-12-01T15:45:00Z")),
         alerts: vec![IncidentAlert {
