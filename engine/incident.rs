@@ -268,15 +268,7 @@ impl EventKind {
                 commander,
                 responders,
                 by,
-            } => format!(
-                "commander {}, responders {} ({by})",
-                commander.as_deref().unwrap_or("none"),
-                if responders.is_empty() {
-                    "none".to_string()
-                } else {
-                    responders.join(", ")
-                }
-            ),
+            } => format!("{} ({by})", team(commander.as_deref(), responders)),
             EventKind::StatusChanged { from, to, by } => {
                 format!("status {} → {} ({by})", from.as_str(), to.as_str())
             }
@@ -357,6 +349,16 @@ impl EventKind {
             ),
         }
     }
+}
+
+/// "commander alice, responders bob, carol" ("none" where nobody is named).
+pub fn team(commander: Option<&str>, responders: &[String]) -> String {
+    let responders = if responders.is_empty() {
+        "none".to_string()
+    } else {
+        responders.join(", ")
+    };
+    format!("commander {}, responders {responders}", commander.unwrap_or("none"))
 }
 
 #[cfg(test)]

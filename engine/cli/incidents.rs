@@ -67,14 +67,9 @@ pub async fn incidents(command: IncidentsCommand) -> ExitCode {
                 .map(|inc| match client.output {
                     Output::Json => render::json(&inc),
                     Output::Table => format!(
-                        "{}: commander {}, responders {}\n",
+                        "{}: {}\n",
                         inc.id,
-                        inc.commander.as_deref().unwrap_or("none"),
-                        if inc.responders.is_empty() {
-                            "none".to_string()
-                        } else {
-                            inc.responders.join(", ")
-                        }
+                        crate::incident::team(inc.commander.as_deref(), &inc.responders)
                     ),
                 })
         }

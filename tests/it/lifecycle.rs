@@ -2,22 +2,16 @@
 //! the timeline and in the audit trail).
 
 use laojun::client::ClientError;
+use laojun::config::Role;
 use laojun::incident::EventKind;
 
-use crate::support::{self, Server};
+use crate::support::{self, as_token, token, Server};
 
 #[tokio::test(flavor = "multi_thread")]
 async fn the_first_ack_counts_and_is_on_the_timeline_and_in_the_audit_trail() {
-    let server = Server::start_with(|c| {
-        c.auth.tokens = vec![laojun::config::NamedToken {
-            name: "alice".into(),
-            role: laojun::config::Role::Operator,
-            token: "alice-token-0123456789abcdef".into(),
-        }];
-    })
-    .await;
+    let server = Server::start_with(|c| c.auth.tokens = vec![token("alice", Role::Operator)]).await;
     let admin = server.client();
-    let alice = server.client_as(Some("alice-token-0123456789abcdef"));
+    let alice = as_token(&server, "alice");
     admin.post_alerts(support::fixture("firing-single.json")).await.unwrap();
 
     let acked = alice.ack("INC-1").await.unwrap();
@@ -58,18 +52,11 @@ async fn the_first_ack_counts_and_is_on_the_timeline_and_in_the_audit_trail() {
 #[tokio::test(flavor = "multi_thread")]
 async fn two_acks_at_once_record_and_audit_one() {
     let server = Server::start_with(|c| {
-        c.auth.tokens = ["alice", "bob"]
-            .iter()
-            .map(|name| laojun::config::NamedToken {
-                name: name.to_string(),
-                role: laojun::config::Role::Operator,
-                token: format!("{name}-token-0123456789abcdef"),
-            })
-            .collect();
+        c.auth.tokens = vec![token("alice", Role::Operator), token("bob", Role::Operator)];
     })
     .await;
-    let alice = server.client_as(Some("alice-token-0123456789abcdef"));
-    let bob = server.client_as(Some("bob-token-0123456789abcdef"));
+    let alice = as_token(&server, "alice");
+    let bob = as_token(&server, "bob");
     let admin = server.client();
     admin.post_alerts(support::fixture("firing-single.json")).await.unwrap();
 
@@ -92,16 +79,9 @@ async fn two_acks_at_once_record_and_audit_one() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_person_names_the_commander_and_responders() {
-    let server = Server::start_with(|c| {
-        c.auth.tokens = vec![laojun::config::NamedToken {
-            name: "alice".into(),
-            role: laojun::config::Role::Operator,
-            token: "alice-token-0123456789abcdef".into(),
-        }];
-    })
-    .await;
+    let server = Server::start_with(|c| c.auth.tokens = vec![token("alice", Role::Operator)]).await;
     let admin = server.client();
-    let alice = server.client_as(Some("alice-token-0123456789abcdef"));
+    let alice = as_token(&server, "alice");
     admin.post_alerts(support::fixture("firing-single.json")).await.unwrap();
 
     let inc = alice

@@ -8,7 +8,7 @@ use laojun::incident::{EventKind, Status};
 use laojun::run::{Run, RunStatus};
 use serde_json::json;
 
-use crate::support::{self, root_with, Alert, Server};
+use crate::support::{self, as_token, root_with, token, Alert, Server};
 
 const FIX: &str = "name: fix\nmitigates: true\nsteps:\n  - id: act\n    action: wait\n    with: {secs: 0}\n";
 const TELL: &str = "name: tell\nsteps:\n  - id: say\n    action: wait\n    with: {secs: 1}\n";
@@ -352,18 +352,6 @@ steps:
     action: approval
     with: {who: "{{json params.who}}", message: "restart checkout?", ttl_secs: 600}
 "#;
-
-fn token(name: &str, role: laojun::config::Role) -> laojun::config::NamedToken {
-    laojun::config::NamedToken {
-        name: name.into(),
-        role,
-        token: format!("{name}-token-0123456789abcdef"),
-    }
-}
-
-fn as_token(server: &Server, name: &str) -> ApiClient {
-    server.client_as(Some(&format!("{name}-token-0123456789abcdef")))
-}
 
 #[tokio::test(flavor = "multi_thread")]
 async fn only_listed_approvers_may_decide_never_the_requester_and_every_refusal_is_audited() {

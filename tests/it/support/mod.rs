@@ -524,3 +524,16 @@ pub fn webhook(alerts: impl IntoIterator<Item = Alert>) -> serde_json::Value {
 pub fn webhook_body(alerts: impl IntoIterator<Item = Alert>) -> Vec<u8> {
     serde_json::to_vec(&webhook(alerts)).expect("a JSON value serializes")
 }
+
+/// A token named NAME with this role; `as_token` is a client using it.
+pub fn token(name: &str, role: laojun::config::Role) -> laojun::config::NamedToken {
+    laojun::config::NamedToken {
+        name: name.into(),
+        role,
+        token: format!("{name}-token-0123456789abcdef"),
+    }
+}
+
+pub fn as_token(server: &Server, name: &str) -> ApiClient {
+    server.client_as(Some(&format!("{name}-token-0123456789abcdef")))
+}
