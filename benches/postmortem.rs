@@ -25,6 +25,8 @@ fn main() {
         playbook: "service-down".into(),
         group: Default::default(),
         opened_at: t0,
+        started_at: None,
+        severity_history: Vec::new(),
         acknowledged_at: None,
         acknowledged_by: None,
         commander: None,

@@ -269,13 +269,68 @@ impl ApiClient {
         kind: NoteKind,
         text: &str,
     ) -> Result<NoteStored, ClientError> {
+        self.note(id, &serde_json::json!({"kind": kind, "text": text})).await
+    }
+
+    /// `POST /api/v1/incidents/{id}/notes` with the body as given
+    /// (`{"kind", "text"}`, and `"owner"`, `"due"` for an action item).
+    pub async fn note(&self, id: impl std::fmt::Display, body: &serde_json::Value) -> Result<NoteStored, ClientError> {
         let request = self
             .request(
                 Method::POST,
                 &format!("/api/v1/incidents/{}/notes", segment(&id.to_string())),
             )
-            .json(&serde_json::json!({"kind": kind, "text": text}));
+            .json(body);
         self.json(request, "a stored note").await
+    }
+
+    /// `POST /api/v1/incidents/{id}/severity` `{"severity", "reason"}`.
+    pub async fn set_severity(
+        &self,
+        id: impl std::fmt::Display,
+        severity: Severity,
+        reason: &str,
+    ) -> Result<Incident, ClientError> {
+        self.lifecycle(
+            id,
+            "severity",
+            serde_json::json!({"severity": severity, "reason": reason}),
+        )
+        .await
+    }
+
+    /// `POST /api/v1/incidents/{id}/reopen` `{"reason"}`: the incident, open again.
+    pub async fn reopen(&self, id: impl std::fmt::Display, reason: &str) -> Result<Incident, ClientError> {
+        self.lifecycle(id, "reopen", serde_json::json!({"reason": reason}))
+            .await
+    }
+
+    /// `POST /api/v1/incidents/{id}/resolve` with `{"reason"}` when one is given.
+    pub async fn resolve_because(
+        &self,
+        id: impl std::fmt::Display,
+        reason: Option<&str>,
+    ) -> Result<Incident, ClientError> {
+        let body = match reason {
+            Some(r) => serde_json::json!({"reason": r}),
+            None => serde_json::json!({}),
+        };
+        self.lifecycle(id, "resolve", body).await
+    }
+
+    async fn lifecycle(
+        &self,
+        id: impl std::fmt::Display,
+        verb: &str,
+        body: serde_json::Value,
+    ) -> Result<Incident, ClientError> {
+        let request = self
+            .request(
+                Method::POST,
+                &format!("/api/v1/incidents/{}/{verb}", segment(&id.to_string())),
+            )
+            .json(&body);
+        self.json(request, "an incident").await
     }
 
     /// `POST /api/v1/incidents/{id}/ack`: the incident (the first ack counts).

@@ -27,7 +27,9 @@ pub struct Config {
     pub execution: Execution,
     pub intake: IntakeLimits,
     pub postmortem: Postmortems,
-    /// Link to this server as people reach it, for Slack messages.
+    /// How people reach this server.
+    pub server: ServerSection,
+    /// The older spelling of `server.external_url`, still read.
     pub external_url: Option<String>,
     /// Serve HTTPS instead of HTTP.
     pub tls: Option<Tls>,
@@ -57,10 +59,21 @@ impl Default for Config {
             execution: Execution::default(),
             intake: IntakeLimits::default(),
             postmortem: Postmortems::default(),
+            server: ServerSection::default(),
             external_url: None,
             tls: None,
         }
     }
+}
+
+/// How people reach this server.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerSection {
+    /// The base URL people open laojun at (`https://laojun.example.com`):
+    /// links in Slack messages and postmortems point at the incident's
+    /// page under it. Unset, messages carry no links.
+    pub external_url: Option<String>,
 }
 
 /// API credentials.
@@ -281,6 +294,24 @@ impl Config {
             Some(l) => format!("{}:{}: {}", l.line(), l.column(), strip_location(&e.to_string())),
             None => e.to_string(),
         })?;
+        let mut config = config;
+        match (&config.server.external_url, config.external_url.take()) {
+            (Some(a), Some(b)) if *a != b => {
+                return Err(format!(
+                    "server.external_url {a:?} and external_url {b:?} differ; keep server.external_url only"
+                ))
+            }
+            (None, old) => config.server.external_url = old,
+            _ => {}
+        }
+        if let Some(url) = &config.server.external_url {
+            let ok = reqwest::Url::parse(url).is_ok_and(|u| matches!(u.scheme(), "http" | "https") && u.has_host());
+            if !ok {
+                return Err(format!(
+                    "server.external_url {url:?} is not an http(s) URL; write e.g. https://laojun.example.com"
+                ));
+            }
+        }
         config.postmortem.tz()?;
         if config.intake.max_body_bytes < 1024 {
             return Err("intake.max_body_bytes must be at least 1024".into());
@@ -382,6 +413,18 @@ mod tests {
         let c = Config::parse("listen: 0.0.0.0:1\naws: {endpoint_url: http://127.0.0.1:5000}\n").unwrap();
         assert_eq!(c.aws.region, "us-east-1");
         assert_eq!(c.aws.endpoint_url.as_deref(), Some("http://127.0.0.1:5000"));
+    }
+
+    #[test]
+    fn external_url_is_read_under_server_or_at_the_top_and_must_be_http() {
+        let c = Config::parse("server: {external_url: https://laojun.example.com}\n").unwrap();
+        assert_eq!(c.server.external_url.as_deref(), Some("https://laojun.example.com"));
+        let c = Config::parse("external_url: http://l:9095\n").unwrap();
+        assert_eq!(c.server.external_url.as_deref(), Some("http://l:9095"));
+        let e = Config::parse("server: {external_url: 'javascript:alert(1)'}\n").unwrap_err();
+        assert!(e.contains("server.external_url") && e.contains("https://"), "{e}");
+        let e = Config::parse("server: {external_url: http://a}\nexternal_url: http://b\n").unwrap_err();
+        assert!(e.contains("differ"), "{e}");
     }
 
     #[test]

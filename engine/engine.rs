@@ -106,7 +106,11 @@ impl Builder {
             None => open_sled(config)?,
         };
         let catalog = Arc::new(loaded.catalog);
-        let live = Arc::new(Live::new(catalog.clone(), resolved.timezone)?);
+        let style = crate::postmortem::Style {
+            tz: resolved.timezone,
+            external_url: config.server.external_url.clone(),
+        };
+        let live = Arc::new(Live::new(catalog.clone(), style)?);
         let ledger = Ledger::new(store.clone(), catalog.playbooks.clone())?;
         let metrics = Arc::new(Metrics::new());
         let (effects_tx, effects_rx) = tokio::sync::mpsc::unbounded_channel();
@@ -120,7 +124,7 @@ impl Builder {
         let settings = Settings {
             dry_run: config.execution.dry_run,
             paused: config.execution.paused,
-            external_url: config.external_url.clone(),
+            external_url: config.server.external_url.clone(),
         };
         let backends = Arc::new(Backends::from_config(config, resolved.slack_webhook.clone()));
         let automation = store.automation()?;
@@ -129,7 +133,7 @@ impl Builder {
             store.clone(),
             backends.clone(),
             config.notifications.clone(),
-            config.external_url.clone(),
+            config.server.external_url.clone(),
         );
         let executor = Executor::new(
             writer.clone(),
@@ -278,6 +282,7 @@ async fn act_on_effects(
     executor: Executor,
     reports: Reports,
 ) {
+    let files = reports.start_files();
     while let Some(effect) = effects.recv().await {
         match effect {
             Effect::Opened(opened) => {
@@ -300,9 +305,10 @@ async fn act_on_effects(
                 });
             }
             Effect::Resolved(incident) => {
-                let reports = reports.clone();
-                tokio::spawn(async move { reports.on_resolved(*incident).await });
+                files.write(incident.id);
+                tokio::spawn(reports.clone().summarize(incident.id));
             }
+            Effect::Changed(id) => files.write(id),
         }
     }
 }

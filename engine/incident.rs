@@ -49,6 +49,9 @@ pub struct IncidentAlert {
     pub labels: BTreeMap<String, String>,
     #[serde(default)]
     pub annotations: BTreeMap<String, String>,
+    /// Where the alert came from (Prometheus' graph), as AlertManager sent it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub generator_url: Option<String>,
     pub starts_at: DateTime<Utc>,
     pub ends_at: Option<DateTime<Utc>>,
     /// How many times AlertManager sent this alert again unchanged.
@@ -67,6 +70,13 @@ pub struct Incident {
     /// The `group_by` labels and their values that make this incident.
     pub group: BTreeMap<String, String>,
     pub opened_at: DateTime<Utc>,
+    /// When the trouble began: the earliest `startsAt` of its alerts.
+    #[serde(default)]
+    pub started_at: Option<DateTime<Utc>>,
+    /// Every severity it has had, oldest first: set at open, raised by
+    /// alerts, changed by people (with their reason).
+    #[serde(default)]
+    pub severity_history: Vec<SeverityChange>,
     /// When a person first acknowledged it, and who.
     #[serde(default)]
     pub acknowledged_at: Option<DateTime<Utc>>,
@@ -105,6 +115,19 @@ impl Incident {
     }
 }
 
+/// One entry of an incident's severity history.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SeverityChange {
+    pub at: DateTime<Utc>,
+    /// None when the incident opened with `to`.
+    pub from: Option<Severity>,
+    pub to: Severity,
+    /// `alerts` for automation, else the person's name.
+    pub by: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
 /// The kinds of note a person can add; postmortems group notes by kind.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -113,11 +136,50 @@ pub enum NoteKind {
     Solution,
     Prevention,
     Lesson,
+    /// Who or what was affected, and how badly.
+    Impact,
+    /// Work to do after the incident (with an owner and a due date).
+    ActionItem,
     Note,
 }
 
 impl NoteKind {
-    pub const NAMES: &'static [&'static str] = &["root_cause", "solution", "prevention", "lesson", "note"];
+    pub const NAMES: &'static [&'static str] = &[
+        "root_cause",
+        "solution",
+        "prevention",
+        "lesson",
+        "impact",
+        "action_item",
+        "note",
+    ];
+
+    /// The name as serialized (`root_cause`, `action_item`, ...).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            NoteKind::RootCause => "root_cause",
+            NoteKind::Solution => "solution",
+            NoteKind::Prevention => "prevention",
+            NoteKind::Lesson => "lesson",
+            NoteKind::Impact => "impact",
+            NoteKind::ActionItem => "action_item",
+            NoteKind::Note => "note",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<NoteKind> {
+        [
+            NoteKind::RootCause,
+            NoteKind::Solution,
+            NoteKind::Prevention,
+            NoteKind::Lesson,
+            NoteKind::Impact,
+            NoteKind::ActionItem,
+            NoteKind::Note,
+        ]
+        .into_iter()
+        .find(|k| k.as_str() == text)
+    }
 }
 
 /// One timeline entry.
@@ -156,6 +218,13 @@ pub enum EventKind {
         to: Severity,
         fingerprint: String,
     },
+    /// A person changed the severity (up or down), saying why.
+    SeverityChanged {
+        from: Severity,
+        to: Severity,
+        by: String,
+        reason: String,
+    },
     /// A person took the incident on; the first ack counts.
     Acknowledged {
         by: String,
@@ -171,11 +240,19 @@ pub enum EventKind {
         to: Status,
         /// Who changed it: `alerts` when all alerts resolved, a token name when a person did.
         by: String,
+        /// Why, when a person resolved or reopened it.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        reason: Option<String>,
     },
     Note {
         note: NoteKind,
         text: String,
         by: String,
+        /// For an action item: who does it, and by when.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        owner: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        due: Option<chrono::NaiveDate>,
     },
     RunStarted {
         run: RunId,
@@ -229,6 +306,7 @@ impl EventKind {
             EventKind::AlertResolved { .. } => "alert_resolved",
             EventKind::SeveritySet { .. } => "severity_set",
             EventKind::SeverityRaised { .. } => "severity_raised",
+            EventKind::SeverityChanged { .. } => "severity_changed",
             EventKind::Acknowledged { .. } => "acknowledged",
             EventKind::Assigned { .. } => "assigned",
             EventKind::StatusChanged { .. } => "status_changed",
@@ -263,15 +341,20 @@ impl EventKind {
             EventKind::SeverityRaised { from, to, .. } => {
                 format!("severity raised from {from} to {to}")
             }
+            EventKind::SeverityChanged { from, to, by, reason } => {
+                let verb = if to < from { "raised" } else { "lowered" };
+                format!("severity {verb} from {from} to {to} by {by}: {reason}")
+            }
             EventKind::Acknowledged { by } => format!("acknowledged by {by}"),
             EventKind::Assigned {
                 commander,
                 responders,
                 by,
             } => format!("{} ({by})", team(commander.as_deref(), responders)),
-            EventKind::StatusChanged { from, to, by } => {
-                format!("status {} → {} ({by})", from.as_str(), to.as_str())
-            }
+            EventKind::StatusChanged { from, to, by, reason } => match reason {
+                Some(why) => format!("status {} → {} ({by}): {why}", from.as_str(), to.as_str()),
+                None => format!("status {} → {} ({by})", from.as_str(), to.as_str()),
+            },
             EventKind::RunStarted {
                 run,
                 runbook,
@@ -305,11 +388,17 @@ impl EventKind {
                 error,
             } => {
                 let mut s = format!("{run} step `{step}` ({action}) {}", status.as_str());
-                if *attempt > 1 {
-                    s.push_str(&format!(", attempt {attempt}"));
-                }
-                if let Some(ms) = duration_ms {
-                    s.push_str(&format!(" in {ms} ms"));
+                let attempts = match attempt {
+                    0 => None,
+                    1 => Some("1 attempt".to_string()),
+                    n => Some(format!("{n} attempts")),
+                };
+                let took = duration_ms.filter(|ms| *ms > 0).map(step_time);
+                match (attempts, took) {
+                    (Some(a), Some(t)) => s.push_str(&format!(" ({a}, {t})")),
+                    (Some(a), None) => s.push_str(&format!(" ({a})")),
+                    (None, Some(t)) => s.push_str(&format!(" ({t})")),
+                    (None, None) => {}
                 }
                 if let Some(text) = summary {
                     s.push_str(&format!(": {text}"));
@@ -340,15 +429,45 @@ impl EventKind {
                 Some(r) => format!("{run} (`{runbook}`) {}: {r}", status.as_str()),
                 None => format!("{run} (`{runbook}`) {}", status.as_str()),
             },
-            EventKind::Note { note, text, by } => format!(
-                "{} by {by}: {text}",
-                serde_json::to_value(note)
-                    .ok()
-                    .and_then(|v| v.as_str().map(str::to_string))
-                    .unwrap_or_default()
-            ),
+            EventKind::Note {
+                note,
+                text,
+                by,
+                owner,
+                due,
+            } => {
+                let mut s = format!("{} by {by}: {text}", note.as_str().replace('_', " "));
+                match (owner, due) {
+                    (Some(o), Some(d)) => s.push_str(&format!(" (owner {o}, due {d})")),
+                    (Some(o), None) => s.push_str(&format!(" (owner {o})")),
+                    (None, Some(d)) => s.push_str(&format!(" (due {d})")),
+                    (None, None) => {}
+                }
+                s
+            }
         }
     }
+}
+
+/// How long a step took: `250 ms`, `62.7s`, `4m 05s`.
+pub fn step_time(ms: i64) -> String {
+    match ms {
+        ..=999 => format!("{ms} ms"),
+        1000..=59_999 => format!("{:.1}s", ms as f64 / 1000.0),
+        _ => crate::template::human_duration(ms / 1000),
+    }
+}
+
+/// The path of an incident's page for people: the API's JSON until the web
+/// view exists. Slack messages and postmortems link here (behind
+/// `server.external_url`).
+pub fn page_path(id: IncidentId) -> String {
+    format!("/api/v1/incidents/{id}")
+}
+
+/// The page's full URL under `server.external_url`, when that is set.
+pub fn page_url(external_url: Option<&str>, id: IncidentId) -> Option<String> {
+    external_url.map(|u| format!("{}{}", u.trim_end_matches('/'), page_path(id)))
 }
 
 /// "commander alice, responders bob, carol" ("none" where nobody is named).

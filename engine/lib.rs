@@ -52,5 +52,6 @@ pub mod server;
 pub mod severity;
 pub mod store;
 pub mod template;
+pub mod timing;
 pub mod writer;
 pub mod yaml;

@@ -5,10 +5,8 @@
 
 use std::sync::{Arc, RwLock};
 
-use chrono_tz::Tz;
-
 use crate::catalog::Catalog;
-use crate::postmortem::{PostmortemError, Renderer};
+use crate::postmortem::{PostmortemError, Renderer, Style};
 
 /// A catalog and its compiled postmortem templates.
 pub struct Current {
@@ -21,24 +19,25 @@ pub struct Live {
     /// The catalogs this process has had, by revision (the newest few), so
     /// a retry runs the runbook version its run ran.
     seen: RwLock<Vec<Arc<Catalog>>>,
-    timezone: Tz,
+    style: Style,
 }
 
 /// How many catalog versions are kept for retries.
 const VERSIONS_KEPT: usize = 20;
 
 impl Live {
-    pub fn new(catalog: Arc<Catalog>, timezone: Tz) -> Result<Live, PostmortemError> {
-        let current = Self::compile(catalog.clone(), timezone)?;
+    pub fn new(catalog: Arc<Catalog>, style: impl Into<Style>) -> Result<Live, PostmortemError> {
+        let style = style.into();
+        let current = Self::compile(catalog.clone(), style.clone())?;
         Ok(Live {
             now: RwLock::new(Arc::new(current)),
             seen: RwLock::new(vec![catalog]),
-            timezone,
+            style,
         })
     }
 
-    fn compile(catalog: Arc<Catalog>, timezone: Tz) -> Result<Current, PostmortemError> {
-        let postmortems = Arc::new(Renderer::new(catalog.clone(), timezone)?);
+    fn compile(catalog: Arc<Catalog>, style: Style) -> Result<Current, PostmortemError> {
+        let postmortems = Arc::new(Renderer::new(catalog.clone(), style)?);
         Ok(Current { catalog, postmortems })
     }
 
@@ -60,7 +59,7 @@ impl Live {
 
     /// Puts `catalog` in force, all at once.
     pub fn replace(&self, catalog: Arc<Catalog>) -> Result<(), PostmortemError> {
-        let next = Arc::new(Self::compile(catalog.clone(), self.timezone)?);
+        let next = Arc::new(Self::compile(catalog.clone(), self.style.clone())?);
         *self.now.write().unwrap_or_else(std::sync::PoisonError::into_inner) = next;
         let mut seen = self.seen.write().unwrap_or_else(std::sync::PoisonError::into_inner);
         seen.retain(|c| c.revision != catalog.revision);

@@ -179,9 +179,7 @@ impl Notifier {
     async fn post(&self, mut notice: Notice) {
         let info = IncidentInfo {
             id: notice.incident.map(|i| i.to_string()).unwrap_or_default(),
-            link: notice
-                .incident
-                .and_then(|i| self.link(&format!("/api/v1/incidents/{i}"))),
+            link: notice.incident.and_then(|i| self.link(&crate::incident::page_path(i))),
             ..IncidentInfo::default()
         };
         let args = slack::Args {
@@ -234,6 +232,7 @@ pub mod text {
     use super::slack::escape;
     use crate::incident::Incident;
     use crate::run::{PendingApproval, Run};
+    use crate::timing::Times;
 
     pub fn opened(inc: &Incident) -> String {
         format!(
@@ -306,16 +305,19 @@ pub mod text {
         )
     }
 
-    pub fn resolved(inc: &Incident, postmortem: Option<String>) -> String {
-        let took = inc
-            .resolved_at
-            .map(|r| crate::template::human_duration((r - inc.opened_at).num_seconds()))
-            .unwrap_or_default();
+    /// The figures are the postmortem's (see `timing`).
+    pub fn resolved(inc: &Incident, times: &Times, link: Option<String>) -> String {
+        let figure = |secs: Option<i64>| secs.map_or_else(|| "—".to_string(), crate::timing::human);
         format!(
-            ":white_check_mark: {} resolved after {took}: {}.{}",
+            ":white_check_mark: {} ({}) resolved: {}. Impact {}; acknowledged after {}, mitigated after {}, resolved after {}.{}",
             inc.id,
+            inc.severity,
             escape(&inc.title),
-            postmortem.map(|u| format!(" Postmortem: {u}")).unwrap_or_default()
+            figure(times.impact()),
+            figure(times.since_start(times.acknowledged)),
+            figure(times.since_start(times.mitigated)),
+            figure(times.since_start(times.resolved)),
+            link.map(|u| format!(" {u}")).unwrap_or_default()
         )
     }
 }

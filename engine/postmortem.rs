@@ -10,7 +10,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
-use chrono::{DateTime, Timelike, Utc};
+use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
 use handlebars::Handlebars;
 use serde_json::{json, Value};
@@ -18,7 +18,8 @@ use serde_json::{json, Value};
 use crate::catalog::Catalog;
 use crate::ids::IncidentId;
 use crate::incident::{Event, EventKind, Incident, NoteKind};
-use crate::run::{Run, StepStatus};
+use crate::run::Run;
+use crate::timing::Times;
 
 /// Why a postmortem could not be rendered.
 #[derive(Debug, thiserror::Error)]
@@ -48,7 +49,21 @@ pub fn template_for<'a>(catalog: &'a Catalog, severity: &str) -> Option<(String,
         .find_map(|name| catalog.templates.get(&name).map(|t| (name, t)))
 }
 
-/// Renders postmortems from one catalog's templates in one time zone. The
+/// How postmortems show times and links: `postmortem.timezone` and
+/// `server.external_url`.
+#[derive(Debug, Clone)]
+pub struct Style {
+    pub tz: Tz,
+    pub external_url: Option<String>,
+}
+
+impl From<Tz> for Style {
+    fn from(tz: Tz) -> Style {
+        Style { tz, external_url: None }
+    }
+}
+
+/// Renders postmortems from one catalog's templates in one style. The
 /// templates are compiled once, when it is made; the server holds one.
 pub struct Renderer {
     catalog: Arc<Catalog>,
@@ -56,8 +71,8 @@ pub struct Renderer {
 }
 
 impl Renderer {
-    pub fn new(catalog: Arc<Catalog>, tz: Tz) -> Result<Renderer, PostmortemError> {
-        let compiled = compile(&catalog, tz)?;
+    pub fn new(catalog: Arc<Catalog>, style: impl Into<Style>) -> Result<Renderer, PostmortemError> {
+        let compiled = compile(&catalog, style.into())?;
         Ok(Renderer { catalog, compiled })
     }
 
@@ -91,10 +106,10 @@ pub fn render(
     incident: &Incident,
     timeline: &[Event],
     runs: &[Run],
-    tz: Tz,
+    style: impl Into<Style>,
     now: DateTime<Utc>,
 ) -> Result<String, PostmortemError> {
-    render_with(catalog, &compile(catalog, tz)?, incident, timeline, runs, now)
+    render_with(catalog, &compile(catalog, style.into())?, incident, timeline, runs, now)
 }
 
 /// Renders with templates already compiled for `catalog`.
@@ -108,7 +123,7 @@ fn render_with(
 ) -> Result<String, PostmortemError> {
     let (name, _) = template_for(catalog, incident.severity.as_str()).ok_or(PostmortemError::NoTemplate)?;
     // `from` takes the data as is; `render` would copy all of it first.
-    let context = handlebars::Context::from(data(incident, timeline, runs, compiled.tz, now, compiled.parts));
+    let context = handlebars::Context::from(data(incident, timeline, runs, &compiled.style, now, compiled.parts));
     compiled
         .registry
         .render_with_context(&name, &context)
@@ -122,7 +137,7 @@ fn render_with(
 /// postmortems can use partials (`{{> postmortem-summary}}`).
 #[derive(Debug)]
 struct Compiled {
-    tz: Tz,
+    style: Style,
     registry: Handlebars<'static>,
     parts: Parts,
 }
@@ -201,8 +216,8 @@ fn mustaches(source: &str) -> Vec<&str> {
     found
 }
 
-fn compile(catalog: &Catalog, tz: Tz) -> Result<Compiled, PostmortemError> {
-    let mut registry = registry(tz);
+fn compile(catalog: &Catalog, style: Style) -> Result<Compiled, PostmortemError> {
+    let mut registry = registry(style.tz);
     for (t, source) in &catalog.templates {
         registry
             .register_template_string(t, source)
@@ -212,71 +227,40 @@ fn compile(catalog: &Catalog, tz: Tz) -> Result<Compiled, PostmortemError> {
             })?;
     }
     Ok(Compiled {
-        tz,
+        style,
         registry,
         parts: Parts::used_by(catalog),
     })
 }
 
-fn span(from: Option<DateTime<Utc>>, to: Option<DateTime<Utc>>) -> Value {
-    match (from, to) {
-        (Some(a), Some(b)) => {
-            let secs = (b - a).num_seconds();
-            json!({"secs": secs, "human": human_duration(secs)})
-        }
-        _ => json!({"secs": null, "human": null}),
-    }
-}
-
 /// Everything a postmortem template can use (see README, "Postmortems");
 /// the large values only where `parts` asks for them.
-pub fn data(incident: &Incident, timeline: &[Event], runs: &[Run], tz: Tz, now: DateTime<Utc>, parts: Parts) -> Value {
-    let detected = incident.alerts.iter().map(|a| a.starts_at).min();
-    let first_action = timeline
-        .iter()
-        .find(|e| {
-            matches!(
-                &e.what,
-                EventKind::Step {
-                    status: StepStatus::Running,
-                    ..
-                }
-            )
-        })
-        .map(|e| e.at);
-    let mitigated = incident.mitigated_at.or(incident.resolved_at);
-    let mut scope: BTreeMap<&str, BTreeSet<String>> = BTreeMap::new();
-    for a in &incident.alerts {
-        for (key, labels) in [
-            ("services", &["service", "app", "job", "deployment"][..]),
-            ("regions", &["region"][..]),
-            ("namespaces", &["namespace"][..]),
-        ] {
-            if let Some(v) = labels.iter().find_map(|l| a.labels.get(*l)) {
-                scope.entry(key).or_default().insert(v.clone());
-            }
-        }
-    }
-    let mut notes: BTreeMap<&str, Vec<Value>> = BTreeMap::new();
-    for kind in NoteKind::NAMES {
-        notes.insert(kind, Vec::new());
-    }
+pub fn data(
+    incident: &Incident,
+    timeline: &[Event],
+    runs: &[Run],
+    style: &Style,
+    now: DateTime<Utc>,
+    parts: Parts,
+) -> Value {
+    let times = Times::of(incident, timeline);
+    let tz = style.tz;
+    let mut notes: BTreeMap<&str, Vec<Value>> = NoteKind::NAMES.iter().map(|k| (*k, Vec::new())).collect();
     for e in timeline {
-        if let EventKind::Note { note, text, by } = &e.what {
-            let key = serde_json::to_value(note)
-                .ok()
-                .and_then(|v| v.as_str().map(str::to_string))
-                .unwrap_or_default();
-            if let Some(list) = notes.iter_mut().find(|(k, _)| **k == key).map(|(_, v)| v) {
-                list.push(json!({"text": text, "by": by, "at": e.at}));
+        if let EventKind::Note {
+            note,
+            text,
+            by,
+            owner,
+            due,
+        } = &e.what
+        {
+            if let Some(list) = notes.get_mut(note.as_str()) {
+                list.push(json!({"text": text, "by": by, "at": e.at, "owner": owner, "due": due}));
             }
         }
     }
-    let clock = |at: DateTime<Utc>| {
-        let local = at.with_timezone(&tz);
-        // Formatted by hand: `format("%H:%M:%S")` parses its pattern for every event.
-        format!("{:02}:{:02}:{:02}", local.hour(), local.minute(), local.second())
-    };
+    let clock = |at: DateTime<Utc>| markdown::stamp(at, tz);
     let events: Vec<Value> = if parts.timeline {
         timeline
             .iter()
@@ -303,46 +287,33 @@ pub fn data(incident: &Incident, timeline: &[Event], runs: &[Run], tz: Tz, now: 
                     .iter()
                     .map(|s| json!({"id": s.id, "action": s.action, "status": s.status.as_str(), "attempts": s.attempts, "duration_ms": s.duration_ms(), "summary": s.summary, "error": s.error}))
                     .collect();
+                let took = r.finished_at.map(|end| (end - r.created_at).num_seconds());
                 json!({"id": r.id, "runbook": r.runbook, "status": r.status.as_str(), "dry_run": r.dry_run, "by": r.by,
                        "started_at": r.created_at, "finished_at": r.finished_at, "reason": r.reason,
-                       "duration": span(Some(r.created_at), r.finished_at), "steps": steps})
+                       "duration": {"secs": took, "human": took.map(human_duration)}, "steps": steps})
             })
             .collect()
     } else {
         Vec::new()
     };
-    let alerts: Vec<Value> = incident
-        .alerts
-        .iter()
-        .map(|a| {
-            let labels: Vec<Value> = a.labels.iter().map(|(k, v)| json!({"name": k, "value": v})).collect();
-            json!({"fingerprint": a.fingerprint, "alertname": a.labels.get("alertname"), "status": a.status.as_str(),
-                   "starts_at": a.starts_at, "ends_at": a.ends_at, "summary": a.annotations.get("summary"), "labels": labels, "repeats": a.repeats})
-        })
-        .collect();
-    let list = |k: &str| {
-        scope
-            .get(k)
-            .map(|s| s.iter().cloned().collect::<Vec<_>>())
-            .unwrap_or_default()
-    };
-    let scope_text = [list("services"), list("regions"), list("namespaces")]
-        .concat()
-        .join(", ");
+    let alerts: Vec<Value> = incident.alerts.iter().map(alert_value).collect();
+    let scope = scope(incident);
+    let responders = incident.responders.join(", ");
     json!({
         "incident": {
             "id": incident.id, "title": incident.title, "severity": incident.severity, "status": incident.status,
             "playbook": incident.playbook, "group": incident.group,
-            "opened_at": incident.opened_at, "detected_at": detected, "first_action_at": first_action,
-            "mitigated_at": incident.mitigated_at, "resolved_at": incident.resolved_at,
-            "durations": {
-                "to_first_action": span(detected.or(Some(incident.opened_at)), first_action),
-                "to_mitigate": span(detected.or(Some(incident.opened_at)), mitigated),
-                "to_resolve": span(detected.or(Some(incident.opened_at)), incident.resolved_at),
-                "open": span(Some(incident.opened_at), incident.resolved_at),
-            },
-            "scope": {"services": list("services"), "regions": list("regions"), "namespaces": list("namespaces"), "text": scope_text},
+            "url": crate::incident::page_url(style.external_url.as_deref(), incident.id),
+            "commander": incident.commander, "responders": incident.responders, "responders_text": responders,
+            "acknowledged_at": incident.acknowledged_at, "acknowledged_by": incident.acknowledged_by,
+            "started_at": times.started, "ended_at": times.ended,
+            "opened_at": incident.opened_at, "detected_at": incident.opened_at, "first_action_at": times.first_action,
+            "mitigated_at": times.mitigated, "resolved_at": incident.resolved_at,
+            "durations": times.spans(),
+            "severity_history": incident.severity_history,
+            "scope": scope,
             "timeline": events, "runs": runs, "alerts": alerts, "notes": notes,
+            "action_items": notes.get("action_item"),
             "timeline_markdown": timeline_markdown, "runs_markdown": runs_markdown,
         },
         "timezone": tz.name(),
@@ -350,26 +321,143 @@ pub fn data(incident: &Incident, timeline: &[Event], runs: &[Run], tz: Tz, now: 
     })
 }
 
+/// The services, regions and namespaces the alerts name.
+fn scope(incident: &Incident) -> Value {
+    let mut scope: BTreeMap<&str, BTreeSet<String>> = BTreeMap::new();
+    for a in &incident.alerts {
+        for (key, labels) in [
+            ("services", &["service", "app", "job", "deployment"][..]),
+            ("regions", &["region"][..]),
+            ("namespaces", &["namespace"][..]),
+        ] {
+            if let Some(v) = labels.iter().find_map(|l| a.labels.get(*l)) {
+                scope.entry(key).or_default().insert(v.clone());
+            }
+        }
+    }
+    let list = |k: &str| {
+        scope
+            .get(k)
+            .map(|s| s.iter().cloned().collect::<Vec<_>>())
+            .unwrap_or_default()
+    };
+    let text = [list("services"), list("regions"), list("namespaces")]
+        .concat()
+        .join(", ");
+    json!({"services": list("services"), "regions": list("regions"), "namespaces": list("namespaces"), "text": text})
+}
+
+/// One alert for templates. Its links are given only when they are
+/// http(s) URLs, percent-encoded so they cannot end a markdown link early;
+/// everything else is text (escaped on the way out).
+fn alert_value(a: &crate::incident::IncidentAlert) -> Value {
+    let labels: Vec<Value> = a.labels.iter().map(|(k, v)| json!({"name": k, "value": v})).collect();
+    let labels_text = a
+        .labels
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let runbook_url = a.annotations.get("runbook_url").and_then(|u| safe_link(u));
+    let generator_url = a.generator_url.as_deref().and_then(safe_link);
+    let links: Vec<String> = [("runbook", &runbook_url), ("source", &generator_url)]
+        .into_iter()
+        .filter_map(|(name, url)| url.as_ref().map(|u| format!("[{name}]({u})")))
+        .collect();
+    json!({"fingerprint": a.fingerprint, "alertname": a.labels.get("alertname"), "status": a.status.as_str(),
+           "starts_at": a.starts_at, "ends_at": a.ends_at,
+           "summary": a.annotations.get("summary"), "description": a.annotations.get("description"),
+           "labels": labels, "labels_text": labels_text, "repeats": a.repeats,
+           "runbook_url": runbook_url, "generator_url": generator_url, "links_markdown": links.join(" · ")})
+}
+
+/// `url` when it is an absolute http(s) URL, with every character that
+/// could end or break a markdown link (`(`, `)`, `<`, `>`, spaces, quotes)
+/// percent-encoded; else nothing (`javascript:`, `data:`, relative paths).
+pub fn safe_link(url: &str) -> Option<String> {
+    let parsed = reqwest::Url::parse(url.trim()).ok()?;
+    if !matches!(parsed.scheme(), "http" | "https") || parsed.host_str().is_none_or(str::is_empty) {
+        return None;
+    }
+    let mut out = String::with_capacity(url.len());
+    for c in parsed.as_str().chars() {
+        match c {
+            '(' => out.push_str("%28"),
+            ')' => out.push_str("%29"),
+            '<' => out.push_str("%3C"),
+            '>' => out.push_str("%3E"),
+            '"' => out.push_str("%22"),
+            '\'' => out.push_str("%27"),
+            '`' => out.push_str("%60"),
+            '[' => out.push_str("%5B"),
+            ']' => out.push_str("%5D"),
+            '*' => out.push_str("%2A"),
+            '_' => out.push_str("%5F"),
+            '\\' => out.push_str("%5C"),
+            c if c.is_whitespace() || c.is_control() => {}
+            c => out.push(c),
+        }
+    }
+    Some(out)
+}
+
 /// The timeline and the runs as ready markdown, for the shipped templates:
 /// a 5,000-event timeline renders here in a few milliseconds, against
 /// tens through Handlebars. Every value is escaped as `{{value}}` would be.
 mod markdown {
+    use std::collections::HashMap;
     use std::fmt::Write;
 
-    use chrono::{DateTime, Utc};
+    use chrono::{DateTime, Datelike, Timelike, Utc};
+    use chrono_tz::{OffsetName, Tz};
 
     use super::{escape_markdown, human_duration};
-    use crate::incident::Event;
+    use crate::incident::{Event, EventKind};
     use crate::run::Run;
 
-    /// `- 12:00:05 - what happened`, one line per event.
+    /// `2023-12-01 22:30:05 CST`, in `tz`. Formatted by hand:
+    /// `format(...)` parses its pattern for every event.
+    pub fn stamp(at: DateTime<Utc>, tz: Tz) -> String {
+        let local = at.with_timezone(&tz);
+        let zone = local.offset().abbreviation().unwrap_or(tz.name());
+        format!(
+            "{:04}-{:02}-{:02} {:02}:{:02}:{:02} {zone}",
+            local.year(),
+            local.month(),
+            local.day(),
+            local.hour(),
+            local.minute(),
+            local.second()
+        )
+    }
+
+    /// `- 2023-12-01 22:30:05 CST — what happened`, one line per event; a
+    /// step is one line, where it began, saying how it ended (its last
+    /// event: outcome, attempts, duration).
     pub fn timeline(events: &[Event], clock: impl Fn(DateTime<Utc>) -> String) -> String {
-        let mut out = String::with_capacity(events.len() * 96);
+        let mut last_of_step: HashMap<(crate::ids::RunId, &str), usize> = HashMap::new();
         for (i, e) in events.iter().enumerate() {
-            if i > 0 {
+            if let EventKind::Step { run, step, .. } = &e.what {
+                last_of_step.insert((*run, step.as_str()), i);
+            }
+        }
+        let mut shown: HashMap<(crate::ids::RunId, &str), ()> = HashMap::new();
+        let mut out = String::with_capacity(events.len() * 96);
+        for e in events {
+            let what = match &e.what {
+                EventKind::Step { run, step, .. } => {
+                    let key = (*run, step.as_str());
+                    if shown.insert(key, ()).is_some() {
+                        continue;
+                    }
+                    &events[last_of_step[&key]].what
+                }
+                other => other,
+            };
+            if !out.is_empty() {
                 out.push('\n');
             }
-            let _ = write!(out, "- {} - {}", clock(e.at), escape_markdown(&e.what.describe()));
+            let _ = write!(out, "- {} — {}", clock(e.at), escape_markdown(&what.describe()));
         }
         out
     }
@@ -388,7 +476,7 @@ mod markdown {
                 .unwrap_or_else(|| "still running".to_string());
             let _ = write!(
                 out,
-                "### {} `{}`: {}{}, {}\n\n| step | action | result | time | detail |\n|---|---|---|---|---|",
+                "### {} `{}`: {}{}, {}\n\n| step | action | result | attempts | time | detail |\n|---|---|---|---|---|---|",
                 escape_markdown(&r.id.to_string()),
                 escape_markdown(&r.runbook),
                 escape_markdown(r.status.as_str()),
@@ -397,7 +485,7 @@ mod markdown {
             );
             for s in &r.steps {
                 let time = match s.duration_ms() {
-                    Some(ms) if ms != 0 => format!("{ms} ms"),
+                    Some(ms) if ms != 0 => crate::incident::step_time(ms),
                     _ => "—".to_string(),
                 };
                 let detail = match s.error.as_deref() {
@@ -406,10 +494,11 @@ mod markdown {
                 };
                 let _ = write!(
                     out,
-                    "\n| {} | {} | {} | {} | {} |",
+                    "\n| {} | {} | {} | {} | {} | {} |",
                     escape_markdown(&s.id),
                     escape_markdown(&s.action),
                     escape_markdown(s.status.as_str()),
+                    s.attempts,
                     time,
                     escape_markdown(detail),
                 );

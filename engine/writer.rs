@@ -16,8 +16,8 @@ use tokio::sync::{mpsc, oneshot};
 use crate::alert::Alert;
 use crate::effects::Effect;
 use crate::ids::IncidentId;
-use crate::incident::{EventKind, Incident, NoteKind};
-use crate::ledger::{Applied, Journaled, Ledger, RequestError};
+use crate::incident::{EventKind, Incident};
+use crate::ledger::{Applied, Change, Changed, Journaled, Ledger, RequestError};
 use crate::metrics::Metrics;
 use crate::run::{Draft, Run};
 use crate::store::Store;
@@ -38,28 +38,13 @@ pub enum Request {
         alerts: Vec<Alert>,
         reply: oneshot::Sender<Result<Applied, Failure>>,
     },
-    Note {
+    /// A person's change to an incident (ack, assign, severity, note,
+    /// resolve, reopen).
+    Change {
         incident: IncidentId,
-        kind: NoteKind,
-        text: String,
+        change: Change,
         by: String,
-        reply: oneshot::Sender<Result<(), Failure>>,
-    },
-    Ack {
-        incident: IncidentId,
-        by: String,
-        reply: oneshot::Sender<Result<(Incident, bool), Failure>>,
-    },
-    Resolve {
-        incident: IncidentId,
-        by: String,
-        reply: oneshot::Sender<Result<Incident, Failure>>,
-    },
-    Assign {
-        incident: IncidentId,
-        change: crate::ledger::Assignment,
-        by: String,
-        reply: oneshot::Sender<Result<Incident, Failure>>,
+        reply: oneshot::Sender<Result<Changed, Failure>>,
     },
     /// Routes alerts by these playbooks from now on (after a reload).
     Playbooks {
@@ -149,49 +134,12 @@ impl Writer {
         answer.await.map_err(|_| shutting_down())?
     }
 
-    /// Adds a note to an incident's timeline.
-    pub async fn note(&self, incident: IncidentId, kind: NoteKind, text: String, by: &str) -> Result<(), Failure> {
-        self.ask(|reply| Request::Note {
-            incident,
-            kind,
-            text,
-            by: by.to_string(),
-            reply,
-        })
-        .await
-    }
-
-    /// Acknowledges an incident; answers with its record and whether this
-    /// was the first ack (the one that counts).
-    pub async fn ack(&self, incident: IncidentId, by: &str) -> Result<(Incident, bool), Failure> {
-        self.ask(|reply| Request::Ack {
-            incident,
-            by: by.to_string(),
-            reply,
-        })
-        .await
-    }
-
-    /// Names an incident's commander and/or responders; answers with its record.
-    pub async fn assign(
-        &self,
-        incident: IncidentId,
-        change: crate::ledger::Assignment,
-        by: &str,
-    ) -> Result<Incident, Failure> {
-        self.ask(|reply| Request::Assign {
+    /// Applies a person's change to an incident; answers with the
+    /// incident as it is now and whether the change took effect.
+    pub async fn change(&self, incident: IncidentId, change: Change, by: &str) -> Result<Changed, Failure> {
+        self.ask(|reply| Request::Change {
             incident,
             change,
-            by: by.to_string(),
-            reply,
-        })
-        .await
-    }
-
-    /// Resolves an incident by hand; answers with its record as resolved.
-    pub async fn resolve(&self, incident: IncidentId, by: &str) -> Result<Incident, Failure> {
-        self.ask(|reply| Request::Resolve {
-            incident,
             by: by.to_string(),
             reply,
         })
@@ -278,6 +226,8 @@ const FLUSHES_WAITING: usize = 2;
 struct Flush {
     answers: Vec<Answer>,
     closed: Vec<Incident>,
+    /// Changed after they resolved (their postmortems are written again).
+    changed: Vec<IncidentId>,
     started: Instant,
 }
 
@@ -340,11 +290,13 @@ fn run(
                 intake.committed();
                 metrics.set_open_incidents(intake.open_counts());
                 let closed = intake.take_closed();
+                let changed = intake.take_changed();
                 // Blocks while the flusher is FLUSHES_WAITING behind.
                 if to_flush
                     .send(Flush {
                         answers,
                         closed,
+                        changed,
                         started,
                     })
                     .is_err()
@@ -354,6 +306,7 @@ fn run(
             }
             Err(e) => {
                 tracing::error!(error = %e, "store failed; the requests of this batch are refused with 503");
+                intake.take_changed();
                 if let Err(e) = intake.reload() {
                     tracing::error!(error = %e, "reloading state from the store failed");
                 }
@@ -411,6 +364,7 @@ fn flush_and_answer(
                     for incident in batch.closed {
                         send(Effect::Resolved(Box::new(incident)));
                     }
+                    batch.changed.into_iter().map(Effect::Changed).for_each(send);
                 }
             }
             Err(e) => {
@@ -421,6 +375,7 @@ fn flush_and_answer(
                         answer.send_err(&e);
                     }
                     owed.extend(batch.closed.into_iter().map(|i| Effect::Resolved(Box::new(i))));
+                    owed.extend(batch.changed.into_iter().map(Effect::Changed));
                 }
             }
         }
@@ -449,12 +404,8 @@ fn flush_with_retries(store: &dyn Store) -> Result<(), String> {
 /// A request applied in memory, waiting for its commit to be answered.
 enum Answer {
     Alerts(oneshot::Sender<Result<Applied, Failure>>, Result<Applied, Failure>),
-    Note(oneshot::Sender<Result<(), Failure>>, Result<(), Failure>),
-    Resolve(oneshot::Sender<Result<Incident, Failure>>, Result<Incident, Failure>),
-    Ack(
-        oneshot::Sender<Result<(Incident, bool), Failure>>,
-        Result<(Incident, bool), Failure>,
-    ),
+    Done(oneshot::Sender<Result<(), Failure>>, Result<(), Failure>),
+    Change(oneshot::Sender<Result<Changed, Failure>>, Result<Changed, Failure>),
     Run(oneshot::Sender<Result<(), Failure>>, Result<(), Failure>),
     NewRun(oneshot::Sender<Result<Journaled, Failure>>, Result<Journaled, Failure>),
 }
@@ -467,32 +418,14 @@ fn apply(intake: &mut Ledger, request: Request, now: chrono::DateTime<Utc>) -> A
                 .map_err(|e| Failure::Unavailable(e.to_string()));
             Answer::Alerts(reply, r)
         }
-        Request::Note {
-            incident,
-            kind,
-            text,
-            by,
-            reply,
-        } => {
-            let r = intake.add_note(incident, kind, &text, &by, now).map_err(refused);
-            Answer::Note(reply, r)
-        }
-        Request::Ack { incident, by, reply } => {
-            let r = intake.acknowledge(incident, &by, now).map_err(refused);
-            Answer::Ack(reply, r)
-        }
-        Request::Assign {
+        Request::Change {
             incident,
             change,
             by,
             reply,
         } => {
-            let r = intake.assign(incident, change, &by, now).map_err(refused);
-            Answer::Resolve(reply, r)
-        }
-        Request::Resolve { incident, by, reply } => {
-            let r = intake.resolve_by_hand(incident, &by, now).map_err(refused);
-            Answer::Resolve(reply, r)
+            let r = intake.change(incident, change, &by, now).map_err(refused);
+            Answer::Change(reply, r)
         }
         Request::Run { run, event, reply } => {
             let r = intake.journal_run(*run, event, now).map_err(refused);
@@ -504,19 +437,19 @@ fn apply(intake: &mut Ledger, request: Request, now: chrono::DateTime<Utc>) -> A
         }
         Request::Audit { record, reply } => {
             intake.audit(record);
-            Answer::Note(reply, Ok(()))
+            Answer::Done(reply, Ok(()))
         }
         Request::Playbooks { playbooks, reply } => {
             intake.set_playbooks(playbooks);
-            Answer::Note(reply, Ok(()))
+            Answer::Done(reply, Ok(()))
         }
         Request::Notice { notice, reply } => {
             intake.notice(*notice);
-            Answer::Note(reply, Ok(()))
+            Answer::Done(reply, Ok(()))
         }
         Request::Automation { state, reply } => {
             intake.automation(state);
-            Answer::Note(reply, Ok(()))
+            Answer::Done(reply, Ok(()))
         }
         Request::Stop => unreachable!("Stop is handled by the loop"),
     }
@@ -534,9 +467,8 @@ impl Answer {
     fn store_failure(&self) -> Option<String> {
         let failure = match self {
             Answer::Alerts(_, Err(f)) => f,
-            Answer::Note(_, Err(f)) => f,
-            Answer::Resolve(_, Err(f)) => f,
-            Answer::Ack(_, Err(f)) => f,
+            Answer::Done(_, Err(f)) => f,
+            Answer::Change(_, Err(f)) => f,
             Answer::Run(_, Err(f)) => f,
             Answer::NewRun(_, Err(f)) => f,
             _ => return None,
@@ -570,13 +502,10 @@ impl Answer {
             Answer::Alerts(reply, result) => {
                 let _ = reply.send(result);
             }
-            Answer::Note(reply, result) => {
+            Answer::Done(reply, result) => {
                 let _ = reply.send(result);
             }
-            Answer::Resolve(reply, result) => {
-                let _ = reply.send(result);
-            }
-            Answer::Ack(reply, result) => {
+            Answer::Change(reply, result) => {
                 let _ = reply.send(result);
             }
             Answer::Run(reply, result) => {
@@ -594,13 +523,10 @@ impl Answer {
             Answer::Alerts(reply, _) => {
                 let _ = reply.send(Err(failure()));
             }
-            Answer::Note(reply, r) => {
+            Answer::Done(reply, r) => {
                 let _ = reply.send(r.and(Err(failure())));
             }
-            Answer::Resolve(reply, r) => {
-                let _ = reply.send(r.and_then(|_| Err(failure())));
-            }
-            Answer::Ack(reply, r) => {
+            Answer::Change(reply, r) => {
                 let _ = reply.send(r.and_then(|_| Err(failure())));
             }
             Answer::Run(reply, r) => {

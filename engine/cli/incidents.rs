@@ -1,4 +1,4 @@
-//! `laojun incidents list|show|resolve|note`, like amtool talks to
+//! `laojun incidents list|show|ack|assign|severity|resolve|reopen|note`, like amtool talks to
 //! AlertManager: tables for people, `--output json` for scripts.
 
 use std::process::ExitCode;
@@ -73,25 +73,79 @@ pub async fn incidents(command: IncidentsCommand) -> ExitCode {
                     ),
                 })
         }
-        IncidentsCommand::Resolve { id, client } => {
+        IncidentsCommand::Severity {
+            id,
+            severity,
+            reason,
+            client,
+        } => {
+            // clap allows only the names this parses.
+            match Severity::parse(&severity.to_ascii_uppercase()) {
+                None => Err(Failure::Other(format!(
+                    "severity {severity:?} is not one of {}",
+                    Severity::NAMES.join(", ")
+                ))),
+                Some(sev) => {
+                    let answer = client.server.client().set_severity(&id, sev, &reason).await;
+                    answer.map_err(Failure::from).map(|inc| match client.output {
+                        Output::Json => render::json(&inc),
+                        Output::Table => format!("{} is {}\n", inc.id, inc.severity),
+                    })
+                }
+            }
+        }
+        IncidentsCommand::Resolve { id, reason, client } => {
             let api = client.server.client();
-            api.resolve(&id)
+            api.resolve_because(&id, reason.as_deref())
                 .await
                 .map_err(Failure::from)
-                .map(|inc| match client.output {
-                    Output::Json => render::json(&inc),
-                    Output::Table => format!("{} is {}\n", inc.id, inc.status.as_str()),
-                })
+                .map(|inc| status_line(&inc, &client.output))
         }
-        IncidentsCommand::Note { id, text, kind, client } => note(&id, &text, &kind, &client).await,
+        IncidentsCommand::Reopen { id, reason, client } => {
+            let api = client.server.client();
+            api.reopen(&id, &reason)
+                .await
+                .map_err(Failure::from)
+                .map(|inc| status_line(&inc, &client.output))
+        }
+        IncidentsCommand::Note {
+            id,
+            text,
+            kind,
+            owner,
+            due,
+            client,
+        } => note(&id, &text, &kind, owner, due, &client).await,
     };
     finish(result, true)
 }
 
-async fn note(id: &str, text: &str, kind: &str, client: &super::ClientArgs) -> Result<String, Failure> {
-    let kind: NoteKind = serde_json::from_value(serde_json::json!(kind.to_ascii_lowercase()))
-        .map_err(|e| Failure::Other(format!("--kind: {e}")))?;
-    let stored = client.server.client().add_note(id, kind, text).await?;
+fn status_line(inc: &crate::incident::Incident, output: &Output) -> String {
+    match output {
+        Output::Json => render::json(inc),
+        Output::Table => format!("{} is {}\n", inc.id, inc.status.as_str()),
+    }
+}
+
+async fn note(
+    id: &str,
+    text: &str,
+    kind: &str,
+    owner: Option<String>,
+    due: Option<String>,
+    client: &super::ClientArgs,
+) -> Result<String, Failure> {
+    let kind = NoteKind::parse(&kind.to_ascii_lowercase())
+        .ok_or_else(|| Failure::Other(format!("--kind {kind:?} is not one of {}", NoteKind::NAMES.join(", "))))?;
+    let mut body = serde_json::json!({"kind": kind, "text": text});
+    if let Some(owner) = owner {
+        body["owner"] = owner.into();
+    }
+    if let Some(due) = due {
+        body["due"] = due.into();
+    }
+    // The server checks owner and due (and says what to send).
+    let stored = client.server.client().note(id, &body).await?;
     Ok(match client.output {
         Output::Json => render::json(&stored),
         Output::Table => format!("noted on {}\n", stored.incident),

@@ -343,22 +343,54 @@ pub enum IncidentsCommand {
         #[command(flatten)]
         client: ClientArgs,
     },
+    /// Set an incident's severity by hand, up or down, saying why.
+    Severity {
+        /// Incident id, e.g. INC-42
+        id: String,
+        /// The new severity (any case)
+        #[arg(ignore_case = true, value_parser = ["P0", "P1", "P2", "P3"])]
+        severity: String,
+        /// Why (kept in the incident's severity history)
+        #[arg(long)]
+        reason: String,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
     /// Resolve an incident by hand.
     Resolve {
         /// Incident id, e.g. INC-42
         id: String,
+        /// Why it is over (on the timeline)
+        #[arg(long)]
+        reason: Option<String>,
         #[command(flatten)]
         client: ClientArgs,
     },
-    /// Add a note to an incident's timeline (root cause, solution, ... for the postmortem).
+    /// Open a resolved incident again; its group's later alerts join it.
+    Reopen {
+        /// Incident id, e.g. INC-42
+        id: String,
+        /// Why it is not over
+        #[arg(long)]
+        reason: String,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Add a note to an incident's timeline (root cause, impact, action item, ... for the postmortem).
     Note {
         /// Incident id, e.g. INC-42
         id: String,
         /// The text of the note (markdown)
         text: String,
         /// What kind of note (any case)
-        #[arg(long, ignore_case = true, default_value = "note", value_parser = ["root_cause", "solution", "prevention", "lesson", "note"])]
+        #[arg(long, ignore_case = true, default_value = "note", value_parser = ["root_cause", "solution", "prevention", "lesson", "impact", "action_item", "note"])]
         kind: String,
+        /// Who does it (action items)
+        #[arg(long)]
+        owner: Option<String>,
+        /// By when, YYYY-MM-DD (action items)
+        #[arg(long)]
+        due: Option<String>,
         #[command(flatten)]
         client: ClientArgs,
     },

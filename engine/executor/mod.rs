@@ -359,12 +359,7 @@ impl Executor {
             id: id.to_string(),
             title: inc.as_ref().map(|i| i.title.clone()).unwrap_or_default(),
             severity: inc.as_ref().map(|i| i.severity.to_string()).unwrap_or_default(),
-            link: self
-                .shared
-                .settings
-                .external_url
-                .as_ref()
-                .map(|u| format!("{}/api/v1/incidents/{id}", u.trim_end_matches('/'))),
+            link: crate::incident::page_url(self.shared.settings.external_url.as_deref(), id),
         }
     }
 }

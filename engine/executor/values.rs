@@ -102,7 +102,7 @@ pub fn incident_value(inc: &Incident, settings: &Settings) -> Value {
         "playbook": inc.playbook,
         "group": inc.group,
         "opened_at": inc.opened_at,
-        "url": settings.external_url.as_ref().map(|u| format!("{}/api/v1/incidents/{}", u.trim_end_matches('/'), inc.id)),
+        "url": crate::incident::page_url(settings.external_url.as_deref(), inc.id),
     })
 }
 

@@ -132,6 +132,14 @@ impl Ledger {
             playbook: name.clone(),
             group,
             opened_at: now,
+            started_at: Some(alert.starts_at),
+            severity_history: vec![crate::incident::SeverityChange {
+                at: now,
+                from: None,
+                to: severity,
+                by: "alerts".to_string(),
+                reason: Some(format!("playbook `{name}`")),
+            }],
             acknowledged_at: None,
             acknowledged_by: None,
             commander: None,
@@ -174,6 +182,13 @@ impl Ledger {
         if severity < inc.severity {
             let from = inc.severity;
             inc.severity = severity;
+            inc.severity_history.push(crate::incident::SeverityChange {
+                at: now,
+                from: Some(from),
+                to: severity,
+                by: "alerts".to_string(),
+                reason: Some(format!("alert {} ({})", alert.name(), alert.fingerprint)),
+            });
             let entry = OpenEntry::of(inc);
             self.pending.push(Write::Open(entry));
             self.open.insert(n, severity);
@@ -199,6 +214,9 @@ impl Ledger {
         };
         let index = inc.alert_count;
         inc.alert_count += 1;
+        if inc.started_at.is_none_or(|s| alert.starts_at < s) {
+            inc.started_at = Some(alert.starts_at);
+        }
         inc.alerts_firing += 1;
         self.overlay.insert_alert(
             n,
@@ -208,6 +226,7 @@ impl Ledger {
                 status: AlertStatus::Firing,
                 labels: alert.labels.clone(),
                 annotations: alert.annotations.clone(),
+                generator_url: alert.generator_url.clone(),
                 starts_at: alert.starts_at,
                 ends_at: None,
                 repeats: 0,
@@ -278,7 +297,7 @@ impl Ledger {
         // Also on an incident resolved by hand before its alerts did.
         self.event(n, now, resolved_event(alert, now).what)?;
         if all_resolved && self.open.contains(n) {
-            self.close(n, now, "alerts".to_string())?;
+            self.close(n, now, "alerts".to_string(), None)?;
         }
         Ok(())
     }
@@ -291,6 +310,7 @@ impl Ledger {
         n: IncidentId,
         now: DateTime<Utc>,
         by: String,
+        reason: Option<String>,
     ) -> Result<Option<Incident>, StoreError> {
         if !self.open.remove(n) {
             return Ok(None);
@@ -311,6 +331,7 @@ impl Ledger {
                 from,
                 to: Status::Resolved,
                 by,
+                reason,
             },
         )?;
         let closed = self.overlay.get(n).cloned();

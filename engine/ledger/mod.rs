@@ -1,7 +1,7 @@
 //! The ledger: the one place incidents change. It turns webhook alerts into
-//! incidents (`alerts.rs`), journals runs (`runs.rs`), adds notes
-//! (`notes.rs`), resolves by hand (`resolve.rs`) and keeps the audit trail
-//! (`audit.rs`), each as store writes that the writer commits. It holds the
+//! incidents (`alerts.rs`), journals runs (`runs.rs`), applies what people
+//! change (`people.rs`: ack, assign, severity, notes, resolve, reopen) and
+//! keeps the audit trail (`audit.rs`), each as store writes that the writer commits. It holds the
 //! routing and dedup index of open incidents in memory; records are read
 //! through the overlay (`overlay.rs`) so memory does not grow with the
 //! alerts an incident gathers.
@@ -16,19 +16,18 @@
 
 mod alerts;
 mod audit;
-mod notes;
 mod open;
 mod overlay;
-mod resolve;
+mod people;
 mod runs;
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 
 pub use alerts::{AlertOutcome, Applied};
-pub use resolve::Assignment;
+pub use people::{Assignment, Change, Changed, Note};
 pub use runs::Journaled;
 
 use crate::ids::IncidentId;
@@ -72,6 +71,9 @@ pub struct Ledger {
     overlay: Overlay,
     /// Writes made since the last `take_writes`, besides the overlay's.
     pending: Vec<Write>,
+    /// Incidents changed while resolved, or reopened, since the last
+    /// `take_changed`: their postmortem files are written again.
+    changed: BTreeSet<IncidentId>,
 }
 
 impl Ledger {
@@ -93,6 +95,7 @@ impl Ledger {
             closed: Vec::new(),
             overlay: Overlay::default(),
             pending: Vec::new(),
+            changed: BTreeSet::new(),
         };
         ledger.reload()?;
         Ok(ledger)
@@ -112,6 +115,7 @@ impl Ledger {
         self.pending.clear();
         self.overlay.clear();
         self.closed.clear();
+        self.changed.clear();
         self.open.clear();
         self.groups.clear();
         self.run_keys.clear();
@@ -148,6 +152,11 @@ impl Ledger {
         std::mem::take(&mut self.closed)
     }
 
+    /// Incidents changed while resolved (or reopened) since the last call.
+    pub fn take_changed(&mut self) -> Vec<IncidentId> {
+        std::mem::take(&mut self.changed).into_iter().collect()
+    }
+
     /// How many incidents are open, by severity (`Severity as usize`).
     pub fn open_counts(&self) -> [i64; 4] {
         self.open.counts
@@ -161,6 +170,9 @@ impl Ledger {
         };
         let seq = inc.events;
         inc.events += 1;
+        if !self.open.contains(n) {
+            self.changed.insert(n);
+        }
         self.pending.push(Write::Event {
             incident: n,
             seq,

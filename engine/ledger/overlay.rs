@@ -153,6 +153,8 @@ mod tests {
             playbook: "default".into(),
             group: BTreeMap::new(),
             opened_at: Utc::now(),
+            started_at: None,
+            severity_history: Vec::new(),
             acknowledged_at: None,
             acknowledged_by: None,
             commander: None,

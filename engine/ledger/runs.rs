@@ -99,6 +99,7 @@ impl Ledger {
                         from: Status::Open,
                         to: Status::Mitigated,
                         by: id.to_string(),
+                        reason: None,
                     },
                 )?;
             }

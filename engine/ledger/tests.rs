@@ -333,6 +333,15 @@ fn state_is_rebuilt_from_the_store() {
     );
 }
 
+fn note(kind: NoteKind, text: &str) -> Change {
+    Change::Note(Note {
+        kind,
+        text: text.into(),
+        owner: None,
+        due: None,
+    })
+}
+
 #[test]
 fn notes_and_resolve_by_hand() {
     let (_d, store, mut ledger) = setup();
@@ -343,37 +352,34 @@ fn notes_and_resolve_by_hand() {
         )
         .unwrap();
     commit(&mut ledger, &store);
+    let one = IncidentId::new(1);
     ledger
-        .add_note(
-            IncidentId::new(1),
-            NoteKind::RootCause,
-            "pool too small",
-            "alice",
-            Utc::now(),
-        )
+        .change(one, note(NoteKind::RootCause, "pool too small"), "alice", Utc::now())
         .unwrap();
-    let inc = ledger.resolve_by_hand(IncidentId::new(1), "alice", Utc::now()).unwrap();
-    assert_eq!(inc.status, Status::Resolved);
+    let resolve = || Change::Resolve {
+        reason: Some("fixed by hand".into()),
+    };
+    let changed = ledger.change(one, resolve(), "alice", Utc::now()).unwrap();
+    assert_eq!(changed.incident.status, Status::Resolved);
+    assert!(
+        ledger.take_changed().contains(&one),
+        "a resolve rewrites the postmortem"
+    );
     commit(&mut ledger, &store);
     assert!(matches!(
-        ledger.resolve_by_hand(IncidentId::new(1), "bob", Utc::now()),
+        ledger.change(one, resolve(), "bob", Utc::now()),
         Err(RequestError::Conflict(_))
     ));
     assert!(matches!(
-        ledger.add_note(IncidentId::new(9), NoteKind::Note, "x", "bob", Utc::now()),
+        ledger.change(IncidentId::new(9), note(NoteKind::Note, "x"), "bob", Utc::now()),
         Err(RequestError::NotFound(_))
     ));
     ledger
-        .add_note(
-            IncidentId::new(1),
-            NoteKind::Lesson,
-            "after the fact",
-            "bob",
-            Utc::now(),
-        )
+        .change(one, note(NoteKind::Lesson, "after the fact"), "bob", Utc::now())
         .unwrap();
+    assert_eq!(ledger.take_changed(), vec![one], "a note after resolve rewrites it");
     commit(&mut ledger, &store);
-    let timeline = store.timeline(IncidentId::new(1)).unwrap();
+    let timeline = store.timeline(one).unwrap();
     assert!(matches!(
         &timeline.last().unwrap().what,
         EventKind::Note {
@@ -381,8 +387,97 @@ fn notes_and_resolve_by_hand() {
             ..
         }
     ));
+    assert!(timeline.iter().any(|e| matches!(
+        &e.what,
+        EventKind::StatusChanged { reason: Some(r), by, .. } if r == "fixed by hand" && by == "alice"
+    )));
+    assert_eq!(store.incident(one).unwrap().unwrap().events as usize, timeline.len());
+}
+
+#[test]
+fn a_person_may_lower_severity_and_alerts_raise_it_again() {
+    let (_d, store, mut ledger) = setup();
+    let crit = [("alertname", "X"), ("severity", "critical")];
+    ledger
+        .apply(&[alert("aa", AlertStatus::Firing, T0, &crit)], Utc::now())
+        .unwrap();
+    commit(&mut ledger, &store);
+    let one = IncidentId::new(1);
+    let first = store.incident(one).unwrap().unwrap().severity;
+    let lower = Change::Severity {
+        severity: crate::severity::Severity::P3,
+        reason: "only staging".into(),
+    };
+    let changed = ledger.change(one, lower.clone(), "alice", Utc::now()).unwrap();
+    assert_eq!(changed.incident.severity, crate::severity::Severity::P3);
+    assert_eq!(ledger.open_counts()[crate::severity::Severity::P3 as usize], 1);
+    assert!(matches!(
+        ledger.change(one, lower, "bob", Utc::now()),
+        Err(RequestError::Conflict(_))
+    ));
+    commit(&mut ledger, &store);
+    // A later alert of the group classified higher raises it again.
+    ledger
+        .apply(&[alert("bb", AlertStatus::Firing, T0, &crit)], Utc::now())
+        .unwrap();
+    commit(&mut ledger, &store);
+    let inc = store.incident(one).unwrap().unwrap();
+    assert_eq!(inc.severity, first);
+    let history: Vec<_> = inc
+        .severity_history
+        .iter()
+        .map(|h| (h.from, h.to, h.by.as_str()))
+        .collect();
     assert_eq!(
-        store.incident(IncidentId::new(1)).unwrap().unwrap().events as usize,
-        timeline.len()
+        history,
+        vec![
+            (None, first, "alerts"),
+            (Some(first), crate::severity::Severity::P3, "alice"),
+            (Some(crate::severity::Severity::P3), first, "alerts"),
+        ]
     );
+}
+
+#[test]
+fn a_reopened_incident_takes_its_groups_alerts_unless_another_is_open() {
+    let (_d, store, mut ledger) = setup();
+    let labels = [("alertname", "X")];
+    ledger
+        .apply(&[alert("aa", AlertStatus::Firing, T0, &labels)], Utc::now())
+        .unwrap();
+    ledger
+        .apply(&[alert("aa", AlertStatus::Resolved, T0, &labels)], Utc::now())
+        .unwrap();
+    commit(&mut ledger, &store);
+    let one = IncidentId::new(1);
+    let reopen = || Change::Reopen {
+        reason: "errors are back".into(),
+    };
+    let changed = ledger.change(one, reopen(), "alice", Utc::now()).unwrap();
+    assert_eq!(changed.incident.status, Status::Open);
+    assert!(changed.incident.resolved_at.is_none());
+    assert!(matches!(
+        ledger.change(one, reopen(), "alice", Utc::now()),
+        Err(RequestError::Conflict(_))
+    ));
+    commit(&mut ledger, &store);
+    // A new alert of the group joins the reopened incident.
+    let applied = ledger
+        .apply(&[alert("bb", AlertStatus::Firing, T0, &labels)], Utc::now())
+        .unwrap();
+    assert_eq!(applied.outcomes, vec![AlertOutcome::Joined]);
+    ledger
+        .apply(&[alert("bb", AlertStatus::Resolved, T0, &labels)], Utc::now())
+        .unwrap();
+    commit(&mut ledger, &store);
+    assert_eq!(store.incident(one).unwrap().unwrap().status, Status::Resolved);
+    // Another incident of the group opens; reopening the first is refused, naming it.
+    ledger
+        .apply(&[alert("cc", AlertStatus::Firing, T0, &labels)], Utc::now())
+        .unwrap();
+    commit(&mut ledger, &store);
+    match ledger.change(one, reopen(), "alice", Utc::now()) {
+        Err(RequestError::Conflict(why)) => assert!(why.starts_with("INC-2 is open for the same group"), "{why}"),
+        other => panic!("{other:?}"),
+    }
 }

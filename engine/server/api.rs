@@ -13,7 +13,7 @@ use super::auth::Caller;
 use super::error::incident_id;
 use super::{ApiError, AppState};
 use crate::alert;
-use crate::incident::{NoteKind, Status};
+use crate::incident::Status;
 use crate::ledger::AlertOutcome;
 use crate::severity::Severity;
 use crate::store::IncidentFilter;
@@ -153,134 +153,6 @@ pub async fn get_incident(State(state): State<Arc<AppState>>, Path(id): Path<Str
     let mut value = json!(incident);
     value["timeline"] = json!(timeline);
     Ok(Json(value))
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct NoteBody {
-    kind: Option<NoteKind>,
-    text: String,
-}
-
-const MAX_NOTE_BYTES: usize = 64 * 1024;
-
-/// `POST /api/v1/incidents/{id}/notes` with `{"kind": ..., "text": ...}`.
-pub async fn post_note(
-    State(state): State<Arc<AppState>>,
-    Extension(caller): Extension<Caller>,
-    Path(id): Path<String>,
-    body: Result<Json<NoteBody>, axum::extract::rejection::JsonRejection>,
-) -> ApiResult {
-    let n = incident_id(&id)?;
-    let Json(note) = body.map_err(|e| {
-        ApiError::bad_request(format!(
-            "{}; send {{\"kind\": one of {}, \"text\": \"...\"}}",
-            e.body_text(),
-            NoteKind::NAMES.join(", ")
-        ))
-    })?;
-    if note.text.trim().is_empty() || note.text.len() > MAX_NOTE_BYTES {
-        return Err(ApiError::bad_request(format!(
-            "`text` must hold between 1 and {MAX_NOTE_BYTES} bytes"
-        )));
-    }
-    let kind = note.kind.unwrap_or(NoteKind::Note);
-    state.writer.note(n, kind, note.text, &caller.name).await?;
-    state.writer.audit(&caller.name, "note", &id, None).await;
-    Ok(Json(json!({"status": "stored", "incident": id})))
-}
-
-/// `POST /api/v1/incidents/{id}/ack` (body `{}` or none): the first ack
-/// counts; a later one answers the incident, naming the first.
-pub async fn post_ack(
-    State(state): State<Arc<AppState>>,
-    Extension(caller): Extension<Caller>,
-    Path(id): Path<String>,
-    body: Bytes,
-) -> ApiResult {
-    let n = incident_id(&id)?;
-    if !body.iter().all(u8::is_ascii_whitespace) {
-        let parsed: Result<serde_json::Map<String, Value>, _> = serde_json::from_slice(&body);
-        if !parsed.as_ref().is_ok_and(serde_json::Map::is_empty) {
-            return Err(ApiError::bad_request("send `{}` or no body to acknowledge"));
-        }
-    }
-    // The writer decides which ack is first, so two at once audit only one.
-    let (acked, first) = state.writer.ack(n, &caller.name).await?;
-    if first {
-        state.writer.audit(&caller.name, "ack", &id, None).await;
-    }
-    let incident = state.read(move |store| store.incident(n)).await?.unwrap_or(acked);
-    Ok(Json(json!(incident)))
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct AssignBody {
-    commander: Option<String>,
-    responders: Option<Vec<String>>,
-    add_responders: Option<Vec<String>>,
-}
-
-const ASSIGN_SHAPE: &str =
-    r#"send {"commander": "NAME", "responders": ["NAME", ...]} (either key; "add_responders" adds to the list)"#;
-
-/// A person's name as given: trimmed, not empty, one line, not too long.
-fn person(field: &str, name: String) -> Result<String, ApiError> {
-    let name = name.trim().to_string();
-    if name.is_empty() || name.len() > 200 || name.chars().any(char::is_control) {
-        return Err(ApiError::bad_request(format!(
-            "`{field}` must name a person (1 to 200 characters, one line)"
-        )));
-    }
-    Ok(name)
-}
-
-/// `POST /api/v1/incidents/{id}/assign`: names the commander and/or the
-/// responders.
-pub async fn post_assign(
-    State(state): State<Arc<AppState>>,
-    Extension(caller): Extension<Caller>,
-    Path(id): Path<String>,
-    body: Result<Json<AssignBody>, axum::extract::rejection::JsonRejection>,
-) -> ApiResult {
-    let n = incident_id(&id)?;
-    let Json(body) = body.map_err(|e| ApiError::bad_request(format!("{}; {ASSIGN_SHAPE}", e.body_text())))?;
-    if body.commander.is_none() && body.responders.is_none() && body.add_responders.is_none() {
-        return Err(ApiError::bad_request(format!("nothing to assign; {ASSIGN_SHAPE}")));
-    }
-    let names = |field: &str, list: Option<Vec<String>>| -> Result<Option<Vec<String>>, ApiError> {
-        list.map(|l| l.into_iter().map(|name| person(field, name)).collect())
-            .transpose()
-    };
-    let change = crate::ledger::Assignment {
-        commander: body.commander.map(|c| person("commander", c)).transpose()?,
-        responders: names("responders", body.responders)?,
-        add: names("add_responders", body.add_responders)?.unwrap_or_default(),
-    };
-    let assigned = state.writer.assign(n, change, &caller.name).await?;
-    state.writer.audit(&caller.name, "assign", &id, None).await;
-    let incident = state.read(move |store| store.incident(n)).await?.unwrap_or(assigned);
-    Ok(Json(json!(incident)))
-}
-
-/// `POST /api/v1/incidents/{id}/resolve`: resolves by hand.
-pub async fn post_resolve(
-    State(state): State<Arc<AppState>>,
-    Extension(caller): Extension<Caller>,
-    Path(id): Path<String>,
-) -> ApiResult {
-    let n = incident_id(&id)?;
-    let resolved = state.writer.resolve(n, &caller.name).await?;
-    state.writer.audit(&caller.name, "resolve", &id, None).await;
-    // The writer answers with the record; the answer shows the alerts too.
-    let incident = state
-        .read(move |store| store.incident(n))
-        .await
-        .ok()
-        .flatten()
-        .unwrap_or(resolved);
-    Ok(Json(json!(incident)))
 }
 
 /// `GET /api/v1/runbooks`: runbooks with their parameters.

@@ -5,6 +5,7 @@
 mod api;
 mod auth;
 mod error;
+mod lifecycle;
 mod runs;
 
 use std::sync::Arc;
@@ -60,8 +61,12 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/alerts", post(api::post_alerts).layer(DefaultBodyLimit::disable()))
         .route("/incidents", get(api::list_incidents))
         .route("/incidents/{id}", get(api::get_incident))
-        .route("/incidents/{id}/notes", post(api::post_note))
-        .route("/incidents/{id}/resolve", post(api::post_resolve))
+        .route("/incidents/{id}/notes", post(lifecycle::post_note))
+        .route("/incidents/{id}/ack", post(lifecycle::post_ack))
+        .route("/incidents/{id}/assign", post(lifecycle::post_assign))
+        .route("/incidents/{id}/severity", post(lifecycle::post_severity))
+        .route("/incidents/{id}/resolve", post(lifecycle::post_resolve))
+        .route("/incidents/{id}/reopen", post(lifecycle::post_reopen))
         .route("/incidents/{id}/postmortem", get(api::get_postmortem))
         .route("/runbooks", get(api::list_runbooks))
         .route("/runbooks/{name}/runs", post(runs::start_run))
@@ -71,8 +76,6 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/runs/{id}/deny", post(runs::deny))
         .route("/automation", get(runs::automation))
         .route("/approvals", get(runs::approvals))
-        .route("/incidents/{id}/ack", post(api::post_ack))
-        .route("/incidents/{id}/assign", post(api::post_assign))
         .route("/runs/{id}/cancel", post(runs::cancel))
         .route("/runs/{id}/retry", post(runs::retry))
         .route("/catalog", get(api::catalog))

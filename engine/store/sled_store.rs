@@ -547,6 +547,8 @@ mod tests {
             note: crate::incident::NoteKind::Note,
             text: format!("event {i}"),
             by: "test".into(),
+            owner: None,
+            due: None,
         };
         let event = |incident: u64, seq: u32| Write::Event {
             incident: IncidentId::new(incident),

@@ -62,6 +62,60 @@ async fn every_exit_code_from_the_real_binary() {
 
     let again = run(TOKEN, &["incidents", "resolve", "INC-1"]);
     assert_eq!(code(&again), 1, "a 409 is a failed operation: {}", stderr(&again));
+    let reopened = run(TOKEN, &["incidents", "reopen", "INC-1", "--reason", "errors are back"]);
+    assert_eq!(code(&reopened), 0, "{}", stderr(&reopened));
+    assert_eq!(String::from_utf8_lossy(&reopened.stdout), "INC-1 is open\n");
+    let no_reason = run(TOKEN, &["incidents", "reopen", "INC-1"]);
+    assert_eq!(code(&no_reason), 2, "--reason is required: {}", stderr(&no_reason));
+    let severity = run(
+        TOKEN,
+        &["incidents", "severity", "INC-1", "p0", "--reason", "all users"],
+    );
+    assert_eq!(code(&severity), 0, "{}", stderr(&severity));
+    assert_eq!(String::from_utf8_lossy(&severity.stdout), "INC-1 is P0\n");
+    let bad_severity = run(TOKEN, &["incidents", "severity", "INC-1", "P7", "--reason", "x"]);
+    assert_eq!(code(&bad_severity), 2, "{}", stderr(&bad_severity));
+    let bad_due = run(
+        TOKEN,
+        &[
+            "incidents",
+            "note",
+            "INC-1",
+            "--kind",
+            "action_item",
+            "--owner",
+            "bob",
+            "--due",
+            "friday",
+            "add a canary",
+        ],
+    );
+    assert_eq!(code(&bad_due), 1, "the server refuses it: {}", stderr(&bad_due));
+    assert!(
+        stderr(&bad_due).contains("`due` must be a date written YYYY-MM-DD"),
+        "{}",
+        stderr(&bad_due)
+    );
+    let item = run(
+        TOKEN,
+        &[
+            "incidents",
+            "note",
+            "INC-1",
+            "--kind",
+            "action_item",
+            "--owner",
+            "bob",
+            "--due",
+            "2026-12-24",
+            "add a canary",
+        ],
+    );
+    assert_eq!(code(&item), 0, "{}", stderr(&item));
+    let acked = run(TOKEN, &["incidents", "ack", "INC-1"]);
+    assert_eq!(code(&acked), 0, "{}", stderr(&acked));
+    let resolved = run(TOKEN, &["incidents", "resolve", "INC-1", "--reason", "canary is green"]);
+    assert_eq!(code(&resolved), 0, "{}", stderr(&resolved));
     let missing = run(TOKEN, &["incidents", "show", "INC-999"]);
     assert_eq!(code(&missing), 5, "{}", stderr(&missing));
     let refused = run("wrong-token-0123456789abcdef", &["incidents", "list"]);

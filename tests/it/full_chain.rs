@@ -172,8 +172,8 @@ async fn a_prometheus_service_down_alert_is_remediated_resolved_and_written_up()
         "alert ServiceDown firing",
         r"RUN-1 step \`rollback\` (k8s.rollback) succeeded",
         "alert ServiceDown resolved",
-        "**影响时长 (Duration)**: ",
-        "after detection)",
+        "**影响时长 (Impact)**: ",
+        "after it started)",
     ] {
         assert!(text.contains(needle), "{needle:?} missing from the postmortem:\n{text}");
     }

@@ -43,6 +43,14 @@ fn recorded(service: &str) -> (Incident, Vec<Event>, Vec<Run>) {
         playbook: "database-connection-exhaustion".into(),
         group: BTreeMap::new(),
         opened_at: at("2023-12-01T14:30:05Z"),
+        started_at: Some(at("2023-12-01T14:30:00Z")),
+        severity_history: vec![laojun::incident::SeverityChange {
+            at: at("2023-12-01T14:30:05Z"),
+            from: None,
+            to: Severity::P1,
+            by: "alerts".into(),
+            reason: Some("playbook `database-connection-exhaustion`".into()),
+        }],
         acknowledged_at: None,
         acknowledged_by: None,
         commander: None,
@@ -58,6 +66,7 @@ fn recorded(service: &str) -> (Incident, Vec<Event>, Vec<Run>) {
                 format!("{service} has no free database connections"),
             )]
             .into(),
+            generator_url: Some("http://prometheus:9090/graph?g0.expr=pg_stat_activity_count".into()),
             starts_at: at("2023-12-01T14:30:00Z"),
             ends_at: Some(at("2023-12-01T15:44:30Z")),
             repeats: 4,
@@ -141,6 +150,8 @@ fn recorded(service: &str) -> (Incident, Vec<Event>, Vec<Run>) {
                 note: NoteKind::RootCause,
                 text: "The pool was sized for **50** connections; peak load needed 120.".into(),
                 by: "alice".into(),
+                owner: None,
+                due: None,
             },
         ),
         ev(
@@ -149,6 +160,7 @@ fn recorded(service: &str) -> (Incident, Vec<Event>, Vec<Run>) {
                 from: Status::Mitigated,
                 to: Status::Resolved,
                 by: "alerts".into(),
+                reason: None,
             },
         ),
     ];
@@ -196,34 +208,253 @@ fn shipped_catalog() -> laojun::catalog::Catalog {
     loaded.catalog
 }
 
-#[test]
-fn the_postmortem_of_a_recorded_incident_matches_the_golden_file() {
-    let (incident, timeline, runs) = recorded("core-services");
+/// Renders with the shipped templates in Shanghai time and compares with
+/// `tests/fixtures/postmortem/{name}` (UPDATE_GOLDEN=1 writes it).
+fn golden(name: &str, incident: &Incident, timeline: &[Event], runs: &[Run]) -> String {
+    let style = laojun::postmortem::Style {
+        tz: chrono_tz::Asia::Shanghai,
+        external_url: Some("https://laojun.example.com".into()),
+    };
     let text = laojun::postmortem::render(
         &shipped_catalog(),
-        &incident,
-        &timeline,
-        &runs,
-        chrono_tz::Asia::Shanghai,
+        incident,
+        timeline,
+        runs,
+        style,
         at("2023-12-02T00:00:00Z"),
     )
     .unwrap();
-    let golden_path = support::repo().join("tests/fixtures/postmortem/INC-7.md");
+    let golden_path = support::repo().join("tests/fixtures/postmortem").join(name);
     if std::env::var_os("UPDATE_GOLDEN").is_some() {
         std::fs::write(&golden_path, &text).unwrap();
     }
     let golden = std::fs::read_to_string(&golden_path).expect("golden file (UPDATE_GOLDEN=1 writes it)");
     assert_eq!(
         text, golden,
-        "the rendering changed; if on purpose, run with UPDATE_GOLDEN=1 and review the diff"
+        "the rendering of {name} changed; if on purpose, run with UPDATE_GOLDEN=1 and review the diff"
     );
-    // What a reader checks first: real times in the configured zone and the computed durations.
+    text
+}
+
+fn note(t: &str, note: NoteKind, text: &str, by: &str) -> Event {
+    ev(
+        t,
+        EventKind::Note {
+            note,
+            text: text.into(),
+            by: by.into(),
+            owner: None,
+            due: None,
+        },
+    )
+}
+
+/// The guide's example with every section filled in by the people on it:
+/// ack, commander and responders, a severity raised by hand, notes of
+/// every kind, action items, and a step that took two attempts.
+fn filled() -> (Incident, Vec<Event>, Vec<Run>) {
+    let (mut incident, mut timeline, mut runs) = recorded("core-services");
+    incident.acknowledged_at = Some(at("2023-12-01T14:33:00Z"));
+    incident.acknowledged_by = Some("alice".into());
+    incident.commander = Some("alice".into());
+    incident.responders = vec!["bob".into(), "carol".into()];
+    incident.severity_history[0].to = Severity::P2;
+    timeline[1].what = EventKind::SeveritySet { severity: Severity::P2 };
+    incident.severity_history.push(laojun::incident::SeverityChange {
+        at: at("2023-12-01T14:35:00Z"),
+        from: Some(Severity::P2),
+        to: Severity::P1,
+        by: "alice".into(),
+        reason: Some("checkout fails for all users in ap-east-1".into()),
+    });
+    incident.alerts[0].annotations.insert(
+        "description".into(),
+        "pg_stat_activity shows 50 of 50 connections in use".into(),
+    );
+    incident.alerts[0]
+        .annotations
+        .insert("runbook_url".into(), "https://wiki.example.com/runbooks/db-pool".into());
+    runs[0].steps[0].attempts = 2;
+    if let EventKind::Step {
+        attempt, duration_ms, ..
+    } = &mut timeline[5].what
+    {
+        *attempt = 2;
+        *duration_ms = Some(1250);
+    }
+    let action = |t: &str, text: &str, owner: &str, due: &str| {
+        ev(
+            t,
+            EventKind::Note {
+                note: NoteKind::ActionItem,
+                text: text.into(),
+                by: "alice".into(),
+                owner: Some(owner.into()),
+                due: Some(due.parse().unwrap()),
+            },
+        )
+    };
+    let resolved = timeline.pop().unwrap();
+    let people = [
+        ev("2023-12-01T14:33:00Z", EventKind::Acknowledged { by: "alice".into() }),
+        ev(
+            "2023-12-01T14:34:00Z",
+            EventKind::Assigned {
+                commander: Some("alice".into()),
+                responders: vec!["bob".into(), "carol".into()],
+                by: "alice".into(),
+            },
+        ),
+        ev(
+            "2023-12-01T14:35:00Z",
+            EventKind::SeverityChanged {
+                from: Severity::P2,
+                to: Severity::P1,
+                by: "alice".into(),
+                reason: "checkout fails for all users in ap-east-1".into(),
+            },
+        ),
+        note(
+            "2023-12-01T14:50:00Z",
+            NoteKind::Impact,
+            "Users in ap-east-1 could not check out for 75 minutes; about 1,200 orders failed.",
+            "bob",
+        ),
+        note(
+            "2023-12-01T15:10:00Z",
+            NoteKind::Solution,
+            "Raised the pool from 50 to 150 connections.",
+            "bob",
+        ),
+        note(
+            "2023-12-01T15:20:00Z",
+            NoteKind::Prevention,
+            "Load-test at twice the peak before each release.",
+            "carol",
+        ),
+        note(
+            "2023-12-01T15:30:00Z",
+            NoteKind::Lesson,
+            "Capacity planning must cover the database, not just the pods.",
+            "alice",
+        ),
+        note("2023-12-01T15:35:00Z", NoteKind::Note, "Status page updated.", "carol"),
+        action("2023-12-01T15:40:00Z", "Alert at 80% pool use", "bob", "2023-12-08"),
+        action(
+            "2023-12-01T15:41:00Z",
+            "Size the pool from measured peak | not guesses",
+            "carol",
+            "2023-12-15",
+        ),
+    ];
+    timeline.extend(people);
+    timeline.sort_by_key(|e| e.at);
+    timeline.push(resolved);
+    incident.events = timeline.len() as u32;
+    (incident, timeline, runs)
+}
+
+#[test]
+fn the_postmortem_of_a_filled_in_incident_matches_the_golden_file() {
+    let (incident, timeline, runs) = filled();
+    let text = golden("INC-7.md", &incident, &timeline, &runs);
+    // What a reader checks first: real times in the configured zone, the
+    // people, and durations counted from the alert's start.
+    for line in [
+        "- **发生时间 (Started)**: 2023-12-01 22:30:00 CST",
+        "- **确认时间 (Acknowledged)**: 2023-12-01 22:33:00 CST by alice (3m 00s)",
+        "- **指挥官 (Commander)**: alice",
+        "- **响应人员 (Responders)**: bob, carol",
+        "- **影响时长 (Impact)**: 1h 14m (first alert's start to last alert's end)",
+        "  - 2023-12-01 22:35:00 CST: P2 → P1 by alice: checkout fails for all users in ap-east-1",
+        "| bob | 2023-12-08 | Alert at 80% pool use |",
+        "| carol | 2023-12-15 | Size the pool from measured peak \\| not guesses |",
+        "  - Links: [runbook](https://wiki.example.com/runbooks/db-pool) · [source](http://prometheus:9090/graph?g0.expr=pg%5Fstat%5Factivity%5Fcount)",
+    ] {
+        assert!(text.contains(line), "{line:?} missing:\n{text}");
+    }
+    // A step is one line: where it began, how it ended.
+    let restart: Vec<&str> = text.lines().filter(|l| l.contains("step \\`restart\\`")).collect();
+    assert_eq!(
+        restart,
+        vec!["- 2023-12-01 22:30:06 CST — RUN-3 step \\`restart\\` (k8s.restart) succeeded (2 attempts, 1.2s): restarted deployment/core-services in prod"]
+    );
+}
+
+#[test]
+fn timeline_lines_carry_their_date_across_midnight() {
+    let (mut incident, mut timeline, runs) = recorded("core-services");
+    // 23:50 to 00:20 in Shanghai: the lines after midnight say the next day.
+    let shift = chrono::Duration::minutes(80);
+    for e in &mut timeline {
+        e.at += shift;
+    }
+    incident.opened_at += shift;
+    incident.started_at = incident.started_at.map(|t| t + shift);
+    incident.mitigated_at = incident.mitigated_at.map(|t| t + shift);
+    incident.resolved_at = Some(at("2023-12-01T16:20:00Z"));
+    incident.alerts[0].starts_at += shift;
+    incident.alerts[0].ends_at = Some(at("2023-12-01T16:19:30Z"));
+    *timeline.last_mut().unwrap() = ev(
+        "2023-12-01T16:20:00Z",
+        EventKind::StatusChanged {
+            from: Status::Mitigated,
+            to: Status::Resolved,
+            by: "alerts".into(),
+            reason: None,
+        },
+    );
+    let text = golden("INC-7-midnight.md", &incident, &timeline, &runs);
     assert!(
-        text.contains("**发生时间 (Detected)**: 2023-12-01 22:30:00 CST"),
+        text.contains("- 2023-12-01 23:50:05 CST — incident opened by playbook"),
         "{text}"
     );
-    assert!(text.contains("**影响时长 (Duration)**: 1h 15m"), "{text}");
-    assert!(text.contains("(6s after detection)"), "{text}");
+    assert!(
+        text.contains("- 2023-12-02 00:20:00 CST — status mitigated → resolved (alerts)"),
+        "{text}"
+    );
+}
+
+#[test]
+fn impact_comes_from_the_alerts_not_from_when_laojun_heard_of_them() {
+    let (mut incident, mut timeline, _) = recorded("core-services");
+    // The alert fired at 14:30:00 and ended 37 s later; AlertManager's
+    // group_wait and group_interval delivered both later.
+    incident.alerts[0].ends_at = Some(at("2023-12-01T14:30:37Z"));
+    incident.mitigated_at = None;
+    incident.resolved_at = Some(at("2023-12-01T14:30:46Z"));
+    incident.runs.clear();
+    timeline.retain(|e| {
+        !matches!(
+            e.what,
+            EventKind::RunStarted { .. }
+                | EventKind::Step { .. }
+                | EventKind::RunFinished { .. }
+                | EventKind::Note { .. }
+        )
+    });
+    *timeline.last_mut().unwrap() = ev(
+        "2023-12-01T14:30:46Z",
+        EventKind::StatusChanged {
+            from: Status::Open,
+            to: Status::Resolved,
+            by: "alerts".into(),
+            reason: None,
+        },
+    );
+    let text = golden("INC-7-short.md", &incident, &timeline, &[]);
+    assert!(
+        text.contains("- **影响时长 (Impact)**: 37s (first alert's start to last alert's end)"),
+        "{text}"
+    );
+    assert!(
+        text.contains("- **解决时间 (Resolved)**: 2023-12-01 22:30:46 CST (46s)"),
+        "{text}"
+    );
+    assert!(
+        text.contains("- **检测时间 (Detected)**: 2023-12-01 22:30:05 CST (5s after it started)"),
+        "{text}"
+    );
 }
 
 #[test]
@@ -241,12 +472,23 @@ fn a_p0_incident_uses_the_p0_template() {
     .unwrap();
     assert!(text.starts_with("# 事件报告 (P0)"), "{text}");
     assert!(text.contains("## 对外沟通 (Communication)"));
+    assert!(
+        text.contains("## 告警 (Alerts)\n- **DatabaseConnectionsExhausted** (resolved)"),
+        "the P0 template shows the alerts:\n{text}"
+    );
 }
 
 #[test]
 fn label_values_with_markdown_or_template_syntax_come_out_inert() {
     let hostile = "x](http://evil.example) # {{incident.id}} <script>|";
-    let (incident, timeline, runs) = recorded(hostile);
+    let (mut incident, timeline, runs) = recorded(hostile);
+    let annotations = &mut incident.alerts[0].annotations;
+    annotations.insert("runbook_url".into(), "javascript:alert(1)".into());
+    annotations.insert(
+        "description".into(),
+        "<img src=x onerror=alert(1)> [click](http://evil)".into(),
+    );
+    incident.alerts[0].generator_url = Some("http://prom:9090/graph?g0.expr=up)[evil](http://evil.example".into());
     let text = laojun::postmortem::render(
         &shipped_catalog(),
         &incident,
@@ -263,14 +505,26 @@ fn label_values_with_markdown_or_template_syntax_come_out_inert() {
     // The timeline line and the step table row are written by laojun, not the template: escaped too.
     assert!(
         text.contains(&format!(
-            " step \\`restart\\` (k8s.restart) succeeded: restarted deployment/{inert} in prod"
+            " step \\`restart\\` (k8s.restart) succeeded (1 attempt): restarted deployment/{inert} in prod"
         )),
         "{text}"
     );
     assert!(
         text.contains(&format!(
-            "| restart | k8s.restart | succeeded | 250 ms | restarted deployment/{inert} in prod |"
+            "| restart | k8s.restart | succeeded | 1 | 250 ms | restarted deployment/{inert} in prod |"
         )),
+        "{text}"
+    );
+    // Links only when they are http(s), and encoded so they cannot end early.
+    assert!(!text.contains("javascript:"), "{text}");
+    let bare_angle = text.match_indices('<').find(|(i, _)| !text[..*i].ends_with('\\'));
+    assert_eq!(bare_angle, None, "every < is escaped, so no HTML:\n{text}");
+    assert!(
+        text.contains("  - Links: [source](http://prom:9090/graph?g0.expr=up%29%5Bevil%5D%28http://evil.example)"),
+        "{text}"
+    );
+    assert!(
+        text.contains(r"  - Description: \<img src=x onerror=alert(1)\> \[click\](http://evil)"),
         "{text}"
     );
     assert_eq!(
@@ -307,7 +561,7 @@ fn a_template_of_your_own_can_walk_the_timeline_and_the_runs() {
         laojun::postmortem::render(&loaded.catalog, &incident, &timeline, &runs, chrono_tz::UTC, Utc::now()).unwrap();
     assert_eq!(text.lines().count(), timeline.len() + 2, "{text}");
     assert!(
-        text.starts_with("opened at 14:30:05: incident opened by playbook"),
+        text.starts_with("opened at 2023-12-01 14:30:05 UTC: incident opened by playbook"),
         "{text}"
     );
     assert!(
@@ -333,6 +587,8 @@ fn sections_without_notes_ask_to_be_completed() {
         "_To be completed: what made this happen?_",
         "_To be completed: what keeps it from happening again?_",
         "_To be completed: what did we learn?_",
+        "_To be completed: who was affected, and how badly?_",
+        "_None yet: add them with",
     ] {
         assert!(text.contains(prompt), "{prompt} missing:\n{text}");
     }
@@ -345,7 +601,7 @@ async fn resolving_an_incident_writes_its_postmortem_serves_it_and_tells_slack()
     let server = Server::start_with(move |c| {
         c.slack.webhook_url = Some(webhook);
         c.notifications.on = vec![laojun::notices::NoticeKind::IncidentResolved];
-        c.external_url = Some("https://laojun.example".into());
+        c.server.external_url = Some("https://laojun.example".into());
     })
     .await;
     let c = server.client();
@@ -370,13 +626,47 @@ async fn resolving_an_incident_writes_its_postmortem_serves_it_and_tells_slack()
     assert_eq!(served.lines().next(), written.lines().next());
     eventually("the Slack summary", async || (!slack.bodies().is_empty()).then_some(())).await;
     let summary = slack.bodies()[0]["text"].as_str().unwrap().to_string();
+    // The alert says how long it lasted (startsAt to endsAt), as the postmortem does.
+    let body: serde_json::Value = serde_json::from_slice(&fixture("resolved-single.json")).unwrap();
+    let (starts, ends) = (&body["alerts"][0]["startsAt"], &body["alerts"][0]["endsAt"]);
+    let lasted = at(ends.as_str().unwrap()) - at(starts.as_str().unwrap());
+    let impact = laojun::timing::human(lasted.num_seconds());
     assert!(
-        summary.starts_with(":white_check_mark: INC-1 resolved after "),
+        summary.starts_with(&format!(
+            ":white_check_mark: INC-1 (P1) resolved: HighErrorRate on web-1. Impact {impact};"
+        )),
         "{summary}"
     );
     assert!(
-        summary.ends_with("Postmortem: https://laojun.example/api/v1/incidents/INC-1/postmortem"),
+        written.contains(&format!("- **影响时长 (Impact)**: {impact} (first")),
+        "{written}"
+    );
+    // The link is the incident's page for people, under server.external_url.
+    assert!(
+        summary.ends_with(" https://laojun.example/api/v1/incidents/INC-1"),
         "{summary}"
+    );
+    // A note after the resolve reaches the file, which stays what the API serves.
+    c.note(
+        "INC-1",
+        &json!({"kind": "action_item", "text": "add a canary", "owner": "bob", "due": "2026-12-24"}),
+    )
+    .await
+    .unwrap();
+    let rewritten = eventually("the postmortem file to show the action item", async || {
+        let text = std::fs::read_to_string(&file).ok()?;
+        text.contains("| bob | 2026-12-24 | add a canary |").then_some(text)
+    })
+    .await;
+    assert_eq!(c.postmortem("INC-1").await.unwrap(), rewritten);
+    let leftovers: Vec<_> = std::fs::read_dir(file.parent().unwrap())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(
+        leftovers,
+        vec![std::ffi::OsString::from("INC-1.md")],
+        "no partial files left"
     );
     let missing = c.postmortem("INC-404").await;
     assert!(matches!(missing, Err(ClientError::NotFound { .. })), "{missing:?}");

@@ -507,7 +507,12 @@ async fn laojun_posts_each_kind_of_notice_once_without_a_runbook_asking() {
         "{asked}"
     );
     assert!(asked.contains("`laojun approve RUN-3`"), "{asked}");
-    assert!(one(":white_check_mark:").starts_with(":white_check_mark: INC-1 resolved after "));
+    let resolved = one(":white_check_mark:");
+    assert!(resolved.starts_with(":white_check_mark: INC-1 (P"), "{resolved}");
+    assert!(
+        resolved.contains(") resolved: ") && resolved.contains(". Impact "),
+        "{resolved}"
+    );
     assert_eq!(posted.len(), 5, "nothing twice: {posted:#?}");
     server.stop().await;
 }
