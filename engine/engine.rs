@@ -113,6 +113,7 @@ impl Builder {
         let live = Arc::new(Live::new(catalog.clone(), style)?);
         let ledger = Ledger::new(store.clone(), catalog.playbooks.clone())?;
         let metrics = Arc::new(Metrics::new());
+        expect_series(&metrics, &catalog);
         let (effects_tx, effects_rx) = tokio::sync::mpsc::unbounded_channel();
         let (writer, writer_thread) = Writer::start(
             ledger,
@@ -134,6 +135,7 @@ impl Builder {
             backends.clone(),
             config.notifications.clone(),
             config.server.external_url.clone(),
+            metrics.clone(),
         );
         let executor = Executor::new(
             writer.clone(),
@@ -187,6 +189,7 @@ impl Builder {
             store: store.clone(),
             clock,
             executor: executor.clone(),
+            metrics: metrics.clone(),
             scheduler: std::sync::Mutex::new(None),
             one_at_a_time: tokio::sync::Mutex::new(()),
         });
@@ -214,6 +217,7 @@ pub struct Reloader {
     store: Arc<dyn Store>,
     clock: Arc<dyn Clock>,
     executor: Executor,
+    metrics: Arc<Metrics>,
     /// The scheduler of the catalog in force; replaced on reload.
     scheduler: std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
     one_at_a_time: tokio::sync::Mutex<()>,
@@ -257,6 +261,7 @@ impl Reloader {
             .await
             .map_err(|e| ReloadError::Failed(e.to_string()))?;
         self.start_scheduler(&catalog);
+        expect_series(&self.metrics, &catalog);
         tracing::info!(
             revision = %catalog.revision,
             runbooks = catalog.runbooks.len(),
@@ -311,6 +316,16 @@ async fn act_on_effects(
             Effect::Changed(id) => files.write(id),
         }
     }
+}
+
+/// The catalog's runbooks and actions as metric series at 0.
+fn expect_series(metrics: &Metrics, catalog: &Catalog) {
+    let actions: std::collections::BTreeSet<&str> = catalog
+        .runbooks
+        .values()
+        .flat_map(|rb| rb.steps.iter().map(|s| s.action.name()))
+        .collect();
+    metrics.expect(catalog.runbooks.keys().map(String::as_str), actions);
 }
 
 fn open_sled(config: &Config) -> anyhow::Result<Arc<dyn Store>> {

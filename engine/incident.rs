@@ -113,6 +113,11 @@ impl Incident {
     pub fn is_open(&self) -> bool {
         self.status != Status::Resolved
     }
+
+    /// When the trouble began: the first alert's start, else when it opened.
+    pub fn start(&self) -> DateTime<Utc> {
+        self.started_at.unwrap_or(self.opened_at).min(self.opened_at)
+    }
 }
 
 /// One entry of an incident's severity history.

@@ -83,6 +83,7 @@ struct Inner {
     backends: Arc<Backends>,
     settings: Notifications,
     external_url: Option<String>,
+    metrics: Arc<crate::metrics::Metrics>,
 }
 
 impl Notifier {
@@ -92,6 +93,7 @@ impl Notifier {
         backends: Arc<Backends>,
         settings: Notifications,
         external_url: Option<String>,
+        metrics: Arc<crate::metrics::Metrics>,
     ) -> Self {
         Notifier {
             inner: Arc::new(Inner {
@@ -100,6 +102,7 @@ impl Notifier {
                 backends,
                 settings,
                 external_url,
+                metrics,
             }),
         }
     }
@@ -217,9 +220,13 @@ impl Notifier {
             tokio::time::sleep(wait).await;
             wait *= 2;
         }
-        if notice.state == NoticeState::Failed {
+        let outcome = if notice.state == NoticeState::Failed {
             tracing::warn!(notice = %notice.id, error = ?notice.error, "a notice could not be posted to Slack");
-        }
+            "failed"
+        } else {
+            "sent"
+        };
+        self.inner.metrics.notifications.with_label_values(&[outcome]).inc();
         if let Err(e) = self.inner.writer.notice(notice.clone()).await {
             tracing::error!(notice = %notice.id, error = %e, "how a notice ended could not be journaled");
         }

@@ -69,6 +69,18 @@ pub enum StepStatus {
 }
 
 impl StepStatus {
+    /// Whether the step is over (it will not run again in this run).
+    pub fn is_finished(self) -> bool {
+        matches!(
+            self,
+            StepStatus::Succeeded
+                | StepStatus::Failed
+                | StepStatus::Skipped
+                | StepStatus::Interrupted
+                | StepStatus::Cancelled
+        )
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             StepStatus::Pending => "pending",

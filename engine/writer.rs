@@ -228,7 +228,61 @@ struct Flush {
     closed: Vec<Incident>,
     /// Changed after they resolved (their postmortems are written again).
     changed: Vec<IncidentId>,
+    /// What the metrics count once the batch is on disk.
+    counts: Vec<Count>,
     started: Instant,
+}
+
+/// One thing the metrics count for a committed request.
+enum Count {
+    /// A run ended (or did not start) with this status.
+    Run {
+        runbook: String,
+        status: &'static str,
+    },
+    /// A step ended; how long it took.
+    Step {
+        action: String,
+        status: &'static str,
+        secs: Option<f64>,
+    },
+    Milestone(crate::metrics::Milestone, crate::severity::Severity, f64),
+}
+
+impl Count {
+    fn record(self, metrics: &Metrics) {
+        match self {
+            Count::Run { runbook, status } => metrics.runs.with_label_values(&[&runbook, status]).inc(),
+            Count::Step { action, status, secs } => {
+                metrics.steps.with_label_values(&[&action, status]).inc();
+                if let Some(secs) = secs {
+                    metrics.step_seconds.with_label_values(&[&action]).observe(secs);
+                }
+            }
+            Count::Milestone(milestone, severity, secs) => metrics.observe_milestone(milestone, severity, secs),
+        }
+    }
+
+    /// What a run journal counts: a run's end, or a step's.
+    fn of_journal(run: &Run, event: Option<&EventKind>) -> Option<Count> {
+        match event? {
+            EventKind::RunFinished { runbook, status, .. } if status.is_finished() => Some(Count::Run {
+                runbook: runbook.clone(),
+                status: status.as_str(),
+            }),
+            EventKind::Step {
+                action,
+                status,
+                duration_ms,
+                ..
+            } if status.is_finished() && !run.dry_run => Some(Count::Step {
+                action: action.clone(),
+                status: status.as_str(),
+                secs: duration_ms.map(|ms| ms as f64 / 1000.0),
+            }),
+            _ => None,
+        }
+    }
 }
 
 fn run(
@@ -263,12 +317,13 @@ fn run(
         let mut answers = Vec::with_capacity(batch.len());
         let mut stop = false;
         let mut chunks = Vec::new();
+        let mut counts = Vec::new();
         for request in batch {
             if let Request::Stop = request {
                 stop = true;
                 continue;
             }
-            answers.push(apply(&mut intake, request, now));
+            answers.push(apply(&mut intake, request, now, &mut counts));
             // A chunk holds whole requests, so each request's writes land together.
             if intake.writes_waiting() >= CHUNK_WRITES {
                 chunks.push(intake.take_writes());
@@ -291,12 +346,19 @@ fn run(
                 metrics.set_open_incidents(intake.open_counts());
                 let closed = intake.take_closed();
                 let changed = intake.take_changed();
+                counts.extend(
+                    intake
+                        .take_milestones()
+                        .into_iter()
+                        .map(|(m, s, secs)| Count::Milestone(m, s, secs)),
+                );
                 // Blocks while the flusher is FLUSHES_WAITING behind.
                 if to_flush
                     .send(Flush {
                         answers,
                         closed,
                         changed,
+                        counts,
                         started,
                     })
                     .is_err()
@@ -307,6 +369,7 @@ fn run(
             Err(e) => {
                 tracing::error!(error = %e, "store failed; the requests of this batch are refused with 503");
                 intake.take_changed();
+                intake.take_milestones();
                 if let Err(e) = intake.reload() {
                     tracing::error!(error = %e, "reloading state from the store failed");
                 }
@@ -358,6 +421,7 @@ fn flush_and_answer(
             Ok(()) => {
                 owed.drain(..).for_each(send);
                 for batch in waiting {
+                    batch.counts.into_iter().for_each(|c| c.record(&metrics));
                     for answer in batch.answers {
                         answer.send_ok(effects.as_ref());
                     }
@@ -410,7 +474,8 @@ enum Answer {
     NewRun(oneshot::Sender<Result<Journaled, Failure>>, Result<Journaled, Failure>),
 }
 
-fn apply(intake: &mut Ledger, request: Request, now: chrono::DateTime<Utc>) -> Answer {
+/// Applies one request; what the metrics count for it goes to `counts`.
+fn apply(intake: &mut Ledger, request: Request, now: chrono::DateTime<Utc>, counts: &mut Vec<Count>) -> Answer {
     match request {
         Request::Alerts { alerts, reply } => {
             let r = intake
@@ -428,11 +493,21 @@ fn apply(intake: &mut Ledger, request: Request, now: chrono::DateTime<Utc>) -> A
             Answer::Change(reply, r)
         }
         Request::Run { run, event, reply } => {
+            let count = Count::of_journal(&run, event.as_ref());
             let r = intake.journal_run(*run, event, now).map_err(refused);
+            counts.extend(count.filter(|_| r.is_ok()));
             Answer::Run(reply, r)
         }
         Request::NewRun { draft, reply } => {
+            // A run journaled already finished did not start (a guard, a pause).
+            let count = draft.status.is_finished().then(|| Count::Run {
+                runbook: draft.runbook.clone(),
+                status: draft.status.as_str(),
+            });
             let r = intake.journal_new(*draft, now).map_err(refused);
+            if r.as_ref().is_ok_and(|j| !j.duplicate) {
+                counts.extend(count);
+            }
             Answer::NewRun(reply, r)
         }
         Request::Audit { record, reply } => {

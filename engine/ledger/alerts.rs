@@ -321,9 +321,11 @@ impl Ledger {
         let from = inc.status;
         inc.status = Status::Resolved;
         inc.resolved_at = Some(now);
+        let (severity, start) = (inc.severity, inc.start());
         let gkey = group_key(&inc.playbook, &inc.group);
         self.groups.remove(&gkey);
         self.pending.push(Write::Closed(n));
+        self.reached(crate::metrics::Milestone::Resolved, severity, start, now);
         self.event(
             n,
             now,

@@ -32,7 +32,9 @@ pub use runs::Journaled;
 
 use crate::ids::IncidentId;
 use crate::incident::{Event, EventKind, Incident};
+use crate::metrics::Milestone;
 use crate::playbook::{Playbook, SeverityPolicy};
+use crate::severity::Severity;
 use crate::store::{Store, StoreError, Write};
 use open::OpenSet;
 use overlay::Overlay;
@@ -74,6 +76,9 @@ pub struct Ledger {
     /// Incidents changed while resolved, or reopened, since the last
     /// `take_changed`: their postmortem files are written again.
     changed: BTreeSet<IncidentId>,
+    /// Incidents that reached a milestone since the last `take_milestones`,
+    /// with how long after their first alert: for the metrics.
+    milestones: Vec<(Milestone, Severity, f64)>,
 }
 
 impl Ledger {
@@ -96,6 +101,7 @@ impl Ledger {
             overlay: Overlay::default(),
             pending: Vec::new(),
             changed: BTreeSet::new(),
+            milestones: Vec::new(),
         };
         ledger.reload()?;
         Ok(ledger)
@@ -116,6 +122,7 @@ impl Ledger {
         self.overlay.clear();
         self.closed.clear();
         self.changed.clear();
+        self.milestones.clear();
         self.open.clear();
         self.groups.clear();
         self.run_keys.clear();
@@ -155,6 +162,17 @@ impl Ledger {
     /// Incidents changed while resolved (or reopened) since the last call.
     pub fn take_changed(&mut self) -> Vec<IncidentId> {
         std::mem::take(&mut self.changed).into_iter().collect()
+    }
+
+    /// Milestones reached since the last call (once their writes are committed).
+    pub fn take_milestones(&mut self) -> Vec<(Milestone, Severity, f64)> {
+        std::mem::take(&mut self.milestones)
+    }
+
+    /// Notes that `inc` reached `milestone` at `now`.
+    fn reached(&mut self, milestone: Milestone, severity: Severity, started: DateTime<Utc>, now: DateTime<Utc>) {
+        let secs = (now - started).num_milliseconds() as f64 / 1000.0;
+        self.milestones.push((milestone, severity, secs));
     }
 
     /// How many incidents are open, by severity (`Severity as usize`).

@@ -108,6 +108,8 @@ impl Ledger {
         }
         inc.acknowledged_at = Some(now);
         inc.acknowledged_by = Some(by.to_string());
+        let (severity, start) = (inc.severity, inc.start());
+        self.reached(crate::metrics::Milestone::Acknowledged, severity, start, now);
         self.event(n, now, EventKind::Acknowledged { by: by.to_string() })?;
         Ok(true)
     }

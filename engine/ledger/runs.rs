@@ -89,6 +89,8 @@ impl Ledger {
             if mitigated {
                 inc.status = Status::Mitigated;
                 inc.mitigated_at = Some(now);
+                let (severity, start) = (inc.severity, inc.start());
+                self.reached(crate::metrics::Milestone::Mitigated, severity, start, now);
             }
             self.event(n, now, what)?;
             if mitigated {

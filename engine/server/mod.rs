@@ -94,6 +94,29 @@ pub fn router(state: Arc<AppState>) -> Router {
 }
 
 async fn metrics(State(state): State<Arc<AppState>>) -> impl IntoResponse {
+    // What the executor holds in memory is read as it is now.
+    let approvals = state.executor.approvals();
+    let oldest = approvals
+        .iter()
+        .map(|a| (chrono::Utc::now() - a.requested_at).num_seconds().max(0))
+        .max()
+        .unwrap_or(0);
+    state.metrics.approvals_pending.set(approvals.len() as i64);
+    state.metrics.approval_oldest_seconds.set(oldest);
+    let automation = state.executor.automation();
+    let playbooks: Vec<(String, bool)> = state
+        .live
+        .catalog()
+        .playbooks
+        .iter()
+        .map(|p| {
+            (
+                p.name.clone(),
+                automation.paused_playbooks.iter().any(|x| x.playbook == p.name),
+            )
+        })
+        .collect();
+    state.metrics.set_paused(automation.paused, &playbooks);
     ([("content-type", "text/plain; version=0.0.4")], state.metrics.render())
 }
 

@@ -19,6 +19,7 @@ mod intake_api;
 mod kubernetes;
 mod lifecycle;
 mod matchers;
+mod observability;
 mod overload;
 mod postmortem;
 mod reload;
