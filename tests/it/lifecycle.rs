@@ -311,6 +311,15 @@ async fn resolve_and_reopen_take_a_reason_and_the_groups_next_alert_joins_the_re
     assert_eq!(resolved.status, Status::Resolved);
     let reopen = "/api/v1/incidents/INC-1/reopen";
     assert_eq!(refused(&alice, reopen, "", "`reason`").await, 400);
+    let unknown = r#"{"reason": "x"}"#;
+    assert_eq!(
+        refused(&alice, "/api/v1/incidents/INC-9/reopen", unknown, "INC-9").await,
+        404
+    );
+    assert_eq!(
+        refused(&alice, "/api/v1/incidents/INC-9/resolve", unknown, "INC-9").await,
+        404
+    );
     assert_eq!(refused(&alice, reopen, r#"{"why": "x"}"#, "`why`").await, 400);
     let reopened = alice.reopen("INC-1", "errors came back").await.unwrap();
     assert_eq!(reopened.status, Status::Open);
