@@ -158,11 +158,38 @@ impl Default for Aws {
     }
 }
 
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Slack {
     /// Incoming webhook URL (a secret reference).
     pub webhook_url: Option<String>,
+    /// The Slack app's signing secret (a secret reference): turns on the
+    /// buttons and `POST /slack/interactions`.
+    pub signing_secret: Option<String>,
+    /// A bot token (a secret reference), for `chat.update` once a
+    /// `response_url` has expired.
+    pub bot_token: Option<String>,
+    /// Slack's Web API, overridable for tests.
+    pub api_url: String,
+    /// Where laojun may post decisions back: a `response_url` must start
+    /// with one of these.
+    pub response_url_prefixes: Vec<String>,
+    /// Slack user id → laojun identity (a token name), whose rights a click
+    /// has.
+    pub users: std::collections::BTreeMap<String, String>,
+}
+
+impl Default for Slack {
+    fn default() -> Self {
+        Slack {
+            webhook_url: None,
+            signing_secret: None,
+            bot_token: None,
+            api_url: "https://slack.com/api".into(),
+            response_url_prefixes: vec!["https://hooks.slack.com/".into()],
+            users: Default::default(),
+        }
+    }
 }
 
 /// The notices laojun posts by itself when Slack is configured.
@@ -370,6 +397,9 @@ pub struct Resolved {
     /// Tokens and their roles; empty: the API needs no token.
     pub credentials: Vec<Credential>,
     pub slack_webhook: Option<Secret>,
+    /// `slack.signing_secret` and `slack.bot_token`, resolved.
+    pub slack_signing_secret: Option<Secret>,
+    pub slack_bot_token: Option<Secret>,
     /// `postmortem.timezone`, for postmortems and their dates.
     pub timezone: chrono_tz::Tz,
 }
@@ -385,11 +415,21 @@ impl Config {
             }
             None => None,
         };
+        let optional = |key: &str, reference: &Option<String>| -> Result<Option<Secret>, ConfigError> {
+            reference
+                .as_ref()
+                .map(|r| secret::resolve(r).map_err(|e| ConfigError::Secret(format!("slack.{key}: {e}"))))
+                .transpose()
+        };
+        let slack_signing_secret = optional("signing_secret", &self.slack.signing_secret)?;
+        let slack_bot_token = optional("bot_token", &self.slack.bot_token)?;
         let timezone = self.postmortem.tz().map_err(ConfigError::Setting)?;
         Ok(Resolved {
             config: self,
             credentials,
             slack_webhook,
+            slack_signing_secret,
+            slack_bot_token,
             timezone,
         })
     }

@@ -136,6 +136,7 @@ impl Builder {
             config.notifications.clone(),
             config.server.external_url.clone(),
             metrics.clone(),
+            resolved.slack_signing_secret.is_some(),
         );
         let executor = Executor::new(
             writer.clone(),
@@ -293,11 +294,12 @@ async fn act_on_effects(
             Effect::Opened(opened) => {
                 let (notices, inc) = (&reports.notices, &opened.incident);
                 if notices.wants_opened(inc.severity) {
-                    notices.notify(
+                    notices.notify_with(
                         NoticeKind::IncidentOpened,
                         format!("incident_opened:{}", inc.id),
                         Some(inc.id),
                         crate::notices::text::opened(inc),
+                        crate::notices::buttons::ack(inc.id),
                     );
                 }
                 let executor = executor.clone();

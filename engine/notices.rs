@@ -65,6 +65,9 @@ pub struct Notice {
     pub attempts: u32,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// Buttons under the message (only when Slack interactivity is on).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub buttons: Vec<slack::Button>,
 }
 
 /// How often a post is tried, and the first pause between tries.
@@ -84,6 +87,8 @@ struct Inner {
     settings: Notifications,
     external_url: Option<String>,
     metrics: Arc<crate::metrics::Metrics>,
+    /// `slack.signing_secret` is set: notices carry buttons.
+    interactive: bool,
 }
 
 impl Notifier {
@@ -94,6 +99,7 @@ impl Notifier {
         settings: Notifications,
         external_url: Option<String>,
         metrics: Arc<crate::metrics::Metrics>,
+        interactive: bool,
     ) -> Self {
         Notifier {
             inner: Arc::new(Inner {
@@ -103,6 +109,7 @@ impl Notifier {
                 settings,
                 external_url,
                 metrics,
+                interactive,
             }),
         }
     }
@@ -129,9 +136,23 @@ impl Notifier {
     /// Journals and posts a notice, in the background; does nothing when
     /// the kind is not wanted or a notice with this id was journaled before.
     pub fn notify(&self, kind: NoticeKind, id: String, incident: Option<IncidentId>, text: String) {
+        self.notify_with(kind, id, incident, text, Vec::new());
+    }
+
+    /// `notify` with buttons, which are left off unless Slack
+    /// interactivity is on (`slack.signing_secret`).
+    pub fn notify_with(
+        &self,
+        kind: NoticeKind,
+        id: String,
+        incident: Option<IncidentId>,
+        text: String,
+        buttons: Vec<slack::Button>,
+    ) {
         if !self.wants(kind) {
             return;
         }
+        let buttons = if self.inner.interactive { buttons } else { Vec::new() };
         let this = self.clone();
         tokio::spawn(async move {
             let seen = {
@@ -152,6 +173,7 @@ impl Notifier {
                 state: NoticeState::Pending,
                 attempts: 0,
                 error: None,
+                buttons,
             };
             if let Err(e) = this.inner.writer.notice(notice.clone()).await {
                 tracing::error!(notice = %notice.id, error = %e, "a notice could not be journaled; posting it anyway");
@@ -195,7 +217,7 @@ impl Notifier {
             notice.attempts += 1;
             let sent = tokio::time::timeout(
                 Duration::from_secs(30),
-                slack::notify(&args, &info, &self.inner.backends, false),
+                slack::notify_with(&args, &info, &self.inner.backends, false, &notice.buttons),
             )
             .await;
             match sent {
@@ -233,6 +255,42 @@ impl Notifier {
     }
 }
 
+/// The buttons of the notices that ask a person to decide.
+pub mod buttons {
+    use super::slack::Button;
+    use crate::ids::IncidentId;
+    use crate::run::PendingApproval;
+
+    /// Approve and Deny, valued `RUN-3:step`.
+    pub fn approval(a: &PendingApproval) -> Vec<Button> {
+        let value = format!("{}:{}", a.run, a.step);
+        vec![
+            Button {
+                action_id: "approve".into(),
+                text: "Approve".into(),
+                value: value.clone(),
+                style: Some("primary".into()),
+            },
+            Button {
+                action_id: "deny".into(),
+                text: "Deny".into(),
+                value,
+                style: Some("danger".into()),
+            },
+        ]
+    }
+
+    /// Acknowledge, valued with the incident id.
+    pub fn ack(id: IncidentId) -> Vec<Button> {
+        vec![Button {
+            action_id: "ack".into(),
+            text: "Acknowledge".into(),
+            value: id.to_string(),
+            style: None,
+        }]
+    }
+}
+
 /// The texts, each value escaped for Slack (labels cannot make mentions
 /// or links).
 pub mod text {
@@ -243,11 +301,12 @@ pub mod text {
 
     pub fn opened(inc: &Incident) -> String {
         format!(
-            ":rotating_light: {} ({}) opened: {} (playbook `{}`)",
+            ":rotating_light: {} ({}) opened: {} (playbook `{}`). Acknowledge with `laojun incidents ack {}`.",
             inc.id,
             inc.severity,
             escape(&inc.title),
-            escape(&inc.playbook)
+            escape(&inc.playbook),
+            inc.id
         )
     }
 

@@ -45,6 +45,21 @@ pub async fn serve(
         reload: engine.reloader.clone(),
         executor: engine.executor.clone(),
         max_body: config.intake.max_body_bytes,
+        slack: engine
+            .resolved
+            .slack_signing_secret
+            .clone()
+            .map(|signing_secret| crate::server::slack::SlackApp {
+                signing_secret,
+                users: config.slack.users.clone(),
+                response_url_prefixes: config.slack.response_url_prefixes.clone(),
+                http: reqwest::Client::builder()
+                    .timeout(std::time::Duration::from_secs(10))
+                    .build()
+                    .unwrap_or_default(),
+                bot_token: engine.resolved.slack_bot_token.clone(),
+                api_url: config.slack.api_url.clone(),
+            }),
     });
     let app = router(state);
     let std_listener =

@@ -67,6 +67,18 @@ pub struct Decider {
     /// The API has no tokens, so nobody can be told apart: the rule that
     /// a requester may not approve their own run cannot apply.
     pub anonymous: bool,
+    /// Where the decision came from when not the API, e.g. `Slack U0123ABCD`.
+    pub via: Option<String>,
+}
+
+impl Decider {
+    /// How the decision is recorded: `alice`, or `alice (Slack U0123ABCD)`.
+    pub fn recorded(&self) -> String {
+        match &self.via {
+            Some(via) => format!("{} ({via})", self.name),
+            None => self.name.clone(),
+        }
+    }
 }
 
 /// Whether `decider` may decide `ask` on a run that `requested_by` started
@@ -209,6 +221,7 @@ mod tests {
 
     fn decider(name: &str, role: Role) -> Decider {
         Decider {
+            via: None,
             name: name.into(),
             role,
             anonymous: false,

@@ -93,9 +93,25 @@ pub async fn notify(
     backends: &Backends,
     dry_run: bool,
 ) -> Result<Outcome, ActionError> {
+    notify_with(args, incident, backends, dry_run, &[]).await
+}
+
+/// `notify`, with buttons under the message.
+pub async fn notify_with(
+    args: &Args,
+    incident: &IncidentInfo,
+    backends: &Backends,
+    dry_run: bool,
+    buttons: &[Button],
+) -> Result<Outcome, ActionError> {
     let text = args.text.as_deref().unwrap_or_default();
     let channel = args.channel.as_deref().filter(|c| !c.is_empty());
-    let body = payload(text, channel, incident);
+    let mut body = payload(text, channel, incident);
+    if !buttons.is_empty() {
+        if let Some(blocks) = body["blocks"].as_array_mut() {
+            blocks.push(actions_block(buttons));
+        }
+    }
     let target = channel.map_or_else(|| "the webhook's channel".to_string(), str::to_string);
     let webhook = match args.webhook_url.as_deref().filter(|w| !w.is_empty()) {
         Some(reference) => {
@@ -114,27 +130,100 @@ pub async fn notify(
             summary: format!("would post to {target}: {first_line}"),
         });
     }
-    let response = backends
-        .http
-        .post(webhook.expose())
-        .json(&body)
-        .send()
-        .await
-        .map_err(|e| ActionError::retry(format!("Slack: {}", describe(&e))))?;
-    let status = response.status().as_u16();
-    let answer: String = response.text().await.unwrap_or_default().chars().take(200).collect();
-    if (200..300).contains(&status) {
-        return Ok(Outcome {
-            output: json!({"status": status}),
-            summary: format!("posted to {target}: {first_line}"),
+    let status = post_json(&backends.http, webhook.expose(), &body, None).await?;
+    Ok(Outcome {
+        output: json!({"status": status}),
+        summary: format!("posted to {target}: {first_line}"),
+    })
+}
+
+/// How often a post Slack rate-limits (429) is tried, and the longest
+/// `Retry-After` waited for.
+const RATE_LIMITED_TRIES: u32 = 3;
+const LONGEST_RETRY_AFTER: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// Posts `body` as JSON to `url` (a webhook, a `response_url`, the Web
+/// API with `bearer`): a 429 is tried again after its `Retry-After`
+/// (capped), up to three tries. The URL is never put in an error.
+pub async fn post_json(
+    http: &reqwest::Client,
+    url: &str,
+    body: &Value,
+    bearer: Option<&Secret>,
+) -> Result<u16, ActionError> {
+    let mut tries = 0;
+    loop {
+        tries += 1;
+        let mut request = http.post(url).json(body);
+        if let Some(token) = bearer {
+            request = request.bearer_auth(token.expose());
+        }
+        let response = request
+            .send()
+            .await
+            .map_err(|e| ActionError::retry(format!("Slack: {}", describe(&e))))?;
+        let status = response.status().as_u16();
+        if status == 429 && tries < RATE_LIMITED_TRIES {
+            let wait = response
+                .headers()
+                .get(reqwest::header::RETRY_AFTER)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.trim().parse::<u64>().ok())
+                .map_or(std::time::Duration::from_secs(1), std::time::Duration::from_secs)
+                .min(LONGEST_RETRY_AFTER);
+            tracing::info!(
+                wait_secs = wait.as_secs(),
+                "Slack rate-limited a post; trying again after Retry-After"
+            );
+            tokio::time::sleep(wait).await;
+            continue;
+        }
+        let answer: String = response.text().await.unwrap_or_default().chars().take(200).collect();
+        // The Web API answers 200 with {"ok": false} on errors.
+        let api_error = bearer.is_some() && answer.contains("\"ok\":false");
+        if (200..300).contains(&status) && !api_error {
+            return Ok(status);
+        }
+        let message = format!("Slack answered {status}: {answer}");
+        return Err(if status_is_retryable(status) {
+            ActionError::retry(message)
+        } else {
+            ActionError::fatal(message)
         });
     }
-    let message = format!("Slack answered {status}: {answer}");
-    Err(if status_is_retryable(status) {
-        ActionError::retry(message)
-    } else {
-        ActionError::fatal(message)
-    })
+}
+
+/// A button on one of laojun's own messages (approve, deny, acknowledge).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, Deserialize)]
+pub struct Button {
+    /// `approve`, `deny` or `ack`: what `POST /slack/interactions` does.
+    pub action_id: String,
+    pub text: String,
+    /// What it acts on: `RUN-3:ask` or `INC-7`.
+    pub value: String,
+    /// `primary` or `danger`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub style: Option<String>,
+}
+
+/// The Block Kit actions block holding `buttons`.
+pub fn actions_block(buttons: &[Button]) -> Value {
+    let elements: Vec<Value> = buttons
+        .iter()
+        .map(|b| {
+            let mut e = json!({
+                "type": "button",
+                "action_id": b.action_id,
+                "text": {"type": "plain_text", "text": b.text},
+                "value": b.value,
+            });
+            if let Some(style) = &b.style {
+                e["style"] = json!(style);
+            }
+            e
+        })
+        .collect();
+    json!({"type": "actions", "block_id": "laojun", "elements": elements})
 }
 
 /// Posts one of laojun's own notices (an interrupted run, a resolved

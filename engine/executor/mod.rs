@@ -143,7 +143,12 @@ struct State {
     history: guards::History,
     /// Per run going on here: set to who cancelled it and why.
     cancels: HashMap<RunId, tokio::sync::watch::Sender<Option<String>>>,
+    /// The last decisions taken, so a second click hears who decided first.
+    decided: std::collections::VecDeque<(RunId, String)>,
 }
+
+/// How many past decisions `decide` remembers.
+const DECISIONS_KEPT: usize = 1024;
 
 impl Executor {
     /// `automation` is what the store holds; `settings.paused` adds a
@@ -280,18 +285,28 @@ impl Executor {
     pub fn decide(&self, run_id: RunId, approved: bool, decider: &Decider) -> Result<(), ExecError> {
         let mut state = self.state();
         let Some(waiting) = state.approvals.get(&run_id) else {
+            if let Some((_, how)) = state.decided.iter().rev().find(|(id, _)| *id == run_id) {
+                return Err(ExecError::Conflict(format!("{run_id} was already {how}")));
+            }
             return Err(ExecError::Conflict(format!("{run_id} is not waiting for an approval")));
         };
         crate::actions::approval::may_decide(&waiting.ask, decider, waiting.started_by_hand.as_deref())
             .map_err(ExecError::Forbidden)?;
         let waiting = state.approvals.remove(&run_id).expect("it was just there");
+        let by = decider.recorded();
+        let how = format!(
+            "{} by {by} at {}",
+            if approved { "approved" } else { "denied" },
+            chrono::Utc::now().format("%Y-%m-%d %H:%M:%S UTC")
+        );
+        state.decided.push_back((run_id, how));
+        if state.decided.len() > DECISIONS_KEPT {
+            state.decided.pop_front();
+        }
         drop(state);
         waiting
             .decision
-            .send(Decision {
-                approved,
-                by: decider.name.clone(),
-            })
+            .send(Decision { approved, by })
             .map_err(|_| ExecError::Conflict(format!("{run_id} stopped waiting for approval")))
     }
 

@@ -247,11 +247,12 @@ impl Executor {
             if waits {
                 let pending = self.state().approvals.get(&run.id).map(|w| w.pending.clone());
                 if let Some(pending) = pending {
-                    self.shared.notices.notify(
+                    self.shared.notices.notify_with(
                         NoticeKind::ApprovalRequested,
                         format!("approval_requested:{}:{}:{attempt}", run.id, step.id),
                         run.incident,
                         crate::notices::text::approval(&pending),
+                        crate::notices::buttons::approval(&pending),
                     );
                 }
             }

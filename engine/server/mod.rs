@@ -7,6 +7,7 @@ mod auth;
 mod error;
 mod lifecycle;
 mod runs;
+pub mod slack;
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -37,6 +38,8 @@ pub struct AppState {
     pub executor: crate::executor::Executor,
     /// Webhook bodies over this many bytes get 413.
     pub max_body: usize,
+    /// Slack interactivity, when `slack.signing_secret` is set.
+    pub slack: Option<slack::SlackApp>,
 }
 
 impl AppState {
@@ -86,6 +89,10 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route_layer(middleware::from_fn_with_state(state.clone(), auth::require_token));
     Router::new()
         .nest("/api/v1", api)
+        .route(
+            "/slack/interactions",
+            post(slack::interactions).layer(DefaultBodyLimit::max(64 * 1024)),
+        )
         .route("/metrics", get(metrics))
         .route("/healthz", get(|| async { "ok\n" }))
         .fallback(|| async { ApiError::not_found("no such route; see GET /api/v1/incidents, POST /api/v1/alerts") })

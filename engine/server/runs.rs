@@ -157,6 +157,7 @@ async fn decide(state: &AppState, id: &str, approved: bool, caller: &Caller) -> 
         name: caller.name.clone(),
         role: caller.role,
         anonymous: state.credentials.is_empty(),
+        via: None,
     };
     match state.executor.decide(n, approved, &decider) {
         Err(ExecError::Forbidden(why)) => {

@@ -28,6 +28,7 @@ mod retry;
 mod route53;
 mod runs;
 mod secrets;
+mod slack_interactive;
 mod store_unavailable;
 mod tls;
 mod trust;

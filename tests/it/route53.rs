@@ -3,150 +3,15 @@
 //! weighted shifts, dry runs that change nothing, and throttling (through a
 //! proxy that answers Route53's throttling error) retried as the step says.
 
-use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
-use crate::support::{self, eventually, root_with, run_to_end, with_params, Alert, Server};
-use aws_sdk_route53::types::{Change, ChangeAction, ChangeBatch, ResourceRecord, ResourceRecordSet, RrType};
+use crate::support::moto::{create, record_values, rrset, start_moto, zone};
+use crate::support::{self, root_with, run_to_end, with_params, Alert, Server};
 use laojun::client::RunRequest;
 use laojun::incident::EventKind;
 use laojun::run::RunStatus;
 use serde_json::json;
-
-struct Moto {
-    child: Child,
-    url: String,
-}
-
-impl Drop for Moto {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// moto_server on a free loopback port, or `None` outside CI when it is
-/// not installed (in CI a missing component fails the test).
-async fn start_moto() -> Option<Moto> {
-    let binary = support::require("moto_server")?;
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let child = Command::new(binary)
-        .args(["-H", "127.0.0.1", "-p", &port.to_string()])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("moto_server starts");
-    let url = format!("http://127.0.0.1:{port}");
-    let api = format!("{url}/moto-api/");
-    eventually("moto_server to answer", async || {
-        reqwest::get(&api).await.ok().map(|_| ())
-    })
-    .await;
-    Some(Moto { child, url })
-}
-
-async fn route53(url: &str) -> aws_sdk_route53::Client {
-    let conf = aws_config::defaults(aws_config::BehaviorVersion::latest())
-        .region(aws_config::Region::new("us-east-1"))
-        .endpoint_url(url)
-        .credentials_provider(aws_sdk_route53::config::Credentials::new(
-            "testing", "testing", None, None, "test",
-        ))
-        .load()
-        .await;
-    aws_sdk_route53::Client::new(&conf)
-}
-
-fn rrset(name: &str, value: &str, id: Option<(&str, i64)>) -> ResourceRecordSet {
-    let mut b = ResourceRecordSet::builder()
-        .name(name)
-        .r#type(RrType::Cname)
-        .ttl(60)
-        .resource_records(ResourceRecord::builder().value(value).build().unwrap());
-    if let Some((id, weight)) = id {
-        b = b.set_identifier(id).weight(weight);
-    }
-    b.build().unwrap()
-}
-
-/// A client for moto at `url`, and the id (without `/hostedzone/`) of a new
-/// `example.com` zone where `api.example.com` points at `primary.example.com`.
-async fn zone(url: &str, caller_reference: &str) -> (aws_sdk_route53::Client, String) {
-    // The server under test uses the default credential chain: give it
-    // moto's test credentials through the environment, as an operator would.
-    std::env::set_var("AWS_ACCESS_KEY_ID", "testing");
-    std::env::set_var("AWS_SECRET_ACCESS_KEY", "testing");
-    let client = route53(url).await;
-    let zone = client
-        .create_hosted_zone()
-        .name("example.com")
-        .caller_reference(caller_reference)
-        .send()
-        .await
-        .unwrap();
-    let zone_id = zone
-        .hosted_zone()
-        .unwrap()
-        .id()
-        .trim_start_matches("/hostedzone/")
-        .to_string();
-    create(
-        &client,
-        &zone_id,
-        vec![rrset("api.example.com", "primary.example.com", None)],
-    )
-    .await;
-    (client, zone_id)
-}
-
-async fn create(client: &aws_sdk_route53::Client, zone: &str, sets: Vec<ResourceRecordSet>) {
-    let changes = sets
-        .into_iter()
-        .map(|s| {
-            Change::builder()
-                .action(ChangeAction::Create)
-                .resource_record_set(s)
-                .build()
-                .unwrap()
-        })
-        .collect();
-    client
-        .change_resource_record_sets()
-        .hosted_zone_id(zone)
-        .change_batch(ChangeBatch::builder().set_changes(Some(changes)).build().unwrap())
-        .send()
-        .await
-        .unwrap();
-}
-
-async fn record_values(
-    client: &aws_sdk_route53::Client,
-    zone: &str,
-    name: &str,
-) -> Vec<(Option<String>, Option<i64>, Vec<String>)> {
-    let out = client
-        .list_resource_record_sets()
-        .hosted_zone_id(zone)
-        .send()
-        .await
-        .unwrap();
-    out.resource_record_sets()
-        .iter()
-        .filter(|s| s.name().trim_end_matches('.') == name)
-        .map(|s| {
-            (
-                s.set_identifier().map(str::to_string),
-                s.weight(),
-                s.resource_records().iter().map(|r| r.value().to_string()).collect(),
-            )
-        })
-        .collect()
-}
 
 const RUNBOOK: &str = r#"
 name: dns

@@ -490,7 +490,7 @@ async fn laojun_posts_each_kind_of_notice_once_without_a_runbook_asking() {
     };
     assert_eq!(
         one(":rotating_light:"),
-        ":rotating_light: INC-1 (P0) opened: Down (host=web-1) (playbook `down`)"
+        ":rotating_light: INC-1 (P0) opened: Down (host=web-1) (playbook `down`). Acknowledge with `laojun incidents ack INC-1`."
     );
     assert_eq!(
         one(":x:"),
@@ -584,7 +584,8 @@ async fn a_notice_a_kill_kept_from_going_out_is_posted_once_after_the_restart() 
         (t.len() >= 3).then_some(t)
     })
     .await;
-    let opened = ":rotating_light: INC-1 (P0) opened: Down (host=web-1) (playbook `down`)";
+    let opened =
+        ":rotating_light: INC-1 (P0) opened: Down (host=web-1) (playbook `down`). Acknowledge with `laojun incidents ack INC-1`.";
     assert_eq!(
         posted,
         [opened, opened, opened],

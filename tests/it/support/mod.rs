@@ -4,6 +4,8 @@
 //! check for external components, and `eventually` for waiting on a
 //! condition instead of on time.
 
+pub mod moto;
+
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
