@@ -1,8 +1,12 @@
-//! AlertManager's webhook payload (version 4) as AlertManager 0.25+ sends
-//! it, and the checks a body must pass before anything is stored. No I/O.
+//! The webhook payloads laojun takes: AlertManager's (version 4, as
+//! AlertManager 0.25+ sends it) and Grafana Alerting's webhook contact
+//! point (version 1: the same shape with extra fields), and the checks a
+//! body must pass before anything is stored. No I/O.
 //!
-//! Unknown fields are ignored (newer AlertManagers add some); firing alerts
-//! carry `endsAt: 0001-01-01T00:00:00Z`, read here as "no end".
+//! Unknown fields are ignored (newer senders add some); firing alerts carry
+//! `endsAt: 0001-01-01T00:00:00Z`, read here as "no end". Grafana's extras
+//! (dashboard, panel and silence links, observed values) and its
+//! notification `title`/`message` are kept as text on the alert.
 
 use std::collections::BTreeMap;
 
@@ -26,6 +30,29 @@ pub struct Webhook {
     #[serde(default)]
     pub truncated_alerts: u64,
     pub alerts: Vec<WireAlert>,
+    /// Grafana's notification title and message (text, never markup).
+    #[serde(default)]
+    pub title: Option<String>,
+    #[serde(default)]
+    pub message: Option<String>,
+}
+
+/// Who sent a body, by its `version`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Sender {
+    AlertManager,
+    Grafana,
+}
+
+impl Webhook {
+    /// AlertManager sends `"4"`, Grafana Alerting `"1"`; no version is read
+    /// as AlertManager's.
+    pub fn sender(&self) -> Sender {
+        match self.version.as_deref() {
+            Some("1") => Sender::Grafana,
+            _ => Sender::AlertManager,
+        }
+    }
 }
 
 /// Firing or resolved.
@@ -60,6 +87,69 @@ pub struct WireAlert {
     pub generator_url: Option<String>,
     #[serde(default)]
     pub fingerprint: Option<String>,
+    // Grafana's extras.
+    #[serde(default, rename = "dashboardURL")]
+    pub dashboard_url: Option<String>,
+    #[serde(default, rename = "panelURL")]
+    pub panel_url: Option<String>,
+    #[serde(default, rename = "silenceURL")]
+    pub silence_url: Option<String>,
+    #[serde(default, rename = "imageURL")]
+    pub image_url: Option<String>,
+    #[serde(default)]
+    pub values: Option<BTreeMap<String, f64>>,
+    #[serde(default)]
+    pub value_string: Option<String>,
+}
+
+/// What Grafana adds to an alert: links (kept as sent; shown as links only
+/// when http(s)) and the values its rule observed, and the notification
+/// the alert came in.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Extras {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dashboard_url: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub panel_url: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub silence_url: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image_url: Option<String>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub values: BTreeMap<String, f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub value_string: Option<String>,
+    /// The notification's `title` and `message`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub title: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+}
+
+/// Longest extra value kept (a URL, a title, a message).
+const MAX_EXTRA: usize = 4096;
+
+fn kept(text: &Option<String>) -> Option<String> {
+    text.as_deref()
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+        .map(|t| t.chars().take(MAX_EXTRA).collect())
+}
+
+impl Extras {
+    fn of(a: &WireAlert, hook: &Webhook) -> Option<Box<Extras>> {
+        let extras = Extras {
+            dashboard_url: kept(&a.dashboard_url),
+            panel_url: kept(&a.panel_url),
+            silence_url: kept(&a.silence_url),
+            image_url: kept(&a.image_url),
+            values: a.values.clone().unwrap_or_default(),
+            value_string: kept(&a.value_string),
+            title: kept(&hook.title),
+            message: kept(&hook.message),
+        };
+        (extras != Extras::default()).then(|| Box::new(extras))
+    }
 }
 
 /// A checked alert, ready for intake.
@@ -74,6 +164,9 @@ pub struct Alert {
     pub ends_at: Option<DateTime<Utc>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub generator_url: Option<String>,
+    /// Grafana's extras, when it sent any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub extras: Option<Box<Extras>>,
 }
 
 impl Alert {
@@ -94,16 +187,16 @@ pub fn parse(body: &[u8]) -> Result<(Webhook, Vec<Alert>), BadBody> {
         // validity decides which message is true.
         let valid_json = serde_json::from_slice::<serde_json::Value>(body).is_ok();
         let what = if valid_json {
-            "the body is not an AlertManager webhook (version 4)"
+            "the body is not an AlertManager (version 4) or Grafana (version 1) webhook"
         } else {
             "the body is not valid JSON"
         };
         BadBody(format!("{what}: {e}"))
     })?;
     if let Some(v) = hook.version.as_deref() {
-        if v != "4" {
+        if v != "4" && v != "1" {
             return Err(BadBody(format!(
-                "webhook version {v:?} is not supported; laojun reads AlertManager's version \"4\""
+                "webhook version {v:?} is not supported; laojun reads AlertManager's version \"4\" and Grafana Alerting's \"1\""
             )));
         }
     }
@@ -114,12 +207,12 @@ pub fn parse(body: &[u8]) -> Result<(Webhook, Vec<Alert>), BadBody> {
         .alerts
         .iter()
         .enumerate()
-        .map(|(i, a)| check(a).map_err(|why| BadBody(format!("alerts[{i}]: {why}"))))
+        .map(|(i, a)| check(a, &hook).map_err(|why| BadBody(format!("alerts[{i}]: {why}"))))
         .collect::<Result<Vec<_>, _>>()?;
     Ok((hook, alerts))
 }
 
-fn check(a: &WireAlert) -> Result<Alert, String> {
+fn check(a: &WireAlert, hook: &Webhook) -> Result<Alert, String> {
     let starts_at = time(&a.starts_at).map_err(|e| format!("startsAt {:?} {e}", a.starts_at))?;
     let ends_at = match a.ends_at.as_deref() {
         None | Some("") => None,
@@ -153,6 +246,7 @@ fn check(a: &WireAlert) -> Result<Alert, String> {
         starts_at,
         ends_at,
         generator_url: a.generator_url.clone().filter(|u| !u.is_empty()),
+        extras: Extras::of(a, hook),
     })
 }
 
@@ -235,7 +329,7 @@ mod tests {
     fn bad_bodies_say_what_is_wrong() {
         let cases: &[(&[u8], &str)] = &[
             (b"{", "not valid JSON"),
-            (b"[]", "not an AlertManager webhook"),
+            (b"[]", "not an AlertManager (version 4) or Grafana (version 1) webhook"),
             (br#"{"alerts": []}"#, "no alerts"),
             (br#"{"version":"3","alerts":[]}"#, "version \"3\" is not supported"),
             (br#"{"alerts":[{"status":"burning","labels":{},"startsAt":"2026-11-29T12:46:35Z"}]}"#, "unknown variant `burning`"),

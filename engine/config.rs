@@ -232,6 +232,32 @@ pub struct IntakeLimits {
     pub max_body_bytes: usize,
     /// Requests waiting for the store beyond this get 503 (AlertManager retries).
     pub queue_capacity: usize,
+    /// The severity of an alert with no `severity` label that no playbook
+    /// rule classifies (Grafana sends none by default).
+    pub default_severity: crate::severity::Severity,
+    /// Require Grafana's HMAC signature on Grafana webhook bodies.
+    pub grafana_signature: Option<GrafanaSignature>,
+}
+
+/// Grafana's webhook HMAC: hex HMAC-SHA256 of `{timestamp}:{body}` (or of
+/// the body alone without a timestamp header), keyed with `secret`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GrafanaSignature {
+    /// The shared secret (a secret reference).
+    pub secret: String,
+    /// The header holding the signature; Grafana's default.
+    #[serde(default = "GrafanaSignature::default_header")]
+    pub header: String,
+    /// The header holding the Unix timestamp, when Grafana is set to send one.
+    #[serde(default)]
+    pub timestamp_header: Option<String>,
+}
+
+impl GrafanaSignature {
+    fn default_header() -> String {
+        "X-Grafana-Alert-Signature".into()
+    }
 }
 
 impl Default for IntakeLimits {
@@ -239,6 +265,8 @@ impl Default for IntakeLimits {
         IntakeLimits {
             max_body_bytes: 4 * 1024 * 1024,
             queue_capacity: 4096,
+            default_severity: crate::severity::Severity::P3,
+            grafana_signature: None,
         }
     }
 }
@@ -397,6 +425,8 @@ pub struct Resolved {
     /// Tokens and their roles; empty: the API needs no token.
     pub credentials: Vec<Credential>,
     pub slack_webhook: Option<Secret>,
+    /// `intake.grafana_signature.secret`, resolved.
+    pub grafana_secret: Option<Secret>,
     /// `slack.signing_secret` and `slack.bot_token`, resolved.
     pub slack_signing_secret: Option<Secret>,
     pub slack_bot_token: Option<Secret>,
@@ -423,11 +453,19 @@ impl Config {
         };
         let slack_signing_secret = optional("signing_secret", &self.slack.signing_secret)?;
         let slack_bot_token = optional("bot_token", &self.slack.bot_token)?;
+        let grafana_secret = match &self.intake.grafana_signature {
+            Some(g) => Some(
+                secret::resolve(&g.secret)
+                    .map_err(|e| ConfigError::Secret(format!("intake.grafana_signature.secret: {e}")))?,
+            ),
+            None => None,
+        };
         let timezone = self.postmortem.tz().map_err(ConfigError::Setting)?;
         Ok(Resolved {
             config: self,
             credentials,
             slack_webhook,
+            grafana_secret,
             slack_signing_secret,
             slack_bot_token,
             timezone,

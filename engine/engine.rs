@@ -111,7 +111,8 @@ impl Builder {
             external_url: config.server.external_url.clone(),
         };
         let live = Arc::new(Live::new(catalog.clone(), style)?);
-        let ledger = Ledger::new(store.clone(), catalog.playbooks.clone())?;
+        let ledger = Ledger::new(store.clone(), catalog.playbooks.clone())?
+            .with_default_severity(config.intake.default_severity);
         let metrics = Arc::new(Metrics::new());
         expect_series(&metrics, &catalog);
         let (effects_tx, effects_rx) = tokio::sync::mpsc::unbounded_channel();

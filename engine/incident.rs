@@ -52,6 +52,9 @@ pub struct IncidentAlert {
     /// Where the alert came from (Prometheus' graph), as AlertManager sent it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub generator_url: Option<String>,
+    /// Grafana's links and observed values, when it sent the alert.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub extras: Option<Box<crate::alert::Extras>>,
     pub starts_at: DateTime<Utc>,
     pub ends_at: Option<DateTime<Utc>>,
     /// How many times AlertManager sent this alert again unchanged.

@@ -92,12 +92,18 @@ impl SeverityPolicy {
 
     /// The severity this policy gives an alert with `labels`.
     pub fn classify(&self, labels: &BTreeMap<String, String>) -> Severity {
+        self.classify_or(labels, Severity::P3)
+    }
+
+    /// As `classify`, with `missing` for an alert no rule takes and that
+    /// has no `severity` label.
+    pub fn classify_or(&self, labels: &BTreeMap<String, String>, missing: Severity) -> Severity {
         self.rules
             .iter()
             .find(|(ms, _)| ms.iter().all(|m| m.matches(labels)))
             .map(|(_, s)| *s)
             .or(self.default)
-            .unwrap_or_else(|| Severity::from_label(labels.get("severity").map(String::as_str)))
+            .unwrap_or_else(|| Severity::from_label_or(labels.get("severity").map(String::as_str), missing))
     }
 }
 

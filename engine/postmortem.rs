@@ -360,15 +360,41 @@ fn alert_value(a: &crate::incident::IncidentAlert) -> Value {
         .join(", ");
     let runbook_url = a.annotations.get("runbook_url").and_then(|u| safe_link(u));
     let generator_url = a.generator_url.as_deref().and_then(safe_link);
-    let links: Vec<String> = [("runbook", &runbook_url), ("source", &generator_url)]
-        .into_iter()
-        .filter_map(|(name, url)| url.as_ref().map(|u| format!("[{name}]({u})")))
-        .collect();
+    let extras = a.extras.as_deref().cloned().unwrap_or_default();
+    let link = |u: &Option<String>| u.as_deref().and_then(safe_link);
+    let (dashboard_url, panel_url, silence_url) = (
+        link(&extras.dashboard_url),
+        link(&extras.panel_url),
+        link(&extras.silence_url),
+    );
+    let links: Vec<String> = [
+        ("runbook", &runbook_url),
+        ("source", &generator_url),
+        ("dashboard", &dashboard_url),
+        ("panel", &panel_url),
+        ("silence", &silence_url),
+    ]
+    .into_iter()
+    .filter_map(|(name, url)| url.as_ref().map(|u| format!("[{name}]({u})")))
+    .collect();
+    // What the rule saw: Grafana's `values` (by query), else its `valueString`.
+    let values_text = if extras.values.is_empty() {
+        extras.value_string.clone().unwrap_or_default()
+    } else {
+        extras
+            .values
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
     json!({"fingerprint": a.fingerprint, "alertname": a.labels.get("alertname"), "status": a.status.as_str(),
            "starts_at": a.starts_at, "ends_at": a.ends_at,
            "summary": a.annotations.get("summary"), "description": a.annotations.get("description"),
            "labels": labels, "labels_text": labels_text, "repeats": a.repeats,
-           "runbook_url": runbook_url, "generator_url": generator_url, "links_markdown": links.join(" · ")})
+           "runbook_url": runbook_url, "generator_url": generator_url, "dashboard_url": dashboard_url,
+           "panel_url": panel_url, "silence_url": silence_url, "values_text": values_text,
+           "links_markdown": links.join(" · ")})
 }
 
 /// `url` when it is an absolute http(s) URL, with every character that

@@ -60,6 +60,14 @@ pub async fn serve(
                 bot_token: engine.resolved.slack_bot_token.clone(),
                 api_url: config.slack.api_url.clone(),
             }),
+        grafana: match (&config.intake.grafana_signature, &engine.resolved.grafana_secret) {
+            (Some(g), Some(secret)) => Some(crate::server::signature::Grafana {
+                secret: secret.clone(),
+                header: g.header.clone(),
+                timestamp_header: g.timestamp_header.clone(),
+            }),
+            _ => None,
+        },
     });
     let app = router(state);
     let std_listener =

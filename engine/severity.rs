@@ -39,11 +39,17 @@ impl Severity {
     /// `warning` → P2, anything else or none → P3. A label that already says
     /// `P0`..`P3` is taken as it is.
     pub fn from_label(label: Option<&str>) -> Self {
+        Self::from_label_or(label, Severity::P3)
+    }
+
+    /// As `from_label`, with `missing` for an alert that has no `severity`
+    /// label (`intake.default_severity`).
+    pub fn from_label_or(label: Option<&str>, missing: Severity) -> Self {
         match label.map(str::trim) {
             Some(l) if l.eq_ignore_ascii_case("critical") => Severity::P1,
             Some(l) if l.eq_ignore_ascii_case("warning") => Severity::P2,
             Some(l) => Severity::parse(l).unwrap_or(Severity::P3),
-            None => Severity::P3,
+            None => missing,
         }
     }
 }

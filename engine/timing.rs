@@ -132,6 +132,7 @@ mod tests {
             labels: Default::default(),
             annotations: Default::default(),
             generator_url: None,
+            extras: None,
             starts_at: at(starts),
             ends_at: ends.map(at),
             repeats: 0,

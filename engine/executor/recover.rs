@@ -244,7 +244,8 @@ impl Executor {
                 annotations: first.annotations,
                 starts_at: first.starts_at,
                 ends_at: first.ends_at,
-                generator_url: None,
+                generator_url: first.generator_url,
+                extras: first.extras,
             };
             started += 1;
             self.start(Trigger::Incident(Box::new(Opened { incident, alert })))

@@ -115,7 +115,7 @@ impl Ledger {
                 alert.labels.get("alertname").cloned().unwrap_or_default(),
             )]),
         };
-        let severity = policy.classify(&alert.labels);
+        let severity = policy.classify_or(&alert.labels, self.default_severity);
         let is_default = playbook.is_none();
         let gkey = group_key(&name, &group);
         if let Some(&n) = self.groups.get(&gkey) {
@@ -227,6 +227,7 @@ impl Ledger {
                 labels: alert.labels.clone(),
                 annotations: alert.annotations.clone(),
                 generator_url: alert.generator_url.clone(),
+                extras: alert.extras.clone(),
                 starts_at: alert.starts_at,
                 ends_at: None,
                 repeats: 0,

@@ -59,6 +59,9 @@ pub struct Ledger {
     playbooks: Vec<Playbook>,
     /// Severity for alerts no playbook takes.
     default: SeverityPolicy,
+    /// For alerts without a `severity` label that no rule classifies
+    /// (`intake.default_severity`).
+    default_severity: Severity,
     /// Open (not resolved) incidents.
     open: OpenSet,
     /// Playbook and group (see `alerts::group_key`) → open incident number.
@@ -92,6 +95,7 @@ impl Ledger {
             store,
             playbooks,
             default: SeverityPolicy::from_label(),
+            default_severity: Severity::P3,
             open: OpenSet::default(),
             groups: HashMap::new(),
             last_incident: 0,
@@ -105,6 +109,12 @@ impl Ledger {
         };
         ledger.reload()?;
         Ok(ledger)
+    }
+
+    /// The severity of alerts with no `severity` label that no rule classifies.
+    pub fn with_default_severity(mut self, severity: Severity) -> Self {
+        self.default_severity = severity;
+        self
     }
 
     /// Routes by these playbooks from now on; open incidents keep theirs.

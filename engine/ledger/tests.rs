@@ -38,6 +38,7 @@ fn alert(fp: &str, status: AlertStatus, starts: &str, labels: &[(&str, &str)]) -
         starts_at: DateTime::parse_from_rfc3339(starts).unwrap().with_timezone(&Utc),
         ends_at: None,
         generator_url: None,
+        extras: None,
     }
 }
 

@@ -21,7 +21,11 @@ use crate::store::IncidentFilter;
 type ApiResult = Result<Json<Value>, ApiError>;
 
 /// `POST /api/v1/alerts`: answers 200 only after the alerts are on disk.
-pub async fn post_alerts(State(state): State<Arc<AppState>>, body: axum::body::Body) -> ApiResult {
+pub async fn post_alerts(
+    State(state): State<Arc<AppState>>,
+    headers: axum::http::HeaderMap,
+    body: axum::body::Body,
+) -> ApiResult {
     let outcome = |o: &str| state.metrics.webhooks.with_label_values(&[o]).inc();
     let body = match read_limited(body, state.max_body).await {
         Ok(bytes) => bytes,
@@ -37,10 +41,18 @@ pub async fn post_alerts(State(state): State<Arc<AppState>>, body: axum::body::B
             return Err(ApiError::bad_request(format!("the body cannot be read: {why}")));
         }
     };
-    let (_, alerts) = alert::parse(&body).map_err(|e| {
+    let (hook, alerts) = alert::parse(&body).map_err(|e| {
         outcome("bad_request");
         ApiError::bad_request(e.0)
     })?;
+    if let (alert::Sender::Grafana, Some(grafana)) = (hook.sender(), &state.grafana) {
+        grafana
+            .verify(&headers, &body, chrono::Utc::now().timestamp())
+            .map_err(|why| {
+                outcome("unauthorized");
+                ApiError::new(StatusCode::UNAUTHORIZED, why)
+            })?;
+    }
     let statuses: Vec<&'static str> = alerts.iter().map(|a| a.status.as_str()).collect();
     let applied = state.writer.alerts(alerts).await.map_err(|e| {
         outcome("unavailable");

@@ -7,6 +7,7 @@ mod auth;
 mod error;
 mod lifecycle;
 mod runs;
+pub mod signature;
 pub mod slack;
 
 use std::sync::Arc;
@@ -40,6 +41,8 @@ pub struct AppState {
     pub max_body: usize,
     /// Slack interactivity, when `slack.signing_secret` is set.
     pub slack: Option<slack::SlackApp>,
+    /// Grafana's webhook signature, when `intake.grafana_signature` asks for it.
+    pub grafana: Option<signature::Grafana>,
 }
 
 impl AppState {

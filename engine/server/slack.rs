@@ -16,7 +16,6 @@ use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use hmac::{KeyInit, Mac};
 use serde_json::{json, Value};
 
 use super::{ApiError, AppState};
@@ -27,8 +26,7 @@ use crate::ids::{IncidentId, RunId};
 use crate::ledger::Change;
 use crate::secret::Secret;
 
-/// Requests older (or newer) than this are refused: a replayed click.
-const MAX_SKEW_SECS: i64 = 300;
+use super::signature::MAX_SKEW_SECS;
 
 /// The Slack app laojun answers for.
 pub struct SlackApp {
@@ -53,17 +51,9 @@ struct Message {
 /// `timestamp`: HMAC-SHA256 over `v0:{timestamp}:{body}`, compared in
 /// constant time.
 pub fn signed(secret: &Secret, timestamp: &str, body: &[u8], signature: &str) -> bool {
-    let Some(given) = signature.strip_prefix("v0=").and_then(|h| hex::decode(h).ok()) else {
-        return false;
-    };
-    let Ok(mut mac) = hmac::Hmac::<sha2::Sha256>::new_from_slice(secret.expose().as_bytes()) else {
-        return false;
-    };
-    mac.update(b"v0:");
-    mac.update(timestamp.as_bytes());
-    mac.update(b":");
-    mac.update(body);
-    mac.verify_slice(&given).is_ok()
+    signature
+        .strip_prefix("v0=")
+        .is_some_and(|hex| super::signature::matches(secret, &[b"v0:", timestamp.as_bytes(), b":", body], hex))
 }
 
 /// The checks a request must pass before its body is looked at.

@@ -521,6 +521,7 @@ mod tests {
             starts_at: at(STARTS),
             ends_at: Some(at("2026-11-29T13:00:00Z")),
             generator_url: None,
+            extras: None,
         };
         let outcome = intake.apply(&[resolve("a")], Utc::now()).unwrap().outcomes;
         assert_eq!(outcome, [AlertOutcome::Resolved]);

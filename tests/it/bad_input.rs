@@ -67,7 +67,7 @@ async fn hostile_and_broken_inputs_get_a_clear_answer_and_change_nothing_else() 
             "/api/v1/alerts",
             br#"{"alerts":[{"status":1,"labels":{},"startsAt":"2026-11-29T12:00:00Z"}]}"#.to_vec(),
             400,
-            "not an AlertManager webhook",
+            "not an AlertManager (version 4) or Grafana (version 1) webhook",
         ),
         (
             "10 MB label value",

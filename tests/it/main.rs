@@ -15,6 +15,7 @@ mod crash_recovery;
 mod errors;
 mod fake_kube;
 mod full_chain;
+mod grafana;
 mod intake_api;
 mod kubernetes;
 mod lifecycle;

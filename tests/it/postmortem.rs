@@ -67,6 +67,7 @@ fn recorded(service: &str) -> (Incident, Vec<Event>, Vec<Run>) {
             )]
             .into(),
             generator_url: Some("http://prometheus:9090/graph?g0.expr=pg_stat_activity_count".into()),
+            extras: None,
             starts_at: at("2023-12-01T14:30:00Z"),
             ends_at: Some(at("2023-12-01T15:44:30Z")),
             repeats: 4,
