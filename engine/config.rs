@@ -21,6 +21,10 @@ pub struct Config {
     pub auth: Auth,
     pub kubernetes: Kubernetes,
     pub aws: Aws,
+    /// Where `prometheus.query` steps query (`url`, `bearer_token` or `username`/`password`).
+    pub prometheus: Endpoint,
+    /// Where `alertmanager.silence` steps create silences.
+    pub alertmanager: Endpoint,
     pub slack: Slack,
     /// What laojun itself posts to Slack.
     pub notifications: Notifications,
@@ -54,6 +58,8 @@ impl Default for Config {
             auth: Auth::default(),
             kubernetes: Kubernetes::default(),
             aws: Aws::default(),
+            prometheus: Default::default(),
+            alertmanager: Default::default(),
             slack: Slack::default(),
             notifications: Notifications::default(),
             execution: Execution::default(),
@@ -64,6 +70,20 @@ impl Default for Config {
             tls: None,
         }
     }
+}
+
+/// A base URL and how to authenticate to it; secrets are references,
+/// resolved per call so none is held in memory longer than a request.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Endpoint {
+    /// e.g. `http://prometheus:9090` (a secret reference is allowed).
+    pub url: Option<String>,
+    /// Sent as `Authorization: Bearer` (a secret reference).
+    pub bearer_token: Option<String>,
+    /// HTTP basic auth; the password is a secret reference.
+    pub username: Option<String>,
+    pub password: Option<String>,
 }
 
 /// How people reach this server.

@@ -294,6 +294,15 @@ pub enum EventKind {
         approved: bool,
         by: String,
     },
+    /// What a step marked `evidence: true` saw (its output, bounded).
+    Evidence {
+        run: RunId,
+        step: String,
+        action: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        summary: Option<String>,
+        output: serde_json::Value,
+    },
     RunFinished {
         run: RunId,
         runbook: String,
@@ -323,6 +332,7 @@ impl EventKind {
             EventKind::RunNotStarted { .. } => "run_not_started",
             EventKind::Step { .. } => "step",
             EventKind::Approval { .. } => "approval",
+            EventKind::Evidence { .. } => "evidence",
             EventKind::RunFinished { .. } => "run_finished",
         }
     }
@@ -426,6 +436,16 @@ impl EventKind {
                     "{run} step `{step}` {} by {by}",
                     if *approved { "approved" } else { "denied" }
                 )
+            }
+            EventKind::Evidence {
+                run,
+                step,
+                action,
+                summary,
+                output,
+            } => {
+                let seen = summary.as_deref().unwrap_or("no summary");
+                format!("{run} step `{step}` ({action}) saw: {seen} — {output}")
             }
             EventKind::RunFinished {
                 run,

@@ -297,6 +297,13 @@ pub fn data(
         Vec::new()
     };
     let alerts: Vec<Value> = incident.alerts.iter().map(alert_value).collect();
+    // What `evidence: true` steps saw, one escaped line each.
+    let evidence_markdown = timeline
+        .iter()
+        .filter(|e| matches!(e.what, EventKind::Evidence { .. }))
+        .map(|e| format!("- {} — {}", clock(e.at), escape_markdown(&e.what.describe())))
+        .collect::<Vec<_>>()
+        .join("\n");
     let scope = scope(incident);
     let responders = incident.responders.join(", ");
     json!({
@@ -315,6 +322,7 @@ pub fn data(
             "timeline": events, "runs": runs, "alerts": alerts, "notes": notes,
             "action_items": notes.get("action_item"),
             "timeline_markdown": timeline_markdown, "runs_markdown": runs_markdown,
+            "evidence_markdown": evidence_markdown,
         },
         "timezone": tz.name(),
         "generated_at": now,

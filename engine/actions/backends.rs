@@ -11,6 +11,9 @@ pub struct Backends {
     pub slack_webhook: Option<Secret>,
     pub kube: k8s::Kube,
     pub route53: dns::Route53,
+    /// `prometheus:` and `alertmanager:` in the config.
+    pub prometheus: crate::config::Endpoint,
+    pub alertmanager: crate::config::Endpoint,
 }
 
 impl Backends {
@@ -19,6 +22,8 @@ impl Backends {
         let mut b = Backends::new(slack_webhook);
         b.kube = k8s::Kube::new(config.kubernetes.kubeconfig.clone(), config.kubernetes.context.clone());
         b.route53 = dns::Route53::new(config.aws.region.clone(), config.aws.endpoint_url.clone());
+        b.prometheus = config.prometheus.clone();
+        b.alertmanager = config.alertmanager.clone();
         b
     }
 
@@ -34,6 +39,8 @@ impl Backends {
             slack_webhook,
             kube: k8s::Kube::new(None, None),
             route53: dns::Route53::new("us-east-1".into(), None),
+            prometheus: Default::default(),
+            alertmanager: Default::default(),
         }
     }
 }

@@ -9,12 +9,15 @@
 //! Actions never touch the store: the executor journals around them.
 
 mod backends;
+pub mod observe;
 pub mod spec;
 
+pub mod alertmanager;
 pub mod approval;
 pub mod dns;
 pub mod http;
 pub mod k8s;
+pub mod prometheus;
 pub mod script;
 pub mod slack;
 pub mod wait;
@@ -158,6 +161,9 @@ actions! {
     DnsFailover(dns::failover::Failover),
     SlackNotify(slack::Notify),
     Http(http::Http),
+    PrometheusQuery(prometheus::Query),
+    AlertmanagerSilence(alertmanager::Silence),
+    AlertmanagerExpireSilence(alertmanager::ExpireSilence),
     Script(script::RunScript),
     Approval(approval::Approval),
     Wait(wait::Wait),

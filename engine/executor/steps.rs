@@ -377,6 +377,18 @@ impl Executor {
         record.error = error;
         let event = step_event(run, &step.id);
         self.shared.writer.journal(run, Some(event)).await?;
+        if step.evidence && run.incident.is_some() && status != StepStatus::Skipped {
+            let id = run.id;
+            let record = record_mut(run, &step.id);
+            let event = EventKind::Evidence {
+                run: id,
+                step: step.id.clone(),
+                action: record.action.clone(),
+                summary: record.summary.clone().or_else(|| record.error.clone()),
+                output: bounded(&record.output),
+            };
+            self.shared.writer.journal(run, Some(event)).await?;
+        }
         Ok(())
     }
 }
@@ -447,6 +459,22 @@ fn step_event(run: &Run, id: &str) -> EventKind {
         summary: r.summary.clone(),
         error: r.error.clone(),
     }
+}
+
+/// Evidence kept on a timeline is at most this many bytes of JSON.
+const EVIDENCE_BYTES: usize = 4096;
+
+/// `output` as it is when small, else its JSON cut short (as text).
+fn bounded(output: &Value) -> Value {
+    let text = output.to_string();
+    if text.len() <= EVIDENCE_BYTES {
+        return output.clone();
+    }
+    let mut end = EVIDENCE_BYTES;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    Value::String(format!("{}… ({} bytes in all)", &text[..end], text.len()))
 }
 
 pub(super) fn finished_event(run: &Run) -> EventKind {

@@ -23,6 +23,7 @@ const STEP_KEYS: &[&str] = &[
     "retries",
     "on_failure",
     "idempotent",
+    "evidence",
 ];
 const RETRY_KEYS: &[&str] = &["attempts", "backoff_secs", "max_backoff_secs"];
 const DAY_SECS: i64 = 86_400;
@@ -281,6 +282,7 @@ impl StepContext<'_> {
             (None, _) => false,
         };
         let idempotent = f.opt_bool("idempotent", d).unwrap_or(default_idempotent);
+        let evidence = f.opt_bool("evidence", d).unwrap_or(false);
         // Steps in on_failure may use this step's output (it failed, but may
         // have produced some), so it counts as earlier for them.
         if let Some(id) = &id {
@@ -309,6 +311,7 @@ impl StepContext<'_> {
             retries,
             on_failure,
             idempotent,
+            evidence,
             script,
             pos: node.pos,
         })

@@ -142,6 +142,9 @@ pub struct Step {
     pub retries: Retries,
     pub on_failure: OnFailure,
     pub idempotent: bool,
+    /// Its output goes on the incident's timeline and into the postmortem
+    /// (`evidence: true`): what an assessment saw is part of the record.
+    pub evidence: bool,
     /// The compiled script of a `script` step.
     pub script: Option<Script>,
     pub pos: Pos,

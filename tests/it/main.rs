@@ -21,6 +21,7 @@ mod kubernetes;
 mod lifecycle;
 mod matchers;
 mod observability;
+mod observe;
 mod overload;
 mod postmortem;
 mod reload;

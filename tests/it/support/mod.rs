@@ -4,6 +4,7 @@
 //! check for external components, and `eventually` for waiting on a
 //! condition instead of on time.
 
+pub mod alertmanager;
 pub mod moto;
 
 use std::net::SocketAddr;

@@ -1,0 +1,122 @@
+//! The HTTP endpoints read-and-silence actions talk to (Prometheus,
+//! AlertManager), as `laojun.yaml` names them, and `expect`: the check a
+//! read step makes of what it saw.
+
+use serde_json::Value;
+
+use super::ActionError;
+use crate::config::Endpoint;
+use crate::script::Sandbox;
+use crate::secret;
+
+/// How a request reaches a configured endpoint.
+pub trait Request {
+    /// A request to `path` under the base URL, authenticated; `key` is the config key, for messages.
+    fn request(
+        &self,
+        http: &reqwest::Client,
+        method: reqwest::Method,
+        path: &str,
+        key: &str,
+    ) -> Result<reqwest::RequestBuilder, ActionError>;
+}
+
+impl Request for Endpoint {
+    fn request(
+        &self,
+        http: &reqwest::Client,
+        method: reqwest::Method,
+        path: &str,
+        key: &str,
+    ) -> Result<reqwest::RequestBuilder, ActionError> {
+        let Some(written) = self.url.as_deref().filter(|u| !u.is_empty()) else {
+            return Err(ActionError::fatal(format!(
+                "no {key}.url is configured: set it in laojun.yaml, e.g. {key}: {{url: http://{key}:{}}}",
+                if key == "prometheus" { 9090 } else { 9093 }
+            )));
+        };
+        let base = secret::resolve(written).map_err(|e| ActionError::fatal(format!("{key}.url: {e}")))?;
+        let url = format!("{}{path}", base.expose().trim_end_matches('/'));
+        if reqwest::Url::parse(&url).is_err() {
+            return Err(ActionError::fatal(format!("{key}.url {written:?} is not a URL")));
+        }
+        let mut request = http.request(method, url);
+        if let Some(token) = &self.bearer_token {
+            let token = secret::resolve(token).map_err(|e| ActionError::fatal(format!("{key}.bearer_token: {e}")))?;
+            request = request.bearer_auth(token.expose());
+        } else if let Some(user) = &self.username {
+            let password = match &self.password {
+                Some(p) => Some(secret::resolve(p).map_err(|e| ActionError::fatal(format!("{key}.password: {e}")))?),
+                None => None,
+            };
+            request = request.basic_auth(user, password.as_ref().map(|p| p.expose().to_string()));
+        }
+        Ok(request)
+    }
+}
+
+/// `expect:` of a read step: `"< 0.5"` (a comparison with each sample's
+/// value; every sample must pass, and there must be one), or a Rhai
+/// condition over `value` and `samples`.
+pub fn check(expect: &str, value: Option<f64>, samples: &Value, sandbox: &Sandbox) -> Result<bool, ActionError> {
+    let expect = expect.trim();
+    if let Some((op, limit)) = comparison(expect) {
+        let values: Vec<f64> = samples
+            .as_array()
+            .map(|s| s.iter().filter_map(|x| x["value"].as_f64()).collect())
+            .unwrap_or_default();
+        let values = if values.is_empty() {
+            value.into_iter().collect()
+        } else {
+            values
+        };
+        return Ok(!values.is_empty() && values.iter().all(|v| op(*v, limit)));
+    }
+    let script = sandbox.compile_condition(expect).map_err(|e| {
+        ActionError::fatal(format!(
+            "`expect: {expect}` is neither a comparison such as \"< 0.5\" nor Rhai: {}",
+            e.message
+        ))
+    })?;
+    let context = serde_json::json!({"value": value, "samples": samples});
+    sandbox
+        .eval_condition(&script, &context)
+        .map_err(|e| ActionError::fatal(format!("`expect: {expect}` failed: {}", e.message)))
+}
+
+type Compare = fn(f64, f64) -> bool;
+
+/// `"< 0.5"`, `">= 3"`, `"== 0"`, `"!= 1"`.
+fn comparison(text: &str) -> Option<(Compare, f64)> {
+    let ops: [(&str, Compare); 6] = [
+        ("<=", |a, b| a <= b),
+        (">=", |a, b| a >= b),
+        ("==", |a, b| a == b),
+        ("!=", |a, b| a != b),
+        ("<", |a, b| a < b),
+        (">", |a, b| a > b),
+    ];
+    ops.iter()
+        .find_map(|(op, f)| text.strip_prefix(op).map(|rest| (*f, rest.trim())))
+        .and_then(|(f, rest)| rest.parse::<f64>().ok().map(|n| (f, n)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn comparisons_hold_for_every_sample_and_need_one() {
+        let sandbox = Sandbox::default();
+        let samples = serde_json::json!([{"value": 0.2}, {"value": 0.4}]);
+        assert!(check("< 0.5", None, &samples, &sandbox).unwrap());
+        assert!(!check("< 0.3", None, &samples, &sandbox).unwrap());
+        assert!(
+            !check("< 1", None, &serde_json::json!([]), &sandbox).unwrap(),
+            "no samples: not back to normal"
+        );
+        assert!(check(">= 0.2", Some(0.2), &serde_json::json!([]), &sandbox).unwrap());
+        assert!(check("value < 1 && samples.len() == 2", Some(0.2), &samples, &sandbox).unwrap());
+        assert!(check("value +", Some(0.2), &samples, &sandbox).is_err());
+    }
+}

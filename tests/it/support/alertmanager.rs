@@ -1,0 +1,87 @@
+//! Debian's `prometheus-alertmanager` on loopback: started with a route
+//! to laojun, and alerts pushed into it as Prometheus would.
+
+use std::net::TcpListener;
+use std::process::{Child, Command, Stdio};
+
+use serde_json::{json, Value};
+
+use super::{eventually, TOKEN};
+
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// A running AlertManager, killed when dropped.
+pub struct AlertManager {
+    child: Child,
+    pub url: String,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for AlertManager {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// AlertManager on a free port, routing every alert to `webhook_url` with laojun's token.
+pub async fn start_alertmanager(binary: &std::path::Path, webhook_url: &str) -> AlertManager {
+    let dir = tempfile::tempdir().unwrap();
+    let config = format!(
+        r#"route:
+  receiver: laojun
+  group_by: [alertname]
+  group_wait: 1s
+  group_interval: 1s
+  repeat_interval: 2s
+receivers:
+  - name: laojun
+    webhook_configs:
+      - url: {webhook_url}
+        send_resolved: true
+        http_config:
+          authorization:
+            type: Bearer
+            credentials: {TOKEN}
+"#
+    );
+    std::fs::write(dir.path().join("alertmanager.yml"), config).unwrap();
+    let port = free_port();
+    let child = Command::new(binary)
+        .arg(format!(
+            "--config.file={}",
+            dir.path().join("alertmanager.yml").display()
+        ))
+        .arg(format!("--storage.path={}", dir.path().join("data").display()))
+        .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+        .arg("--cluster.listen-address=")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("alertmanager starts");
+    let url = format!("http://127.0.0.1:{port}");
+    let ready = format!("{url}/-/ready");
+    eventually("alertmanager to become ready", async || {
+        let r = reqwest::get(&ready).await.ok()?;
+        r.status().is_success().then_some(())
+    })
+    .await;
+    AlertManager { child, url, _dir: dir }
+}
+
+/// Pushes one alert into AlertManager as Prometheus would.
+pub async fn push(am: &AlertManager, alert: Value) {
+    let resp = reqwest::Client::new()
+        .post(format!("{}/api/v2/alerts", am.url))
+        .json(&json!([alert]))
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        resp.status().is_success(),
+        "alertmanager took the alert: {}",
+        resp.status()
+    );
+}
