@@ -154,8 +154,12 @@ pub async fn interactions(State(state): State<Arc<AppState>>, headers: HeaderMap
         ),
         Some(ask) => act(&state, app, &user, &ask).await,
     };
+    // The message the click came from, so the replacement keeps its question.
+    let asked = payload["message"]["blocks"][0]["text"]["text"]
+        .as_str()
+        .map(|t| t.chars().take(3000).collect::<String>());
     if let Some(url) = response_url {
-        respond(app, url, reply, recorded, message);
+        respond(app, url, reply, recorded, message, asked);
     }
     // Slack wants an answer within 3 s; the reply goes through response_url.
     StatusCode::OK.into_response()
@@ -250,21 +254,30 @@ async fn decide(state: &AppState, decider: &Decider, ask: &Ask) -> Result<String
 /// Posts the reply to `url` in the background, only when it is under one
 /// of the configured prefixes (a forged payload cannot make laojun call
 /// elsewhere).
-fn respond(app: &SlackApp, url: String, reply: Reply, recorded: String, message: Option<Message>) {
+fn respond(
+    app: &SlackApp,
+    url: String,
+    reply: Reply,
+    recorded: String,
+    message: Option<Message>,
+    asked: Option<String>,
+) {
     if !app.response_url_prefixes.iter().any(|p| url.starts_with(p.as_str())) {
         tracing::warn!("a Slack response_url outside slack.response_url_prefixes was not called");
         return;
     }
     let replaces = matches!(reply, Reply::Done(_));
     let body = match reply {
-        Reply::Done(text) => json!({
-            "replace_original": true,
-            "text": text,
-            "blocks": [
-                {"type": "section", "text": {"type": "mrkdwn", "text": text}},
-                {"type": "context", "elements": [{"type": "mrkdwn", "text": format!("decided in Slack; recorded as {}", crate::actions::slack::escape(&recorded))}]},
-            ],
-        }),
+        Reply::Done(text) => {
+            let mut blocks = Vec::new();
+            // Slack relays laojun's own text (it was escaped when posted).
+            if let Some(asked) = asked {
+                blocks.push(json!({"type": "section", "text": {"type": "mrkdwn", "text": asked}}));
+            }
+            blocks.push(json!({"type": "section", "text": {"type": "mrkdwn", "text": text}}));
+            blocks.push(json!({"type": "context", "elements": [{"type": "mrkdwn", "text": format!("decided in Slack; recorded as {}", crate::actions::slack::escape(&recorded))}]}));
+            json!({"replace_original": true, "text": text, "blocks": blocks})
+        }
         Reply::Refused(why) => json!({
             "response_type": "ephemeral",
             "replace_original": false,

@@ -297,6 +297,16 @@ fn filled() -> (Incident, Vec<Event>, Vec<Run>) {
     };
     let resolved = timeline.pop().unwrap();
     let people = [
+        ev(
+            "2023-12-01T14:30:05.500Z",
+            EventKind::Evidence {
+                run: laojun::ids::RunId::new(3),
+                step: "pool".into(),
+                action: "prometheus.query".into(),
+                summary: Some("`max(pg_stat_activity_count{service=\"core-services\"})` = 50".into()),
+                output: json!({"value": 50.0, "samples": [{"labels": {"service": "core-services"}, "value": 50.0}], "expect_met": null}),
+            },
+        ),
         ev("2023-12-01T14:33:00Z", EventKind::Acknowledged { by: "alice".into() }),
         ev(
             "2023-12-01T14:34:00Z",
@@ -371,6 +381,7 @@ fn the_postmortem_of_a_filled_in_incident_matches_the_golden_file() {
         "| bob | 2023-12-08 | Alert at 80% pool use |",
         "| carol | 2023-12-15 | Size the pool from measured peak \\| not guesses |",
         "  - Links: [runbook](https://wiki.example.com/runbooks/db-pool) · [source](http://prometheus:9090/graph?g0.expr=pg%5Fstat%5Factivity%5Fcount)",
+        "## 现场证据 (Evidence)\n- 2023-12-01 22:30:05 CST — RUN-3 step \\`pool\\` (prometheus.query) saw: \\`max(pg\\_stat\\_activity\\_count\\{service=\"core-services\"\\})\\` = 50 — \\{\"expect\\_met\":null,",
     ] {
         assert!(text.contains(line), "{line:?} missing:\n{text}");
     }

@@ -31,6 +31,7 @@ fn click(user: &str, action_id: &str, value: &str, response_url: &str) -> String
         "user": {"id": user, "username": "someone-else-entirely", "name": "admin"},
         "response_url": response_url,
         "container": {"type": "message", "channel_id": "C0OPS", "message_ts": "1733100000.000100"},
+        "message": {"blocks": [{"type": "section", "text": {"type": "mrkdwn", "text": "the question that was asked"}}]},
         "actions": [{"action_id": action_id, "value": value, "block_id": "laojun", "type": "button"}],
     });
     serde_urlencoded::to_string([("payload", payload.to_string())]).unwrap()
@@ -218,6 +219,10 @@ async fn approve_deny_and_ack_from_slack_are_verified_attributed_and_taken_once(
         serde_json::to_string_pretty(&replaced).unwrap()
     );
     assert_eq!(replaced["replace_original"], true);
+    assert_eq!(
+        replaced["blocks"][0]["text"]["text"], "the question that was asked",
+        "the replaced message keeps its question: {replaced}"
+    );
     assert!(
         replaced["text"]
             .as_str()
