@@ -4,20 +4,12 @@
 //! handled alerts, runs that succeeded and failed, an ack, an approval and
 //! a pause answers every query of the shipped Grafana dashboard with data.
 
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 
 use serde_json::{json, Value};
 
+use crate::support::prometheus::start_prometheus;
 use crate::support::{self, eventually, root_with, spawn_binary, webhook_body, Alert, Listener, TOKEN};
-
-struct Process(Child);
-
-impl Drop for Process {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 fn deploy(path: &str) -> std::path::PathBuf {
     support::repo().join("deploy").join(path)
@@ -53,14 +45,6 @@ fn the_alert_rules_for_laojun_pass_promtool_and_their_unit_tests() {
         let name = rule["alert"].as_str().unwrap();
         assert!(tests.contains(&format!("alertname: {name}")), "{name} has no unit test");
     }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 /// Every `expr` of every panel of the shipped dashboard, with its title.
@@ -138,30 +122,17 @@ async fn every_dashboard_query_returns_data_from_a_real_prometheus_scraping_laoj
     .await;
     let target = laojun.url.trim_start_matches("http://").to_string();
 
-    let prom_config = work.path().join("prometheus.yml");
-    std::fs::write(
-        &prom_config,
-        format!(
+    let prom = start_prometheus(
+        &prometheus,
+        &format!(
             "global: {{scrape_interval: 1s, evaluation_interval: 1s}}\nrule_files: ['{}']\nscrape_configs:\n  - job_name: laojun\n    static_configs: [{{targets: ['{target}']}}]\n",
             deploy("prometheus/laojun-rules.yml").display()
         ),
-    )
-    .unwrap();
-    let port = free_port();
-    let _prom = Process(
-        Command::new(&prometheus)
-            .arg(format!("--config.file={}", prom_config.display()))
-            .arg(format!("--storage.tsdb.path={}", work.path().join("tsdb").display()))
-            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("prometheus starts"),
     );
     let http = reqwest::Client::new();
     let query = async |expr: &str| -> Option<Value> {
         let answer = http
-            .get(format!("http://127.0.0.1:{port}/api/v1/query"))
+            .get(format!("{}/api/v1/query", prom.url))
             .query(&[("query", expr)])
             .send()
             .await
@@ -257,7 +228,7 @@ async fn every_dashboard_query_returns_data_from_a_real_prometheus_scraping_laoj
     let rules = query("ALERTS").await.unwrap();
     assert_eq!(rules["status"], "success");
     let loaded: Value = http
-        .get(format!("http://127.0.0.1:{port}/api/v1/rules"))
+        .get(format!("{}/api/v1/rules", prom.url))
         .send()
         .await
         .unwrap()

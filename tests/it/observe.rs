@@ -5,7 +5,6 @@
 //! its API and suppresses the alert). `evidence: true` puts what a step
 //! saw on the timeline and into the postmortem.
 
-use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
@@ -14,17 +13,9 @@ use laojun::incident::EventKind;
 use laojun::run::RunStatus;
 use serde_json::json;
 
-use crate::support::alertmanager::{free_port, push, start_alertmanager};
+use crate::support::alertmanager::{push, start_alertmanager};
+use crate::support::prometheus::start_prometheus;
 use crate::support::{self, eventually, root_with, run_to_end, webhook_body, Alert, Server};
-
-struct Process(std::process::Child);
-
-impl Drop for Process {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 /// An exporter serving `errors_ratio` as the thousandths in `value`.
 async fn exporter(value: Arc<AtomicU64>) -> u16 {
@@ -67,25 +58,11 @@ async fn a_verify_step_polls_prometheus_until_the_value_is_back_to_normal() {
     };
     let value = Arc::new(AtomicU64::new(900));
     let target = exporter(value.clone()).await;
-    let work = tempfile::tempdir().unwrap();
-    let config = work.path().join("prometheus.yml");
-    std::fs::write(
-        &config,
-        format!("global: {{scrape_interval: 1s}}\nscrape_configs:\n  - job_name: app\n    static_configs: [{{targets: ['127.0.0.1:{target}']}}]\n"),
-    )
-    .unwrap();
-    let port = free_port();
-    let _prom = Process(
-        Command::new(&prometheus)
-            .arg(format!("--config.file={}", config.display()))
-            .arg(format!("--storage.tsdb.path={}", work.path().join("tsdb").display()))
-            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("prometheus starts"),
+    let prom = start_prometheus(
+        &prometheus,
+        &format!("global: {{scrape_interval: 1s}}\nscrape_configs:\n  - job_name: app\n    static_configs: [{{targets: ['127.0.0.1:{target}']}}]\n"),
     );
-    let prom_url = format!("http://127.0.0.1:{port}");
+    let prom_url = prom.url.clone();
     let query = format!("{prom_url}/api/v1/query?query=errors_ratio");
     eventually("Prometheus to scrape the exporter", async || {
         let v: serde_json::Value = reqwest::get(&query).await.ok()?.json().await.ok()?;

@@ -711,32 +711,23 @@ async fn the_guides_example_run_through_the_routes_fills_every_section() {
     let c = server.client();
     let started = Utc::now() - chrono::Duration::seconds(95);
     let alert = |status: &str| {
-        let mut a = support::Alert::firing(json!({
+        let labels = json!({
             "alertname": "DatabaseConnectionsExhausted", "namespace": "prod",
             "deployment": "core-services", "region": "ap-east-1", "severity": "warning",
-        }))
-        .annotations(json!({
-            "summary": "core-services has no free database connections",
-            "description": "pg_stat_activity: 50 of 50 connections in use",
-            "runbook_url": "https://wiki.example.com/runbooks/db-pool",
-        }))
-        .starts_at(&started.to_rfc3339())
-        .fingerprint("9f2c1d0e8a7b6c5d");
-        if status == "resolved" {
-            a = support::Alert::resolved(json!({
-                "alertname": "DatabaseConnectionsExhausted", "namespace": "prod",
-                "deployment": "core-services", "region": "ap-east-1", "severity": "warning",
-            }))
+        });
+        let a = if status == "resolved" {
+            support::Alert::resolved(labels).ends_at(&(started + chrono::Duration::seconds(75)).to_rfc3339())
+        } else {
+            support::Alert::firing(labels)
+        };
+        support::webhook_body([a
             .annotations(json!({
                 "summary": "core-services has no free database connections",
                 "description": "pg_stat_activity: 50 of 50 connections in use",
                 "runbook_url": "https://wiki.example.com/runbooks/db-pool",
             }))
             .starts_at(&started.to_rfc3339())
-            .ends_at(&(started + chrono::Duration::seconds(75)).to_rfc3339())
-            .fingerprint("9f2c1d0e8a7b6c5d");
-        }
-        support::webhook_body([a])
+            .fingerprint("9f2c1d0e8a7b6c5d")])
     };
     c.post_alerts(alert("firing")).await.unwrap();
     eventually("the restart to mitigate INC-1", async || {

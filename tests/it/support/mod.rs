@@ -6,6 +6,7 @@
 
 pub mod alertmanager;
 pub mod moto;
+pub mod prometheus;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
