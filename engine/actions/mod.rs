@@ -157,6 +157,7 @@ actions! {
     K8sScale(k8s::scale::Scale),
     K8sSwitchTraffic(k8s::switch_traffic::SwitchTraffic),
     K8sRestart(k8s::restart::Restart),
+    K8sSetImage(k8s::set_image::SetImage),
     K8sWaitReady(k8s::wait_ready::WaitReady),
     DnsFailover(dns::failover::Failover),
     SlackNotify(slack::Notify),

@@ -462,3 +462,100 @@ async fn a_scale_with_scale_down_false_raises_a_standby_but_never_lowers_it() {
     assert_eq!(replicas(&kube), 12, "raising still works");
     server.stop().await;
 }
+
+const SET_IMAGE: &str = r#"
+name: set-image
+params:
+  namespace: string
+  image: string
+steps:
+  - id: set
+    action: k8s.set_image
+    with: {namespace: "{{params.namespace}}", deployment: checkout, image: "{{params.image}}"}
+"#;
+
+#[tokio::test(flavor = "multi_thread")]
+async fn set_image_leaves_the_deployment_as_kubectl_set_image_does_and_reports_the_previous_image() {
+    let Some(binary) = support::require("kubectl") else {
+        return;
+    };
+    let (kube, dir) = fake_cluster().await;
+    let kubeconfig = dir.path().join("kubeconfig");
+    seed(&kube, "by-kubectl");
+    seed(&kube, "by-laojun");
+    let slack = Listener::start().await;
+    let root = root_with(&[("runbooks/set-image.yaml", SET_IMAGE)]);
+    let server = server(root.path().to_path_buf(), kubeconfig.clone(), &slack).await;
+    let c = server.client();
+    let to = "registry.example/checkout:v3";
+    let container = kube.get("deployments", "by-kubectl", "checkout").unwrap()["spec"]["template"]["spec"]
+        ["containers"][0]["name"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    kubectl(
+        &binary,
+        &kubeconfig,
+        &[
+            "set",
+            "image",
+            "deployment/checkout",
+            &format!("{container}={to}"),
+            "-n",
+            "by-kubectl",
+        ],
+    );
+    // A dry run says what it would do and changes nothing.
+    let dry = run_to_end(
+        &c,
+        "set-image",
+        &RunRequest {
+            dry_run: true,
+            ..with_params(json!({"namespace": "by-laojun", "image": to}))
+        },
+    )
+    .await;
+    assert_eq!(dry.status, RunStatus::Succeeded, "{dry:#?}");
+    assert!(
+        dry.steps[0].summary.as_deref().unwrap().starts_with("would set"),
+        "{dry:#?}"
+    );
+    assert_eq!(
+        image(&kube.get("deployments", "by-laojun", "checkout").unwrap()),
+        "registry.example/checkout:v2"
+    );
+
+    let run = run_to_end(
+        &c,
+        "set-image",
+        &with_params(json!({"namespace": "by-laojun", "image": to})),
+    )
+    .await;
+    assert_eq!(run.status, RunStatus::Succeeded, "{run:#?}");
+    assert_eq!(run.steps[0].output["previous"], "registry.example/checkout:v2");
+    assert_eq!(run.steps[0].output["changed"], true);
+    let template = |ns: &str| {
+        let mut t = kube.get("deployments", ns, "checkout").unwrap()["spec"]["template"].clone();
+        drop_empty(&mut t);
+        t
+    };
+    assert_eq!(
+        template("by-laojun"),
+        template("by-kubectl"),
+        "the same pod template as kubectl's"
+    );
+    assert_eq!(image(&kube.get("deployments", "by-laojun", "checkout").unwrap()), to);
+    // Again: nothing to change.
+    let again = run_to_end(
+        &c,
+        "set-image",
+        &with_params(json!({"namespace": "by-laojun", "image": to})),
+    )
+    .await;
+    assert_eq!(again.steps[0].output["changed"], false);
+    assert!(
+        again.steps[0].summary.as_deref().unwrap().contains("already runs"),
+        "{again:#?}"
+    );
+    server.stop().await;
+}

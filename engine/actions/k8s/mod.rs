@@ -1,5 +1,5 @@
 //! Kubernetes actions through kube-rs, one file each: roll back, scale,
-//! switch traffic, restart, wait until ready. This file holds what they
+//! switch traffic, restart, set an image, wait until ready. This file holds what they
 //! share: clients per context, error mapping, the arguments naming an object. Each step may name a `cluster` (a kubeconfig
 //! context); without one the configured context is used. Dry runs go to
 //! the API server with `dryRun=All`, so they report exactly what the server
@@ -8,6 +8,7 @@
 pub mod restart;
 pub mod rollback;
 pub mod scale;
+pub mod set_image;
 pub mod switch_traffic;
 pub mod wait_ready;
 
