@@ -111,9 +111,7 @@ impl Times {
 }
 
 /// `37s`, `4m 05s`, `1h 15m`, `1d 1h 00m`.
-pub fn human(secs: i64) -> String {
-    crate::template::human_duration(secs)
-}
+pub use crate::template::human_duration as human;
 
 #[cfg(test)]
 mod tests {

@@ -9,20 +9,10 @@ use crate::config::Endpoint;
 use crate::script::Sandbox;
 use crate::secret;
 
-/// How a request reaches a configured endpoint.
-pub trait Request {
-    /// A request to `path` under the base URL, authenticated; `key` is the config key, for messages.
-    fn request(
-        &self,
-        http: &reqwest::Client,
-        method: reqwest::Method,
-        path: &str,
-        key: &str,
-    ) -> Result<reqwest::RequestBuilder, ActionError>;
-}
-
-impl Request for Endpoint {
-    fn request(
+impl Endpoint {
+    /// A request to `path` under the base URL, authenticated; `key` is the
+    /// config key, for messages.
+    pub fn request(
         &self,
         http: &reqwest::Client,
         method: reqwest::Method,

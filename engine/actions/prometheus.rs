@@ -6,7 +6,6 @@
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::observe::Request as _;
 use super::spec::{opt, req, ActionSpec, ArgKind};
 use super::{describe, status_is_retryable, Act, ActionError, Context, Outcome};
 

@@ -90,6 +90,15 @@ impl From<StoreError> for ApiError {
     }
 }
 
+/// A JSON body, or none at all (`T::default()`); a body that does not
+/// parse is a 400 with serde's message and `send` (what to send instead).
+pub fn optional_body<T: Default + serde::de::DeserializeOwned>(body: &[u8], send: &str) -> Result<T, ApiError> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(T::default());
+    }
+    serde_json::from_slice(body).map_err(|e| ApiError::bad_request(format!("{e}; {send}")))
+}
+
 /// A path id that does not parse names nothing that could exist: 404.
 pub fn incident_id(text: &str) -> Result<IncidentId, ApiError> {
     text.parse()

@@ -8,12 +8,11 @@ use std::sync::Arc;
 use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::{Extension, Json};
-use serde::de::DeserializeOwned;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::auth::Caller;
-use super::error::incident_id;
+use super::error::{incident_id, optional_body};
 use super::{ApiError, AppState};
 use crate::incident::NoteKind;
 use crate::ledger::{Assignment, Change, Note};
@@ -41,15 +40,6 @@ async fn apply(state: &AppState, caller: &Caller, id: &str, change: Change, deta
         .await?
         .unwrap_or(*changed.incident);
     Ok(Json(json!(incident)))
-}
-
-/// A JSON object body, or none at all (`T::default()`); `shape` says what
-/// to send when it does not parse.
-fn body_or_default<T: DeserializeOwned + Default>(body: &Bytes, shape: &str) -> Result<T, ApiError> {
-    if body.iter().all(u8::is_ascii_whitespace) {
-        return Ok(T::default());
-    }
-    serde_json::from_slice(body).map_err(|e| ApiError::bad_request(format!("{e}; {shape}")))
 }
 
 fn json_body<T>(body: Result<Json<T>, axum::extract::rejection::JsonRejection>, shape: &str) -> Result<T, ApiError> {
@@ -88,7 +78,7 @@ pub async fn post_ack(
     body: Bytes,
 ) -> ApiResult {
     incident_id(&id)?;
-    let empty: serde_json::Map<String, Value> = body_or_default(&body, "send `{}` or no body to acknowledge")?;
+    let empty: serde_json::Map<String, Value> = optional_body(&body, "send `{}` or no body to acknowledge")?;
     if !empty.is_empty() {
         return Err(ApiError::bad_request("send `{}` or no body to acknowledge"));
     }
@@ -176,7 +166,7 @@ pub async fn post_resolve(
     body: Bytes,
 ) -> ApiResult {
     incident_id(&id)?;
-    let body: ReasonBody = body_or_default(&body, r#"send {"reason": "why"} or no body"#)?;
+    let body: ReasonBody = optional_body(&body, r#"send {"reason": "why"} or no body"#)?;
     let reason = body.reason.map(|r| reason("reason", Some(r))).transpose()?;
     let detail = reason.clone();
     apply(&state, &caller, &id, Change::Resolve { reason }, detail).await
@@ -191,7 +181,7 @@ pub async fn post_reopen(
     body: Bytes,
 ) -> ApiResult {
     incident_id(&id)?;
-    let body: ReasonBody = body_or_default(&body, r#"send {"reason": "why"}"#)?;
+    let body: ReasonBody = optional_body(&body, r#"send {"reason": "why"}"#)?;
     let reason = reason("reason", body.reason)?;
     let detail = Some(reason.clone());
     apply(&state, &caller, &id, Change::Reopen { reason }, detail).await

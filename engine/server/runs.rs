@@ -10,7 +10,7 @@ use serde::Deserialize;
 use serde_json::{json, Map, Value};
 
 use super::auth::Caller;
-use super::error::run_id;
+use super::error::{optional_body, run_id};
 use super::{ApiError, AppState};
 use crate::actions::approval::Decider;
 use crate::automation::AutomationView;
@@ -191,7 +191,7 @@ pub async fn cancel(
     body: axum::body::Bytes,
 ) -> Result<Json<Value>, ApiError> {
     let n = run_id(&id)?;
-    let body: CancelBody = optional_body(&body, r#"{"reason": "TEXT"} (optional)"#)?;
+    let body: CancelBody = optional_body(&body, r#"send {"reason": "TEXT"} (optional), or no body"#)?;
     let reason = body.reason.filter(|r| !r.trim().is_empty());
     state.executor.cancel(n, &caller.name, reason.as_deref())?;
     state.writer.audit(&caller.name, "cancel", &id, reason.clone()).await;
@@ -213,7 +213,10 @@ pub async fn retry(
     body: axum::body::Bytes,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     let n = run_id(&id)?;
-    let body: RetryBody = optional_body(&body, r#"{"from_step": "ID", "dry_run": false} (both optional)"#)?;
+    let body: RetryBody = optional_body(
+        &body,
+        r#"send {"from_step": "ID", "dry_run": false} (both optional), or no body"#,
+    )?;
     let request = crate::executor::Retry {
         of: n,
         from_step: body.from_step,
@@ -252,21 +255,16 @@ pub struct ResumeBody {
     playbook: Option<String>,
 }
 
-/// An optional JSON body: nothing (or only spaces) reads as the default.
-fn optional_body<T: Default + serde::de::DeserializeOwned>(body: &[u8], send: &str) -> Result<T, ApiError> {
-    if body.iter().all(u8::is_ascii_whitespace) {
-        return Ok(T::default());
-    }
-    serde_json::from_slice(body).map_err(|e| ApiError::bad_request(format!("{e}; send {send}, or no body")))
-}
-
 /// `POST /api/v1/automation/pause` with optional `{"playbook", "reason"}`.
 pub async fn pause(
     State(state): State<Arc<AppState>>,
     Extension(caller): Extension<Caller>,
     body: axum::body::Bytes,
 ) -> Result<Json<AutomationView>, ApiError> {
-    let body: PauseBody = optional_body(&body, r#"{"playbook": "NAME", "reason": "TEXT"} (both optional)"#)?;
+    let body: PauseBody = optional_body(
+        &body,
+        r#"send {"playbook": "NAME", "reason": "TEXT"} (both optional), or no body"#,
+    )?;
     let reason = body.reason.filter(|r| !r.trim().is_empty());
     if reason.as_ref().is_some_and(|r| r.len() > 1000) {
         return Err(ApiError::bad_request("`reason` is longer than 1000 bytes"));
@@ -288,7 +286,7 @@ pub async fn resume(
     Extension(caller): Extension<Caller>,
     body: axum::body::Bytes,
 ) -> Result<Json<AutomationView>, ApiError> {
-    let body: ResumeBody = optional_body(&body, r#"{"playbook": "NAME"} (optional)"#)?;
+    let body: ResumeBody = optional_body(&body, r#"send {"playbook": "NAME"} (optional), or no body"#)?;
     let view = state.executor.resume(&caller.name, body.playbook.as_deref()).await?;
     let target = body
         .playbook
