@@ -2,9 +2,10 @@
 //! ReplicaSets, revision annotations and status the way the real one does,
 //! so `kubectl rollout undo|status|history` work against the fake.
 //!
-//! Pods are not modelled. A ReplicaSet's status counts stand for its pods;
-//! they follow `spec.replicas` only when the rollout "settles", which the
-//! caller schedules after the ready delay.
+//! A ReplicaSet's status counts follow `spec.replicas` only when the
+//! rollout "settles", which the caller schedules after the ready delay;
+//! its pods (see `pods.rs`) follow its status, so a rollout's new pods
+//! appear, and its old ones go, when it settles.
 
 use serde_json::{json, Value};
 
@@ -99,6 +100,7 @@ pub fn settle(state: &mut State, pending: &Pending) {
             "observedGeneration": generation,
         });
         let stored = state.store(Kind::ReplicaSets, rs);
+        super::pods::reconcile(state, &stored);
         if same_template(&stored["spec"]["template"], &deployment["spec"]["template"]) {
             new_rs = Some(stored);
         }
@@ -273,7 +275,7 @@ fn unused_hash(state: &State, namespace: &str, name: &str, template: &Value) -> 
         .unwrap_or_default()
 }
 
-fn fnv1a(bytes: &[u8]) -> u32 {
+pub(crate) fn fnv1a(bytes: &[u8]) -> u32 {
     bytes
         .iter()
         .fold(0x811c_9dc5u32, |h, b| (h ^ u32::from(*b)).wrapping_mul(0x0100_0193))
@@ -281,7 +283,7 @@ fn fnv1a(bytes: &[u8]) -> u32 {
 
 /// Kubernetes' `rand.SafeEncodeString` of the decimal hash: an alphabet
 /// without vowels or look-alike characters, so names never spell words.
-fn safe_encode(hash: u32) -> String {
+pub(crate) fn safe_encode(hash: u32) -> String {
     const ALPHABET: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
     hash.to_string()
         .bytes()

@@ -95,6 +95,9 @@ fn core_resources() -> Vec<Value> {
     vec![
         resource("services", "service", "Service", &ALL_VERBS, &["svc"]),
         resource("services/status", "", "Service", &["get", "patch", "update"], &[]),
+        resource("pods", "pod", "Pod", &ALL_VERBS, &["po"]),
+        resource("pods/log", "", "Pod", &["get"], &[]),
+        resource("pods/status", "", "Pod", &["get", "patch", "update"], &[]),
     ]
 }
 
@@ -183,6 +186,17 @@ fn layout(kind: Kind) -> Layout {
             ],
             service_cells,
         ),
+        Kind::Pods => (
+            &[
+                ("Name", "name"),
+                ("Ready", "string"),
+                ("Status", "string"),
+                ("Restarts", "string"),
+                ("Age", "string"),
+                ("IP", "string"),
+            ],
+            pod_cells,
+        ),
     }
 }
 
@@ -195,7 +209,7 @@ fn column(name: &str, ty: &str) -> Value {
     json!({"name": name, "type": ty, "format": format, "description": "", "priority": priority})
 }
 
-const WIDE_COLUMNS: [&str; 3] = ["Containers", "Images", "Selector"];
+const WIDE_COLUMNS: [&str; 4] = ["Containers", "Images", "Selector", "IP"];
 
 fn int(v: &Value) -> i64 {
     v.as_i64().unwrap_or(0)
@@ -266,6 +280,38 @@ fn service_cells(svc: &Value) -> Vec<Value> {
             ports.join(",")
         }),
         json!(age(svc)),
+    ]
+}
+
+/// The pod row `kubectl get pods` prints: ready containers, and a status
+/// that is the waiting or terminated reason when there is one (so a crash
+/// loop reads `CrashLoopBackOff`, a finished Job's pod `Completed`).
+fn pod_cells(pod: &Value) -> Vec<Value> {
+    let statuses = pod["status"]["containerStatuses"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    let total = pod["spec"]["containers"].as_array().map_or(0, Vec::len);
+    let ready = statuses.iter().filter(|c| c["ready"] == true).count();
+    let restarts: i64 = statuses.iter().map(|c| int(&c["restartCount"])).sum();
+    let reason = statuses.iter().find_map(|c| {
+        let state = &c["state"];
+        state["waiting"]["reason"]
+            .as_str()
+            .or_else(|| state["terminated"]["reason"].as_str())
+    });
+    let status = pod["status"]["reason"]
+        .as_str()
+        .or(reason)
+        .or_else(|| pod["status"]["phase"].as_str())
+        .unwrap_or("Unknown");
+    vec![
+        pod["metadata"]["name"].clone(),
+        json!(format!("{ready}/{total}")),
+        json!(status),
+        json!(restarts.to_string()),
+        json!(age(pod)),
+        pod["status"]["podIP"].clone(),
     ]
 }
 

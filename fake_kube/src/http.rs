@@ -15,6 +15,7 @@ use serde_json::{json, Value};
 
 use super::discovery;
 use super::patch::{self, PatchType};
+use super::pods;
 use super::selector::Selector;
 use super::store::{ApiError, Kind, State};
 use super::Shared;
@@ -106,7 +107,21 @@ async fn dispatch(shared: &Arc<Shared>, route: Route, req: Request) -> Response 
                 kind,
                 namespace: Some(ns),
             },
-        ) => writable(kind).and_then(|_| create(shared, kind, &ns, &req)),
+        ) => writable(kind, &req.method).and_then(|_| create(shared, kind, &ns, &req)),
+        (
+            method,
+            Route::Object {
+                kind,
+                namespace,
+                name,
+                sub,
+            },
+        ) if kind == Kind::Pods && sub.as_deref() == Some("log") => {
+            return match pod_log(shared, method, &namespace, &name, &req.params) {
+                Ok(text) => ([(header::CONTENT_TYPE, "text/plain")], text).into_response(),
+                Err(e) => error_response(&e),
+            };
+        }
         (
             method,
             Route::Object {
@@ -135,15 +150,16 @@ fn success_code(method: &Method) -> StatusCode {
     }
 }
 
-/// The subresources served: deployments' scale and status, and status
-/// (read-only here) for the others.
+/// The subresources served: deployments' scale, pods' log, and status
+/// (read-only here) for all.
 fn has_subresource(kind: Kind, sub: &str) -> bool {
-    sub == "status" || (kind == Kind::Deployments && sub == "scale")
+    sub == "status" || (kind == Kind::Deployments && sub == "scale") || (kind == Kind::Pods && sub == "log")
 }
 
-/// ReplicaSets belong to the (simulated) controller; clients only read them.
-fn writable(kind: Kind) -> Result<(), ApiError> {
-    if kind == Kind::ReplicaSets {
+/// ReplicaSets belong to the (simulated) controller; clients only read
+/// them, and delete them (the guide's cleanup of old ones).
+fn writable(kind: Kind, method: &Method) -> Result<(), ApiError> {
+    if kind == Kind::ReplicaSets && method != Method::DELETE {
         return Err(ApiError::new(
             405,
             "replicasets are managed by the fake deployment controller",
@@ -174,19 +190,19 @@ fn object(
         }
         (_, Some("scale")) => scale(shared, method, ns, name, req, dry_run),
         ("PUT", None) => {
-            writable(kind)?;
+            writable(kind, method)?;
             let body = object_body(req)?;
             shared.update(kind, ns, name, dry_run, |_| Ok(body))
         }
         ("PATCH", None) => {
-            writable(kind)?;
+            writable(kind, method)?;
             let (patch_type, doc) = patch_body(req)?;
             shared.update(kind, ns, name, dry_run, |current| {
                 apply_patch(patch_type, current, &doc)
             })
         }
         ("DELETE", None) => {
-            writable(kind)?;
+            writable(kind, method)?;
             shared.delete(kind, ns, name, dry_run)
         }
         _ => Err(ApiError::new(
@@ -194,6 +210,32 @@ fn object(
             "the server does not allow this method on the requested resource",
         )),
     }
+}
+
+/// `GET .../pods/{name}/log`, with the parameters kubectl and kube-rs send.
+fn pod_log(shared: &Arc<Shared>, method: &Method, ns: &str, name: &str, params: &Params) -> Result<String, ApiError> {
+    if method != Method::GET {
+        return Err(ApiError::new(405, "the log subresource supports get"));
+    }
+    let number = |key: &str| -> Result<Option<i64>, ApiError> {
+        params
+            .get(key)
+            .map(|v| {
+                v.parse::<i64>()
+                    .ok()
+                    .filter(|n| *n >= 0)
+                    .ok_or_else(|| ApiError::new(400, format!("{key}: must be a non-negative integer, got {v:?}")))
+            })
+            .transpose()
+    };
+    let query = pods::LogQuery {
+        container: params.get("container").filter(|c| !c.is_empty()),
+        tail_lines: number("tailLines")?.map(|n| n as usize),
+        since_seconds: number("sinceSeconds")?,
+        timestamps: params.flag("timestamps"),
+        limit_bytes: number("limitBytes")?.map(|n| n as usize),
+    };
+    pods::log(&shared.lock(), ns, name, &query)
 }
 
 fn apply_patch(patch_type: PatchType, current: &Value, doc: &Value) -> Answer {

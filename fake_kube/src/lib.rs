@@ -1,9 +1,10 @@
 //! A fake Kubernetes API server for tests, demos and anyone without a
 //! cluster: enough of `apps/v1` Deployments and ReplicaSets and `v1`
-//! Services, with discovery, watches, all three patch types, the `scale`
-//! subresource, optimistic concurrency, `dryRun=All`, a simulated
-//! deployment controller and fault injection, for `kubectl` and kube-rs
-//! to talk to over plain HTTP on loopback (no TLS, no auth).
+//! Services and Pods, with discovery, watches, all three patch types, the
+//! `scale` subresource, pod logs, optimistic concurrency, `dryRun=All`, a
+//! simulated deployment controller (which keeps each ReplicaSet's pods)
+//! and fault injection, for `kubectl` and kube-rs to talk to over plain
+//! HTTP on loopback (no TLS, no auth).
 //!
 //! ```no_run
 //! # async fn demo() -> std::io::Result<()> {
@@ -15,7 +16,9 @@
 //! ```
 //!
 //! What it does not do, so a test that needs it knows to look elsewhere:
-//! no pods (ReplicaSet status counts stand in for them), no protobuf
+//! no kubelet (pods are in whatever state the controller or the test put
+//! them, and a deleted pod is not replaced until its ReplicaSet next
+//! changes), no `exec` or `attach`, no protobuf
 //! bodies (kubectl's `create deployment` sends protobuf and gets 415), no
 //! OpenAPI documents (`kubectl apply` needs `--validate=false`), no
 //! server-side apply, and watches are long polls: each answers with the
@@ -25,6 +28,7 @@ mod controller;
 mod discovery;
 mod http;
 mod patch;
+mod pods;
 mod selector;
 mod store;
 
@@ -39,6 +43,7 @@ use serde_json::{json, Map, Value};
 
 use controller::Pending;
 pub use controller::REVISION as REVISION_ANNOTATION;
+pub use pods::PodState;
 use store::{ApiError, Kind, State};
 
 /// State shared by the HTTP handlers, the settle timers and the handle.
@@ -146,11 +151,17 @@ impl Shared {
         if dry_run {
             return Ok(current);
         }
-        if kind == Kind::Deployments {
-            for rs in controller::owned_replica_sets(&state, &current) {
-                let rs_name = rs["metadata"]["name"].as_str().unwrap_or_default();
-                state.remove(Kind::ReplicaSets, namespace, rs_name);
+        match kind {
+            Kind::Deployments => {
+                for rs in controller::owned_replica_sets(&state, &current) {
+                    pods::remove_owned(&mut state, &rs);
+                    let rs_name = rs["metadata"]["name"].as_str().unwrap_or_default();
+                    state.remove(Kind::ReplicaSets, namespace, rs_name);
+                }
             }
+            Kind::ReplicaSets => pods::remove_owned(&mut state, &current),
+            Kind::Pods => return Ok(pods::remove(&mut state, namespace, name).unwrap_or(current)),
+            Kind::Services => {}
         }
         Ok(state.remove(kind, namespace, name).unwrap_or(current))
     }
@@ -318,8 +329,89 @@ impl FakeKube {
         state.store(Kind::Services, admitted);
     }
 
-    /// The current object, or None. `kind` is "deployments", "replicasets"
-    /// or "services" (singulars and short names work too).
+    /// Seeds a pod with no owner (say, a finished Job's), one container
+    /// named like the pod, in `state`.
+    ///
+    /// # Panics
+    /// If the name or namespace is not usable.
+    pub fn add_pod(&self, namespace: &str, name: &str, labels: &[(&str, &str)], state: PodState<'_>) {
+        let labels: Map<String, Value> = labels.iter().map(|(k, v)| ((*k).to_string(), json!(v))).collect();
+        let mut guard = self.shared.lock();
+        let pod = pods::standalone(namespace, name, &Value::Object(labels));
+        let admitted = guard
+            .admit(Kind::Pods, namespace, name, pod, None)
+            .unwrap_or_else(|e| panic!("add_pod({namespace}/{name}): {}", e.message));
+        let mut admitted = pods::with_state(admitted, state);
+        store::prune_nulls(&mut admitted);
+        guard.store(Kind::Pods, admitted);
+    }
+
+    /// The names of a deployment's pods (those of all its ReplicaSets),
+    /// oldest first.
+    pub fn pods_of(&self, namespace: &str, deployment: &str) -> Vec<String> {
+        let state = self.shared.lock();
+        let Some(d) = state.get(Kind::Deployments, namespace, deployment).cloned() else {
+            return Vec::new();
+        };
+        let owners: Vec<Value> = controller::owned_replica_sets(&state, &d)
+            .iter()
+            .map(|rs| rs["metadata"]["uid"].clone())
+            .collect();
+        let mut owned: Vec<Value> = state
+            .list(Kind::Pods, Some(namespace))
+            .into_iter()
+            .filter(|p| {
+                p["metadata"]["ownerReferences"]
+                    .as_array()
+                    .is_some_and(|refs| refs.iter().any(|r| owners.contains(&r["uid"])))
+            })
+            .collect();
+        owned.sort_by_key(|p| p["metadata"]["uid"].as_str().unwrap_or_default().to_string());
+        owned
+            .iter()
+            .filter_map(|p| p["metadata"]["name"].as_str().map(str::to_string))
+            .collect()
+    }
+
+    /// Puts a pod in `state` (a crash loop, a finished Job), which the
+    /// controller then leaves as it is.
+    ///
+    /// # Panics
+    /// If the pod does not exist.
+    pub fn set_pod_state(&self, namespace: &str, name: &str, state: PodState<'_>) {
+        if let Err(e) = pods::set_state(&mut self.shared.lock(), namespace, name, state) {
+            panic!("set_pod_state({namespace}/{name}): {}", e.message);
+        }
+    }
+
+    /// Appends lines to a pod's log, written now (its only container's, or
+    /// `container`'s).
+    ///
+    /// # Panics
+    /// If the pod does not exist.
+    pub fn append_logs(&self, namespace: &str, pod: &str, container: Option<&str>, lines: &[&str]) {
+        self.append_logs_at(namespace, pod, container, lines, chrono::Utc::now());
+    }
+
+    /// Like [`FakeKube::append_logs`], written at `at` (for `sinceSeconds`).
+    ///
+    /// # Panics
+    /// If the pod does not exist.
+    pub fn append_logs_at(
+        &self,
+        namespace: &str,
+        pod: &str,
+        container: Option<&str>,
+        lines: &[&str],
+        at: chrono::DateTime<chrono::Utc>,
+    ) {
+        if let Err(e) = pods::append(&mut self.shared.lock(), namespace, pod, container, lines, at) {
+            panic!("append_logs({namespace}/{pod}): {}", e.message);
+        }
+    }
+
+    /// The current object, or None. `kind` is "deployments", "replicasets",
+    /// "services" or "pods" (singulars and short names work too).
     pub fn get(&self, kind: &str, namespace: &str, name: &str) -> Option<Value> {
         let kind = Kind::parse(kind)?;
         self.shared.lock().get(kind, namespace, name).cloned()

@@ -8,6 +8,8 @@ use std::time::Duration;
 
 use serde_json::{json, Map, Value};
 
+use super::pods::LogLine;
+
 /// How many change events watches can replay; older resourceVersions get 410.
 const EVENT_LOG_LIMIT: usize = 10_000;
 
@@ -17,6 +19,7 @@ pub enum Kind {
     Deployments,
     ReplicaSets,
     Services,
+    Pods,
 }
 
 impl Kind {
@@ -26,6 +29,7 @@ impl Kind {
             "deployments" | "deployment" | "deploy" => Some(Kind::Deployments),
             "replicasets" | "replicaset" | "rs" => Some(Kind::ReplicaSets),
             "services" | "service" | "svc" => Some(Kind::Services),
+            "pods" | "pod" | "po" => Some(Kind::Pods),
             _ => None,
         }
     }
@@ -35,6 +39,7 @@ impl Kind {
             Kind::Deployments => "deployments",
             Kind::ReplicaSets => "replicasets",
             Kind::Services => "services",
+            Kind::Pods => "pods",
         }
     }
 
@@ -43,6 +48,7 @@ impl Kind {
             Kind::Deployments => "Deployment",
             Kind::ReplicaSets => "ReplicaSet",
             Kind::Services => "Service",
+            Kind::Pods => "Pod",
         }
     }
 
@@ -50,15 +56,20 @@ impl Kind {
     pub fn group(self) -> &'static str {
         match self {
             Kind::Deployments | Kind::ReplicaSets => "apps",
-            Kind::Services => "",
+            Kind::Services | Kind::Pods => "",
         }
     }
 
     pub fn api_version(self) -> &'static str {
         match self {
             Kind::Deployments | Kind::ReplicaSets => "apps/v1",
-            Kind::Services => "v1",
+            Kind::Services | Kind::Pods => "v1",
         }
+    }
+
+    /// Whether it is in the core group, whose objects (here) carry no generation.
+    pub fn is_core(self) -> bool {
+        self.group().is_empty()
     }
 
     /// `deployments.apps` or `services`, as the real server names resources in messages.
@@ -163,6 +174,8 @@ pub struct State {
     pub ready_delay: Duration,
     pub faults: VecDeque<u16>,
     pub requests: Vec<(String, String, Option<String>)>,
+    /// Pods' logs by (namespace, pod), oldest line first.
+    pub logs: BTreeMap<(String, String), Vec<LogLine>>,
     /// Carries the latest resourceVersion so waiting watches wake on change.
     pub changed: tokio::sync::watch::Sender<u64>,
 }
@@ -179,6 +192,7 @@ impl Default for State {
             ready_delay: Duration::from_millis(200),
             faults: VecDeque::new(),
             requests: Vec::new(),
+            logs: BTreeMap::new(),
             changed: tokio::sync::watch::channel(1).0,
         }
     }
@@ -292,7 +306,7 @@ impl State {
                 let meta = metadata_mut(&mut new);
                 meta.insert("uid".into(), json!(uid));
                 meta.insert("creationTimestamp".into(), json!(now()));
-                if kind != Kind::Services {
+                if !kind.is_core() {
                     meta.insert("generation".into(), json!(1));
                 }
             }
@@ -300,7 +314,7 @@ impl State {
         match kind {
             Kind::Deployments => default_deployment(&mut new, name)?,
             Kind::Services => self.default_service(&mut new, old),
-            Kind::ReplicaSets => {}
+            Kind::ReplicaSets | Kind::Pods => {}
         }
         Ok(new)
     }
@@ -386,7 +400,7 @@ fn carry_server_fields(kind: Kind, new: &mut Value, old: &Value) {
             meta.insert(field.into(), v.clone());
         }
     }
-    if kind != Kind::Services {
+    if !kind.is_core() {
         let generation = old_meta["generation"].as_i64().unwrap_or(1);
         let generation = if spec_changed { generation + 1 } else { generation };
         meta.insert("generation".into(), json!(generation));

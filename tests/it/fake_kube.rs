@@ -6,7 +6,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use ::fake_kube::{FakeKube, REVISION_ANNOTATION};
+use ::fake_kube::{FakeKube, PodState, REVISION_ANNOTATION};
 
 use crate::support::{self, eventually};
 use serde_json::{json, Value};
@@ -120,6 +120,136 @@ async fn kubectl_get_replicasets_by_short_name_and_json_output_work() {
     let items = list["items"].as_array().unwrap();
     assert_eq!(items.len(), 1);
     assert!(items[0]["metadata"]["name"].as_str().unwrap().starts_with("web-"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kubectl_get_pods_shows_each_deployments_pods_and_the_unhealthy_ones_reasons() {
+    let kube = fake().await;
+    kube.add_deployment("prod", "api-gateway", "gw:2.3", 3);
+    kube.add_pod("prod", "report-28861", &[("job", "report")], PodState::Succeeded);
+    let pods = kube.pods_of("prod", "api-gateway");
+    assert_eq!(pods.len(), 3, "{pods:?}");
+    kube.set_pod_state(
+        "prod",
+        &pods[1],
+        PodState::Waiting {
+            reason: "CrashLoopBackOff",
+            restarts: 4,
+        },
+    );
+    let Some(kubectl) = Kubectl::new(&kube) else {
+        return;
+    };
+    let out = kubectl.ok(&["get", "pods", "-n", "prod"]).await;
+    let row = |name: &str| {
+        out.lines()
+            .find(|l| l.starts_with(name))
+            .unwrap_or_else(|| panic!("{name} in {out}"))
+            .to_string()
+    };
+    assert!(
+        row(&pods[0]).contains("1/1") && row(&pods[0]).contains("Running"),
+        "{out}"
+    );
+    let crashing = row(&pods[1]);
+    assert!(
+        crashing.contains("0/1") && crashing.contains("CrashLoopBackOff") && crashing.contains(" 4 "),
+        "{out}"
+    );
+    assert!(row("report-28861").contains("Completed"), "{out}");
+    // The guide's `kubectl get pods | grep -v Running`, as a field selector.
+    let not_running = kubectl
+        .ok(&[
+            "get",
+            "pods",
+            "-n",
+            "prod",
+            "--field-selector=status.phase!=Running",
+            "-o",
+            "name",
+        ])
+        .await;
+    assert_eq!(not_running.trim(), "pod/report-28861");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rollout_replaces_the_pods_when_it_settles() {
+    let kube = fake().await;
+    kube.add_deployment("prod", "web", "web:1", 2);
+    let before = kube.pods_of("prod", "web");
+    kube.set_image("prod", "web", "web:2");
+    let after = kube.pods_of("prod", "web");
+    assert_eq!(after.len(), 2, "{after:?}");
+    assert!(after.iter().all(|p| !before.contains(p)), "{before:?} -> {after:?}");
+    let pod = kube.get("pods", "prod", &after[0]).unwrap();
+    assert_eq!(pod["spec"]["containers"][0]["image"], "web:2");
+    assert_eq!(pod["status"]["phase"], "Running");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kubectl_logs_by_label_tails_and_filters_by_age() {
+    let kube = fake().await;
+    kube.add_deployment("prod", "api-gateway", "gw:2.3", 2);
+    let pods = kube.pods_of("prod", "api-gateway");
+    let old = chrono::Utc::now() - chrono::Duration::minutes(30);
+    kube.append_logs_at("prod", &pods[0], None, &["GET /old 500"], old);
+    kube.append_logs("prod", &pods[0], None, &["GET /a 200", "GET /b 503", "GET /c 200"]);
+    kube.append_logs("prod", &pods[1], None, &["GET /d 502"]);
+    let Some(kubectl) = Kubectl::new(&kube) else {
+        return;
+    };
+    let out = kubectl
+        .ok(&["logs", "-n", "prod", "-l", "app=api-gateway", "--since=10m", "--prefix"])
+        .await;
+    assert!(
+        !out.contains("/old"),
+        "--since drops the line from 30 minutes ago: {out}"
+    );
+    assert!(
+        out.contains(&format!("pod/{}/api-gateway] GET /b 503", pods[0])),
+        "{out}"
+    );
+    assert!(out.contains("GET /d 502"), "{out}");
+    let tail = kubectl.ok(&["logs", "-n", "prod", &pods[0], "--tail=2"]).await;
+    assert_eq!(tail, "GET /b 503\nGET /c 200\n");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kubectl_deletes_finished_pods_and_old_replicasets_with_their_pods() {
+    let kube = fake().await;
+    kube.add_deployment("prod", "web", "web:1", 1);
+    kube.add_pod("prod", "backup-1", &[], PodState::Succeeded);
+    kube.add_pod("prod", "backup-2", &[], PodState::Failed { reason: "Error" });
+    let Some(kubectl) = Kubectl::new(&kube) else {
+        return;
+    };
+    kubectl
+        .ok(&[
+            "delete",
+            "pods",
+            "-n",
+            "prod",
+            "--field-selector=status.phase=Succeeded",
+        ])
+        .await;
+    assert!(kube.get("pods", "prod", "backup-1").is_none());
+    assert!(
+        kube.get("pods", "prod", "backup-2").is_some(),
+        "a failed pod is kept for its logs"
+    );
+    let first_rs = kube.list("replicasets", "prod")[0]["metadata"]["name"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    kube.set_image("prod", "web", "web:2");
+    kubectl.ok(&["delete", "rs", "-n", "prod", &first_rs]).await;
+    assert!(kube.get("replicasets", "prod", &first_rs).is_none());
+    assert_eq!(kube.list("replicasets", "prod").len(), 1);
+    assert_eq!(
+        kube.pods_of("prod", "web").len(),
+        1,
+        "the current ReplicaSet's pod stays"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
