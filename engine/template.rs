@@ -17,7 +17,7 @@ pub const STEP_ROOTS: &[&str] = &["params", "alert", "incident", "steps", "run"]
 /// Handlebars' own helpers and laojun's; a template may call no other.
 pub const HELPERS: &[&str] = &[
     "and", "coalesce", "date", "duration", "each", "eq", "gt", "gte", "if", "json", "len", "log", "lookup", "lower",
-    "lt", "lte", "md", "ne", "not", "or", "raw", "unless", "upper", "with",
+    "lt", "lte", "md", "ne", "not", "or", "promql", "raw", "unless", "upper", "with",
 ];
 
 fn is_helper(name: &str) -> bool {
@@ -36,6 +36,7 @@ pub fn registry() -> Handlebars<'static> {
     hb.register_helper("date", date_in(chrono_tz::UTC));
     hb.register_helper("duration", Box::new(duration));
     hb.register_helper("md", Box::new(md));
+    hb.register_helper("promql", Box::new(promql));
     hb
 }
 
@@ -69,6 +70,30 @@ fn md(h: &Helper, _: &Handlebars, _: &Context, _: &mut RenderContext, out: &mut 
     let v = h.param(0).map(|p| plain(p.value())).unwrap_or_default();
     out.write(&escape_markdown(&v))?;
     Ok(())
+}
+
+/// `{{promql value}}`: the value escaped for inside a double-quoted PromQL
+/// string, so a label value fills a matcher (`up{job="{{promql
+/// alert.labels.job}}"}`) and can never close it and add query of its own.
+fn promql(h: &Helper, _: &Handlebars, _: &Context, _: &mut RenderContext, out: &mut dyn Output) -> HelperResult {
+    let v = h.param(0).map(|p| plain(p.value())).unwrap_or_default();
+    out.write(&escape_promql(&v))?;
+    Ok(())
+}
+
+/// Escapes `\`, `"` and line breaks as PromQL (Go) string escapes.
+pub fn escape_promql(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '"' => out.push_str("\\\""),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            _ => out.push(c),
+        }
+    }
+    out
 }
 
 /// Escapes what markdown would read as syntax (emphasis, links, images,
@@ -400,6 +425,16 @@ mod tests {
         assert!(found[1].message.contains("no earlier step `verify`"));
         assert!(found[2].message.contains("did you mean `alert`"));
         assert!(check("{{coalesce alert.labels.deployment alert.labels.app}}", &scope).is_empty());
+    }
+
+    #[test]
+    fn a_label_value_in_a_promql_matcher_cannot_close_it() {
+        let hb = registry();
+        let data = json!({"alert": {"labels": {"job": "api\"} or vector(1) or up{x=\"\\"}}});
+        let query = hb
+            .render_template(r#"up{job="{{promql alert.labels.job}}"} == 0"#, &data)
+            .unwrap();
+        assert_eq!(query, r#"up{job="api\"} or vector(1) or up{x=\"\\"} == 0"#);
     }
 
     #[test]

@@ -45,22 +45,13 @@ impl Endpoint {
     }
 }
 
-/// `expect:` of a read step: `"< 0.5"` (a comparison with each sample's
-/// value; every sample must pass, and there must be one), or a Rhai
-/// condition over `value` and `samples`.
-pub fn check(expect: &str, value: Option<f64>, samples: &Value, sandbox: &Sandbox) -> Result<bool, ActionError> {
+/// `expect:` of a read step: `"< 0.5"` (a comparison every one of
+/// `numbers` must pass, and there must be one), or a Rhai condition over
+/// `context` (the step's output: `value`, `samples`, ...).
+pub fn check(expect: &str, numbers: &[f64], context: &Value, sandbox: &Sandbox) -> Result<bool, ActionError> {
     let expect = expect.trim();
     if let Some((op, limit)) = comparison(expect) {
-        let values: Vec<f64> = samples
-            .as_array()
-            .map(|s| s.iter().filter_map(|x| x["value"].as_f64()).collect())
-            .unwrap_or_default();
-        let values = if values.is_empty() {
-            value.into_iter().collect()
-        } else {
-            values
-        };
-        return Ok(!values.is_empty() && values.iter().all(|v| op(*v, limit)));
+        return Ok(!numbers.is_empty() && numbers.iter().all(|v| op(*v, limit)));
     }
     let script = sandbox.compile_condition(expect).map_err(|e| {
         ActionError::fatal(format!(
@@ -68,9 +59,8 @@ pub fn check(expect: &str, value: Option<f64>, samples: &Value, sandbox: &Sandbo
             e.message
         ))
     })?;
-    let context = serde_json::json!({"value": value, "samples": samples});
     sandbox
-        .eval_condition(&script, &context)
+        .eval_condition(&script, context)
         .map_err(|e| ActionError::fatal(format!("`expect: {expect}` failed: {}", e.message)))
 }
 
@@ -96,17 +86,17 @@ mod tests {
     use super::*;
 
     #[test]
-    fn comparisons_hold_for_every_sample_and_need_one() {
+    fn comparisons_hold_for_every_number_and_need_one() {
         let sandbox = Sandbox::default();
-        let samples = serde_json::json!([{"value": 0.2}, {"value": 0.4}]);
-        assert!(check("< 0.5", None, &samples, &sandbox).unwrap());
-        assert!(!check("< 0.3", None, &samples, &sandbox).unwrap());
+        let context = serde_json::json!({"value": 0.2, "samples": [{"value": 0.2}, {"value": 0.4}]});
+        assert!(check("< 0.5", &[0.2, 0.4], &context, &sandbox).unwrap());
+        assert!(!check("< 0.3", &[0.2, 0.4], &context, &sandbox).unwrap());
         assert!(
-            !check("< 1", None, &serde_json::json!([]), &sandbox).unwrap(),
+            !check("< 1", &[], &context, &sandbox).unwrap(),
             "no samples: not back to normal"
         );
-        assert!(check(">= 0.2", Some(0.2), &serde_json::json!([]), &sandbox).unwrap());
-        assert!(check("value < 1 && samples.len() == 2", Some(0.2), &samples, &sandbox).unwrap());
-        assert!(check("value +", Some(0.2), &samples, &sandbox).is_err());
+        assert!(check(">= 0.2", &[0.2], &context, &sandbox).unwrap());
+        assert!(check("value < 1 && samples.len() == 2", &[], &context, &sandbox).unwrap());
+        assert!(check("value +", &[], &context, &sandbox).is_err());
     }
 }

@@ -106,7 +106,15 @@ impl Act for Query {
                 summary: format!("`{query}` = {shown}"),
             });
         };
-        if super::observe::check(expect, value, &samples, cx.sandbox)? {
+        let numbers: Vec<f64> = match value {
+            Some(v) => vec![v],
+            None => samples
+                .as_array()
+                .map(|s| s.iter().filter_map(|x| x["value"].as_f64()).collect())
+                .unwrap_or_default(),
+        };
+        let context = json!({"value": value, "samples": samples});
+        if super::observe::check(expect, &numbers, &context, cx.sandbox)? {
             Ok(Outcome {
                 output: json!({"value": value, "samples": samples, "expect_met": true}),
                 summary: format!("`{query}` = {shown}, as expected ({expect})"),

@@ -114,7 +114,7 @@ pub fn step_context(run: &Run, incident: &Value) -> Value {
         .map(|s| {
             (
                 s.id.clone(),
-                json!({"status": s.status.as_str(), "output": s.output, "error": s.error, "summary": s.summary}),
+                json!({"status": s.status.as_str(), "output": s.output, "error": s.error, "summary": s.summary, "attempts": s.attempts}),
             )
         })
         .collect();

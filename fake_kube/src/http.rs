@@ -203,7 +203,7 @@ fn object(
         }
         ("DELETE", None) => {
             writable(kind, method)?;
-            shared.delete(kind, ns, name, dry_run)
+            shared.delete(kind, ns, name, dry_run || delete_options_dry_run(&req.body)?)
         }
         _ => Err(ApiError::new(
             405,
@@ -236,6 +236,23 @@ fn pod_log(shared: &Arc<Shared>, method: &Method, ns: &str, name: &str, params: 
         limit_bytes: number("limitBytes")?.map(|n| n as usize),
     };
     pods::log(&shared.lock(), ns, name, &query)
+}
+
+/// Whether a DELETE's `DeleteOptions` body (how kube-rs sends them) asks
+/// for a dry run; an empty body asks for nothing.
+fn delete_options_dry_run(body: &[u8]) -> Result<bool, ApiError> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(false);
+    }
+    let options = json_body(body)?;
+    match &options["dryRun"] {
+        Value::Null => Ok(false),
+        Value::Array(values) if values.iter().all(|v| v == "All") => Ok(!values.is_empty()),
+        other => Err(ApiError::new(
+            400,
+            format!("unsupported dryRun value {other}; only [\"All\"] is supported"),
+        )),
+    }
 }
 
 fn apply_patch(patch_type: PatchType, current: &Value, doc: &Value) -> Answer {

@@ -50,7 +50,7 @@ pub fn reconcile(state: &mut State, rs: &Value) {
         }
     }
     for pod in owned.iter().take(ready) {
-        if !is_ready(pod) && pod["metadata"]["annotations"][TEST_STATE] != true {
+        if !is_ready(pod) && pod["metadata"]["annotations"][TEST_STATE] != "true" {
             state.store(Kind::Pods, with_state(pod.clone(), PodState::Running));
         }
     }
@@ -189,6 +189,7 @@ pub fn with_state(mut pod: Value, pod_state: PodState<'_>) -> Value {
             json!({
                 "name": name,
                 "image": image(name),
+                "imageID": "",
                 "ready": ready,
                 "started": matches!(pod_state, PodState::Running),
                 "restartCount": restarts,
@@ -229,7 +230,7 @@ pub fn set_state(state: &mut State, namespace: &str, name: &str, pod_state: PodS
         .cloned()
         .ok_or_else(|| ApiError::not_found(Kind::Pods, name))?;
     let mut pod = with_state(pod, pod_state);
-    pod["metadata"]["annotations"][TEST_STATE] = json!(true);
+    pod["metadata"]["annotations"][TEST_STATE] = json!("true");
     state.store(Kind::Pods, pod);
     Ok(())
 }

@@ -96,7 +96,12 @@ async fn alerts_flow_from_alertmanager_to_one_incident_repeat_without_duplicates
         .timeline
         .iter()
         .map(|e| e.what.kind_name())
-        .filter(|k| !matches!(*k, "run_started" | "step" | "run_finished" | "run_not_started"))
+        .filter(|k| {
+            !matches!(
+                *k,
+                "run_started" | "step" | "evidence" | "run_finished" | "run_not_started"
+            )
+        })
         .collect();
     assert_eq!(
         kinds,

@@ -81,19 +81,35 @@ async fn a_service_down_alert_rolls_the_deployment_back_notifies_slack_and_times
     .ends_at("0001-01-01T00:00:00Z")
     .fingerprint("5e11d0c0ffee0001")]);
     c.post_alerts(alert).await.expect("the alert is stored");
-    let run = wait_run(
-        &c,
-        "RUN-1",
-        &[
-            RunStatus::Succeeded,
-            RunStatus::Failed,
-            RunStatus::Refused,
-            RunStatus::Interrupted,
-        ],
-    )
-    .await;
+    let ended = [
+        RunStatus::Succeeded,
+        RunStatus::Failed,
+        RunStatus::Refused,
+        RunStatus::Interrupted,
+    ];
+    // The playbook assesses first; a finding it cannot make (no api-gateway
+    // here, no Prometheus configured) does not hold up the rollback.
+    let assess = wait_run(&c, "RUN-1", &ended).await;
+    assert_eq!(assess.runbook, "assess-impact");
+    assert_eq!(assess.status, RunStatus::Succeeded, "{assess:#?}");
+    assert_eq!(assess.steps[0].status, StepStatus::Succeeded, "{assess:#?}");
+    assert_eq!(assess.steps[0].output["total"], 3, "the checkout pods were counted");
+    let run = wait_run(&c, "RUN-2", &ended).await;
     assert_eq!(run.status, RunStatus::Succeeded, "{run:#?}");
     assert_eq!(run.runbook, "rollback-deployment");
+    // Verification needs Prometheus: without `prometheus.url` it fails at once, saying so.
+    let verify = wait_run(&c, "RUN-3", &ended).await;
+    assert_eq!(verify.runbook, "verify-recovery");
+    assert_eq!(verify.status, RunStatus::Failed, "{verify:#?}");
+    assert_eq!(verify.steps[0].attempts, 1, "a missing setting is not retried");
+    assert!(
+        verify.steps[0]
+            .error
+            .as_deref()
+            .unwrap()
+            .contains("no prometheus.url is configured"),
+        "{verify:#?}"
+    );
 
     let dep = kube.get("deployments", "prod", "checkout").unwrap();
     assert_eq!(
@@ -122,9 +138,9 @@ async fn a_service_down_alert_rolls_the_deployment_back_notifies_slack_and_times
 
     // laojun's own notice that a P0 opened goes out beside the runbook's
     // posts (from a task of its own, so in no fixed order with them).
-    let bodies = support::eventually("the notice and both posts", async || {
+    let bodies = support::eventually("the notice and the three posts", async || {
         let bodies = slack.bodies();
-        (bodies.len() >= 3).then_some(bodies)
+        (bodies.len() >= 4).then_some(bodies)
     })
     .await;
     let (opened, texts): (Vec<String>, Vec<String>) = bodies
@@ -135,13 +151,17 @@ async fn a_service_down_alert_rolls_the_deployment_back_notifies_slack_and_times
         opened,
         [":rotating_light: INC-1 (P0) opened: Service 10.0.0.7:8080 is down (playbook `service-down`). Acknowledge with `laojun incidents ack INC-1`."]
     );
-    assert_eq!(texts.len(), 2, "{texts:?}");
+    assert_eq!(texts.len(), 3, "{texts:?}");
     assert!(
         texts[0].contains("rolling back deployment/checkout in prod"),
         "{texts:?}"
     );
     assert!(
         texts[1].contains("back on revision 1's template (registry.example/checkout:v1), now revision 3"),
+        "{texts:?}"
+    );
+    assert!(
+        texts[2].starts_with(":x: RUN-3 (`verify-recovery`) for INC-1 failed at step `recovered`: no prometheus.url"),
         "{texts:?}"
     );
     let first_post = bodies
@@ -157,11 +177,12 @@ async fn a_service_down_alert_rolls_the_deployment_back_notifies_slack_and_times
         .iter()
         .filter_map(|e| match &e.what {
             EventKind::Step {
+                run,
                 step,
                 status: StepStatus::Succeeded,
                 duration_ms,
                 ..
-            } => Some((step.as_str(), *duration_ms)),
+            } if run.to_string() == "RUN-2" => Some((step.as_str(), *duration_ms)),
             _ => None,
         })
         .collect();

@@ -6,6 +6,7 @@
 mod support;
 
 mod alertmanager_e2e;
+mod assessment;
 mod auth;
 mod bad_input;
 mod cancel;

@@ -65,7 +65,7 @@ async fn a_reload_puts_a_new_runbook_in_force_and_a_broken_one_changes_nothing()
         .unwrap();
     let body: serde_json::Value = raw.json().await.unwrap();
     let problem = body["problems"][0].as_str().unwrap();
-    assert!(problem.ends_with("runbooks/broken.yaml:4:13: unknown action `k8s.rolback`; did you mean `k8s.rollback`? the actions are `k8s.rollback`, `k8s.scale`, `k8s.switch_traffic`, `k8s.restart`, `k8s.set_image`, `k8s.wait_ready`, `dns.failover`, `slack.notify`, `http`, `prometheus.query`, `alertmanager.silence`, `alertmanager.expire_silence`, `script`, `approval` or `wait`"), "{problem}");
+    assert!(problem.ends_with("runbooks/broken.yaml:4:13: unknown action `k8s.rolback`; did you mean `k8s.rollback`? the actions are `k8s.rollback`, `k8s.scale`, `k8s.switch_traffic`, `k8s.restart`, `k8s.set_image`, `k8s.wait_ready`, `k8s.cleanup`, `k8s.pods`, `k8s.logs`, `dns.failover`, `slack.notify`, `http`, `prometheus.query`, `alertmanager.silence`, `alertmanager.expire_silence`, `script`, `approval` or `wait`"), "{problem}");
     assert_eq!(
         c.catalog().await.unwrap().revision,
         reloaded.revision,

@@ -1,10 +1,14 @@
 //! Kubernetes actions through kube-rs, one file each: roll back, scale,
-//! switch traffic, restart, set an image, wait until ready. This file holds what they
+//! switch traffic, restart, set an image, wait until ready, clean up; and
+//! the reads an assessment makes: pods, logs. This file holds what they
 //! share: clients per context, error mapping, the arguments naming an object. Each step may name a `cluster` (a kubeconfig
 //! context); without one the configured context is used. Dry runs go to
 //! the API server with `dryRun=All`, so they report exactly what the server
 //! would have done.
 
+pub mod cleanup;
+pub mod logs;
+pub mod pods;
 pub mod restart;
 pub mod rollback;
 pub mod scale;
@@ -154,4 +158,25 @@ pub(crate) fn first_image(template: &k8s_openapi::api::core::v1::PodTemplateSpec
         .and_then(|s| s.containers.first())
         .and_then(|c| c.image.clone())
         .unwrap_or_default()
+}
+
+/// A Deployment's selector in the `?labelSelector=` form (`k=v,k in (a,b)`).
+pub(crate) fn selector_of(deployment: &k8s_openapi::api::apps::v1::Deployment) -> String {
+    let selector = &deployment.spec.selector;
+    let mut parts: Vec<String> = selector
+        .match_labels
+        .iter()
+        .flatten()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect();
+    for e in selector.match_expressions.iter().flatten() {
+        let values = e.values.clone().unwrap_or_default().join(",");
+        parts.push(match e.operator.as_str() {
+            "In" => format!("{} in ({values})", e.key),
+            "NotIn" => format!("{} notin ({values})", e.key),
+            "DoesNotExist" => format!("!{}", e.key),
+            _ => e.key.clone(),
+        });
+    }
+    parts.join(",")
 }

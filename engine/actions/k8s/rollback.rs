@@ -5,7 +5,9 @@ use kube::api::{Api, ListParams, Patch};
 use serde::Deserialize;
 use serde_json::json;
 
-use super::{first_image, kube_error, patch_params, revision_of, DeploymentRef, CLUSTER, DEPLOYMENT, NAMESPACE};
+use super::{
+    first_image, kube_error, patch_params, revision_of, selector_of, DeploymentRef, CLUSTER, DEPLOYMENT, NAMESPACE,
+};
 use crate::actions::spec::{opt, ActionSpec, ArgKind};
 use crate::actions::{maybe, Act, ActionError, Context, Outcome, Target};
 
@@ -58,19 +60,7 @@ async fn rollback(args: Args, cx: &Context<'_>) -> Result<Outcome, ActionError> 
     let deployments: Api<Deployment> = Api::namespaced(client.clone(), namespace);
     let dep = deployments.get(name).await.map_err(|e| kube_error(&what, e))?;
     let current = revision_of(&dep.metadata).unwrap_or(0);
-    let selector = dep
-        .spec
-        .selector
-        .match_labels
-        .as_ref()
-        .map(|labels| {
-            labels
-                .iter()
-                .map(|(k, v)| format!("{k}={v}"))
-                .collect::<Vec<_>>()
-                .join(",")
-        })
-        .unwrap_or_default();
+    let selector = selector_of(&dep);
     let uid = dep.metadata.uid.clone().unwrap_or_default();
     let sets: Api<ReplicaSet> = Api::namespaced(client, namespace);
     let list = sets

@@ -133,6 +133,28 @@ pub fn root_with(files: &[(&str, &str)]) -> tempfile::TempDir {
     dir
 }
 
+/// A copy of the shipped runbooks, playbooks and templates, with each
+/// `(file, from, to)` edit applied (say, a shorter poll for a test); an
+/// edit whose `from` is not in the file fails, so it cannot silently stop
+/// applying.
+pub fn shipped_root_with(edits: &[(&str, &str, &str)]) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().expect("temp dir");
+    for sub in ["runbooks", "playbooks", "templates"] {
+        std::fs::create_dir_all(dir.path().join(sub)).expect("create folder");
+        for entry in std::fs::read_dir(repo().join(sub)).expect("shipped folder") {
+            let path = entry.expect("entry").path();
+            std::fs::copy(&path, dir.path().join(sub).join(path.file_name().unwrap())).expect("copy");
+        }
+    }
+    for (file, from, to) in edits {
+        let path = dir.path().join(file);
+        let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{file}: {e}"));
+        assert!(text.contains(from), "{file} no longer contains {from:?}");
+        std::fs::write(&path, text.replace(from, to)).expect("write");
+    }
+    dir
+}
+
 /// A local HTTP listener standing in for Slack or any endpoint: records
 /// every request body and answers with the statuses queued (200 after).
 #[derive(Clone)]
