@@ -8,7 +8,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use fake_kube::FakeKube;
+use fake_kube::{FakeKube, PodState};
 
 const DEFAULT_ADDR: &str = "127.0.0.1:8001";
 const CONTEXTS: [&str; 2] = ["ap-east-1", "ap-southeast-1"];
@@ -76,6 +76,29 @@ fn seed(kube: &FakeKube) {
         "core-services",
         &[("app", "core-services"), ("version", "canary")],
     );
+    // The gateway in front: one pod crash-looping, 5xx in the other's log,
+    // and a finished backup Job's pod, for the assessment and cleanup runbooks.
+    kube.add_deployment("prod", "api-gateway", "registry.example.com/api-gateway:3.1.0", 2);
+    let gateway = kube.pods_of("prod", "api-gateway");
+    kube.append_logs(
+        "prod",
+        &gateway[0],
+        None,
+        &[
+            "GET /v1/orders 200 12ms",
+            "POST /v1/pay 503 3ms upstream=core-services",
+            "GET /v1/cart 200 4ms",
+        ],
+    );
+    kube.set_pod_state(
+        "prod",
+        &gateway[1],
+        PodState::Waiting {
+            reason: "CrashLoopBackOff",
+            restarts: 5,
+        },
+    );
+    kube.add_pod("prod", "db-backup-28861", &[("job", "db-backup")], PodState::Succeeded);
     // Rollouts made from here on take a moment, like a real cluster's.
     kube.set_ready_delay(Duration::from_secs(2));
 }
@@ -95,7 +118,8 @@ fn usage(kube: &FakeKube, kubeconfig: Option<&PathBuf>) -> String {
     );
     format!(
         "fake Kubernetes API server on {url}\n{config}\n\ntry:\n  \
-         kubectl {flag} -n prod get deployments,replicasets,services\n  \
+         kubectl {flag} -n prod get deployments,replicasets,services,pods\n  \
+         kubectl {flag} -n prod logs -l app=api-gateway --since=10m\n  \
          kubectl {flag} -n prod rollout history deployment/core-services\n  \
          kubectl {flag} -n prod rollout undo deployment/core-services\n  \
          kubectl {flag} -n prod rollout status deployment/core-services\n\nCtrl-C stops it.",

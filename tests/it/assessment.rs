@@ -2,10 +2,14 @@
 //! cluster and cross-checked with kubectl: `k8s.pods` (what `kubectl get
 //! pods | grep -v Running` shows), `k8s.logs` (what `kubectl logs -l ...
 //! --since=10m | grep` finds, secrets redacted), `k8s.cleanup` (finished
-//! pods and old ReplicaSets, within `max`, dry run first).
+//! pods and old ReplicaSets, within `max`, dry run first); and the shipped
+//! HighCPUUsage playbook assessing, scaling out and verifying against a
+//! real Prometheus.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use ::fake_kube::{FakeKube, PodState};
@@ -13,7 +17,8 @@ use laojun::client::RunRequest;
 use laojun::run::RunStatus;
 use serde_json::json;
 
-use crate::support::{self, root_with, run_to_end, with_params, Server};
+use crate::support::prometheus::start_prometheus;
+use crate::support::{self, eventually, root_with, run_to_end, wait_run, with_params, Server};
 
 const LOOK: &str = r#"
 name: look
@@ -355,5 +360,103 @@ async fn k8s_cleanup_deletes_finished_pods_and_replicasets_beyond_the_kept_revis
         "web:3",
         "the kept revisions still roll back"
     );
+    server.stop().await;
+}
+
+/// An exporter serving `cpu_usage_percent{instance="web-1"}` at `percent`.
+async fn cpu_exporter(percent: Arc<AtomicU64>) -> u16 {
+    let app = axum::Router::new().route(
+        "/metrics",
+        axum::routing::get(move || {
+            let v = percent.load(Ordering::SeqCst);
+            async move { format!("# TYPE cpu_usage_percent gauge\ncpu_usage_percent{{instance=\"web-1\"}} {v}\n") }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    port
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_high_cpu_alert_is_assessed_scaled_out_and_verified_back_under_80_percent() {
+    let Some(prometheus) = support::require("prometheus") else {
+        return;
+    };
+    let (kube, dir) = cluster().await;
+    kube.add_deployment("prod", "checkout", "registry.example/checkout:v2", 3);
+    let percent = Arc::new(AtomicU64::new(95));
+    let target = cpu_exporter(percent.clone()).await;
+    // honor_labels keeps the exporter's `instance`, as a node exporter's relabelling would.
+    let prom = start_prometheus(
+        &prometheus,
+        &format!("global: {{scrape_interval: 1s}}\nscrape_configs:\n  - job_name: nodes\n    honor_labels: true\n    static_configs: [{{targets: ['127.0.0.1:{target}']}}]\n"),
+    );
+    let query = format!("{}/api/v1/query?query=cpu_usage_percent", prom.url);
+    eventually("Prometheus to scrape the CPU", async || {
+        let v: serde_json::Value = reqwest::get(&query).await.ok()?.json().await.ok()?;
+        (v["data"]["result"][0]["value"][1] == "95").then_some(())
+    })
+    .await;
+    let root = support::shipped_root_with(&[(
+        "runbooks/verify-recovery.yaml",
+        "retries: {attempts: 20, backoff_secs: 30, max_backoff_secs: 30}",
+        "retries: {attempts: 60, backoff_secs: 0.3, max_backoff_secs: 0.3}",
+    )]);
+    let (root_path, kubeconfig, prom_url) = (
+        root.path().to_path_buf(),
+        dir.path().join("kubeconfig"),
+        prom.url.clone(),
+    );
+    let server = Server::start_with(move |c| {
+        c.root = root_path;
+        c.kubernetes.kubeconfig = Some(kubeconfig);
+        c.prometheus.url = Some(prom_url);
+    })
+    .await;
+    let c = server.client();
+    c.post_alerts(support::webhook_body([support::Alert::firing(json!({
+        "alertname": "HighCPUUsage", "namespace": "prod", "deployment": "checkout", "instance": "web-1", "severity": "warning"
+    }))
+    .annotations(json!({"summary": "High CPU usage on web-1"}))
+    .starts_at(&chrono::Utc::now().to_rfc3339())]))
+    .await
+    .unwrap();
+    let ended = [RunStatus::Succeeded, RunStatus::Failed];
+    let assess = wait_run(&c, "RUN-1", &ended).await;
+    assert_eq!(
+        (assess.runbook.as_str(), assess.status),
+        ("assess-impact", RunStatus::Succeeded)
+    );
+    let scale = wait_run(&c, "RUN-2", &ended).await;
+    assert_eq!(
+        (scale.runbook.as_str(), scale.status),
+        ("scale-out", RunStatus::Succeeded),
+        "{scale:#?}"
+    );
+    assert_eq!(
+        kube.get("deployments", "prod", "checkout").unwrap()["spec"]["replicas"],
+        5
+    );
+    eventually("the CPU check to miss", async || {
+        let run = c.run("RUN-3").await.ok()?;
+        (run.steps.first()?.attempts >= 2).then_some(())
+    })
+    .await;
+    let polling = c.run("RUN-3").await.unwrap();
+    assert_eq!(polling.status, RunStatus::Running);
+    assert!(
+        polling.steps[0]
+            .error
+            .as_deref()
+            .unwrap()
+            .starts_with(r#"`max(cpu_usage_percent{instance="web-1"})` = 95, not <= 80"#),
+        "{polling:#?}"
+    );
+    // The new replicas take the load.
+    percent.store(60, Ordering::SeqCst);
+    let verify = wait_run(&c, "RUN-3", &ended).await;
+    assert_eq!(verify.status, RunStatus::Succeeded, "{verify:#?}");
+    assert_eq!(verify.steps[0].output["value"], 60.0);
     server.stop().await;
 }

@@ -20,6 +20,7 @@ mod grafana;
 mod intake_api;
 mod kubernetes;
 mod lifecycle;
+mod maintenance;
 mod matchers;
 mod observability;
 mod observe;
