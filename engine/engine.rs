@@ -47,6 +47,7 @@ pub struct Builder {
     config: Config,
     store: Option<Arc<dyn Store>>,
     clock: Option<Arc<dyn Clock>>,
+    http_proxy: Option<String>,
 }
 
 impl Engine {
@@ -55,6 +56,7 @@ impl Engine {
             config,
             store: None,
             clock: None,
+            http_proxy: None,
         }
     }
 
@@ -75,6 +77,12 @@ impl Builder {
     /// Use this store instead of opening sled under `data_dir`.
     pub fn store(mut self, store: Arc<dyn Store>) -> Self {
         self.store = Some(store);
+        self
+    }
+
+    /// Send the actions' plain-HTTP requests through this proxy (`laojun test`).
+    pub fn http_proxy(mut self, proxy: &str) -> Self {
+        self.http_proxy = Some(proxy.to_string());
         self
     }
 
@@ -128,7 +136,11 @@ impl Builder {
             paused: config.execution.paused,
             external_url: config.server.external_url.clone(),
         };
-        let backends = Arc::new(Backends::from_config(config, resolved.slack_webhook.clone()));
+        let mut backends = Backends::from_config(config, resolved.slack_webhook.clone());
+        if let Some(proxy) = &self.http_proxy {
+            backends = backends.through_proxy(proxy);
+        }
+        let backends = Arc::new(backends);
         let automation = store.automation()?;
         let notices = Notifier::new(
             writer.clone(),

@@ -52,6 +52,7 @@ pub mod server;
 pub mod severity;
 pub mod store;
 pub mod template;
+pub mod testing;
 pub mod timing;
 pub mod writer;
 pub mod yaml;

@@ -29,11 +29,7 @@ impl Backends {
 
     /// Backends with default Kubernetes and AWS settings.
     pub fn new(slack_webhook: Option<Secret>) -> Self {
-        let http = reqwest::Client::builder()
-            .connect_timeout(Duration::from_secs(10))
-            .user_agent(concat!("laojun/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .unwrap_or_default();
+        let http = http_client(None);
         Backends {
             http,
             slack_webhook,
@@ -43,4 +39,24 @@ impl Backends {
             alertmanager: Default::default(),
         }
     }
+}
+
+impl Backends {
+    /// Sends every plain-HTTP request of the actions (Slack, `http`,
+    /// Prometheus, AlertManager) to `proxy` instead, as `laojun test` does
+    /// to answer them from a case's `responses`.
+    pub fn through_proxy(mut self, proxy: &str) -> Self {
+        self.http = http_client(reqwest::Proxy::http(proxy).ok());
+        self
+    }
+}
+
+fn http_client(proxy: Option<reqwest::Proxy>) -> reqwest::Client {
+    let mut builder = reqwest::Client::builder()
+        .connect_timeout(Duration::from_secs(10))
+        .user_agent(concat!("laojun/", env!("CARGO_PKG_VERSION")));
+    if let Some(proxy) = proxy {
+        builder = builder.proxy(proxy);
+    }
+    builder.build().unwrap_or_default()
 }

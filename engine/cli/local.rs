@@ -11,7 +11,7 @@ pub fn validate(dir: &Path, output: super::Output) -> ExitCode {
     if !dir.is_dir() {
         return super::usage(&format!("validate: {} is not a folder", dir.display()));
     }
-    let loaded = match catalog::load(dir, &Sandbox::default()) {
+    let mut loaded = match catalog::load(dir, &Sandbox::default()) {
         Ok(l) => l,
         Err(e @ catalog::RootError::Empty(_)) => return super::usage(&format!("validate: {e}")),
         Err(e) => {
@@ -19,12 +19,14 @@ pub fn validate(dir: &Path, output: super::Output) -> ExitCode {
             return ExitCode::from(super::exit::FAILED);
         }
     };
+    // The test cases of `laojun test`, checked against the catalog.
+    let cases = crate::testing::case::load(dir, &loaded.catalog, &mut loaded.problems).len();
     if output == super::Output::Json {
         let c = &loaded.catalog;
         let problems: Vec<String> = loaded.problems.iter().map(ToString::to_string).collect();
         println!(
             "{}",
-            serde_json::json!({"problems": problems, "runbooks": c.runbooks.len(), "playbooks": c.playbooks.len(), "templates": c.templates.len()})
+            serde_json::json!({"problems": problems, "runbooks": c.runbooks.len(), "playbooks": c.playbooks.len(), "templates": c.templates.len(), "test_cases": cases})
         );
         return ExitCode::from(if problems.is_empty() {
             super::exit::DONE
@@ -37,12 +39,15 @@ pub fn validate(dir: &Path, output: super::Output) -> ExitCode {
         let _ = writeln!(out, "{p}");
     }
     let c = &loaded.catalog;
-    let counts = format!(
+    let mut counts = format!(
         "{} runbooks, {} playbooks, {} templates",
         c.runbooks.len(),
         c.playbooks.len(),
         c.templates.len()
     );
+    if cases > 0 {
+        counts.push_str(&format!(", {cases} test cases"));
+    }
     if loaded.problems.is_empty() {
         let _ = writeln!(out, "ok: {counts} in {}", dir.display());
         ExitCode::SUCCESS

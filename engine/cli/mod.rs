@@ -11,6 +11,7 @@ mod postmortem;
 mod render;
 mod runs;
 mod serve;
+mod testing;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -41,17 +42,37 @@ pub struct Cli {
 pub enum Command {
     /// Check runbooks, playbooks and templates without running anything.
     ///
-    /// Reads DIR/runbooks/*.yaml, DIR/playbooks/*.yaml and
-    /// DIR/templates/*.hbs and prints every problem as `path:line:col:
-    /// message`. Needs no cluster, credentials or network.
+    /// Reads DIR/runbooks/*.yaml, DIR/playbooks/*.yaml, DIR/templates/*.hbs
+    /// and the cases of `laojun test` in DIR/runbook-tests/*.yaml, and
+    /// prints every problem as `path:line:col: message`. Needs no cluster, credentials or network.
     /// Exits 0 when all is well, 1 when there are problems, 2 on bad usage.
     Validate {
         /// Folder holding runbooks/, playbooks/ and templates/.
         #[arg(default_value = ".")]
         dir: PathBuf,
-        /// Output format (json: {"problems": [...], "runbooks", "playbooks", "templates"})
+        /// Output format (json: {"problems": [...], "runbooks", "playbooks", "templates", "test_cases"})
         #[arg(long, short, value_enum, default_value_t = Output::Table)]
         output: Output,
+    },
+    /// Run the cases in DIR/runbook-tests/ against a fake cluster, with no network.
+    ///
+    /// Each case starts with an alert (or a schedule, or a runbook by hand)
+    /// and runs in-process through the real intake, playbooks, guards,
+    /// executor and actions, against a fresh fake Kubernetes cluster and
+    /// recorded HTTP endpoints, on a clock that skips waits, retries and
+    /// approval TTLs. Then its `expect:` is checked. Exits 0 when every case
+    /// passes, 1 when one fails (each failure names its `path:line:col`, and
+    /// the timeline is printed), 2 on bad usage or when there is no case.
+    Test {
+        /// Folder holding runbooks/, playbooks/, templates/ and runbook-tests/.
+        #[arg(default_value = ".")]
+        dir: PathBuf,
+        /// Run only the cases whose name contains this.
+        #[arg(long)]
+        filter: Option<String>,
+        /// Output format: a table, JSON, or JUnit XML for CI systems.
+        #[arg(long, short, value_enum, default_value_t = TestOutput::Table)]
+        output: TestOutput,
     },
     /// Run the server: receive AlertManager webhooks, keep incidents, serve the API.
     ///
@@ -297,6 +318,13 @@ pub enum Output {
     Json,
 }
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum TestOutput {
+    Table,
+    Json,
+    Junit,
+}
+
 #[derive(Debug, Subcommand)]
 pub enum IncidentsCommand {
     /// List incidents, newest first.
@@ -436,6 +464,7 @@ impl Command {
             ) => client,
             Command::Run(args) => &args.client,
             Command::Validate { output, .. } => return *output == Output::Json,
+            Command::Test { output, .. } => return *output == TestOutput::Json,
             Command::Runs { client, .. }
             | Command::Approvals { client }
             | Command::Approve { client, .. }
@@ -454,6 +483,7 @@ impl Command {
 async fn dispatch(command: Command) -> ExitCode {
     match command {
         Command::Validate { dir, output } => local::validate(&dir, output),
+        Command::Test { dir, filter, output } => testing::test(dir, filter, output).await,
         Command::Serve(args) => serve::serve(args).await,
         Command::Incidents(command) => incidents::incidents(command).await,
         Command::Run(args) => runs::run(args).await,

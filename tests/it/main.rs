@@ -30,6 +30,7 @@ mod reload;
 mod restart;
 mod retry;
 mod route53;
+mod runbook_tests;
 mod runs;
 mod secrets;
 mod slack_interactive;

@@ -1,7 +1,10 @@
 //! `k8s.wait_ready`: wait until a Deployment's rollout is complete, as
 //! `kubectl rollout status` judges it.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+// tokio's clock, so `laojun test` (on a paused clock) times out in virtual time.
+use tokio::time::Instant;
 
 use k8s_openapi::api::apps::v1::Deployment;
 use kube::api::Api;
