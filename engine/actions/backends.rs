@@ -43,10 +43,12 @@ impl Backends {
 
 impl Backends {
     /// Sends every plain-HTTP request of the actions (Slack, `http`,
-    /// Prometheus, AlertManager) to `proxy` instead, as `laojun test` does
+    /// Prometheus, AlertManager; Route53 too) to `proxy` instead, as `laojun test` does
     /// to answer them from a case's `responses`.
     pub fn through_proxy(mut self, proxy: &str) -> Self {
         self.http = http_client(reqwest::Proxy::http(proxy).ok());
+        // The AWS SDK has its own client: Route53 goes to the proxy directly.
+        self.route53 = dns::Route53::offline(proxy.to_string());
         self
     }
 }

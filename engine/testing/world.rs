@@ -19,6 +19,8 @@ use super::case::{Response, Seed};
 pub const SLACK_WEBHOOK: &str = "http://slack.laojun-test/webhook";
 pub const PROMETHEUS: &str = "http://prometheus";
 pub const ALERTMANAGER: &str = "http://alertmanager";
+/// How Route53's requests are named in `responses:` and `expect.requests`.
+pub const ROUTE53: &str = "http://route53";
 
 /// One request the recorder saw.
 #[derive(Debug, Clone)]
@@ -102,8 +104,12 @@ fn answer(shared: &Mutex<Answers>, method: Method, uri: Uri, body: Bytes) -> axu
         let why = format!("laojun test answers plain-HTTP requests only; {uri} is HTTPS");
         return (StatusCode::BAD_GATEWAY, why).into_response();
     }
-    // Through a proxy the request line carries the whole URL.
-    let url = uri.to_string();
+    // Through a proxy the request line carries the whole URL; Route53 (the
+    // AWS SDK has its own client) comes straight here.
+    let url = match uri.scheme() {
+        Some(_) => uri.to_string(),
+        None => format!("{ROUTE53}{uri}"),
+    };
     let body = String::from_utf8_lossy(&body).into_owned();
     let mut answers = lock(shared);
     answers.seen.push(Request {

@@ -22,7 +22,7 @@ fn the_shipped_runbooks_playbooks_and_templates_validate_clean() {
     assert_eq!(out.status.code(), Some(0), "{}", stdout(&out));
     assert_eq!(
         stdout(&out),
-        "ok: 11 runbooks, 8 playbooks, 4 templates, 17 test cases in .\n"
+        "ok: 11 runbooks, 8 playbooks, 4 templates, 18 test cases in .\n"
     );
     assert!(out.stderr.is_empty(), "{}", String::from_utf8_lossy(&out.stderr));
 }
