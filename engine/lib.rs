@@ -42,6 +42,7 @@ pub mod metrics;
 pub mod notices;
 pub mod playbook;
 pub mod postmortem;
+pub mod rbac;
 pub mod run;
 pub mod runbook;
 pub mod scheduler;

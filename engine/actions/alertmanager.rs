@@ -101,6 +101,7 @@ impl Act for Silence {
         exactly_one_of: &[],
         idempotent: false,
         output: "`id` (the silence's), `ends_at`",
+        kube: &[],
     };
     type Args = SilenceArgs;
 
@@ -152,6 +153,7 @@ impl Act for ExpireSilence {
         exactly_one_of: &[],
         idempotent: true,
         output: "`id`",
+        kube: &[],
     };
     type Args = ExpireArgs;
 

@@ -143,6 +143,7 @@ impl Act for Approval {
         exactly_one_of: &[],
         idempotent: true,
         output: "`decision`, `by`",
+        kube: &[],
     };
     type Args = Args;
 

@@ -97,6 +97,7 @@ impl Act for Http {
         exactly_one_of: &[],
         idempotent: false,
         output: "`status`, `body` (JSON when the response is JSON, else text, at most 64 KiB)",
+        kube: &[],
     };
     type Args = Args;
 

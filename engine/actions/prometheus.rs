@@ -39,6 +39,7 @@ impl Act for Query {
         exactly_one_of: &[],
         idempotent: true,
         output: "`value` (the sample's value when there is exactly one, else null), `samples` [{labels, value}] (at most 100), `expect_met`",
+        kube: &[],
     };
     type Args = Args;
 

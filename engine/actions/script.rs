@@ -32,6 +32,7 @@ impl Act for RunScript {
         exactly_one_of: &[&["source", "file"]],
         idempotent: false,
         output: "the script's value; `log` holds what it printed",
+        kube: &[],
     };
     type Args = Args;
 

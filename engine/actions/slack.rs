@@ -49,6 +49,7 @@ impl Act for Notify {
         exactly_one_of: &[&["text", "template"]],
         idempotent: false,
         output: "`status`",
+        kube: &[],
     };
     type Args = Args;
 

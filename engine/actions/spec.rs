@@ -57,6 +57,19 @@ pub struct Arg {
 }
 
 /// One action.
+/// One Kubernetes permission an action's code uses: the verbs it sends on
+/// a resource (`deployments/scale` for a subresource) of an API group.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KubeRule {
+    pub group: &'static str,
+    pub resource: &'static str,
+    pub verbs: &'static [&'static str],
+}
+
+pub(crate) const fn rule(group: &'static str, resource: &'static str, verbs: &'static [&'static str]) -> KubeRule {
+    KubeRule { group, resource, verbs }
+}
+
 #[derive(Debug)]
 pub struct ActionSpec {
     pub name: &'static str,
@@ -69,6 +82,8 @@ pub struct ActionSpec {
     pub idempotent: bool,
     /// What the step's output holds, for `steps.<id>.output`.
     pub output: &'static str,
+    /// Exactly the Kubernetes requests its code can send (for `laojun rbac`).
+    pub kube: &'static [KubeRule],
 }
 
 impl ActionSpec {

@@ -24,6 +24,7 @@ impl Act for Wait {
         exactly_one_of: &[],
         idempotent: true,
         output: "nothing",
+        kube: &[],
     };
     type Args = Args;
 

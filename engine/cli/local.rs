@@ -106,3 +106,23 @@ pub fn actions() -> ExitCode {
     print!("{}", crate::actions::spec::reference_markdown());
     ExitCode::SUCCESS
 }
+
+pub fn rbac(dir: &Path, namespaces: &[String], service_account_namespace: &str) -> ExitCode {
+    let loaded = match catalog::load(dir, &Sandbox::default()) {
+        Ok(l) => l,
+        Err(e) => return super::usage(&format!("rbac: {e}")),
+    };
+    if !loaded.problems.is_empty() {
+        for p in &loaded.problems {
+            eprintln!("{p}");
+        }
+        super::print_error("rbac: the catalog has problems; fix them first (`laojun validate` lists the same)");
+        return ExitCode::from(super::exit::FAILED);
+    }
+    let plan = crate::rbac::plan(&loaded.catalog, namespaces);
+    for w in &plan.warnings {
+        eprintln!("laojun rbac: warning: {w}");
+    }
+    print!("{}", crate::rbac::to_yaml(&plan, "laojun", service_account_namespace));
+    ExitCode::SUCCESS
+}

@@ -73,6 +73,28 @@ pub enum Command {
         /// Output format: a table, JSON, or JUnit XML for CI systems.
         #[arg(long, short, value_enum, default_value_t = TestOutput::Table)]
         output: TestOutput,
+        /// Roles and ClusterRoles (YAML, e.g. `laojun rbac` output): the fake
+        /// cluster allows only what they grant and answers the rest 403.
+        #[arg(long, value_name = "FILE")]
+        rbac: Option<PathBuf>,
+    },
+    /// Print the ServiceAccount, Roles and RoleBindings the catalog's Kubernetes steps need (YAML).
+    ///
+    /// Exactly the verbs each step's action sends, resource by resource,
+    /// one Role per namespace the runbooks and playbooks name. A step whose
+    /// namespace comes from an alert label gets Roles in the --namespace
+    /// namespaces, or without them a ClusterRole (with a warning saying why).
+    /// Apply it with `laojun rbac | kubectl apply -f -`.
+    Rbac {
+        /// Folder holding runbooks/ and playbooks/.
+        #[arg(default_value = ".")]
+        dir: PathBuf,
+        /// A namespace alert-driven steps may act in (repeat for several).
+        #[arg(long = "namespace", value_name = "NS")]
+        namespaces: Vec<String>,
+        /// Where laojun runs: the ServiceAccount's namespace.
+        #[arg(long, default_value = "laojun")]
+        service_account_namespace: String,
     },
     /// Run the server: receive AlertManager webhooks, keep incidents, serve the API.
     ///
@@ -483,7 +505,17 @@ impl Command {
 async fn dispatch(command: Command) -> ExitCode {
     match command {
         Command::Validate { dir, output } => local::validate(&dir, output),
-        Command::Test { dir, filter, output } => testing::test(dir, filter, output).await,
+        Command::Test {
+            dir,
+            filter,
+            output,
+            rbac,
+        } => testing::test(dir, filter, output, rbac).await,
+        Command::Rbac {
+            dir,
+            namespaces,
+            service_account_namespace,
+        } => local::rbac(&dir, &namespaces, &service_account_namespace),
         Command::Serve(args) => serve::serve(args).await,
         Command::Incidents(command) => incidents::incidents(command).await,
         Command::Run(args) => runs::run(args).await,

@@ -10,10 +10,20 @@ use crate::catalog;
 use crate::script::Sandbox;
 use crate::testing::{self, report};
 
-pub async fn test(dir: PathBuf, filter: Option<String>, output: TestOutput) -> ExitCode {
+pub async fn test(dir: PathBuf, filter: Option<String>, output: TestOutput, rbac: Option<PathBuf>) -> ExitCode {
     if !dir.is_dir() {
         return usage(&format!("test: {} is not a folder", dir.display()));
     }
+    let roles = match &rbac {
+        Some(path) => match std::fs::read_to_string(path)
+            .map_err(|e| e.to_string())
+            .and_then(|t| testing::read_objects(&t))
+        {
+            Ok(objects) => Some(objects),
+            Err(e) => return usage(&format!("test: --rbac {}: {e}", path.display())),
+        },
+        None => None,
+    };
     let loaded = match catalog::load(&dir, &Sandbox::default()) {
         Ok(l) => l,
         Err(e) => return usage(&format!("test: {e}")),
@@ -50,7 +60,7 @@ pub async fn test(dir: PathBuf, filter: Option<String>, output: TestOutput) -> E
     }
     let started = std::time::Instant::now();
     // Each case builds a runtime of its own, which cannot be done on this one's threads.
-    let worker = std::thread::spawn(move || testing::run_all(&dir, &cases, filter.as_deref()));
+    let worker = std::thread::spawn(move || testing::run_all(&dir, &cases, filter.as_deref(), roles.as_deref()));
     let outcomes = match tokio::task::spawn_blocking(move || worker.join()).await {
         Ok(Ok(outcomes)) => outcomes,
         _ => {

@@ -48,14 +48,14 @@ const VIRTUAL_LIMIT: Duration = Duration::from_secs(24 * 3600);
 
 /// Runs one case on a runtime of its own with a paused clock; nothing is
 /// shared with another case.
-pub fn run_case(case: &Case, root: &Path) -> Outcome {
+pub fn run_case(case: &Case, root: &Path, rbac: Option<&[serde_json::Value]>) -> Outcome {
     let started = Instant::now();
     let result = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .start_paused(true)
         .build()
         .map_err(anyhow::Error::from)
-        .and_then(|rt| rt.block_on(run_in(case, root)));
+        .and_then(|rt| rt.block_on(run_in(case, root, rbac)));
     let (failures, timeline) = match result {
         Ok(done) => done,
         Err(e) => (vec![check::Failure::setup(case, format!("{e:#}"))], Vec::new()),
@@ -70,9 +70,17 @@ pub fn run_case(case: &Case, root: &Path) -> Outcome {
     }
 }
 
-async fn run_in(case: &Case, root: &Path) -> anyhow::Result<(Vec<check::Failure>, Vec<String>)> {
+async fn run_in(
+    case: &Case,
+    root: &Path,
+    rbac: Option<&[serde_json::Value]>,
+) -> anyhow::Result<(Vec<check::Failure>, Vec<String>)> {
     let dir = tempfile::tempdir()?;
     let cluster = world::Cluster::start(&case.cluster, dir.path()).await?;
+    if let Some(roles) = rbac {
+        // Seeded as an administrator would; laojun's own requests are checked.
+        cluster.kube.enforce_rbac(roles);
+    }
     let recorder = world::Recorder::start(&case.responses).await?;
     let mut config = Config {
         root: root.to_path_buf(),
@@ -248,11 +256,26 @@ fn runs_of(engine: &Engine, incident: Option<IncidentId>) -> Vec<Run> {
     runs
 }
 
-/// Runs every case whose name contains `filter`, in file order.
-pub fn run_all(root: &Path, cases: &[Case], filter: Option<&str>) -> Vec<Outcome> {
+/// Runs every case whose name contains `filter`, in file order; with
+/// `rbac` (Roles and ClusterRoles), the fake cluster allows only what they
+/// grant.
+pub fn run_all(root: &Path, cases: &[Case], filter: Option<&str>, rbac: Option<&[serde_json::Value]>) -> Vec<Outcome> {
     cases
         .iter()
         .filter(|c| filter.is_none_or(|f| c.name.contains(f)))
-        .map(|c| run_case(c, root))
+        .map(|c| run_case(c, root, rbac))
         .collect()
+}
+
+/// The Kubernetes objects of a multi-document YAML file (`laojun rbac`'s output).
+pub fn read_objects(text: &str) -> Result<Vec<serde_json::Value>, String> {
+    use serde::Deserialize as _;
+    let mut out = Vec::new();
+    for doc in serde_yaml::Deserializer::from_str(text) {
+        let value = serde_json::Value::deserialize(doc).map_err(|e| e.to_string())?;
+        if !value.is_null() {
+            out.push(value);
+        }
+    }
+    Ok(out)
 }

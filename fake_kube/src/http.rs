@@ -85,6 +85,9 @@ pub async fn handle(
     let Some(route) = parse_route(&path) else {
         return error_response(&ApiError::new(404, "the server could not find the requested resource"));
     };
+    if let Err(e) = authorize(&shared, &method, &route, &params) {
+        return error_response(&e);
+    }
     let request = Request {
         method,
         params,
@@ -93,6 +96,41 @@ pub async fn handle(
         body,
     };
     dispatch(&shared, route, request).await
+}
+
+/// The RBAC check, when the fake enforces RBAC: the verb kubectl's
+/// authorizer would see for this request.
+fn authorize(shared: &Shared, method: &Method, route: &Route, params: &Params) -> Result<(), ApiError> {
+    let state = shared.lock();
+    let Some(grants) = &state.rbac else {
+        return Ok(());
+    };
+    let (kind, namespace, name, resource) = match route {
+        Route::Collection { kind, namespace } => (*kind, namespace.as_deref(), None, kind.plural().to_string()),
+        Route::Object {
+            kind,
+            namespace,
+            name,
+            sub,
+        } => {
+            let resource = match sub {
+                Some(s) => format!("{}/{s}", kind.plural()),
+                None => kind.plural().to_string(),
+            };
+            (*kind, Some(namespace.as_str()), Some(name.as_str()), resource)
+        }
+    };
+    let verb = match (method.as_str(), name) {
+        ("GET", None) if params.flag("watch") => "watch",
+        ("GET", None) => "list",
+        ("GET", Some(_)) => "get",
+        ("POST", _) => "create",
+        ("PUT", _) => "update",
+        ("PATCH", _) => "patch",
+        ("DELETE", _) => "delete",
+        _ => "unknown",
+    };
+    super::rbac::check(grants, verb, kind.group(), &resource, namespace, name)
 }
 
 async fn dispatch(shared: &Arc<Shared>, route: Route, req: Request) -> Response {

@@ -29,6 +29,7 @@ mod discovery;
 mod http;
 mod patch;
 mod pods;
+mod rbac;
 mod selector;
 mod store;
 
@@ -459,6 +460,14 @@ impl FakeKube {
     /// Every request seen: (method, path with query, content-type).
     pub fn requests(&self) -> Vec<(String, String, Option<String>)> {
         self.shared.lock().requests.clone()
+    }
+
+    /// From now on, serves only what these Roles and ClusterRoles (as
+    /// JSON objects; other kinds are ignored) allow, answering anything
+    /// else with Kubernetes' 403 Forbidden. Bindings are not consulted:
+    /// every client is the one identity the roles are for.
+    pub fn enforce_rbac(&self, objects: &[Value]) {
+        self.shared.lock().rbac = Some(rbac::grants(objects));
     }
 
     /// Forgets the requests seen so far.

@@ -174,6 +174,8 @@ pub struct State {
     pub ready_delay: Duration,
     pub faults: VecDeque<u16>,
     pub requests: Vec<(String, String, Option<String>)>,
+    /// When set, only what these grants allow is served (403 otherwise).
+    pub rbac: Option<Vec<super::rbac::Grant>>,
     /// Pods' logs by (namespace, pod), oldest line first.
     pub logs: BTreeMap<(String, String), Vec<LogLine>>,
     /// Carries the latest resourceVersion so waiting watches wake on change.
@@ -193,6 +195,7 @@ impl Default for State {
             faults: VecDeque::new(),
             requests: Vec::new(),
             logs: BTreeMap::new(),
+            rbac: None,
             changed: tokio::sync::watch::channel(1).0,
         }
     }

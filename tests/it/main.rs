@@ -26,6 +26,7 @@ mod observability;
 mod observe;
 mod overload;
 mod postmortem;
+mod rbac;
 mod reload;
 mod restart;
 mod retry;

@@ -72,6 +72,7 @@ impl Act for Failover {
         exactly_one_of: &[&["to", "weights"]],
         idempotent: true,
         output: "`change_id`, `status`, `previous` (values or weights before the change)",
+        kube: &[],
     };
     type Args = Args;
 

@@ -12,7 +12,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::{kube_error, non_empty, object_target, revision_of, selector_of, CLUSTER, NAMESPACE};
-use crate::actions::spec::{opt, ActionSpec, ArgKind};
+use crate::actions::spec::{opt, rule, ActionSpec, ArgKind};
 use crate::actions::{maybe, Act, ActionError, Context, Outcome, Target};
 
 pub struct Cleanup;
@@ -58,6 +58,7 @@ impl Act for Cleanup {
         exactly_one_of: &[],
         idempotent: true,
         output: "`pods` and `replicasets` (names deleted, or that a dry run would delete), `deleted`, `remaining` (left for the next run by `max`)",
+        kube: &[rule("apps", "deployments", &["get", "list"]), rule("apps", "replicasets", &["list", "delete"]), rule("", "pods", &["list", "delete"])],
     };
     type Args = Args;
 

@@ -14,7 +14,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::{kube_error, non_empty, selector_of, CLUSTER, NAMESPACE};
-use crate::actions::spec::{opt, ActionSpec, ArgKind};
+use crate::actions::spec::{opt, rule, ActionSpec, ArgKind};
 use crate::actions::{observe, Act, ActionError, Context, Outcome};
 
 pub struct Logs;
@@ -74,6 +74,7 @@ impl Act for Logs {
         exactly_one_of: &[&["deployment", "selector"]],
         idempotent: true,
         output: "`pods` (how many were read), `lines_read`, `value` (lines matching `regex`, or all lines read), `lines` (the last matching lines as `pod: text`, at most `max_lines` and 4 KiB, secrets redacted), `truncated`, `skipped` [{pod, reason}], `expect_met`",
+        kube: &[rule("apps", "deployments", &["get"]), rule("", "pods", &["list"]), rule("", "pods/log", &["get"])],
     };
     type Args = Args;
 

@@ -10,7 +10,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::{kube_error, non_empty, CLUSTER};
-use crate::actions::spec::{opt, req, ActionSpec, ArgKind};
+use crate::actions::spec::{opt, req, rule, ActionSpec, ArgKind};
 use crate::actions::{observe, Act, ActionError, Context, Outcome};
 
 pub struct Pods;
@@ -47,6 +47,7 @@ impl Act for Pods {
         exactly_one_of: &[],
         idempotent: true,
         output: "`total`, `by_phase` {phase: count}, `ready`, `value` (how many pods are unhealthy: not Running and ready, and not Succeeded), `unhealthy` [{namespace, name, phase, ready, restarts, reason}] (at most 50), `expect_met`",
+        kube: &[rule("", "pods", &["list"])],
     };
     type Args = Args;
 

@@ -6,7 +6,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::{kube_error, patch_params, DeploymentRef, CLUSTER, DEPLOYMENT, NAMESPACE};
-use crate::actions::spec::ActionSpec;
+use crate::actions::spec::{rule, ActionSpec};
 use crate::actions::{maybe, Act, ActionError, Context, Outcome, Target};
 
 pub struct Restart;
@@ -25,6 +25,7 @@ impl Act for Restart {
         exactly_one_of: &[],
         idempotent: false,
         output: "`restarted_at`",
+        kube: &[rule("apps", "deployments", &["patch"])],
     };
     type Args = Args;
 

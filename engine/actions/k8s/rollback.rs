@@ -8,7 +8,7 @@ use serde_json::json;
 use super::{
     first_image, kube_error, patch_params, revision_of, selector_of, DeploymentRef, CLUSTER, DEPLOYMENT, NAMESPACE,
 };
-use crate::actions::spec::{opt, ActionSpec, ArgKind};
+use crate::actions::spec::{opt, rule, ActionSpec, ArgKind};
 use crate::actions::{maybe, Act, ActionError, Context, Outcome, Target};
 
 pub struct Rollback;
@@ -38,6 +38,7 @@ impl Act for Rollback {
         exactly_one_of: &[],
         idempotent: false,
         output: "`from_revision`, `to_revision` (whose template came back), `revision` (the new revision, as `kubectl rollout history` lists it), `image` (the restored pod template's first image)",
+        kube: &[rule("apps", "deployments", &["get", "patch"]), rule("apps", "replicasets", &["list"])],
     };
     type Args = Args;
 

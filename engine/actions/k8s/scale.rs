@@ -7,7 +7,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::{kube_error, patch_params, DeploymentRef, CLUSTER, DEPLOYMENT, NAMESPACE};
-use crate::actions::spec::{opt, ActionSpec, ArgKind};
+use crate::actions::spec::{opt, rule, ActionSpec, ArgKind};
 use crate::actions::{maybe, Act, ActionError, Context, Outcome, Target};
 
 pub struct Scale;
@@ -50,6 +50,7 @@ impl Act for Scale {
         exactly_one_of: &[&["replicas", "by"]],
         idempotent: false,
         output: "`previous_replicas`, `replicas`",
+        kube: &[rule("apps", "deployments/scale", &["get", "patch"])],
     };
     type Args = Args;
 

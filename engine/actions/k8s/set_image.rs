@@ -8,7 +8,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::{kube_error, patch_params, DeploymentRef, CLUSTER, DEPLOYMENT, NAMESPACE};
-use crate::actions::spec::{opt, req, ActionSpec, ArgKind};
+use crate::actions::spec::{opt, req, rule, ActionSpec, ArgKind};
 use crate::actions::{maybe, Act, ActionError, Context, Outcome, Target};
 
 pub struct SetImage;
@@ -44,6 +44,7 @@ impl Act for SetImage {
         exactly_one_of: &[],
         idempotent: true,
         output: "`container`, `previous` (the image it replaced), `image`, `changed`",
+        kube: &[rule("apps", "deployments", &["get", "patch"])],
     };
     type Args = Args;
 

@@ -8,7 +8,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::{kube_error, non_empty, object_target, patch_params, CLUSTER, NAMESPACE};
-use crate::actions::spec::{req, ActionSpec, ArgKind};
+use crate::actions::spec::{req, rule, ActionSpec, ArgKind};
 use crate::actions::{maybe, Act, ActionError, Context, Outcome, Target};
 
 pub struct SwitchTraffic;
@@ -35,6 +35,7 @@ impl Act for SwitchTraffic {
         exactly_one_of: &[],
         idempotent: true,
         output: "`previous_selector` (to switch back), `selector`",
+        kube: &[rule("", "services", &["get", "patch"])],
     };
     type Args = Args;
 

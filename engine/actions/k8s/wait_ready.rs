@@ -12,7 +12,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::{kube_error, DeploymentRef, CLUSTER, DEPLOYMENT, NAMESPACE};
-use crate::actions::spec::{opt, ActionSpec, ArgKind};
+use crate::actions::spec::{opt, rule, ActionSpec, ArgKind};
 use crate::actions::{Act, ActionError, Context, Outcome};
 
 pub struct WaitReady;
@@ -43,6 +43,7 @@ impl Act for WaitReady {
         exactly_one_of: &[],
         idempotent: true,
         output: "`ready_replicas`, `waited_secs`",
+        kube: &[rule("apps", "deployments", &["get"])],
     };
     type Args = Args;
 
