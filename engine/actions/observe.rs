@@ -64,6 +64,31 @@ pub fn check(expect: &str, numbers: &[f64], context: &Value, sandbox: &Sandbox) 
         .map_err(|e| ActionError::fatal(format!("`expect: {expect}` failed: {}", e.message)))
 }
 
+/// A read's outcome under its `expect:`: as it is without one; with one,
+/// marked `expect_met` when it holds, else a retryable failure (so
+/// `retries` poll) naming what was seen. `count` is what a comparison
+/// such as `== 0` is made with; Rhai sees the whole output.
+pub fn expected(
+    expect: Option<&str>,
+    count: usize,
+    mut output: Value,
+    summary: String,
+    sandbox: &Sandbox,
+) -> Result<super::Outcome, ActionError> {
+    let Some(expect) = expect.filter(|e| !e.trim().is_empty()) else {
+        return Ok(super::Outcome { output, summary });
+    };
+    if check(expect, &[count as f64], &output, sandbox)? {
+        output["expect_met"] = Value::Bool(true);
+        Ok(super::Outcome {
+            output,
+            summary: format!("{summary}, as expected ({expect})"),
+        })
+    } else {
+        Err(ActionError::retry(format!("{summary}; not {expect}")))
+    }
+}
+
 type Compare = fn(f64, f64) -> bool;
 
 /// `"< 0.5"`, `">= 3"`, `"== 0"`, `"!= 1"`.

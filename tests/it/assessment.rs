@@ -7,7 +7,6 @@
 //! real Prometheus.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -65,22 +64,6 @@ async fn server(root: &Path, kubeconfig: PathBuf) -> Server {
         c.kubernetes.kubeconfig = Some(kubeconfig);
     })
     .await
-}
-
-/// kubectl's stdout; it must succeed.
-fn kubectl(binary: &Path, kubeconfig: &Path, args: &[&str]) -> String {
-    let out = Command::new(binary)
-        .arg("--kubeconfig")
-        .arg(kubeconfig)
-        .args(args)
-        .output()
-        .expect("kubectl runs");
-    assert!(
-        out.status.success(),
-        "kubectl {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -141,7 +124,7 @@ async fn k8s_pods_counts_by_phase_and_names_the_pods_kubectl_shows_as_not_runnin
     assert_eq!(out["unhealthy"][1]["restarts"], 7);
     assert_eq!(out["unhealthy"][1]["ready"], "0/1");
     // kubectl shows the same two pods with the same reasons.
-    let table = kubectl(&binary, &kubeconfig, &["get", "pods", "-A", "--no-headers"]);
+    let table = support::kubectl(&binary, &kubeconfig, &["get", "pods", "-A", "--no-headers"]);
     for (name, reason) in &unhealthy {
         let row = table
             .lines()
@@ -221,7 +204,7 @@ async fn k8s_logs_counts_the_lines_grep_finds_keeps_the_last_and_redacts_secrets
     assert_eq!(run.status, RunStatus::Succeeded, "{run:#?}");
     let out = &run.steps[0].output;
     // The guide's pipeline, with the same pattern, counts the same lines.
-    let text = kubectl(
+    let text = support::kubectl(
         &binary,
         &kubeconfig,
         &[
@@ -316,7 +299,7 @@ async fn k8s_cleanup_deletes_finished_pods_and_replicasets_beyond_the_kept_revis
         "the dry run said exactly what happened"
     );
     // Revisions 1 and 2 went; 3 and 4 stay for rollback, 5 is current.
-    let history = kubectl(
+    let history = support::kubectl(
         &binary,
         &kubeconfig,
         &["rollout", "history", "deployment/web", "-n", "prod"],
@@ -327,7 +310,7 @@ async fn k8s_cleanup_deletes_finished_pods_and_replicasets_beyond_the_kept_revis
         .filter(|w| w.chars().all(|ch| ch.is_ascii_digit()))
         .collect();
     assert_eq!(revisions, ["3", "4", "5"], "{history}");
-    let finished = kubectl(
+    let finished = support::kubectl(
         &binary,
         &kubeconfig,
         &[
@@ -350,7 +333,7 @@ async fn k8s_cleanup_deletes_finished_pods_and_replicasets_beyond_the_kept_revis
     let again = run_to_end(&c, "tidy", &RunRequest::default()).await;
     assert_eq!(again.steps[0].output["pods"], json!(["backup-3"]));
     assert_eq!(again.steps[0].output["remaining"], 0);
-    kubectl(
+    support::kubectl(
         &binary,
         &kubeconfig,
         &["rollout", "undo", "deployment/web", "-n", "prod", "--to-revision=3"],

@@ -4,8 +4,6 @@
 //! monthly rolling restart with the request-rate report from a real
 //! Prometheus posted to the Slack listener.
 
-use std::path::Path;
-use std::process::Command;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -29,24 +27,9 @@ async fn cluster() -> (FakeKube, tempfile::TempDir) {
     (kube, dir)
 }
 
-fn kubectl(binary: &Path, kubeconfig: &Path, args: &[&str]) -> String {
-    let out = Command::new(binary)
-        .arg("--kubeconfig")
-        .arg(kubeconfig)
-        .args(args)
-        .output()
-        .expect("kubectl runs");
-    assert!(
-        out.status.success(),
-        "kubectl {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
 #[test]
 fn the_maintenance_playbooks_are_scheduled_in_beijing_time() {
-    let out = Command::new(env!("CARGO_BIN_EXE_laojun"))
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_laojun"))
         .args(["schedules", "."])
         .current_dir(support::repo())
         .env("NO_COLOR", "1")
@@ -145,7 +128,7 @@ async fn the_weekly_image_update_waits_for_an_operator_then_rolls_out_and_cleans
     let run = wait_run(&c, id, &[RunStatus::Succeeded, RunStatus::Failed]).await;
     assert_eq!(run.status, RunStatus::Succeeded, "{run:#?}");
 
-    let shown = kubectl(
+    let shown = support::kubectl(
         &binary,
         &kubeconfig,
         &[
@@ -160,7 +143,7 @@ async fn the_weekly_image_update_waits_for_an_operator_then_rolls_out_and_cleans
     assert_eq!(shown, image);
     assert_eq!(run.steps[1].output["previous"], "taishang-laojun/core-services:1.47.0");
     // 9 revisions now: the current one and the 5 before it stay, 1-3 went.
-    let history = kubectl(
+    let history = support::kubectl(
         &binary,
         &kubeconfig,
         &["rollout", "history", "deployment/core-services", "-n", "prod"],
@@ -171,7 +154,7 @@ async fn the_weekly_image_update_waits_for_an_operator_then_rolls_out_and_cleans
         .filter(|w| w.chars().all(|ch| ch.is_ascii_digit()))
         .collect();
     assert_eq!(revisions, ["4", "5", "6", "7", "8", "9"], "{history}");
-    let finished = kubectl(
+    let finished = support::kubectl(
         &binary,
         &kubeconfig,
         &[

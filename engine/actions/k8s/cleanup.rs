@@ -11,7 +11,7 @@ use kube::api::{Api, DeleteParams, ListParams};
 use serde::Deserialize;
 use serde_json::json;
 
-use super::{kube_error, non_empty, object_target, revision_of, selector_of, CLUSTER, NAMESPACE};
+use super::{kube_error, non_empty, object_target, replica_sets_of, revision_of, CLUSTER, NAMESPACE};
 use crate::actions::spec::{opt, rule, ActionSpec, ArgKind};
 use crate::actions::{maybe, Act, ActionError, Context, Outcome, Target};
 
@@ -99,9 +99,8 @@ impl Act for Cleanup {
                         .items
                 }
             };
-            let sets: Api<ReplicaSet> = Api::namespaced(client.clone(), namespace);
             for deployment in &chosen {
-                doomed_sets.extend(old_replica_sets(&sets, deployment, args.keep_revisions).await?);
+                doomed_sets.extend(old_replica_sets(client.clone(), deployment, args.keep_revisions).await?);
             }
         }
         let mut doomed_pods = Vec::new();
@@ -172,31 +171,20 @@ impl Act for Cleanup {
 /// `keep` old revisions, oldest first. The current revision and any set
 /// with replicas (desired or still running) are never among them.
 async fn old_replica_sets(
-    sets: &Api<ReplicaSet>,
+    client: kube::Client,
     deployment: &Deployment,
     keep: Option<i64>,
 ) -> Result<Vec<String>, ActionError> {
     let name = deployment.metadata.name.clone().unwrap_or_default();
     let what = format!("the ReplicaSets of deployment/{name}");
-    let uid = deployment.metadata.uid.clone().unwrap_or_default();
     let current = revision_of(&deployment.metadata);
     let keep = keep
         .or(deployment.spec.revision_history_limit.map(i64::from))
         .unwrap_or(10)
         .max(0) as usize;
-    let list = sets
-        .list(&ListParams::default().labels(&selector_of(deployment)))
-        .await
-        .map_err(|e| kube_error(&what, e))?;
-    let mut idle: Vec<(i64, String)> = list
-        .items
+    let mut idle: Vec<(i64, String)> = replica_sets_of(client, deployment, &what)
+        .await?
         .into_iter()
-        .filter(|rs| {
-            rs.metadata
-                .owner_references
-                .as_ref()
-                .is_some_and(|o| o.iter().any(|r| r.uid == uid && r.controller == Some(true)))
-        })
         .filter(|rs| {
             let desired = rs.spec.replicas.unwrap_or(1);
             let running = rs.status.as_ref().map_or(0, |s| s.replicas);

@@ -170,7 +170,7 @@ impl Act for Logs {
             ),
             None => format!("{} lines from {read_pods} pods of {whose} ({window})", read.lines_read),
         };
-        let mut output = json!({
+        let output = json!({
             "pods": read_pods,
             "lines_read": read.lines_read,
             "value": read.matching.len(),
@@ -179,18 +179,7 @@ impl Act for Logs {
             "skipped": read.skipped,
             "expect_met": null,
         });
-        let Some(expect) = args.expect.as_deref().filter(|e| !e.trim().is_empty()) else {
-            return Ok(Outcome { output, summary });
-        };
-        if observe::check(expect, &[read.matching.len() as f64], &output, cx.sandbox)? {
-            output["expect_met"] = json!(true);
-            Ok(Outcome {
-                output,
-                summary: format!("{summary}, as expected ({expect})"),
-            })
-        } else {
-            Err(ActionError::retry(format!("{summary}; not {expect}")))
-        }
+        observe::expected(args.expect.as_deref(), read.matching.len(), output, summary, cx.sandbox)
     }
 }
 

@@ -180,3 +180,29 @@ pub(crate) fn selector_of(deployment: &k8s_openapi::api::apps::v1::Deployment) -
     }
     parts.join(",")
 }
+
+/// A Deployment's ReplicaSets: those its selector matches that it
+/// controls (by owner uid), as `kubectl rollout` finds them.
+pub(crate) async fn replica_sets_of(
+    client: kube::Client,
+    deployment: &k8s_openapi::api::apps::v1::Deployment,
+    what: &str,
+) -> Result<Vec<k8s_openapi::api::apps::v1::ReplicaSet>, ActionError> {
+    let namespace = deployment.metadata.namespace.clone().unwrap_or_default();
+    let uid = deployment.metadata.uid.clone().unwrap_or_default();
+    let sets: kube::Api<k8s_openapi::api::apps::v1::ReplicaSet> = kube::Api::namespaced(client, &namespace);
+    let list = sets
+        .list(&kube::api::ListParams::default().labels(&selector_of(deployment)))
+        .await
+        .map_err(|e| kube_error(what, e))?;
+    Ok(list
+        .items
+        .into_iter()
+        .filter(|rs| {
+            rs.metadata
+                .owner_references
+                .as_ref()
+                .is_some_and(|o| o.iter().any(|r| r.uid == uid && r.controller == Some(true)))
+        })
+        .collect())
+}

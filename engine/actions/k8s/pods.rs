@@ -112,7 +112,7 @@ impl Act for Pods {
         } else {
             summary.push_str(&format!("; {count} unhealthy: {}{more}", named.join(", ")));
         }
-        let mut output = json!({
+        let output = json!({
             "total": total,
             "by_phase": by_phase,
             "ready": ready,
@@ -120,18 +120,7 @@ impl Act for Pods {
             "unhealthy": listed,
             "expect_met": null,
         });
-        let Some(expect) = args.expect.as_deref().filter(|e| !e.trim().is_empty()) else {
-            return Ok(Outcome { output, summary });
-        };
-        if observe::check(expect, &[count as f64], &output, cx.sandbox)? {
-            output["expect_met"] = json!(true);
-            Ok(Outcome {
-                output,
-                summary: format!("{summary}, as expected ({expect})"),
-            })
-        } else {
-            Err(ActionError::retry(format!("{summary}; not {expect}")))
-        }
+        observe::expected(args.expect.as_deref(), count, output, summary, cx.sandbox)
     }
 }
 

@@ -1,12 +1,12 @@
 //! `k8s.rollback`: the way `kubectl rollout undo` does it.
 
 use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
-use kube::api::{Api, ListParams, Patch};
+use kube::api::{Api, Patch};
 use serde::Deserialize;
 use serde_json::json;
 
 use super::{
-    first_image, kube_error, patch_params, revision_of, selector_of, DeploymentRef, CLUSTER, DEPLOYMENT, NAMESPACE,
+    first_image, kube_error, patch_params, replica_sets_of, revision_of, DeploymentRef, CLUSTER, DEPLOYMENT, NAMESPACE,
 };
 use crate::actions::spec::{opt, rule, ActionSpec, ArgKind};
 use crate::actions::{maybe, Act, ActionError, Context, Outcome, Target};
@@ -61,22 +61,9 @@ async fn rollback(args: Args, cx: &Context<'_>) -> Result<Outcome, ActionError> 
     let deployments: Api<Deployment> = Api::namespaced(client.clone(), namespace);
     let dep = deployments.get(name).await.map_err(|e| kube_error(&what, e))?;
     let current = revision_of(&dep.metadata).unwrap_or(0);
-    let selector = selector_of(&dep);
-    let uid = dep.metadata.uid.clone().unwrap_or_default();
-    let sets: Api<ReplicaSet> = Api::namespaced(client, namespace);
-    let list = sets
-        .list(&ListParams::default().labels(&selector))
-        .await
-        .map_err(|e| kube_error(&what, e))?;
-    let mut revisions: Vec<(i64, ReplicaSet)> = list
-        .items
+    let mut revisions: Vec<(i64, ReplicaSet)> = replica_sets_of(client, &dep, &what)
+        .await?
         .into_iter()
-        .filter(|rs| {
-            rs.metadata
-                .owner_references
-                .as_ref()
-                .is_some_and(|o| o.iter().any(|r| r.uid == uid))
-        })
         .filter_map(|rs| revision_of(&rs.metadata).map(|r| (r, rs)))
         .collect();
     revisions.sort_by_key(|(r, _)| *r);

@@ -133,6 +133,22 @@ pub fn root_with(files: &[(&str, &str)]) -> tempfile::TempDir {
     dir
 }
 
+/// kubectl's stdout for `args` against `kubeconfig`; it must succeed.
+pub fn kubectl(binary: &std::path::Path, kubeconfig: &std::path::Path, args: &[&str]) -> String {
+    let out = std::process::Command::new(binary)
+        .arg("--kubeconfig")
+        .arg(kubeconfig)
+        .args(args)
+        .output()
+        .expect("kubectl runs");
+    assert!(
+        out.status.success(),
+        "kubectl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
 /// A copy of the shipped runbooks, playbooks and templates, with each
 /// `(file, from, to)` edit applied (say, a shorter poll for a test); an
 /// edit whose `from` is not in the file fails, so it cannot silently stop
