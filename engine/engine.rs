@@ -17,6 +17,7 @@ use crate::config::{Config, Resolved};
 use crate::effects::{Effect, Reports};
 use crate::executor::Trigger;
 use crate::executor::{Executor, Settings};
+use crate::health::Health;
 use crate::ledger::Ledger;
 use crate::live::{Live, Reload, ReloadError, Reloaded};
 use crate::metrics::Metrics;
@@ -36,6 +37,9 @@ pub struct Engine {
     pub writer: Writer,
     pub executor: Executor,
     pub metrics: Arc<Metrics>,
+    /// Whether the store takes writes (`/readyz`), and whether the process
+    /// must be restarted to reopen it.
+    pub health: Arc<Health>,
     /// The config with its secrets and time zone resolved.
     pub resolved: Resolved,
     writer_thread: std::thread::JoinHandle<()>,
@@ -123,6 +127,7 @@ impl Builder {
             .with_default_severity(config.intake.default_severity);
         let metrics = Arc::new(Metrics::new());
         expect_series(&metrics, &catalog);
+        let health = Health::new();
         let (effects_tx, effects_rx) = tokio::sync::mpsc::unbounded_channel();
         let (writer, writer_thread) = Writer::start(
             ledger,
@@ -130,6 +135,7 @@ impl Builder {
             config.intake.queue_capacity,
             metrics.clone(),
             Some(effects_tx),
+            health.clone(),
         );
         let settings = Settings {
             dry_run: config.execution.dry_run,
@@ -215,6 +221,7 @@ impl Builder {
             writer,
             executor,
             metrics,
+            health,
             resolved,
             writer_thread,
         })

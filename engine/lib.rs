@@ -33,6 +33,7 @@ pub mod diag;
 pub mod effects;
 pub mod engine;
 pub mod executor;
+pub mod health;
 pub mod ids;
 pub mod incident;
 pub mod ledger;

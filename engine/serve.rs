@@ -68,7 +68,27 @@ pub async fn serve(
             }),
             _ => None,
         },
+        health: engine.health.clone(),
     });
+    engine.health.watch(engine.store.clone(), config.data_dir.clone());
+    // Stop on the signal, or when the store needs reopening (see `health`).
+    let restart: Arc<std::sync::OnceLock<String>> = Arc::default();
+    let shutdown = {
+        let (health, restart) = (engine.health.clone(), restart.clone());
+        async move {
+            tokio::select! {
+                () = shutdown => {}
+                why = health.restart_needed() => {
+                    tracing::error!(
+                        reason = %why,
+                        code = crate::health::RESTART_EXIT_CODE,
+                        "exiting so that the supervisor starts laojun again on the reopened store; everything acknowledged is on disk"
+                    );
+                    let _ = restart.set(why);
+                }
+            }
+        }
+    };
     let app = router(state);
     let std_listener =
         std::net::TcpListener::bind(&config.listen).with_context(|| format!("listening on {}", config.listen))?;
@@ -110,9 +130,18 @@ pub async fn serve(
     }
     tracing::info!("stopped accepting; finishing queued writes");
     engine.stop().await?;
+    if let Some(why) = restart.get() {
+        return Err(RestartNeeded(why.clone()).into());
+    }
     tracing::info!("shut down cleanly");
     Ok(())
 }
+
+/// `serve` stopped because the store must be reopened: exit with
+/// `health::RESTART_EXIT_CODE` so the supervisor starts it again.
+#[derive(Debug, thiserror::Error)]
+#[error("restart needed: {0}")]
+pub struct RestartNeeded(pub String);
 
 /// `laojun run --standalone`: one manual run in this process, on the
 /// store in `data_dir`, without a server. Returns the finished run.

@@ -15,6 +15,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::alert::Alert;
 use crate::effects::Effect;
+use crate::health::Health;
 use crate::ids::IncidentId;
 use crate::incident::{EventKind, Incident};
 use crate::ledger::{Applied, Change, Changed, Journaled, Ledger, RequestError};
@@ -114,11 +115,12 @@ impl Writer {
         capacity: usize,
         metrics: Arc<Metrics>,
         effects: Option<mpsc::UnboundedSender<Effect>>,
+        health: Arc<Health>,
     ) -> (Writer, JoinHandle<()>) {
         let (tx, rx) = mpsc::channel(capacity.max(1));
         let handle = std::thread::Builder::new()
             .name("laojun-writer".into())
-            .spawn(move || run(ledger, store, rx, metrics, effects))
+            .spawn(move || run(ledger, store, rx, metrics, effects, health))
             .expect("the OS can start the writer thread");
         (Writer { tx }, handle)
     }
@@ -291,16 +293,17 @@ fn run(
     mut rx: mpsc::Receiver<Request>,
     metrics: Arc<Metrics>,
     effects: Option<mpsc::UnboundedSender<Effect>>,
+    health: Arc<Health>,
 ) {
     metrics.set_open_incidents(intake.open_counts());
     // Flushing runs beside applying: while the disk syncs one batch, the
     // next is applied, and one flush covers every batch applied before it.
     let (to_flush, flushes) = std::sync::mpsc::sync_channel::<Flush>(FLUSHES_WAITING);
     let flusher = {
-        let (store, metrics) = (store.clone(), metrics.clone());
+        let (store, metrics, health) = (store.clone(), metrics.clone(), health.clone());
         std::thread::Builder::new()
             .name("laojun-flusher".into())
-            .spawn(move || flush_and_answer(store, flushes, metrics, effects))
+            .spawn(move || flush_and_answer(store, flushes, metrics, effects, &health))
             .expect("the OS can start the flusher thread")
     };
     // Ends when every sender is gone (shutdown) and the queue is drained.
@@ -368,6 +371,7 @@ fn run(
             }
             Err(e) => {
                 tracing::error!(error = %e, "store failed; the requests of this batch are refused with 503");
+                health.store_failed(&e);
                 intake.take_changed();
                 intake.take_milestones();
                 if let Err(e) = intake.reload() {
@@ -397,6 +401,7 @@ fn flush_and_answer(
     flushes: std::sync::mpsc::Receiver<Flush>,
     metrics: Arc<Metrics>,
     effects: Option<mpsc::UnboundedSender<Effect>>,
+    health: &Health,
 ) {
     // Effects of batches whose flush failed. Their writes stay applied (a
     // retried alert finds its episode and opens nothing), so they are sent
@@ -419,6 +424,7 @@ fn flush_and_answer(
         }
         match flushed {
             Ok(()) => {
+                health.store_ok();
                 owed.drain(..).for_each(send);
                 for batch in waiting {
                     batch.counts.into_iter().for_each(|c| c.record(&metrics));
@@ -433,6 +439,7 @@ fn flush_and_answer(
             }
             Err(e) => {
                 tracing::error!(error = %e, "flushing failed; the requests waiting on it are refused with 503");
+                health.store_failed(&e);
                 for batch in waiting {
                     for answer in batch.answers {
                         owed.extend(answer.opened());

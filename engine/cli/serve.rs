@@ -28,7 +28,11 @@ pub async fn serve(args: ServeArgs) -> ExitCode {
         Err(e) => {
             tracing::error!("{e:#}");
             eprintln!("laojun serve: {e:#}");
-            ExitCode::from(1)
+            if e.is::<crate::serve::RestartNeeded>() {
+                ExitCode::from(crate::health::RESTART_EXIT_CODE)
+            } else {
+                ExitCode::from(1)
+            }
         }
     }
 }

@@ -1,5 +1,5 @@
-//! The HTTP side: the AlertManager webhook, the incident API, `/metrics`
-//! and `/healthz`. `router` builds the routes over shared state so tests can
+//! The HTTP side: the AlertManager webhook, the incident API, `/metrics`,
+//! `/healthz` (the process answers) and `/readyz` (it can do its job). `router` builds the routes over shared state so tests can
 //! drive it without a socket; `serve` runs it on a listener.
 
 mod api;
@@ -43,6 +43,8 @@ pub struct AppState {
     pub slack: Option<slack::SlackApp>,
     /// Grafana's webhook signature, when `intake.grafana_signature` asks for it.
     pub grafana: Option<signature::Grafana>,
+    /// What `/readyz` reports on the store.
+    pub health: Arc<crate::health::Health>,
 }
 
 impl AppState {
@@ -98,6 +100,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         )
         .route("/metrics", get(metrics))
         .route("/healthz", get(|| async { "ok\n" }))
+        .route("/readyz", get(readyz))
         .fallback(|| async { ApiError::not_found("no such route; see GET /api/v1/incidents, POST /api/v1/alerts") })
         .layer(middleware::from_fn_with_state(state.clone(), observe))
         .with_state(state)
@@ -128,6 +131,48 @@ async fn metrics(State(state): State<Arc<AppState>>) -> impl IntoResponse {
         .collect();
     state.metrics.set_paused(automation.paused, &playbooks);
     ([("content-type", "text/plain; version=0.0.4")], state.metrics.render())
+}
+
+/// 200 when the store takes a write and a catalog is loaded; 503 with
+/// each reason otherwise. A load balancer or Kubernetes stops sending
+/// alerts to a replica that is not ready.
+async fn readyz(State(state): State<Arc<AppState>>) -> Response {
+    let mut problems = Vec::new();
+    if let Some(why) = state.health.restart_reason() {
+        problems.push(format!("restarting: {why}"));
+    } else if let Some(failure) = state.health.store_failure() {
+        problems.push(format!(
+            "the store cannot write (since {}): {}",
+            failure.since.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+            failure.error
+        ));
+    } else {
+        let probe = state.read(|store| store.check_writable());
+        match tokio::time::timeout(std::time::Duration::from_secs(5), probe).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => problems.push(format!("the store cannot write: {}", e.message)),
+            Err(_) => problems.push("the store did not finish a write in 5 s".into()),
+        }
+    }
+    let catalog = state.live.catalog();
+    if catalog.runbooks.is_empty() && catalog.playbooks.is_empty() {
+        problems.push(
+            "no runbooks or playbooks are loaded: is the root folder (runbooks/, playbooks/) where the config says?"
+                .into(),
+        );
+    }
+    if problems.is_empty() {
+        let text = format!(
+            "ready: the store takes writes; {} runbooks and {} playbooks loaded (revision {})\n",
+            catalog.runbooks.len(),
+            catalog.playbooks.len(),
+            catalog.revision
+        );
+        (axum::http::StatusCode::OK, text).into_response()
+    } else {
+        let text: String = problems.iter().map(|p| format!("not ready: {p}\n")).collect();
+        (axum::http::StatusCode::SERVICE_UNAVAILABLE, text).into_response()
+    }
 }
 
 /// Records each request's latency by route and status.

@@ -71,6 +71,8 @@ pub enum Write {
     Automation(crate::automation::Automation),
     /// A notice and how far it got (replaces its earlier state).
     Notice(crate::notices::Notice),
+    /// When `/readyz` last wrote (it proves the store takes writes).
+    Probe(DateTime<Utc>),
 }
 
 /// What routing needs of an open incident, kept in the index of open
@@ -154,6 +156,10 @@ pub trait Store: Send + Sync + 'static {
     fn commit(&self, batches: Vec<Vec<Write>>) -> Result<(), StoreError> {
         self.apply(batches)?;
         self.flush()
+    }
+    /// Writes a marker and flushes it: ok when the store takes writes.
+    fn check_writable(&self) -> Result<(), StoreError> {
+        self.commit(vec![vec![Write::Probe(Utc::now())]])
     }
     /// An incident with its alerts.
     fn incident(&self, id: IncidentId) -> Result<Option<Incident>, StoreError>;

@@ -22,6 +22,7 @@
 //! | `q/` notice id | empty: the notice is not posted yet |
 //! | `s/` playbook name | RFC 3339 time the schedule last fired |
 //! | `a/` u64 ns since 1970, u64 id | audit record JSON |
+//! | `m/probe` | RFC 3339 time `/readyz` last proved the store takes writes |
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -146,6 +147,7 @@ const CURRENT_FORMAT: u64 = 3;
 /// The pauses in force (JSON).
 const AUTOMATION: &[u8] = b"m/automation";
 const LAST_RUN: &[u8] = b"m/last_run";
+const PROBE: &[u8] = b"m/probe";
 
 fn run_key(n: u64) -> Vec<u8> {
     [b"r/".as_slice(), &n.to_be_bytes()].concat()
@@ -223,6 +225,7 @@ impl SledStore {
                         serde_json::to_vec(&notice)?,
                     );
                 }
+                Write::Probe(at) => batch.insert(PROBE, at.to_rfc3339().as_bytes()),
                 Write::Audit(record) => {
                     let nanos = record.at.timestamp_nanos_opt().unwrap_or(0).max(0) as u64;
                     // The id keeps two records of the same nanosecond apart.

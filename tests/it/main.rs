@@ -16,6 +16,7 @@ mod crash_recovery;
 mod errors;
 mod fake_kube;
 mod full_chain;
+mod full_disk;
 mod grafana;
 mod intake_api;
 mod kubernetes;

@@ -168,3 +168,63 @@ async fn a_disk_that_cannot_sync_gets_503_and_after_recovery_the_incident_is_kep
     .await;
     assert_eq!(runs, vec![RunId::new(1)], "INC-1's runbook started once");
 }
+
+/// `/readyz` as (status, body).
+async fn readyz(url: &str) -> (u16, String) {
+    let response = reqwest::get(format!("{url}/readyz")).await.expect("laojun answers");
+    (response.status().as_u16(), response.text().await.unwrap())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn readyz_is_503_with_the_reason_while_the_store_cannot_write_and_healthz_stays_ok() {
+    let dir = tempfile::tempdir().unwrap();
+    let flaky = flaky(dir.path());
+    let (root, data) = (root(), tempfile::tempdir().unwrap());
+    let client = serve(flaky.clone(), root.path(), data.path()).await;
+    let url = client.base_url().to_string();
+    let (status, body) = readyz(&url).await;
+    assert_eq!(status, 200, "{body}");
+    assert!(
+        body.starts_with("ready: the store takes writes; 1 runbooks and 1 playbooks loaded"),
+        "{body}"
+    );
+
+    // The probe itself writes: a full disk shows before any alert comes.
+    flaky.broken.store(true, Ordering::SeqCst);
+    let (status, body) = readyz(&url).await;
+    assert_eq!(status, 503, "{body}");
+    assert!(
+        body.contains("not ready: the store cannot write") && body.contains("No space left on device"),
+        "{body}"
+    );
+    assert_eq!(client.healthz().await.unwrap(), "ok\n", "the process still answers");
+
+    // A failed webhook write is remembered, with when it started.
+    assert!(client.post_alerts(firing_single()).await.is_err());
+    let (status, body) = readyz(&url).await;
+    assert_eq!(status, 503, "{body}");
+    assert!(body.contains("not ready: the store cannot write (since "), "{body}");
+    flaky.broken.store(false, Ordering::SeqCst);
+    client
+        .post_alerts(firing_single())
+        .await
+        .expect("stored once the disk has room");
+    let (status, body) = readyz(&url).await;
+    assert_eq!(status, 200, "{body}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn readyz_is_503_when_no_runbooks_or_playbooks_are_loaded() {
+    let dir = tempfile::tempdir().unwrap();
+    let (root, data) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    for folder in ["runbooks", "playbooks"] {
+        std::fs::create_dir(root.path().join(folder)).unwrap();
+    }
+    let client = serve(flaky(dir.path()), root.path(), data.path()).await;
+    let (status, body) = readyz(client.base_url()).await;
+    assert_eq!(status, 503, "{body}");
+    assert!(
+        body.contains("not ready: no runbooks or playbooks are loaded"),
+        "{body}"
+    );
+}
