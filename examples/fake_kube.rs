@@ -2,8 +2,12 @@
 //! laojun's Kubernetes runbooks (or plain kubectl) without a cluster.
 //!
 //! ```text
-//! cargo run --example fake_kube -- [ADDR] [--kubeconfig PATH]
+//! cargo run --example fake_kube -- [ADDR] [--kubeconfig PATH] [--rbac FILE]
 //! ```
+//!
+//! `--rbac FILE` (what `laojun rbac` prints) makes the fake serve only what
+//! those Roles allow, with Kubernetes' 403 for the rest, and answer
+//! `kubectl auth can-i` from them.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -16,12 +20,14 @@ const CONTEXTS: [&str; 2] = ["ap-east-1", "ap-southeast-1"];
 struct Args {
     addr: String,
     kubeconfig: Option<PathBuf>,
+    rbac: Option<PathBuf>,
 }
 
 fn parse_args() -> Result<Args, String> {
     let mut args = Args {
         addr: DEFAULT_ADDR.to_string(),
         kubeconfig: None,
+        rbac: None,
     };
     let mut it = std::env::args().skip(1);
     while let Some(arg) = it.next() {
@@ -29,6 +35,10 @@ fn parse_args() -> Result<Args, String> {
             "--kubeconfig" => {
                 let path = it.next().ok_or("--kubeconfig needs a path")?;
                 args.kubeconfig = Some(PathBuf::from(path));
+            }
+            "--rbac" => {
+                let path = it.next().ok_or("--rbac needs a file (what `laojun rbac` prints)")?;
+                args.rbac = Some(PathBuf::from(path));
             }
             "-h" | "--help" => return Err(String::new()),
             flag if flag.starts_with('-') => return Err(format!("unknown flag {flag}")),
@@ -127,6 +137,21 @@ fn usage(kube: &FakeKube, kubeconfig: Option<&PathBuf>) -> String {
     )
 }
 
+/// Every YAML document in `path` (Roles and ClusterRoles count; the rest
+/// is ignored, as `laojun rbac` prints ServiceAccounts and bindings too).
+fn read_roles(path: &PathBuf) -> Result<Vec<serde_json::Value>, String> {
+    let text = std::fs::read_to_string(path).map_err(|e| e.to_string())?;
+    let objects = laojun::testing::read_objects(&text)?;
+    let roles = objects
+        .iter()
+        .filter(|o| matches!(o["kind"].as_str(), Some("Role" | "ClusterRole")))
+        .count();
+    if roles == 0 {
+        return Err("no Role or ClusterRole in it".into());
+    }
+    Ok(objects)
+}
+
 #[tokio::main]
 async fn main() {
     let args = match parse_args() {
@@ -135,7 +160,7 @@ async fn main() {
             if !problem.is_empty() {
                 eprintln!("fake_kube: {problem}");
             }
-            eprintln!("usage: cargo run --example fake_kube -- [ADDR] [--kubeconfig PATH]");
+            eprintln!("usage: cargo run --example fake_kube -- [ADDR] [--kubeconfig PATH] [--rbac FILE]");
             std::process::exit(2);
         }
     };
@@ -147,6 +172,15 @@ async fn main() {
         }
     };
     seed(&kube);
+    if let Some(path) = &args.rbac {
+        match read_roles(path) {
+            Ok(objects) => kube.enforce_rbac(&objects),
+            Err(e) => {
+                eprintln!("fake_kube: --rbac {}: {e}", path.display());
+                std::process::exit(2);
+            }
+        }
+    }
     if let Some(path) = &args.kubeconfig {
         if let Err(e) = kube.write_kubeconfig(path, &CONTEXTS) {
             eprintln!("fake_kube: cannot write {}: {e}", path.display());

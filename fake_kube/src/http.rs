@@ -72,6 +72,12 @@ pub async fn handle(
     };
     let content_type = header_text(header::CONTENT_TYPE);
     let full_path = uri.path_and_query().map_or(path.clone(), |p| p.as_str().to_string());
+    if let Some(want) = &shared.token {
+        // The real server checks the token before anything else.
+        if header_text(header::AUTHORIZATION).as_deref() != Some(format!("Bearer {want}").as_str()) {
+            return error_response(&ApiError::new(401, "Unauthorized"));
+        }
+    }
     if let Some(code) = shared.record(&method, full_path, content_type.clone(), &path) {
         return error_response(&ApiError::new(code, format!("injected fault: HTTP {code}")));
     }
@@ -82,6 +88,13 @@ pub async fn handle(
         Ok(p) => p,
         Err(e) => return error_response(&e),
     };
+    if method == Method::POST && path == SELF_SUBJECT_ACCESS_REVIEWS {
+        let protobuf = content_type.as_deref() == Some("application/vnd.kubernetes.protobuf");
+        return match access_review(&shared, &body, protobuf) {
+            Ok(review) => json_response(StatusCode::CREATED, &review),
+            Err(e) => error_response(&e),
+        };
+    }
     let Some(route) = parse_route(&path) else {
         return error_response(&ApiError::new(404, "the server could not find the requested resource"));
     };
@@ -96,6 +109,53 @@ pub async fn handle(
         body,
     };
     dispatch(&shared, route, request).await
+}
+
+const SELF_SUBJECT_ACCESS_REVIEWS: &str = "/apis/authorization.k8s.io/v1/selfsubjectaccessreviews";
+
+/// `kubectl auth can-i`: the review with `status.allowed` from the Roles
+/// enforced (everything is allowed when none are).
+fn access_review(shared: &Shared, body: &[u8], protobuf: bool) -> Answer {
+    let decoded = if protobuf {
+        super::proto::access_review(body)
+    } else {
+        serde_json::from_slice(body).map_err(|e| e.to_string())
+    };
+    let mut review =
+        decoded.map_err(|e| ApiError::new(400, format!("the SelfSubjectAccessReview does not decode: {e}")))?;
+    let attributes = &review["spec"]["resourceAttributes"];
+    if !attributes.is_object() {
+        return Err(ApiError::new(
+            422,
+            "SelfSubjectAccessReview.authorization.k8s.io is invalid: spec.resourceAttributes: Required value",
+        ));
+    }
+    let text = |key: &str| attributes[key].as_str().filter(|s| !s.is_empty());
+    let resource = match (text("resource"), text("subresource")) {
+        (Some(r), Some(sub)) => format!("{r}/{sub}"),
+        (Some(r), None) => r.to_string(),
+        (None, _) => "*".to_string(),
+    };
+    let state = shared.lock();
+    let status = match &state.rbac {
+        None => json!({"allowed": true, "reason": "the fake enforces no RBAC"}),
+        Some(grants) => {
+            let verdict = super::rbac::check(
+                grants,
+                text("verb").unwrap_or("*"),
+                text("group").unwrap_or_default(),
+                &resource,
+                text("namespace"),
+                text("name"),
+            );
+            match verdict {
+                Ok(()) => json!({"allowed": true, "reason": "allowed by the Roles the fake enforces"}),
+                Err(_) => json!({"allowed": false}),
+            }
+        }
+    };
+    review["status"] = status;
+    Ok(review)
 }
 
 /// The RBAC check, when the fake enforces RBAC: the verb kubectl's

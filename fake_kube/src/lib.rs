@@ -4,7 +4,9 @@
 //! `scale` subresource, pod logs, optimistic concurrency, `dryRun=All`, a
 //! simulated deployment controller (which keeps each ReplicaSet's pods)
 //! and fault injection, for `kubectl` and kube-rs to talk to over plain
-//! HTTP on loopback (no TLS, no auth).
+//! HTTP on loopback, or over HTTPS with a bearer token it checks
+//! ([`Serving`], as a ServiceAccount's token is checked in a cluster).
+//! With RBAC enforced it answers `SelfSubjectAccessReview` from the Roles.
 //!
 //! ```no_run
 //! # async fn demo() -> std::io::Result<()> {
@@ -29,6 +31,7 @@ mod discovery;
 mod http;
 mod patch;
 mod pods;
+mod proto;
 mod rbac;
 mod selector;
 mod store;
@@ -54,6 +57,8 @@ pub(crate) struct Shared {
     /// `host:port`, for discovery's serverAddressByClientCIDRs.
     address: String,
     closed: AtomicBool,
+    /// The bearer token every request must carry, when set.
+    token: Option<String>,
 }
 
 impl Shared {
@@ -180,7 +185,24 @@ fn sync_if_deployment(state: &mut State, kind: Kind, namespace: &str, name: &str
 pub struct FakeKube {
     shared: Arc<Shared>,
     addr: SocketAddr,
+    scheme: &'static str,
     server: tokio::task::JoinHandle<()>,
+}
+
+/// How the fake serves: plain HTTP without auth (the default), or HTTPS,
+/// and whether every request must carry `Authorization: Bearer <token>`
+/// (401 `Unauthorized` otherwise, as a real API server answers).
+#[derive(Debug, Clone, Default)]
+pub struct Serving {
+    pub tls: Option<Tls>,
+    pub token: Option<String>,
+}
+
+/// The server's certificate chain and key, PEM.
+#[derive(Debug, Clone)]
+pub struct Tls {
+    pub cert_pem: String,
+    pub key_pem: String,
 }
 
 impl FakeKube {
@@ -191,28 +213,63 @@ impl FakeKube {
 
     /// Binds `addr` (e.g. "127.0.0.1:8001") and serves in a tokio task.
     pub async fn start_on(addr: &str) -> std::io::Result<FakeKube> {
-        let listener = tokio::net::TcpListener::bind(addr).await?;
+        FakeKube::serve(addr, Serving::default()).await
+    }
+
+    /// Binds `addr` and serves as `serving` says, in a tokio task.
+    pub async fn serve(addr: &str, serving: Serving) -> std::io::Result<FakeKube> {
+        let listener = std::net::TcpListener::bind(addr)?;
+        listener.set_nonblocking(true)?;
         let addr = listener.local_addr()?;
         let shared = Arc::new(Shared {
             state: Mutex::new(State::default()),
             runtime: tokio::runtime::Handle::current(),
             address: addr.to_string(),
             closed: AtomicBool::new(false),
+            token: serving.token,
         });
         let app = axum::Router::new()
             .fallback(http::handle)
             .with_state(Arc::clone(&shared));
-        let server = tokio::spawn(async move {
-            if let Err(e) = axum::serve(listener, app).await {
-                tracing::warn!(error = %e, "fake kube-apiserver stopped");
+        let (scheme, server) = match serving.tls {
+            None => {
+                let listener = tokio::net::TcpListener::from_std(listener)?;
+                let server = tokio::spawn(async move {
+                    if let Err(e) = axum::serve(listener, app).await {
+                        tracing::warn!(error = %e, "fake kube-apiserver stopped");
+                    }
+                });
+                ("http", server)
             }
-        });
-        Ok(FakeKube { shared, addr, server })
+            Some(tls) => {
+                // The process may not have chosen a provider; ring is the one
+                // this workspace builds rustls with.
+                let _ = rustls::crypto::ring::default_provider().install_default();
+                let config = axum_server::tls_rustls::RustlsConfig::from_pem(
+                    tls.cert_pem.into_bytes(),
+                    tls.key_pem.into_bytes(),
+                )
+                .await?;
+                let server = axum_server::from_tcp_rustls(listener, config)?;
+                let server = tokio::spawn(async move {
+                    if let Err(e) = server.serve(app.into_make_service()).await {
+                        tracing::warn!(error = %e, "fake kube-apiserver stopped");
+                    }
+                });
+                ("https", server)
+            }
+        };
+        Ok(FakeKube {
+            shared,
+            addr,
+            scheme,
+            server,
+        })
     }
 
     /// The base URL, e.g. "http://127.0.0.1:40123".
     pub fn url(&self) -> String {
-        format!("http://{}", self.addr)
+        format!("{}://{}", self.scheme, self.addr)
     }
 
     pub fn addr(&self) -> SocketAddr {
@@ -228,7 +285,10 @@ impl FakeKube {
                 "a kubeconfig needs at least one context",
             ));
         };
-        std::fs::write(path, kubeconfig(&self.url(), contexts, current))
+        std::fs::write(
+            path,
+            kubeconfig(&self.url(), self.shared.token.as_deref(), contexts, current),
+        )
     }
 
     /// Seeds a Deployment as if created and fully rolled out, with its
@@ -488,10 +548,11 @@ impl Drop for FakeKube {
 }
 
 /// A kubeconfig in YAML; names are JSON-quoted, which YAML accepts as-is.
-fn kubeconfig(url: &str, contexts: &[&str], current: &str) -> String {
+fn kubeconfig(url: &str, token: Option<&str>, contexts: &[&str], current: &str) -> String {
     let q = |s: &str| Value::String(s.to_string()).to_string();
+    let user = token.map_or_else(|| "{}".to_string(), |t| format!("{{token: {}}}", q(t)));
     let mut out = format!(
-        "apiVersion: v1\nkind: Config\nclusters:\n- name: fake-kube\n  cluster:\n    server: {}\nusers:\n- name: fake-kube\n  user: {{}}\ncontexts:\n",
+        "apiVersion: v1\nkind: Config\nclusters:\n- name: fake-kube\n  cluster:\n    server: {}\nusers:\n- name: fake-kube\n  user: {user}\ncontexts:\n",
         q(url)
     );
     for name in contexts {

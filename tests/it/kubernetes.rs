@@ -580,3 +580,40 @@ async fn set_image_leaves_the_deployment_as_kubectl_set_image_does_and_reports_t
     );
     server.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_empty_cluster_acts_on_the_default_context_and_an_unknown_one_fails_naming_the_contexts() {
+    let (kube, dir) = fake_cluster().await;
+    seed(&kube, "prod");
+    let root = root_with(&[(
+        "runbooks/scale-in.yaml",
+        "name: scale-in\nparams:\n  cluster: {type: string, default: \"\"}\nsteps:\n  - id: scale\n    action: k8s.scale\n    with: {cluster: \"{{params.cluster}}\", namespace: prod, deployment: checkout, replicas: 5}\n",
+    )]);
+    let slack = Listener::start().await;
+    let server = server(root.path().to_path_buf(), dir.path().join("kubeconfig"), &slack).await;
+    let c = server.client();
+
+    // An alert without a `region` label fills `cluster` with nothing.
+    let run = run_to_end(&c, "scale-in", &with_params(json!({"cluster": ""}))).await;
+    assert_eq!(run.status, RunStatus::Succeeded, "{run:#?}");
+    assert_eq!(
+        kube.get("deployment", "prod", "checkout").unwrap()["spec"]["replicas"],
+        5
+    );
+
+    kube.clear_requests();
+    let run = run_to_end(&c, "scale-in", &with_params(json!({"cluster": "eu-west-9"}))).await;
+    assert_eq!(run.status, RunStatus::Failed, "{run:#?}");
+    let error = run.steps[0].error.clone().unwrap();
+    let kubeconfig = dir.path().join("kubeconfig");
+    assert_eq!(
+        error,
+        format!(
+            "cluster `eu-west-9` is not a context in {}; its contexts are: ap-east-1, ap-southeast-1",
+            kubeconfig.display()
+        )
+    );
+    assert_eq!(run.steps[0].attempts, 1, "a context that is not there is not retried");
+    assert!(kube.requests().is_empty(), "nothing was sent: {:?}", kube.requests());
+    server.stop().await;
+}

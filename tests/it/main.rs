@@ -18,6 +18,7 @@ mod fake_kube;
 mod full_chain;
 mod full_disk;
 mod grafana;
+mod in_cluster;
 mod intake_api;
 mod kubernetes;
 mod lifecycle;

@@ -197,3 +197,74 @@ fn every_shipped_case_passes_under_the_generated_rbac_and_each_verb_removed_fail
         );
     }
 }
+
+/// `kubectl auth can-i` (a SelfSubjectAccessReview) against the fake
+/// example binary started with `--rbac`: yes for what the Roles grant, no
+/// for what the ops guide's operator Role would add.
+#[tokio::test(flavor = "multi_thread")]
+async fn kubectl_auth_can_i_answers_from_the_roles_the_fake_example_enforces() {
+    let Some(kubectl) = support::require("kubectl") else {
+        return;
+    };
+    let (yaml, _) = generated();
+    let dir = tempfile::tempdir().unwrap();
+    let (roles, kubeconfig) = (dir.path().join("rbac.yaml"), dir.path().join("kubeconfig"));
+    std::fs::write(&roles, yaml).unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/debug/examples/fake_kube");
+    let mut fake = match std::env::var_os("CARGO_TARGET_DIR") {
+        Some(target) => Command::new(Path::new(&target).join("debug/examples/fake_kube")),
+        None => Command::new(example),
+    };
+    let mut fake = fake
+        .arg(format!("127.0.0.1:{port}"))
+        .arg("--kubeconfig")
+        .arg(&kubeconfig)
+        .arg("--rbac")
+        .arg(&roles)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("the fake_kube example is built (cargo test builds examples)");
+    // It prints where it listens once it serves and its kubeconfig is written.
+    let stdout = fake.stdout.take().unwrap();
+    let first = tokio::task::spawn_blocking(move || {
+        let mut line = String::new();
+        std::io::BufRead::read_line(&mut std::io::BufReader::new(stdout), &mut line).map(|_| line)
+    })
+    .await
+    .unwrap()
+    .unwrap();
+    assert!(first.starts_with("fake Kubernetes API server on"), "{first}");
+    let can_i = |args: &[&str]| {
+        let out = Command::new(&kubectl)
+            .arg("--kubeconfig")
+            .arg(&kubeconfig)
+            .args(["auth", "can-i"])
+            .args(args)
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    };
+    let answers = [
+        (
+            can_i(&["patch", "deployments", "--subresource=scale", "-n", "prod"]),
+            "yes",
+        ),
+        (can_i(&["get", "deployments", "-n", "prod"]), "yes"),
+        (can_i(&["patch", "services", "-n", "prod"]), "yes"),
+        (can_i(&["list", "pods", "-A"]), "yes"),
+        (can_i(&["delete", "deployments", "-n", "prod"]), "no"),
+        (can_i(&["create", "configmaps", "-n", "prod"]), "no"),
+        (can_i(&["patch", "deployments", "-n", "staging"]), "no"),
+    ];
+    let _ = fake.kill();
+    let _ = fake.wait();
+    let got: Vec<&str> = answers.iter().map(|(a, _)| a.as_str()).collect();
+    let want: Vec<&str> = answers.iter().map(|(_, w)| *w).collect();
+    assert_eq!(got, want);
+}

@@ -121,3 +121,19 @@ where
         ActionError::fatal(text)
     }
 }
+
+impl Route53 {
+    /// A hosted zone's name, read (`GetHostedZone`) and changed nothing:
+    /// the credentials reach it.
+    pub async fn zone_name(&self, zone: &str) -> Result<String, ActionError> {
+        let answer = self
+            .client()
+            .await
+            .get_hosted_zone()
+            .id(zone)
+            .send()
+            .await
+            .map_err(|e| aws_error(&format!("reading hosted zone {zone}"), &self.endpoint(), e))?;
+        Ok(answer.hosted_zone().map(|z| z.name().to_string()).unwrap_or_default())
+    }
+}

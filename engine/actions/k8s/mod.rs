@@ -44,36 +44,84 @@ impl Kube {
         }
     }
 
+    /// The client for `cluster` (a kubeconfig context; empty or none: the
+    /// configured context, else the default one).
     pub(crate) async fn client(&self, cluster: Option<&str>) -> Result<kube::Client, ActionError> {
-        let context = cluster.map(str::to_string).or_else(|| self.context.clone());
+        let context = cluster
+            .filter(|c| !c.is_empty())
+            .map(str::to_string)
+            .or_else(|| self.context.clone());
         let key = context.clone().unwrap_or_default();
         let mut clients = self.clients.lock().await;
         if let Some(c) = clients.get(&key) {
             return Ok(c.clone());
         }
-        let options = KubeConfigOptions {
-            context: context.clone(),
-            ..KubeConfigOptions::default()
-        };
-        let which = context.as_deref().unwrap_or("the current context");
-        let config = match (&self.kubeconfig, &context) {
-            (Some(path), _) => {
-                let kc = Kubeconfig::read_from(path)
-                    .map_err(|e| ActionError::fatal(format!("kubeconfig {}: {e}", path.display())))?;
-                kube::Config::from_custom_kubeconfig(kc, &options)
-                    .await
-                    .map_err(|e| e.to_string())
-            }
-            (None, Some(_)) => kube::Config::from_kubeconfig(&options).await.map_err(|e| e.to_string()),
-            // No context asked for: KUBECONFIG, ~/.kube/config, then in-cluster.
-            (None, None) => kube::Config::infer().await.map_err(|e| e.to_string()),
-        }
-        .map_err(|e| ActionError::fatal(format!("Kubernetes config for {which}: {e}")))?;
+        let which = context.as_deref().unwrap_or("the default cluster");
+        let config = self.config_for(context.as_deref()).await?;
         let client = kube::Client::try_from(config)
             .map_err(|e| ActionError::fatal(format!("Kubernetes client for {which}: {e}")))?;
         clients.insert(key, client.clone());
         Ok(client)
     }
+
+    /// Where a context's API server is and how to authenticate: the
+    /// configured kubeconfig; else, in a pod (`KUBERNETES_SERVICE_HOST`),
+    /// its ServiceAccount; else `$KUBECONFIG` or `~/.kube/config`.
+    async fn config_for(&self, context: Option<&str>) -> Result<kube::Config, ActionError> {
+        let in_cluster = std::env::var_os("KUBERNETES_SERVICE_HOST").is_some();
+        let kubeconfig = match &self.kubeconfig {
+            Some(path) => Some((
+                Kubeconfig::read_from(path)
+                    .map_err(|e| ActionError::fatal(format!("kubeconfig {}: {e}", path.display())))?,
+                path.display().to_string(),
+            )),
+            None if in_cluster => None,
+            None => {
+                let from_env = std::env::var_os("KUBECONFIG").is_some();
+                let source = if from_env { "$KUBECONFIG" } else { "~/.kube/config" };
+                match Kubeconfig::read() {
+                    Ok(kc) => Some((kc, source.to_string())),
+                    // A file that is there but does not read is the user's to fix.
+                    Err(e) if from_env || home_kubeconfig_exists() => {
+                        return Err(ActionError::fatal(format!("kubeconfig {source}: {e}")))
+                    }
+                    Err(_) => None,
+                }
+            }
+        };
+        match (kubeconfig, context) {
+            (Some((kc, source)), context) => {
+                if let Some(name) = context {
+                    if !kc.contexts.iter().any(|c| c.name == name) {
+                        let known: Vec<&str> = kc.contexts.iter().map(|c| c.name.as_str()).collect();
+                        return Err(ActionError::fatal(format!(
+                            "cluster `{name}` is not a context in {source}; its contexts are: {}",
+                            if known.is_empty() { "none".to_string() } else { known.join(", ") }
+                        )));
+                    }
+                }
+                let options = KubeConfigOptions {
+                    context: context.map(str::to_string),
+                    ..KubeConfigOptions::default()
+                };
+                kube::Config::from_custom_kubeconfig(kc, &options)
+                    .await
+                    .map_err(|e| ActionError::fatal(format!("Kubernetes config for {}: {e}", context.unwrap_or("the current context"))))
+            }
+            (None, None) if in_cluster => kube::Config::incluster()
+                .map_err(|e| ActionError::fatal(format!("in-cluster Kubernetes config (the pod's ServiceAccount): {e}"))),
+            (None, Some(name)) if in_cluster => Err(ActionError::fatal(format!(
+                "cluster `{name}` is not configured: laojun runs in-cluster with its ServiceAccount, which reaches only the cluster it runs in; leave `cluster` empty for that one, or set kubernetes.kubeconfig to a file with a `{name}` context"
+            ))),
+            (None, _) => Err(ActionError::fatal(
+                "no Kubernetes configuration: set kubernetes.kubeconfig in laojun.yaml or $KUBECONFIG, or run laojun in a pod with a ServiceAccount".to_string(),
+            )),
+        }
+    }
+}
+
+fn home_kubeconfig_exists() -> bool {
+    std::env::var_os("HOME").is_some_and(|home| PathBuf::from(home).join(".kube/config").is_file())
 }
 
 pub(crate) fn patch_params(dry_run: bool) -> PatchParams {
@@ -205,4 +253,56 @@ pub(crate) async fn replica_sets_of(
                 .is_some_and(|o| o.iter().any(|r| r.uid == uid && r.controller == Some(true)))
         })
         .collect())
+}
+
+/// Read-only questions `laojun check` asks a cluster.
+impl Kube {
+    /// The API server's version (`GET /version`): it is reachable and
+    /// takes the credentials.
+    pub async fn server_version(&self, cluster: Option<&str>) -> Result<String, ActionError> {
+        let client = self.client(cluster).await?;
+        let info = client
+            .apiserver_version()
+            .await
+            .map_err(|e| kube_error("GET /version", e))?;
+        Ok(info.git_version)
+    }
+
+    /// Whether the credentials may `verb` `resource` (`deployments/scale`
+    /// for a subresource) in `namespace` (`None`: cluster-wide), by a
+    /// SelfSubjectAccessReview, as `kubectl auth can-i` asks.
+    pub async fn can_i(
+        &self,
+        cluster: Option<&str>,
+        namespace: Option<&str>,
+        group: &str,
+        resource: &str,
+        verb: &str,
+    ) -> Result<bool, ActionError> {
+        use k8s_openapi::api::authorization::v1::{
+            ResourceAttributes, SelfSubjectAccessReview, SelfSubjectAccessReviewSpec,
+        };
+        let client = self.client(cluster).await?;
+        let (base, sub) = resource.split_once('/').map_or((resource, None), |(b, s)| (b, Some(s)));
+        let review = SelfSubjectAccessReview {
+            spec: SelfSubjectAccessReviewSpec {
+                resource_attributes: Some(ResourceAttributes {
+                    namespace: namespace.map(str::to_string),
+                    verb: Some(verb.to_string()),
+                    group: Some(group.to_string()),
+                    resource: Some(base.to_string()),
+                    subresource: sub.map(str::to_string),
+                    ..ResourceAttributes::default()
+                }),
+                ..SelfSubjectAccessReviewSpec::default()
+            },
+            ..SelfSubjectAccessReview::default()
+        };
+        let reviews: kube::Api<SelfSubjectAccessReview> = kube::Api::all(client);
+        let answer = reviews
+            .create(&kube::api::PostParams::default(), &review)
+            .await
+            .map_err(|e| kube_error("SelfSubjectAccessReview", e))?;
+        Ok(answer.status.is_some_and(|s| s.allowed))
+    }
 }

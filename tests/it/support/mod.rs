@@ -415,13 +415,19 @@ pub struct Binary {
 /// `configure` adds (root, data dir, env) and reads its log until it says
 /// where it listens.
 pub async fn spawn_binary(configure: impl FnOnce(&mut std::process::Command)) -> Binary {
-    use std::io::BufRead;
     let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_laojun"));
+    command.args(["serve", "--listen", "127.0.0.1:0", "--log-format", "json"]);
+    configure(&mut command);
+    spawn_serving(command).await
+}
+
+/// Starts `command`, which runs `laojun serve ... --log-format json` (maybe
+/// through a wrapper such as `unshare`), and waits until it listens.
+pub async fn spawn_serving(mut command: std::process::Command) -> Binary {
+    use std::io::BufRead;
     command
-        .args(["serve", "--listen", "127.0.0.1:0", "--log-format", "json"])
         .stderr(std::process::Stdio::piped())
         .stdout(std::process::Stdio::null());
-    configure(&mut command);
     let mut child = command.spawn().expect("laojun starts");
     let stderr = child.stderr.take().expect("stderr is piped");
     let logs = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
