@@ -159,6 +159,10 @@ pub struct Kubernetes {
     pub kubeconfig: Option<PathBuf>,
     /// Context used by steps that name no `cluster`.
     pub context: Option<String>,
+    /// The namespaces steps whose namespace comes from an alert may act
+    /// in: what `laojun check` (and `serve` at start) asks the cluster
+    /// about, as `laojun rbac --namespace` grants.
+    pub namespaces: Vec<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]

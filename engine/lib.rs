@@ -43,6 +43,7 @@ pub mod metrics;
 pub mod notices;
 pub mod playbook;
 pub mod postmortem;
+pub mod preflight;
 pub mod rbac;
 pub mod run;
 pub mod runbook;

@@ -71,6 +71,7 @@ pub async fn serve(
         health: engine.health.clone(),
     });
     engine.health.watch(engine.store.clone(), config.data_dir.clone());
+    preflight_at_start(&engine);
     // Stop on the signal, or when the store needs reopening (see `health`).
     let restart: Arc<std::sync::OnceLock<String>> = Arc::default();
     let shutdown = {
@@ -142,6 +143,26 @@ pub async fn serve(
 #[derive(Debug, thiserror::Error)]
 #[error("restart needed: {0}")]
 pub struct RestartNeeded(pub String);
+
+/// `laojun check`'s checks, in the background so a slow backend does not
+/// hold up the start; each failure a warning (it may be why a run fails).
+fn preflight_at_start(engine: &Engine) {
+    let resolved = engine.resolved.clone();
+    let catalog = engine.live.catalog();
+    tokio::spawn(async move {
+        let namespaces = resolved.config.kubernetes.namespaces.clone();
+        let checks = crate::preflight::run(&resolved, &catalog, &namespaces).await;
+        let failed: Vec<_> = checks.iter().filter(|c| !c.ok).collect();
+        for c in &failed {
+            tracing::warn!(backend = c.backend, check = %c.what, problem = %c.detail, "preflight check failed");
+        }
+        tracing::info!(
+            checks = checks.len(),
+            failed = failed.len(),
+            "preflight checks done (`laojun check` shows them all)"
+        );
+    });
+}
 
 /// `laojun run --standalone`: one manual run in this process, on the
 /// store in `data_dir`, without a server. Returns the finished run.

@@ -96,6 +96,24 @@ pub enum Command {
         #[arg(long, default_value = "laojun")]
         service_account_namespace: String,
     },
+    /// Check, changing nothing, that every backend the catalog uses takes
+    /// laojun's configured credentials.
+    ///
+    /// Kubernetes: reachable, and each verb the runbooks need allowed (a
+    /// SelfSubjectAccessReview each, the plan `laojun rbac` prints).
+    /// Route53: the hosted zones the catalog names readable. Slack: the
+    /// webhook configured (nothing is posted). Prometheus, AlertManager:
+    /// answering. Exit 0 when every check passes, 1 otherwise.
+    Check {
+        /// laojun.yaml to read (default: ./laojun.yaml when it exists).
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// A namespace alert-driven steps act in, beside kubernetes.namespaces (repeat for several).
+        #[arg(long = "namespace", value_name = "NS")]
+        namespaces: Vec<String>,
+        #[arg(long, short = 'o', value_enum, default_value_t = Output::Table)]
+        output: Output,
+    },
     /// Run the server: receive AlertManager webhooks, keep incidents, serve the API.
     ///
     /// Reads laojun.yaml (or --config); flags override it. Data lives in
@@ -485,7 +503,7 @@ impl Command {
                 | IncidentsCommand::Note { client, .. },
             ) => client,
             Command::Run(args) => &args.client,
-            Command::Validate { output, .. } => return *output == Output::Json,
+            Command::Validate { output, .. } | Command::Check { output, .. } => return *output == Output::Json,
             Command::Test { output, .. } => return *output == TestOutput::Json,
             Command::Runs { client, .. }
             | Command::Approvals { client }
@@ -516,6 +534,11 @@ async fn dispatch(command: Command) -> ExitCode {
             namespaces,
             service_account_namespace,
         } => local::rbac(&dir, &namespaces, &service_account_namespace),
+        Command::Check {
+            config,
+            namespaces,
+            output,
+        } => serve::check(config.as_deref(), &namespaces, output).await,
         Command::Serve(args) => serve::serve(args).await,
         Command::Incidents(command) => incidents::incidents(command).await,
         Command::Run(args) => runs::run(args).await,

@@ -1,4 +1,5 @@
-//! `laojun serve`: the flags over laojun.yaml, logging, then `crate::serve::run`.
+//! `laojun serve`: the flags over laojun.yaml, logging, then
+//! `crate::serve::run`; and `laojun check`, which reads the same config.
 
 use std::process::ExitCode;
 
@@ -34,6 +35,48 @@ pub async fn serve(args: ServeArgs) -> ExitCode {
                 ExitCode::from(1)
             }
         }
+    }
+}
+
+/// `laojun check`: the preflight table (or JSON); 0 when all pass.
+pub async fn check(config: Option<&std::path::Path>, namespaces: &[String], output: super::Output) -> ExitCode {
+    let failed = |message: String| {
+        super::print_error(&format!("check: {message}"));
+        ExitCode::from(super::exit::FAILED)
+    };
+    let resolved = match crate::config::Config::load(config)
+        .map_err(|e| e.to_string())
+        .and_then(|c| c.resolve().map_err(|e| e.to_string()))
+    {
+        Ok(r) => r,
+        Err(e) => return failed(e),
+    };
+    let root = resolved.config.root.clone();
+    let loaded = match crate::catalog::load(&root, &crate::script::Sandbox::default()) {
+        Ok(l) => l,
+        Err(e) => return failed(e.to_string()),
+    };
+    if !loaded.problems.is_empty() {
+        for p in &loaded.problems {
+            eprintln!("{p}");
+        }
+        return failed(format!(
+            "{} has problems; fix them first (`laojun validate` lists the same)",
+            root.display()
+        ));
+    }
+    let mut namespaces = namespaces.to_vec();
+    namespaces.extend(resolved.config.kubernetes.namespaces.iter().cloned());
+    crate::engine::install_crypto_provider();
+    let checks = crate::preflight::run(&resolved, &loaded.catalog, &namespaces).await;
+    match output {
+        super::Output::Table => print!("{}", crate::preflight::table(&checks)),
+        super::Output::Json => println!("{}", serde_json::json!({ "checks": checks })),
+    }
+    if checks.iter().all(|c| c.ok) {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(super::exit::FAILED)
     }
 }
 

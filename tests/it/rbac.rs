@@ -232,13 +232,17 @@ async fn kubectl_auth_can_i_answers_from_the_roles_the_fake_example_enforces() {
         .expect("the fake_kube example is built (cargo test builds examples)");
     // It prints where it listens once it serves and its kubeconfig is written.
     let stdout = fake.stdout.take().unwrap();
-    let first = tokio::task::spawn_blocking(move || {
-        let mut line = String::new();
-        std::io::BufRead::read_line(&mut std::io::BufReader::new(stdout), &mut line).map(|_| line)
-    })
-    .await
-    .unwrap()
-    .unwrap();
+    // Read to the end: a closed pipe would make its next print fail.
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::BufReader::new(stdout).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let first = tokio::task::spawn_blocking(move || rx.recv().unwrap_or_default())
+        .await
+        .unwrap();
     assert!(first.starts_with("fake Kubernetes API server on"), "{first}");
     let can_i = |args: &[&str]| {
         let out = Command::new(&kubectl)
@@ -248,7 +252,13 @@ async fn kubectl_auth_can_i_answers_from_the_roles_the_fake_example_enforces() {
             .args(args)
             .output()
             .unwrap();
-        String::from_utf8_lossy(&out.stdout).trim().to_string()
+        // `no` exits 1 with nothing on stderr; anything else is an error to show.
+        let answer = String::from_utf8_lossy(&out.stdout).trim().to_string();
+        if answer.is_empty() {
+            format!("error: {}", String::from_utf8_lossy(&out.stderr).trim())
+        } else {
+            answer
+        }
     };
     let answers = [
         (
