@@ -145,7 +145,15 @@ fn the_kustomization_renders_objects_kubernetes_accepts_with_the_shipped_catalog
     };
     assert_eq!(probe_path(&container.liveness_probe), "/healthz");
     assert_eq!(probe_path(&container.readiness_probe), "/readyz");
-    assert_eq!(container.args.as_ref().unwrap()[0], "serve");
+    // The image's entrypoint is `laojun serve`: args are serve's flags.
+    assert_eq!(
+        container.args.as_ref().unwrap()[..2],
+        ["--config".to_string(), "/etc/laojun/config/laojun.yaml".to_string()]
+    );
+    assert_eq!(
+        container.image.as_deref(),
+        Some(concat!("localhost/laojun:", env!("CARGO_PKG_VERSION")))
+    );
     let volumes = pod.volumes.unwrap();
     let mounts: BTreeMap<String, String> = container
         .volume_mounts
@@ -237,4 +245,31 @@ fn alertmanager_takes_the_receiver_that_points_at_the_service() {
         text.contains("url: http://laojun.laojun.svc:9095/api/v1/alerts"),
         "{text}"
     );
+}
+
+#[test]
+fn systemd_accepts_the_unit_and_restarts_laojun_when_it_exits_for_a_reopened_store() {
+    let Some(analyze) = support::require("systemd-analyze") else {
+        return;
+    };
+    let text = std::fs::read_to_string(support::repo().join("deploy/systemd/laojun.service")).unwrap();
+    for line in [
+        "Restart=on-failure",
+        "RestartForceExitStatus=75",
+        "ExecReload=/bin/kill -HUP $MAINPID",
+        "User=laojun",
+    ] {
+        assert!(text.lines().any(|l| l == line), "the unit lacks {line}");
+    }
+    // verify checks that ExecStart's binary exists: point it at the built one.
+    let dir = tempfile::tempdir().unwrap();
+    let unit = dir.path().join("laojun.service");
+    std::fs::write(
+        &unit,
+        text.replace("/usr/local/bin/laojun", env!("CARGO_BIN_EXE_laojun")),
+    )
+    .unwrap();
+    let out = Command::new(analyze).arg("verify").arg(&unit).output().unwrap();
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success() && said.trim().is_empty(), "{said}");
 }

@@ -329,6 +329,12 @@ const COMPONENTS: &[Component] = &[
         install: "part of the machine image; else apt-get install kubernetes-client",
         probe: false,
     },
+    Component {
+        name: "systemd-analyze",
+        paths: &["/usr/bin/systemd-analyze"],
+        install: "apt-get install systemd",
+        probe: false,
+    },
 ];
 
 /// The path of an external `component` (`prometheus-alertmanager`,
