@@ -111,7 +111,7 @@ pub async fn handle(
     dispatch(&shared, route, request).await
 }
 
-const SELF_SUBJECT_ACCESS_REVIEWS: &str = "/apis/authorization.k8s.io/v1/selfsubjectaccessreviews";
+pub(crate) const SELF_SUBJECT_ACCESS_REVIEWS: &str = "/apis/authorization.k8s.io/v1/selfsubjectaccessreviews";
 
 /// `kubectl auth can-i`: the review with `status.allowed` from the Roles
 /// enforced (everything is allowed when none are).
