@@ -10,7 +10,7 @@ use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use crate::support::{spawn_binary, webhook_body, Alert, Binary, TOKEN};
+use crate::support::{webhook_body, Alert, Binary, TOKEN};
 use laojun::client::{ClientError, IncidentQuery, RunQuery};
 use laojun::ids::IncidentId;
 use laojun::run::RunStatus;
@@ -19,14 +19,7 @@ use serde_json::json;
 const CYCLES: usize = 20;
 
 async fn start(data: &std::path::Path, root: &std::path::Path) -> Binary {
-    spawn_binary(|c| {
-        c.arg("--root")
-            .arg(root)
-            .arg("--data-dir")
-            .arg(data)
-            .env("LAOJUN_API_TOKEN", TOKEN);
-    })
-    .await
+    support::spawn_in(root, data).await
 }
 
 /// Counts POSTs by path; the runbook's non-idempotent step calls it.

@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use laojun::client::{ClientError, IncidentQuery};
 use serde_json::json;
 
-use crate::support::{self, eventually, spawn_binary, webhook_body, Alert, Binary, TOKEN};
+use crate::support::{self, eventually, webhook_body, Alert, Binary, TOKEN};
 
 /// A tmpfs of `mb` MiB mounted on a fresh folder; unmounted when dropped.
 struct Tmpfs {
@@ -50,14 +50,7 @@ impl Drop for Tmpfs {
 }
 
 async fn start(data: &Path, root: &Path) -> Binary {
-    spawn_binary(|c| {
-        c.arg("--root")
-            .arg(root)
-            .arg("--data-dir")
-            .arg(data)
-            .env("LAOJUN_API_TOKEN", TOKEN);
-    })
-    .await
+    support::spawn_in(root, data).await
 }
 
 async fn get(url: &str, path: &str) -> (u16, String) {

@@ -4,7 +4,6 @@
 
 use crate::support;
 
-use std::process::Command;
 use std::time::Duration;
 
 use crate::support::{root_with, run_to_end, wait_run, with_params, Alert, Listener, Server};
@@ -194,17 +193,7 @@ async fn a_service_down_alert_rolls_the_deployment_back_notifies_slack_and_times
 }
 
 fn kubectl(binary: &std::path::Path, kubeconfig: &std::path::Path, args: &[&str]) {
-    let out = Command::new(binary)
-        .arg("--kubeconfig")
-        .arg(kubeconfig)
-        .args(args)
-        .output()
-        .expect("kubectl runs (it is part of the machine image)");
-    assert!(
-        out.status.success(),
-        "kubectl {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    support::kubectl(binary, kubeconfig, args);
 }
 
 const SCALE_TO: &str = r#"

@@ -4,7 +4,7 @@
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
-use crate::support::{self, eventually, spawn_binary, wait_run, webhook_body, Alert, Binary, TOKEN};
+use crate::support::{self, eventually, wait_run, webhook_body, Alert, Binary, TOKEN};
 use laojun::client::{ClientError, IncidentQuery, RunRequest};
 use laojun::run::{RunStatus, StepStatus};
 use serde_json::json;
@@ -14,14 +14,7 @@ async fn start(data_dir: &std::path::Path) -> Binary {
 }
 
 async fn start_in(data_dir: &std::path::Path, root: &std::path::Path) -> Binary {
-    spawn_binary(|c| {
-        c.arg("--root")
-            .arg(root)
-            .arg("--data-dir")
-            .arg(data_dir)
-            .env("LAOJUN_API_TOKEN", TOKEN);
-    })
-    .await
+    support::spawn_in(root, data_dir).await
 }
 
 fn alert_body(i: usize) -> Vec<u8> {

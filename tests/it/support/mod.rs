@@ -427,6 +427,19 @@ pub async fn spawn_binary(configure: impl FnOnce(&mut std::process::Command)) ->
     spawn_serving(command).await
 }
 
+/// `laojun serve` on `root`'s catalog and the store in `data_dir`, with
+/// [`TOKEN`] as its API token.
+pub async fn spawn_in(root: &std::path::Path, data_dir: &std::path::Path) -> Binary {
+    spawn_binary(|c| {
+        c.arg("--root")
+            .arg(root)
+            .arg("--data-dir")
+            .arg(data_dir)
+            .env("LAOJUN_API_TOKEN", TOKEN);
+    })
+    .await
+}
+
 /// Starts `command`, which runs `laojun serve ... --log-format json` (maybe
 /// through a wrapper such as `unshare`), and waits until it listens.
 pub async fn spawn_serving(mut command: std::process::Command) -> Binary {
