@@ -49,7 +49,7 @@ impl Health {
         })
     }
 
-    /// The writer could not apply or flush.
+    /// The writer (or `/readyz`) could not write.
     pub fn store_failed(&self, error: &str) {
         let mut slot = self.store.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         let since = slot.as_ref().map_or_else(Utc::now, |f| f.since);
@@ -60,18 +60,17 @@ impl Health {
         self.failed.store(true, Ordering::Release);
     }
 
-    /// A flush went through: the store takes writes again.
+    /// A write went through: the store takes writes again.
     pub fn store_ok(&self) {
-        // Checked first so the writer's every flush takes no lock.
-        if self.failed.swap(false, Ordering::AcqRel) {
-            let was = self
-                .store
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner)
-                .take();
-            if let Some(was) = was {
-                tracing::info!(since = %was.since, "the store takes writes again");
-            }
+        // Checked first so the writer's every flush takes no lock; cleared
+        // under the lock, so a failure recorded meanwhile is not lost.
+        if !self.failed.load(Ordering::Acquire) {
+            return;
+        }
+        let mut slot = self.store.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        self.failed.store(false, Ordering::Release);
+        if let Some(was) = slot.take() {
+            tracing::info!(since = %was.since, "the store takes writes again");
         }
     }
 
@@ -102,8 +101,10 @@ impl Health {
     }
 
     /// Watches a failed store: once `data_dir` has room again, a store
-    /// that takes a write again is ok; one that still fails (sled after an
-    /// I/O error) calls for a restart.
+    /// that takes a write again is ok; one that still fails and cannot go
+    /// on by itself (`Store::stays_failed`: sled after an I/O error) calls
+    /// for a restart. Any other store (PostgreSQL, whose outage a restart
+    /// does not end) is only watched until it takes writes again.
     pub fn watch(self: &Arc<Self>, store: Arc<dyn Store>, data_dir: PathBuf) {
         let health = self.clone();
         tokio::spawn(async move {
@@ -116,13 +117,19 @@ impl Health {
                 };
                 let (store, dir) = (store.clone(), data_dir.clone());
                 let probe = tokio::task::spawn_blocking(move || {
-                    has_room(&dir)?;
-                    Ok::<_, String>(store.check_writable().is_ok())
+                    if has_room(&dir).is_err() {
+                        return Probe::NoRoom;
+                    }
+                    match store.check_writable() {
+                        Ok(()) => Probe::Writable,
+                        Err(_) if store.stays_failed() => Probe::Stuck,
+                        Err(_) => Probe::Failing,
+                    }
                 })
                 .await;
                 match probe {
-                    Ok(Ok(true)) => health.store_ok(),
-                    Ok(Ok(false)) => {
+                    Ok(Probe::Writable) => health.store_ok(),
+                    Ok(Probe::Stuck) => {
                         let reason = format!(
                             "the store failed at {} ({}) and does not recover by itself; {} has room again",
                             failure.since.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
@@ -132,12 +139,23 @@ impl Health {
                         health.restart.send_replace(Some(reason));
                         return;
                     }
-                    // Still no room (or the probe could not run): keep waiting.
-                    Ok(Err(_)) | Err(_) => {}
+                    // Still no room, a backend still down, or the probe
+                    // could not run: keep waiting.
+                    Ok(Probe::NoRoom | Probe::Failing) | Err(_) => {}
                 }
             }
         });
     }
+}
+
+/// What the watchdog found.
+enum Probe {
+    NoRoom,
+    Writable,
+    /// Fails, and will until reopened.
+    Stuck,
+    /// Fails, and may recover (a database that comes back).
+    Failing,
 }
 
 /// Whether `dir` takes `ROOM_WANTED` bytes, written and synced (then removed).

@@ -88,17 +88,22 @@ pub fn table(checks: &[Check]) -> String {
 
 /// Every action some step (or `on_failure` step) of the catalog runs.
 fn used_actions(catalog: &Catalog) -> HashSet<Action> {
-    fn walk(steps: &[Step], out: &mut HashSet<Action>) {
-        for s in steps {
-            out.insert(s.action);
-            if let OnFailure::Steps(more) = &s.on_failure {
-                walk(more, out);
-            }
+    catalog
+        .runbooks
+        .values()
+        .flat_map(|r| all_steps(&r.steps))
+        .map(|s| s.action)
+        .collect()
+}
+
+/// A list's steps with their `on_failure` steps.
+fn all_steps(list: &[Step]) -> Vec<&Step> {
+    let mut out = Vec::new();
+    for s in list {
+        out.push(s);
+        if let OnFailure::Steps(more) = &s.on_failure {
+            out.extend(all_steps(more));
         }
-    }
-    let mut out = HashSet::new();
-    for runbook in catalog.runbooks.values() {
-        walk(&runbook.steps, &mut out);
     }
     out
 }
@@ -205,6 +210,11 @@ fn named_zones(catalog: &Catalog) -> BTreeSet<String> {
             }
             return;
         }
+        // Only a `coalesce` fallback names a zone; other quoted text in a
+        // template (`eq region "prod"`) is not one.
+        if !text.trim_start().starts_with("{{coalesce") {
+            return;
+        }
         for quoted in text.split('"').skip(1).step_by(2) {
             if !quoted.is_empty() && !quoted.contains("{{") {
                 zones.insert(quoted.to_string());
@@ -212,7 +222,10 @@ fn named_zones(catalog: &Catalog) -> BTreeSet<String> {
         }
     };
     for runbook in catalog.runbooks.values() {
-        for step in runbook.steps.iter().filter(|s| s.action == Action::DnsFailover) {
+        for step in all_steps(&runbook.steps)
+            .into_iter()
+            .filter(|s| s.action == Action::DnsFailover)
+        {
             let Some(written) = step.with.get("hosted_zone_id").and_then(|v| v.as_str()) else {
                 continue;
             };

@@ -150,7 +150,11 @@ async fn readyz(State(state): State<Arc<AppState>>) -> Response {
         let probe = state.read(|store| store.check_writable());
         match tokio::time::timeout(std::time::Duration::from_secs(5), probe).await {
             Ok(Ok(())) => {}
-            Ok(Err(e)) => problems.push(format!("the store cannot write: {}", e.message)),
+            Ok(Err(e)) => {
+                // The watchdog takes it from here, as for a failed webhook.
+                state.health.store_failed(&e.message);
+                problems.push(format!("the store cannot write: {}", e.message));
+            }
             Err(_) => problems.push("the store did not finish a write in 5 s".into()),
         }
     }

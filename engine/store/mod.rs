@@ -161,6 +161,11 @@ pub trait Store: Send + Sync + 'static {
     fn check_writable(&self) -> Result<(), StoreError> {
         self.commit(vec![vec![Write::Probe(Utc::now())]])
     }
+    /// Whether a failed write leaves the store failed until it is opened
+    /// again (sled after an I/O error), so that only a restart recovers.
+    fn stays_failed(&self) -> bool {
+        false
+    }
     /// An incident with its alerts.
     fn incident(&self, id: IncidentId) -> Result<Option<Incident>, StoreError>;
     /// An incident's record alone: `alerts` is empty.

@@ -276,6 +276,11 @@ impl Store for SledStore {
         Ok(())
     }
 
+    fn stays_failed(&self) -> bool {
+        // sled keeps the first I/O error and returns it for every call after.
+        true
+    }
+
     fn incident(&self, id: IncidentId) -> Result<Option<Incident>, StoreError> {
         let Some(mut inc) = self.incident_record(id)? else {
             return Ok(None);
