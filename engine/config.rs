@@ -18,6 +18,9 @@ pub struct Config {
     pub data_dir: PathBuf,
     /// Folder holding runbooks/, playbooks/ and templates/.
     pub root: PathBuf,
+    /// Where incidents and runs are kept: sled under `data_dir` unless
+    /// `store.postgres` is set.
+    pub store: StoreSection,
     pub auth: Auth,
     pub kubernetes: Kubernetes,
     pub aws: Aws,
@@ -55,6 +58,7 @@ impl Default for Config {
             listen: "127.0.0.1:9095".into(),
             data_dir: PathBuf::from("data"),
             root: PathBuf::from("."),
+            store: StoreSection::default(),
             auth: Auth::default(),
             kubernetes: Kubernetes::default(),
             aws: Aws::default(),
@@ -70,6 +74,33 @@ impl Default for Config {
             tls: None,
         }
     }
+}
+
+/// `store:` in laojun.yaml.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StoreSection {
+    pub postgres: Option<Postgres>,
+}
+
+/// A PostgreSQL database shared by every replica.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Postgres {
+    /// A libpq URL or key=value string (a secret reference, e.g.
+    /// `${env:LAOJUN_PG_URL}`: it holds the password).
+    pub url: String,
+    /// Connections each replica keeps.
+    #[serde(default = "default_pool_size")]
+    pub pool_size: usize,
+    /// The CA (PEM) that signed the server's certificate, when the URL asks
+    /// for TLS (`sslmode=require`); without it, the system's CA roots.
+    #[serde(default)]
+    pub ca_file: Option<PathBuf>,
+}
+
+fn default_pool_size() -> usize {
+    8
 }
 
 /// A base URL and how to authenticate to it; secrets are references,

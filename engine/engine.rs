@@ -115,7 +115,10 @@ impl Builder {
         }
         let store = match self.store {
             Some(store) => store,
-            None => open_sled(config)?,
+            None => match &config.store.postgres {
+                Some(pg) => open_postgres(pg).await?,
+                None => open_sled(config)?,
+            },
         };
         let catalog = Arc::new(loaded.catalog);
         let style = crate::postmortem::Style {
@@ -348,6 +351,16 @@ fn expect_series(metrics: &Metrics, catalog: &Catalog) {
         .flat_map(|rb| rb.steps.iter().map(|s| s.action.name()))
         .collect();
     metrics.expect(catalog.runbooks.keys().map(String::as_str), actions);
+}
+
+/// The shared store: connects, and migrates the schema under an advisory
+/// lock (replicas starting together take turns).
+pub async fn open_postgres(pg: &crate::config::Postgres) -> anyhow::Result<Arc<dyn Store>> {
+    let url = crate::secret::resolve(&pg.url).map_err(|e| anyhow::anyhow!("store.postgres.url: {e}"))?;
+    let store = crate::store::PostgresStore::open(url.expose(), pg.pool_size, pg.ca_file.as_deref())
+        .await
+        .context("opening the PostgreSQL store (store.postgres)")?;
+    Ok(Arc::new(store))
 }
 
 fn open_sled(config: &Config) -> anyhow::Result<Arc<dyn Store>> {

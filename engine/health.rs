@@ -105,7 +105,8 @@ impl Health {
     /// on by itself (`Store::stays_failed`: sled after an I/O error) calls
     /// for a restart. Any other store (PostgreSQL, whose outage a restart
     /// does not end) is only watched until it takes writes again.
-    pub fn watch(self: &Arc<Self>, store: Arc<dyn Store>, data_dir: PathBuf) {
+    /// It holds the store weakly: it ends when the engine lets go of it.
+    pub fn watch(self: &Arc<Self>, store: std::sync::Weak<dyn Store>, data_dir: PathBuf) {
         let health = self.clone();
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(WATCH_EVERY);
@@ -115,7 +116,8 @@ impl Health {
                 let Some(failure) = health.store_failure() else {
                     continue;
                 };
-                let (store, dir) = (store.clone(), data_dir.clone());
+                let Some(store) = store.upgrade() else { return };
+                let dir = data_dir.clone();
                 let probe = tokio::task::spawn_blocking(move || {
                     if has_room(&dir).is_err() {
                         return Probe::NoRoom;

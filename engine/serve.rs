@@ -70,7 +70,9 @@ pub async fn serve(
         },
         health: engine.health.clone(),
     });
-    engine.health.watch(engine.store.clone(), config.data_dir.clone());
+    engine
+        .health
+        .watch(Arc::downgrade(&engine.store), config.data_dir.clone());
     preflight_at_start(&engine);
     // Stop on the signal, or when the store needs reopening (see `health`).
     let restart: Arc<std::sync::OnceLock<String>> = Arc::default();

@@ -11,6 +11,7 @@ mod postmortem;
 mod render;
 mod runs;
 mod serve;
+mod store;
 mod testing;
 
 use std::path::PathBuf;
@@ -114,6 +115,9 @@ pub enum Command {
         #[arg(long, short = 'o', value_enum, default_value_t = Output::Table)]
         output: Output,
     },
+    /// The PostgreSQL store: migrate its schema, or copy a sled store into it.
+    #[command(subcommand)]
+    Store(StoreCommand),
     /// Run the server: receive AlertManager webhooks, keep incidents, serve the API.
     ///
     /// Reads laojun.yaml (or --config); flags override it. Data lives in
@@ -366,6 +370,39 @@ pub enum TestOutput {
 }
 
 #[derive(Debug, Subcommand)]
+pub enum StoreCommand {
+    /// Bring the PostgreSQL schema (store.postgres.url) up to date, as `serve` does at start.
+    ///
+    /// Runs the migrations the database has not had, under an advisory lock
+    /// (replicas starting meanwhile wait). A database migrated by a newer
+    /// laojun is refused. Exits 0 when the schema is up to date, 1 otherwise.
+    Migrate {
+        /// laojun.yaml to read (default: ./laojun.yaml when it exists).
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
+    /// Copy a sled store (laojun stopped) into PostgreSQL, then verify the counts.
+    ///
+    /// Reads DATA_DIR/store, migrates the database at URL and writes every
+    /// record (incidents, alerts, timelines, episodes, runs, idempotency
+    /// keys, audit, pauses, notices, schedule marks). Running it again
+    /// changes nothing. Exits 0 when the database reads back as many
+    /// records of each kind as the source holds, 1 otherwise.
+    Copy {
+        /// The data_dir of the sled store (laojun must be stopped).
+        #[arg(long, value_name = "DATA_DIR")]
+        from: PathBuf,
+        /// The database, e.g. postgres://laojun@db/laojun or ${env:LAOJUN_PG_URL}.
+        #[arg(long, value_name = "URL")]
+        to: String,
+        /// The CA (PEM) that signed the database's certificate, for a URL with
+        /// sslmode=require (default: the system's CA roots).
+        #[arg(long, value_name = "FILE")]
+        ca_file: Option<PathBuf>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
 pub enum IncidentsCommand {
     /// List incidents, newest first.
     List {
@@ -540,6 +577,8 @@ async fn dispatch(command: Command) -> ExitCode {
             output,
         } => serve::check(config.as_deref(), &namespaces, output).await,
         Command::Serve(args) => serve::serve(args).await,
+        Command::Store(StoreCommand::Migrate { config }) => store::migrate(config.as_deref()).await,
+        Command::Store(StoreCommand::Copy { from, to, ca_file }) => store::copy(&from, &to, ca_file.as_deref()).await,
         Command::Incidents(command) => incidents::incidents(command).await,
         Command::Run(args) => runs::run(args).await,
         Command::Runs {

@@ -1,10 +1,13 @@
 //! Where incidents, timelines and alert episodes are kept. `Store` is the
-//! interface; `sled` (embedded, under `data_dir`) is the default backend.
+//! interface; `sled` (embedded, under `data_dir`) is the default backend,
+//! PostgreSQL (`store.postgres`) the shared one.
 //!
 //! Every change goes through `commit`, which applies batches of writes,
 //! each all at once, and returns only when they are on disk: the webhook
 //! answers 200 after that and never before.
 
+pub mod copy;
+mod postgres;
 mod sled_store;
 
 use std::collections::BTreeMap;
@@ -12,6 +15,7 @@ use std::collections::BTreeMap;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
+pub use postgres::PostgresStore;
 pub use sled_store::SledStore;
 
 use crate::alert::Status as AlertStatus;
@@ -73,6 +77,32 @@ pub enum Write {
     Notice(crate::notices::Notice),
     /// When `/readyz` last wrote (it proves the store takes writes).
     Probe(DateTime<Utc>),
+    /// A schedule's mark, set as it is (`laojun store copy`; the scheduler
+    /// moves marks with `claim_schedule`).
+    ScheduleMark { playbook: String, fired_at: DateTime<Utc> },
+}
+
+impl Write {
+    /// The kind of record it writes, for `laojun store copy`'s counts.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Write::Incident(_) => "incidents",
+            Write::Alert { .. } => "incident alerts",
+            Write::Event { .. } => "timeline events",
+            Write::Episode { .. } => "alert episodes",
+            Write::Open(_) => "open incidents",
+            Write::Closed(_) => "closed incidents",
+            Write::LastIncident(_) => "incident counter",
+            Write::Run(_) => "runs",
+            Write::LastRun(_) => "run counter",
+            Write::IdempotencyKey { .. } => "idempotency keys",
+            Write::Audit(_) => "audit records",
+            Write::Automation(_) => "pauses",
+            Write::Notice(_) => "notices",
+            Write::Probe(_) => "probes",
+            Write::ScheduleMark { .. } => "schedule marks",
+        }
+    }
 }
 
 /// What routing needs of an open incident, kept in the index of open
@@ -118,6 +148,9 @@ pub enum StoreError {
     /// The database itself failed (disk full, I/O error, corruption).
     #[error("store: {0}")]
     Backend(#[from] sled::Error),
+    /// PostgreSQL refused, or cannot be reached.
+    #[error("store: PostgreSQL: {0}")]
+    Postgres(String),
     /// A stored record could not be read back.
     #[error("store: a stored record does not decode: {0}")]
     Decode(#[from] serde_json::Error),
@@ -166,6 +199,10 @@ pub trait Store: Send + Sync + 'static {
     fn stays_failed(&self) -> bool {
         false
     }
+    /// Every record, each as the write that makes it again, to `each`
+    /// (`laojun store copy`). Derived indexes (unfinished runs, pending
+    /// notices) come with their records; probes are left out.
+    fn export(&self, each: &mut dyn FnMut(Write) -> Result<(), StoreError>) -> Result<(), StoreError>;
     /// An incident with its alerts.
     fn incident(&self, id: IncidentId) -> Result<Option<Incident>, StoreError>;
     /// An incident's record alone: `alerts` is empty.
@@ -234,6 +271,9 @@ impl<T: Delegate> Store for T {
     }
     fn flush(&self) -> Result<(), StoreError> {
         Delegate::flush(self)
+    }
+    fn export(&self, each: &mut dyn FnMut(Write) -> Result<(), StoreError>) -> Result<(), StoreError> {
+        self.inner().export(each)
     }
     fn incident(&self, id: IncidentId) -> Result<Option<Incident>, StoreError> {
         self.inner().incident(id)

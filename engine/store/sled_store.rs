@@ -172,6 +172,91 @@ fn number_of(key: &[u8]) -> Option<u64> {
     key.get(2..10).and_then(|b| b.try_into().ok()).map(u64::from_be_bytes)
 }
 
+/// The writes that make one key's record again; `None` for keys that are
+/// derived (`u/`, `q/`) or not records (`m/format`, `m/probe`).
+fn decode_record(key: &[u8], value: &[u8]) -> Result<Option<Vec<Write>>, StoreError> {
+    let corrupt = || StoreError::Corrupt(format!("key {:?}", String::from_utf8_lossy(key)));
+    let u32_at = |at: usize| {
+        key.get(at..at + 4)
+            .and_then(|b| b.try_into().ok())
+            .map(u32::from_be_bytes)
+            .ok_or_else(corrupt)
+    };
+    let number = || number_of(key).ok_or_else(corrupt);
+    let text = || String::from_utf8_lossy(&key[2..]).into_owned();
+    let time = |bytes: &[u8]| {
+        DateTime::parse_from_rfc3339(&String::from_utf8_lossy(bytes))
+            .map(|t| t.with_timezone(&Utc))
+            .map_err(|e| StoreError::Corrupt(format!("{}: {e}", String::from_utf8_lossy(key))))
+    };
+    let one = |w: Write| Ok(Some(vec![w]));
+    match key.get(..2).unwrap_or_default() {
+        b"i/" => one(Write::Incident(serde_json::from_slice(value)?)),
+        b"l/" => one(Write::Alert {
+            incident: IncidentId::new(number()?),
+            index: u32_at(10)?,
+            alert: serde_json::from_slice(value)?,
+        }),
+        b"t/" => {
+            let (incident, first) = (IncidentId::new(number()?), u32_at(10)?);
+            let events: Vec<Event> = if value.first() == Some(&b'[') {
+                serde_json::from_slice(value)?
+            } else {
+                vec![serde_json::from_slice(value)?]
+            };
+            Ok(Some(
+                events
+                    .into_iter()
+                    .enumerate()
+                    .map(|(i, event)| Write::Event {
+                        incident,
+                        seq: first + i as u32,
+                        event,
+                    })
+                    .collect(),
+            ))
+        }
+        b"e/" => {
+            let rest = &key[2..];
+            // fingerprint, 0x00, 8 bytes of time (which may hold zeros too).
+            let zero = rest
+                .len()
+                .checked_sub(9)
+                .filter(|z| rest[*z] == 0)
+                .ok_or_else(corrupt)?;
+            let sortable = u64::from_be_bytes(rest[zero + 1..].try_into().map_err(|_| corrupt())?);
+            let nanos = (sortable ^ (1 << 63)) as i64;
+            one(Write::Episode {
+                fingerprint: String::from_utf8_lossy(&rest[..zero]).into_owned(),
+                starts_at: DateTime::from_timestamp_nanos(nanos),
+                episode: serde_json::from_slice(value)?,
+            })
+        }
+        b"o/" => one(Write::Open(serde_json::from_slice(value)?)),
+        b"r/" => one(Write::Run(serde_json::from_slice(value)?)),
+        b"k/" => one(Write::IdempotencyKey {
+            key: text(),
+            run: String::from_utf8_lossy(value).parse().map_err(|_| corrupt())?,
+        }),
+        b"n/" => one(Write::Notice(serde_json::from_slice(value)?)),
+        b"s/" => one(Write::ScheduleMark {
+            playbook: text(),
+            fired_at: time(value)?,
+        }),
+        b"a/" => one(Write::Audit(serde_json::from_slice(value)?)),
+        b"m/" => {
+            let u64_value = || value.try_into().map(u64::from_be_bytes).map_err(|_| corrupt());
+            match key {
+                LAST_INCIDENT => one(Write::LastIncident(u64_value()?)),
+                LAST_RUN => one(Write::LastRun(u64_value()?)),
+                AUTOMATION => one(Write::Automation(serde_json::from_slice(value)?)),
+                _ => Ok(None),
+            }
+        }
+        _ => Ok(None),
+    }
+}
+
 impl SledStore {
     /// One batch of writes as a sled batch.
     fn batch(&self, writes: Vec<Write>) -> Result<sled::Batch, StoreError> {
@@ -226,6 +311,10 @@ impl SledStore {
                     );
                 }
                 Write::Probe(at) => batch.insert(PROBE, at.to_rfc3339().as_bytes()),
+                Write::ScheduleMark { playbook, fired_at } => batch.insert(
+                    [b"s/".as_slice(), playbook.as_bytes()].concat(),
+                    fired_at.to_rfc3339_opts(chrono::SecondsFormat::Nanos, true).as_bytes(),
+                ),
                 Write::Audit(record) => {
                     let nanos = record.at.timestamp_nanos_opt().unwrap_or(0).max(0) as u64;
                     // The id keeps two records of the same nanosecond apart.
@@ -279,6 +368,18 @@ impl Store for SledStore {
     fn stays_failed(&self) -> bool {
         // sled keeps the first I/O error and returns it for every call after.
         true
+    }
+
+    fn export(&self, each: &mut dyn FnMut(Write) -> Result<(), StoreError>) -> Result<(), StoreError> {
+        for item in self.db.iter() {
+            let (key, value) = item?;
+            if let Some(write) = decode_record(&key, &value)? {
+                for w in write {
+                    each(w)?;
+                }
+            }
+        }
+        Ok(())
     }
 
     fn incident(&self, id: IncidentId) -> Result<Option<Incident>, StoreError> {

@@ -39,6 +39,7 @@ mod runbook_tests;
 mod runs;
 mod secrets;
 mod slack_interactive;
+mod store_contract;
 mod store_unavailable;
 mod tls;
 mod trust;

@@ -6,6 +6,7 @@
 
 pub mod alertmanager;
 pub mod moto;
+pub mod postgres;
 pub mod prometheus;
 
 use std::net::SocketAddr;
@@ -327,6 +328,16 @@ const COMPONENTS: &[Component] = &[
         name: "kubectl",
         paths: &["/usr/bin/kubectl"],
         install: "part of the machine image; else apt-get install kubernetes-client",
+        probe: false,
+    },
+    Component {
+        name: "initdb",
+        paths: &[
+            "/usr/lib/postgresql/17/bin/initdb",
+            "/usr/lib/postgresql/16/bin/initdb",
+            "/usr/lib/postgresql/15/bin/initdb",
+        ],
+        install: "apt-get install postgresql",
         probe: false,
     },
     Component {

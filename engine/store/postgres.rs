@@ -1,0 +1,655 @@
+//! The store on PostgreSQL (`store.postgres.url`): the same records as
+//! sled's, one table per kind, JSON values. `apply` runs every batch of a
+//! commit in one transaction, so a commit is durable once it returns and
+//! `flush` has nothing left to do. The schema is created and brought up
+//! to date at open, under an advisory lock so replicas starting together
+//! do not race (`laojun store migrate` does the same by hand).
+//!
+//! The `Store` trait is synchronous (the writer is a thread; reads run on
+//! the blocking pool), so each call runs its queries on the runtime the
+//! store was opened on and waits for them.
+
+use std::path::Path;
+
+use chrono::{DateTime, Utc};
+use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
+use tokio_postgres_rustls::MakeRustlsConnect;
+
+use super::{Audit, Episode, IncidentFilter, OpenEntry, Store, StoreError, Write};
+use crate::ids::{IncidentId, RunId};
+use crate::incident::{Event, Incident, IncidentAlert};
+use crate::run::Run;
+
+/// The schema's versions, in order; `laojun_meta.format` says how many ran.
+const MIGRATIONS: &[&str] = &[r#"
+CREATE TABLE laojun_meta (key text PRIMARY KEY, value text NOT NULL);
+CREATE TABLE incidents (n bigint PRIMARY KEY, record jsonb NOT NULL);
+CREATE TABLE incident_alerts (incident bigint NOT NULL, idx integer NOT NULL, alert jsonb NOT NULL,
+  PRIMARY KEY (incident, idx));
+CREATE TABLE events (incident bigint NOT NULL, seq integer NOT NULL, event jsonb NOT NULL,
+  PRIMARY KEY (incident, seq));
+-- startsAt as AlertManager wrote it, to the nanosecond (timestamptz keeps microseconds).
+CREATE TABLE episodes (fingerprint text NOT NULL, starts_at text NOT NULL, episode jsonb NOT NULL,
+  PRIMARY KEY (fingerprint, starts_at));
+CREATE TABLE open_incidents (incident bigint PRIMARY KEY, entry jsonb NOT NULL);
+CREATE TABLE runs (n bigint PRIMARY KEY, run jsonb NOT NULL, created_at timestamptz NOT NULL,
+  finished boolean NOT NULL);
+CREATE INDEX runs_unfinished ON runs (n) WHERE NOT finished;
+CREATE TABLE idempotency_keys (key text PRIMARY KEY, run text NOT NULL);
+CREATE TABLE audit (id bigserial PRIMARY KEY, at timestamptz NOT NULL, record jsonb NOT NULL);
+CREATE INDEX audit_at ON audit (at, id);
+CREATE TABLE notices (id text PRIMARY KEY, notice jsonb NOT NULL, pending boolean NOT NULL,
+  created_at timestamptz NOT NULL);
+CREATE TABLE schedule_marks (playbook text PRIMARY KEY, fired_at text NOT NULL);
+"#];
+
+/// Replicas take this advisory lock while they migrate.
+const MIGRATION_LOCK: i64 = 0x6c61_6f6a_756e; // "laojun"
+/// The laojun using the database holds this one for as long as it runs.
+const OWNER_LOCK: i64 = 0x6c61_6f6a_756f;
+
+pub struct PostgresStore {
+    pool: Pool,
+    config: tokio_postgres::Config,
+    tls: MakeRustlsConnect,
+    runtime: tokio::runtime::Handle,
+    /// The session holding `OWNER_LOCK`, once `open` took it.
+    owner: Option<tokio_postgres::Client>,
+}
+
+/// The error with its causes (the pool's and the driver's own messages
+/// leave out why: "error performing TLS handshake").
+fn pg(e: impl std::error::Error) -> StoreError {
+    let mut text = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        let next = c.to_string();
+        if !text.ends_with(&next) {
+            text = format!("{text}: {next}");
+        }
+        cause = c.source();
+    }
+    StoreError::Postgres(text)
+}
+
+impl PostgresStore {
+    /// Connects to `url` (a libpq URL or key=value string) with a pool of
+    /// `pool_size`, and brings the schema up to date. Call from within a
+    /// tokio runtime; the store's calls then run on it.
+    ///
+    /// Until replicas coordinate through the database, one laojun uses it
+    /// at a time, as with sled's one process per `data_dir`: `open` holds
+    /// a session-level advisory lock for as long as the store lives, and
+    /// refuses a database another laojun holds.
+    pub async fn open(url: &str, pool_size: usize, ca_file: Option<&Path>) -> Result<PostgresStore, StoreError> {
+        let mut store = PostgresStore::connect(url, pool_size, ca_file)?;
+        store.migrate().await?;
+        let (owner, connection) = store.config.connect(store.tls.clone()).await.map_err(pg)?;
+        tokio::spawn(async move {
+            if let Err(e) = connection.await {
+                tracing::error!(error = %e, "lost the PostgreSQL session that holds the store's lock");
+            }
+        });
+        let held: bool = owner
+            .query_one("SELECT pg_try_advisory_lock($1)", &[&OWNER_LOCK])
+            .await
+            .map_err(pg)?
+            .get(0);
+        if !held {
+            return Err(StoreError::Postgres(
+                "another laojun is using this database; stop it first (one laojun per database until replicas are supported)"
+                    .into(),
+            ));
+        }
+        store.owner = Some(owner);
+        Ok(store)
+    }
+
+    /// How many migrations this laojun knows.
+    pub const MIGRATIONS: usize = MIGRATIONS.len();
+
+    /// The pool, without touching the database yet (see `open`).
+    /// TLS when the URL asks for it (`sslmode=require`), and then the
+    /// server's certificate is always verified, against `ca_file` or the
+    /// system's CA roots (stricter than libpq's `require`). Without it
+    /// (`prefer`, the default, or `disable`) the connection is plain: a
+    /// half-trusted TLS that any certificate satisfies is not offered.
+    pub fn connect(url: &str, pool_size: usize, ca_file: Option<&Path>) -> Result<PostgresStore, StoreError> {
+        let mut config: tokio_postgres::Config = url
+            .parse()
+            .map_err(|e| StoreError::Postgres(format!("store.postgres.url does not parse: {e}")))?;
+        if config.get_ssl_mode() != tokio_postgres::config::SslMode::Require {
+            config.ssl_mode(tokio_postgres::config::SslMode::Disable);
+        }
+        let tls = tls(ca_file)?;
+        let manager = Manager::from_config(
+            config.clone(),
+            tls.clone(),
+            ManagerConfig {
+                recycling_method: RecyclingMethod::Fast,
+            },
+        );
+        let pool = Pool::builder(manager)
+            .max_size(pool_size.max(1))
+            .runtime(deadpool_postgres::Runtime::Tokio1)
+            .build()
+            .map_err(pg)?;
+        let runtime = tokio::runtime::Handle::try_current()
+            .map_err(|_| StoreError::Postgres("the store must be opened on a tokio runtime".into()))?;
+        Ok(PostgresStore {
+            pool,
+            config,
+            tls,
+            runtime,
+            owner: None,
+        })
+    }
+
+    /// Runs the migrations this database has not had, under the advisory
+    /// lock; returns how many ran. A database migrated by a newer laojun
+    /// is refused.
+    pub async fn migrate(&self) -> Result<usize, StoreError> {
+        let mut client = self.pool.get().await.map_err(pg)?;
+        let tx = client.transaction().await.map_err(pg)?;
+        tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])
+            .await
+            .map_err(pg)?;
+        let exists: bool = tx
+            .query_one("SELECT to_regclass('laojun_meta') IS NOT NULL", &[])
+            .await
+            .map_err(pg)?
+            .get(0);
+        let found = if exists {
+            tx.query_opt("SELECT value FROM laojun_meta WHERE key = 'format'", &[])
+                .await
+                .map_err(pg)?
+                .map(|r| r.get::<_, String>(0).parse::<u64>().unwrap_or(0))
+                .unwrap_or(0)
+        } else {
+            0
+        };
+        let known = MIGRATIONS.len() as u64;
+        if found > known {
+            return Err(StoreError::Newer { found, known });
+        }
+        for migration in &MIGRATIONS[found as usize..] {
+            tx.batch_execute(migration).await.map_err(pg)?;
+        }
+        tx.execute(
+            "INSERT INTO laojun_meta (key, value) VALUES ('format', $1) ON CONFLICT (key) DO UPDATE SET value = $1",
+            &[&known.to_string()],
+        )
+        .await
+        .map_err(pg)?;
+        tx.commit().await.map_err(pg)?;
+        Ok((known - found) as usize)
+    }
+
+    /// Runs `work` on the store's runtime and waits for it.
+    fn block<T>(&self, work: impl std::future::Future<Output = Result<T, StoreError>>) -> Result<T, StoreError> {
+        if tokio::runtime::Handle::try_current().is_ok() {
+            // On a runtime thread: let the runtime move its other tasks
+            // elsewhere while this one waits.
+            tokio::task::block_in_place(|| self.runtime.block_on(work))
+        } else {
+            self.runtime.block_on(work)
+        }
+    }
+
+    async fn client(&self) -> Result<deadpool_postgres::Object, StoreError> {
+        self.pool.get().await.map_err(pg)
+    }
+
+    /// One JSON value by `sql` (one parameter), decoded.
+    fn one<T: serde::de::DeserializeOwned>(
+        &self,
+        sql: &str,
+        param: &(dyn tokio_postgres::types::ToSql + Sync),
+    ) -> Result<Option<T>, StoreError> {
+        self.block(async {
+            let row = self.client().await?.query_opt(sql, &[param]).await.map_err(pg)?;
+            row.map(|r| Ok(serde_json::from_value(r.get::<_, serde_json::Value>(0))?))
+                .transpose()
+        })
+    }
+
+    /// Every JSON value `sql` gives, decoded.
+    fn all<T: serde::de::DeserializeOwned>(
+        &self,
+        sql: &str,
+        params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
+    ) -> Result<Vec<T>, StoreError> {
+        self.block(async {
+            let rows = self.client().await?.query(sql, params).await.map_err(pg)?;
+            rows.into_iter()
+                .map(|r| Ok(serde_json::from_value(r.get::<_, serde_json::Value>(0))?))
+                .collect()
+        })
+    }
+
+    fn meta(&self, key: &str) -> Result<Option<String>, StoreError> {
+        self.block(async {
+            let row = self
+                .client()
+                .await?
+                .query_opt("SELECT value FROM laojun_meta WHERE key = $1", &[&key])
+                .await
+                .map_err(pg)?;
+            Ok(row.map(|r| r.get(0)))
+        })
+    }
+
+    fn fill_alerts(&self, inc: &mut Incident) -> Result<(), StoreError> {
+        inc.alerts = self.all(
+            "SELECT alert FROM incident_alerts WHERE incident = $1 ORDER BY idx",
+            &[&(inc.id.number() as i64)],
+        )?;
+        Ok(())
+    }
+}
+
+/// The TLS connector: rustls with ring, trusting `ca_file`'s certificates
+/// or else the system's.
+fn tls(ca_file: Option<&Path>) -> Result<MakeRustlsConnect, StoreError> {
+    use rustls::pki_types::{pem::PemObject, CertificateDer};
+    let mut roots = rustls::RootCertStore::empty();
+    match ca_file {
+        Some(path) => {
+            let bad = |e: &dyn std::fmt::Display| {
+                StoreError::Postgres(format!("store.postgres.ca_file {}: {e}", path.display()))
+            };
+            for cert in CertificateDer::pem_file_iter(path).map_err(|e| bad(&e))? {
+                roots.add(cert.map_err(|e| bad(&e))?).map_err(|e| bad(&e))?;
+            }
+            if roots.is_empty() {
+                return Err(bad(&"holds no certificate (PEM, BEGIN CERTIFICATE)"));
+            }
+        }
+        None => {
+            // Certificates the system has that rustls cannot parse are skipped.
+            for cert in rustls_native_certs::load_native_certs().certs {
+                let _ = roots.add(cert);
+            }
+        }
+    }
+    let config =
+        rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(rustls::crypto::ring::default_provider()))
+            .with_safe_default_protocol_versions()
+            .map_err(pg)?
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+    Ok(MakeRustlsConnect::new(config))
+}
+
+fn json(value: &impl serde::Serialize) -> Result<serde_json::Value, StoreError> {
+    Ok(serde_json::to_value(value)?)
+}
+
+fn nanos(t: DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(chrono::SecondsFormat::Nanos, true)
+}
+
+/// One write as SQL on the commit's transaction.
+async fn write(tx: &tokio_postgres::Transaction<'_>, w: Write) -> Result<(), StoreError> {
+    let n = |x: u64| x as i64;
+    let result = match w {
+        Write::Incident(mut inc) => {
+            inc.alerts.clear();
+            tx.execute(
+                "INSERT INTO incidents (n, record) VALUES ($1, $2) ON CONFLICT (n) DO UPDATE SET record = $2",
+                &[&n(inc.id.number()), &json(&inc)?],
+            )
+            .await
+        }
+        Write::Alert { incident, index, alert } => {
+            tx.execute(
+                "INSERT INTO incident_alerts (incident, idx, alert) VALUES ($1, $2, $3) ON CONFLICT (incident, idx) DO UPDATE SET alert = $3",
+                &[&n(incident.number()), &(index as i32), &json(&alert)?],
+            )
+            .await
+        }
+        Write::Event { incident, seq, event } => {
+            tx.execute(
+                "INSERT INTO events (incident, seq, event) VALUES ($1, $2, $3) ON CONFLICT (incident, seq) DO UPDATE SET event = $3",
+                &[&n(incident.number()), &(seq as i32), &json(&event)?],
+            )
+            .await
+        }
+        Write::Episode {
+            fingerprint,
+            starts_at,
+            episode,
+        } => {
+            tx.execute(
+                "INSERT INTO episodes (fingerprint, starts_at, episode) VALUES ($1, $2, $3) ON CONFLICT (fingerprint, starts_at) DO UPDATE SET episode = $3",
+                &[&fingerprint, &nanos(starts_at), &json(&episode)?],
+            )
+            .await
+        }
+        Write::Open(entry) => {
+            tx.execute(
+                "INSERT INTO open_incidents (incident, entry) VALUES ($1, $2) ON CONFLICT (incident) DO UPDATE SET entry = $2",
+                &[&n(entry.incident.number()), &json(&entry)?],
+            )
+            .await
+        }
+        Write::Closed(incident) => {
+            tx.execute("DELETE FROM open_incidents WHERE incident = $1", &[&n(incident.number())])
+                .await
+        }
+        Write::LastIncident(last) => set_meta(tx, "last_incident", &last.to_string()).await,
+        Write::LastRun(last) => set_meta(tx, "last_run", &last.to_string()).await,
+        Write::Run(run) => {
+            tx.execute(
+                "INSERT INTO runs (n, run, created_at, finished) VALUES ($1, $2, $3, $4) ON CONFLICT (n) DO UPDATE SET run = $2, finished = $4",
+                &[&n(run.id.number()), &json(&run)?, &run.created_at, &run.status.is_finished()],
+            )
+            .await
+        }
+        Write::IdempotencyKey { key, run } => {
+            tx.execute(
+                "INSERT INTO idempotency_keys (key, run) VALUES ($1, $2) ON CONFLICT (key) DO UPDATE SET run = $2",
+                &[&key, &run.to_string()],
+            )
+            .await
+        }
+        Write::Audit(record) => {
+            // A record the same to the nanosecond is the same record (a
+            // second `laojun store copy`), not another action.
+            tx.execute(
+                "INSERT INTO audit (at, record) SELECT $1, $2 WHERE NOT EXISTS (SELECT 1 FROM audit WHERE at = $1 AND record = $2)",
+                &[&record.at, &json(&record)?],
+            )
+            .await
+        }
+        Write::Automation(state) => set_meta(tx, "automation", &serde_json::to_string(&state)?).await,
+        Write::Notice(notice) => {
+            let pending = notice.state == crate::notices::NoticeState::Pending;
+            tx.execute(
+                "INSERT INTO notices (id, notice, pending, created_at) VALUES ($1, $2, $3, $4) ON CONFLICT (id) DO UPDATE SET notice = $2, pending = $3",
+                &[&notice.id, &json(&notice)?, &pending, &notice.created_at],
+            )
+            .await
+        }
+        Write::Probe(at) => set_meta(tx, "probe", &at.to_rfc3339()).await,
+        Write::ScheduleMark { playbook, fired_at } => {
+            tx.execute(
+                "INSERT INTO schedule_marks (playbook, fired_at) VALUES ($1, $2) ON CONFLICT (playbook) DO UPDATE SET fired_at = $2",
+                &[&playbook, &nanos(fired_at)],
+            )
+            .await
+        }
+    };
+    result.map(|_| ()).map_err(pg)
+}
+
+async fn set_meta(tx: &tokio_postgres::Transaction<'_>, key: &str, value: &str) -> Result<u64, tokio_postgres::Error> {
+    tx.execute(
+        "INSERT INTO laojun_meta (key, value) VALUES ($1, $2) ON CONFLICT (key) DO UPDATE SET value = $2",
+        &[&key, &value],
+    )
+    .await
+}
+
+impl Store for PostgresStore {
+    fn apply(&self, batches: Vec<Vec<Write>>) -> Result<(), StoreError> {
+        self.block(async {
+            let mut client = self.client().await?;
+            let tx = client.transaction().await.map_err(pg)?;
+            for w in batches.into_iter().flatten() {
+                write(&tx, w).await?;
+            }
+            // 200 is answered after this: the commit is durable.
+            tx.commit().await.map_err(pg)
+        })
+    }
+
+    fn flush(&self) -> Result<(), StoreError> {
+        // Every apply committed already.
+        Ok(())
+    }
+
+    fn export(&self, each: &mut dyn FnMut(Write) -> Result<(), StoreError>) -> Result<(), StoreError> {
+        let rows =
+            |sql: &'static str| self.block(async move { self.client().await?.query(sql, &[]).await.map_err(pg) });
+        let value = |r: &tokio_postgres::Row, i: usize| r.get::<_, serde_json::Value>(i);
+        let id = |r: &tokio_postgres::Row, i: usize| IncidentId::new(r.get::<_, i64>(i) as u64);
+        for r in rows("SELECT record FROM incidents ORDER BY n")? {
+            each(Write::Incident(serde_json::from_value(value(&r, 0))?))?;
+        }
+        for r in rows("SELECT incident, idx, alert FROM incident_alerts ORDER BY incident, idx")? {
+            let (incident, index) = (id(&r, 0), r.get::<_, i32>(1) as u32);
+            each(Write::Alert {
+                incident,
+                index,
+                alert: serde_json::from_value(value(&r, 2))?,
+            })?;
+        }
+        for r in rows("SELECT incident, seq, event FROM events ORDER BY incident, seq")? {
+            let (incident, seq) = (id(&r, 0), r.get::<_, i32>(1) as u32);
+            each(Write::Event {
+                incident,
+                seq,
+                event: serde_json::from_value(value(&r, 2))?,
+            })?;
+        }
+        for r in rows("SELECT fingerprint, starts_at, episode FROM episodes ORDER BY fingerprint, starts_at")? {
+            each(Write::Episode {
+                fingerprint: r.get(0),
+                starts_at: time(&r.get::<_, String>(1))?,
+                episode: serde_json::from_value(value(&r, 2))?,
+            })?;
+        }
+        for r in rows("SELECT entry FROM open_incidents ORDER BY incident")? {
+            each(Write::Open(serde_json::from_value(value(&r, 0))?))?;
+        }
+        for r in rows("SELECT run FROM runs ORDER BY n")? {
+            each(Write::Run(serde_json::from_value(value(&r, 0))?))?;
+        }
+        for r in rows("SELECT key, run FROM idempotency_keys ORDER BY key")? {
+            let run: String = r.get(1);
+            let run = run
+                .parse()
+                .map_err(|e| StoreError::Corrupt(format!("idempotency key run {run:?}: {e}")))?;
+            each(Write::IdempotencyKey { key: r.get(0), run })?;
+        }
+        for r in rows("SELECT record FROM audit ORDER BY at, id")? {
+            each(Write::Audit(serde_json::from_value(value(&r, 0))?))?;
+        }
+        for r in rows("SELECT notice FROM notices ORDER BY created_at, id")? {
+            each(Write::Notice(serde_json::from_value(value(&r, 0))?))?;
+        }
+        for r in rows("SELECT playbook, fired_at FROM schedule_marks ORDER BY playbook")? {
+            each(Write::ScheduleMark {
+                playbook: r.get(0),
+                fired_at: time(&r.get::<_, String>(1))?,
+            })?;
+        }
+        if let Some(n) = self.meta("last_incident")? {
+            each(Write::LastIncident(number(Some(n), "last_incident")?))?;
+        }
+        if let Some(n) = self.meta("last_run")? {
+            each(Write::LastRun(number(Some(n), "last_run")?))?;
+        }
+        if let Some(text) = self.meta("automation")? {
+            each(Write::Automation(serde_json::from_str(&text)?))?;
+        }
+        Ok(())
+    }
+
+    fn incident(&self, id: IncidentId) -> Result<Option<Incident>, StoreError> {
+        let Some(mut inc) = self.incident_record(id)? else {
+            return Ok(None);
+        };
+        self.fill_alerts(&mut inc)?;
+        Ok(Some(inc))
+    }
+
+    fn incident_record(&self, id: IncidentId) -> Result<Option<Incident>, StoreError> {
+        self.one("SELECT record FROM incidents WHERE n = $1", &(id.number() as i64))
+    }
+
+    fn incident_alert(&self, id: IncidentId, index: u32) -> Result<Option<IncidentAlert>, StoreError> {
+        Ok(self
+            .all(
+                "SELECT alert FROM incident_alerts WHERE incident = $1 AND idx = $2",
+                &[&(id.number() as i64), &(index as i32)],
+            )?
+            .pop())
+    }
+
+    fn incidents(&self, filter: &IncidentFilter) -> Result<Vec<Incident>, StoreError> {
+        let status = filter.status.map(|s| json(&s)).transpose()?;
+        let severity = filter.severity.map(|s| json(&s)).transpose()?;
+        let mut out: Vec<Incident> = self.all(
+            "SELECT record FROM incidents WHERE ($1::jsonb IS NULL OR record->'status' = $1) AND ($2::jsonb IS NULL OR record->'severity' = $2) ORDER BY n DESC LIMIT $3",
+            &[&status, &severity, &(filter.limit.min(i64::MAX as usize) as i64)],
+        )?;
+        for inc in &mut out {
+            self.fill_alerts(inc)?;
+        }
+        Ok(out)
+    }
+
+    fn each_open(&self, each: &mut dyn FnMut(OpenEntry)) -> Result<(), StoreError> {
+        let entries: Vec<OpenEntry> = self.all("SELECT entry FROM open_incidents ORDER BY incident", &[])?;
+        entries.into_iter().for_each(each);
+        Ok(())
+    }
+
+    fn timeline(&self, id: IncidentId) -> Result<Vec<Event>, StoreError> {
+        self.all(
+            "SELECT event FROM events WHERE incident = $1 ORDER BY seq",
+            &[&(id.number() as i64)],
+        )
+    }
+
+    fn episode(&self, fingerprint: &str, starts_at: DateTime<Utc>) -> Result<Option<Episode>, StoreError> {
+        Ok(self
+            .all(
+                "SELECT episode FROM episodes WHERE fingerprint = $1 AND starts_at = $2",
+                &[&fingerprint, &nanos(starts_at)],
+            )?
+            .pop())
+    }
+
+    fn last_incident(&self) -> Result<u64, StoreError> {
+        number(self.meta("last_incident")?, "last_incident")
+    }
+
+    fn run(&self, id: RunId) -> Result<Option<Run>, StoreError> {
+        self.one("SELECT run FROM runs WHERE n = $1", &(id.number() as i64))
+    }
+
+    fn unfinished_runs(&self) -> Result<Vec<Run>, StoreError> {
+        self.all("SELECT run FROM runs WHERE NOT finished ORDER BY n", &[])
+    }
+
+    fn runs_since(&self, since: DateTime<Utc>) -> Result<Vec<Run>, StoreError> {
+        self.all("SELECT run FROM runs WHERE created_at >= $1 ORDER BY n DESC", &[&since])
+    }
+
+    fn last_run(&self) -> Result<u64, StoreError> {
+        number(self.meta("last_run")?, "last_run")
+    }
+
+    fn run_for_key(&self, key: &str) -> Result<Option<RunId>, StoreError> {
+        self.block(async {
+            let row = self
+                .client()
+                .await?
+                .query_opt("SELECT run FROM idempotency_keys WHERE key = $1", &[&key])
+                .await
+                .map_err(pg)?;
+            row.map(|r| {
+                let text: String = r.get(0);
+                text.parse()
+                    .map_err(|e| StoreError::Corrupt(format!("the run of idempotency key {key:?}: {e}")))
+            })
+            .transpose()
+        })
+    }
+
+    fn audit(&self, limit: usize) -> Result<Vec<Audit>, StoreError> {
+        self.all(
+            "SELECT record FROM audit ORDER BY at DESC, id DESC LIMIT $1",
+            &[&(limit.min(i64::MAX as usize) as i64)],
+        )
+    }
+
+    fn automation(&self) -> Result<crate::automation::Automation, StoreError> {
+        match self.meta("automation")? {
+            Some(text) => Ok(serde_json::from_str(&text)?),
+            None => Ok(Default::default()),
+        }
+    }
+
+    fn notice(&self, id: &str) -> Result<Option<crate::notices::Notice>, StoreError> {
+        self.one("SELECT notice FROM notices WHERE id = $1", &id)
+    }
+
+    fn pending_notices(&self) -> Result<Vec<crate::notices::Notice>, StoreError> {
+        self.all("SELECT notice FROM notices WHERE pending ORDER BY created_at, id", &[])
+    }
+
+    fn schedule_mark(&self, playbook: &str) -> Result<Option<DateTime<Utc>>, StoreError> {
+        self.block(async {
+            let row = self
+                .client()
+                .await?
+                .query_opt("SELECT fired_at FROM schedule_marks WHERE playbook = $1", &[&playbook])
+                .await
+                .map_err(pg)?;
+            row.map(|r| time(&r.get::<_, String>(0))).transpose()
+        })
+    }
+
+    fn claim_schedule(
+        &self,
+        playbook: &str,
+        expected: Option<DateTime<Utc>>,
+        new: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        self.block(async {
+            let client = self.client().await?;
+            // Compare-and-set in one statement: of replicas claiming the
+            // same firing, exactly one moves the mark.
+            let moved = match expected {
+                None => {
+                    client
+                        .execute(
+                            "INSERT INTO schedule_marks (playbook, fired_at) VALUES ($1, $2) ON CONFLICT (playbook) DO NOTHING",
+                            &[&playbook, &nanos(new)],
+                        )
+                        .await
+                }
+                Some(old) => {
+                    client
+                        .execute(
+                            "UPDATE schedule_marks SET fired_at = $2 WHERE playbook = $1 AND fired_at = $3",
+                            &[&playbook, &nanos(new), &nanos(old)],
+                        )
+                        .await
+                }
+            }
+            .map_err(pg)?;
+            Ok(moved == 1)
+        })
+    }
+}
+
+fn time(text: &str) -> Result<DateTime<Utc>, StoreError> {
+    DateTime::parse_from_rfc3339(text)
+        .map(|t| t.with_timezone(&Utc))
+        .map_err(|e| StoreError::Corrupt(format!("time {text:?}: {e}")))
+}
+
+fn number(value: Option<String>, key: &str) -> Result<u64, StoreError> {
+    value
+        .map(|v| {
+            v.parse()
+                .map_err(|e| StoreError::Corrupt(format!("laojun_meta.{key} {v:?}: {e}")))
+        })
+        .transpose()
+        .map(Option::unwrap_or_default)
+}
