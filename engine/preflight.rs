@@ -3,7 +3,8 @@
 //! Kubernetes reachable and every verb the runbooks need allowed (a
 //! SelfSubjectAccessReview each, the same plan as `laojun rbac`), the
 //! Route53 zones the catalog names readable, Slack's webhook configured
-//! (nothing posted), Prometheus and AlertManager answering. `serve` runs
+//! (nothing posted), Prometheus and AlertManager answering; and the
+//! PostgreSQL store, when configured, reachable with a schema it reads. `serve` runs
 //! the same checks at start and logs each failure as a warning.
 
 use std::collections::{BTreeSet, HashSet};
@@ -21,7 +22,7 @@ const PROBE_TIMEOUT: Duration = Duration::from_secs(10);
 /// One line of the report.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct Check {
-    /// `kubernetes`, `route53`, `slack`, `prometheus`, `alertmanager`.
+    /// `store`, `kubernetes`, `route53`, `slack`, `prometheus`, `alertmanager`.
     pub backend: &'static str,
     /// What was checked: `reachable`, `prod: patch deployments/scale`, a zone id.
     pub what: String,
@@ -52,6 +53,9 @@ pub async fn run(resolved: &Resolved, catalog: &Catalog, namespaces: &[String]) 
     let backends = Backends::from_config(&resolved.config, resolved.slack_webhook.clone());
     let used = used_actions(catalog);
     let mut checks = Vec::new();
+    if let Some(pg) = &resolved.config.store.postgres {
+        checks.push(postgres(pg).await);
+    }
     if used.iter().any(|a| !a.spec().kube.is_empty()) {
         checks.extend(kubernetes(&backends, catalog, namespaces).await);
     }
@@ -70,6 +74,25 @@ pub async fn run(resolved: &Resolved, catalog: &Catalog, namespaces: &[String]) 
         checks.push(endpoint(&backends, "alertmanager", &config.alertmanager, "/-/ready").await);
     }
     checks
+}
+
+/// The PostgreSQL store: reachable with its credentials (TLS as the URL
+/// says), its schema one this laojun reads, its tables writable.
+async fn postgres(pg: &crate::config::Postgres) -> Check {
+    let what = "reachable, schema, grants";
+    let url = match crate::secret::resolve(&pg.url) {
+        Ok(u) => u,
+        Err(e) => return Check::fail("store", what, format!("store.postgres.url: {e}")),
+    };
+    let checked = async {
+        let store = crate::store::PostgresStore::connect(url.expose(), 1, pg.ca_file.as_deref())?;
+        store.check().await
+    };
+    match tokio::time::timeout(PROBE_TIMEOUT, checked).await {
+        Ok(Ok(detail)) => Check::pass("store", what, detail),
+        Ok(Err(e)) => Check::fail("store", what, e.to_string()),
+        Err(_) => Check::fail("store", what, format!("no answer in {} s", PROBE_TIMEOUT.as_secs())),
+    }
 }
 
 /// The report as a table, one check per line.

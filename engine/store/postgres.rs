@@ -43,6 +43,21 @@ CREATE TABLE notices (id text PRIMARY KEY, notice jsonb NOT NULL, pending boolea
 CREATE TABLE schedule_marks (playbook text PRIMARY KEY, fired_at text NOT NULL);
 "#];
 
+/// laojun's tables, for `check`.
+const TABLES: &[&str] = &[
+    "laojun_meta",
+    "incidents",
+    "incident_alerts",
+    "events",
+    "episodes",
+    "open_incidents",
+    "runs",
+    "idempotency_keys",
+    "audit",
+    "notices",
+    "schedule_marks",
+];
+
 /// Replicas take this advisory lock while they migrate.
 const MIGRATION_LOCK: i64 = 0x6c61_6f6a_756e; // "laojun"
 /// The laojun using the database holds this one for as long as it runs.
@@ -183,6 +198,63 @@ impl PostgresStore {
         .map_err(pg)?;
         tx.commit().await.map_err(pg)?;
         Ok((known - found) as usize)
+    }
+
+    /// For `laojun check`, changing nothing: the schema's version, and
+    /// whether this login may write laojun's tables (or create them).
+    pub async fn check(&self) -> Result<String, StoreError> {
+        let client = self.client().await?;
+        let row = client
+            .query_one(
+                "SELECT to_regclass('laojun_meta') IS NOT NULL, current_user, current_database(), \
+                 has_database_privilege(current_database(), 'CREATE')",
+                &[],
+            )
+            .await
+            .map_err(pg)?;
+        let (exists, user, db, create): (bool, String, String, bool) = (row.get(0), row.get(1), row.get(2), row.get(3));
+        let known = MIGRATIONS.len();
+        if !exists {
+            return if create {
+                Ok(format!("{user}@{db}: no schema yet; serve creates it at start"))
+            } else {
+                Err(StoreError::Postgres(format!(
+                    "{user}@{db}: no schema, and {user} may not create one: GRANT CREATE ON DATABASE {db} TO {user}, or run laojun store migrate as its owner"
+                )))
+            };
+        }
+        let found: String = client
+            .query_opt("SELECT value FROM laojun_meta WHERE key = 'format'", &[])
+            .await
+            .map_err(pg)?
+            .map(|r| r.get(0))
+            .unwrap_or_default();
+        let found: usize = found.parse().unwrap_or(0);
+        if found > known {
+            return Err(StoreError::Newer {
+                found: found as u64,
+                known: known as u64,
+            });
+        }
+        let writable: bool = client
+            .query_one(
+                "SELECT bool_and(has_table_privilege(t, 'INSERT, UPDATE, DELETE')) FROM unnest($1::text[]) t",
+                &[&TABLES],
+            )
+            .await
+            .map_err(pg)?
+            .get(0);
+        if !writable {
+            return Err(StoreError::Postgres(format!(
+                "{user}@{db}: {user} may not write every laojun table: GRANT INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO {user}"
+            )));
+        }
+        let pending = if found < known {
+            format!("; serve runs {} migration(s) at start", known - found)
+        } else {
+            String::new()
+        };
+        Ok(format!("{user}@{db}: schema version {found}, writable{pending}"))
     }
 
     /// Runs `work` on the store's runtime and waits for it.

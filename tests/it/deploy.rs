@@ -255,7 +255,7 @@ fn systemd_accepts_the_unit_and_restarts_laojun_when_it_exits_for_a_reopened_sto
     let text = std::fs::read_to_string(support::repo().join("deploy/systemd/laojun.service")).unwrap();
     for line in [
         "Restart=on-failure",
-        "RestartForceExitStatus=75",
+        "RestartSec=2s",
         "ExecReload=/bin/kill -HUP $MAINPID",
         "User=laojun",
     ] {

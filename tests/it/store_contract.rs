@@ -332,3 +332,74 @@ async fn with_sslmode_require_the_store_talks_tls_and_checks_the_servers_certifi
     assert_eq!(out.status.code(), Some(1), "{err}");
     assert!(err.contains("certificate") && err.contains("UnknownIssuer"), "{err}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn check_says_whether_the_database_takes_laojuns_writes_and_what_to_grant_when_not() {
+    let Some(url) = support::postgres::database() else {
+        return;
+    };
+    let (root, dir) = (root(), tempfile::tempdir().unwrap());
+    let store_row = |url: &str| {
+        let config = dir.path().join("laojun.yaml");
+        let yaml = format!(
+            "root: '{}'\nstore: {{postgres: {{url: '{url}'}}}}\n",
+            root.path().display()
+        );
+        std::fs::write(&config, yaml).unwrap();
+        let (_, out, err) = laojun(&["check", "--config", config.to_str().unwrap(), "-o", "json"]);
+        let report: Value = serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}{err}"));
+        let row = report["checks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["backend"] == "store")
+            .cloned();
+        row.unwrap_or_else(|| panic!("no store row: {report:#}"))
+    };
+    let fresh = store_row(&url);
+    assert_eq!(fresh["ok"], true, "{fresh:#}");
+    assert!(
+        fresh["detail"]
+            .as_str()
+            .unwrap()
+            .contains("no schema yet; serve creates it"),
+        "{fresh:#}"
+    );
+
+    laojun::store::PostgresStore::connect(&url, 1, None)
+        .unwrap()
+        .migrate()
+        .await
+        .unwrap();
+    let migrated = store_row(&url);
+    assert!(
+        migrated["detail"]
+            .as_str()
+            .unwrap()
+            .ends_with("schema version 1, writable"),
+        "{migrated:#}"
+    );
+
+    // A login that may read but not write: the check fails and says what to grant.
+    let admin = tokio_postgres_client(&url).await;
+    admin
+        .batch_execute("CREATE ROLE reader LOGIN; GRANT SELECT ON ALL TABLES IN SCHEMA public TO reader")
+        .await
+        .unwrap();
+    let reader = store_row(&url.replacen("postgres://postgres@", "postgres://reader@", 1));
+    assert_eq!(reader["ok"], false, "{reader:#}");
+    assert!(
+        reader["detail"]
+            .as_str()
+            .unwrap()
+            .contains("GRANT INSERT, UPDATE, DELETE ON ALL TABLES"),
+        "{reader:#}"
+    );
+    // Nothing was written by any check.
+    let written: i64 = admin
+        .query_one("SELECT count(*) FROM incidents", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(written, 0);
+}
