@@ -84,6 +84,24 @@ pub enum Request {
     },
 }
 
+impl Request {
+    /// Answers it with a store failure, having done nothing.
+    fn refuse(self, why: &str) {
+        let failure = || Failure::Unavailable(why.to_string());
+        match self {
+            Request::Alerts { reply, .. } => drop(reply.send(Err(failure()))),
+            Request::Change { reply, .. } => drop(reply.send(Err(failure()))),
+            Request::NewRun { reply, .. } => drop(reply.send(Err(failure()))),
+            Request::Playbooks { reply, .. }
+            | Request::Notice { reply, .. }
+            | Request::Automation { reply, .. }
+            | Request::Audit { reply, .. }
+            | Request::Run { reply, .. } => drop(reply.send(Err(failure()))),
+            Request::Stop => {}
+        }
+    }
+}
+
 /// Why a request failed.
 #[derive(Debug, thiserror::Error)]
 pub enum Failure {
@@ -317,6 +335,34 @@ fn run(
         }
         let now = Utc::now();
         let started = Instant::now();
+        // Other replicas on a shared store wait from here to this commit's
+        // end; if one committed since our last commit, what memory holds
+        // (open incidents, counters) is read again first.
+        let began = store.begin().and_then(|session| {
+            if session.stale() {
+                intake.reload()?;
+            }
+            Ok(session)
+        });
+        let session = match began {
+            Ok(session) => session,
+            Err(e) => {
+                let e = e.to_string();
+                tracing::error!(error = %e, "store failed; the requests of this batch are refused with 503");
+                health.store_failed(&e);
+                let mut stop = false;
+                for request in batch {
+                    match request {
+                        Request::Stop => stop = true,
+                        other => other.refuse(&e),
+                    }
+                }
+                if stop {
+                    break;
+                }
+                continue;
+            }
+        };
         let mut answers = Vec::with_capacity(batch.len());
         let mut stop = false;
         let mut chunks = Vec::new();
@@ -341,7 +387,7 @@ fn run(
         } else if chunks.is_empty() {
             Ok(())
         } else {
-            store.apply(chunks).map_err(|e| e.to_string())
+            session.apply(chunks).map_err(|e| e.to_string())
         };
         match applied {
             Ok(()) => {

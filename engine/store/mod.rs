@@ -175,8 +175,36 @@ pub struct IncidentFilter {
     pub limit: usize,
 }
 
+/// A commit under the store's cross-process write lock (PostgreSQL shared
+/// by replicas): taken by `Store::begin` before the writer decides what to
+/// write, released when it applies (or is dropped). `stale` says whether
+/// another process committed since this one last did, so the writer first
+/// re-reads what it keeps in memory (open incidents, counters).
+pub trait Exclusive {
+    fn stale(&self) -> bool;
+    /// As `Store::apply`, and the lock is released.
+    fn apply(self: Box<Self>, batches: Vec<Vec<Write>>) -> Result<(), StoreError>;
+}
+
+/// A store only this process writes: nothing to lock, never stale.
+struct Alone<'a, S: ?Sized>(&'a S);
+
+impl<S: Store + ?Sized> Exclusive for Alone<'_, S> {
+    fn stale(&self) -> bool {
+        false
+    }
+    fn apply(self: Box<Self>, batches: Vec<Vec<Write>>) -> Result<(), StoreError> {
+        self.0.apply(batches)
+    }
+}
+
 /// The storage interface.
 pub trait Store: Send + Sync + 'static {
+    /// Takes the write lock other processes on the same store respect; see
+    /// [`Exclusive`]. A store one process owns (sled) has none.
+    fn begin(&self) -> Result<Box<dyn Exclusive + '_>, StoreError> {
+        Ok(Box::new(Alone(self)))
+    }
     /// Applies each batch of writes atomically, in order: reads see them at
     /// once, `flush` makes them durable. Each batch holds whole requests (see
     /// `writer`). On an error, the batches before the failing one may be

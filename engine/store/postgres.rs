@@ -12,10 +12,11 @@
 use std::path::Path;
 
 use chrono::{DateTime, Utc};
+use deadpool_postgres::GenericClient;
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
 use tokio_postgres_rustls::MakeRustlsConnect;
 
-use super::{Audit, Episode, IncidentFilter, OpenEntry, Store, StoreError, Write};
+use super::{Audit, Episode, Exclusive, IncidentFilter, OpenEntry, Store, StoreError, Write};
 use crate::ids::{IncidentId, RunId};
 use crate::incident::{Event, Incident, IncidentAlert};
 use crate::run::Run;
@@ -42,6 +43,10 @@ CREATE TABLE notices (id text PRIMARY KEY, notice jsonb NOT NULL, pending boolea
   created_at timestamptz NOT NULL);
 CREATE TABLE schedule_marks (playbook text PRIMARY KEY, fired_at text NOT NULL);
 "#];
+
+/// The writers of every replica take this advisory lock for one commit:
+/// from before the ledger decides what to write until COMMIT.
+const WRITE_LOCK: i64 = 0x6c61_6f6a_7577;
 
 /// laojun's tables, for `check`.
 const TABLES: &[&str] = &[
@@ -70,6 +75,10 @@ pub struct PostgresStore {
     runtime: tokio::runtime::Handle,
     /// The session holding `OWNER_LOCK`, once `open` took it.
     owner: Option<tokio_postgres::Client>,
+    /// `laojun_meta.commits` after this process's last commit under
+    /// `WRITE_LOCK` (-1 before the first): another value means another
+    /// replica committed since.
+    seen: std::sync::atomic::AtomicI64,
 }
 
 /// The error with its causes (the pool's and the driver's own messages
@@ -157,6 +166,7 @@ impl PostgresStore {
             tls,
             runtime,
             owner: None,
+            seen: std::sync::atomic::AtomicI64::new(-1),
         })
     }
 
@@ -362,7 +372,7 @@ fn nanos(t: DateTime<Utc>) -> String {
 }
 
 /// One write as SQL on the commit's transaction.
-async fn write(tx: &tokio_postgres::Transaction<'_>, w: Write) -> Result<(), StoreError> {
+async fn write(tx: &impl GenericClient, w: Write) -> Result<(), StoreError> {
     let n = |x: u64| x as i64;
     let result = match w {
         Write::Incident(mut inc) => {
@@ -455,7 +465,7 @@ async fn write(tx: &tokio_postgres::Transaction<'_>, w: Write) -> Result<(), Sto
     result.map(|_| ()).map_err(pg)
 }
 
-async fn set_meta(tx: &tokio_postgres::Transaction<'_>, key: &str, value: &str) -> Result<u64, tokio_postgres::Error> {
+async fn set_meta(tx: &impl GenericClient, key: &str, value: &str) -> Result<u64, tokio_postgres::Error> {
     tx.execute(
         "INSERT INTO laojun_meta (key, value) VALUES ($1, $2) ON CONFLICT (key) DO UPDATE SET value = $2",
         &[&key, &value],
@@ -463,7 +473,90 @@ async fn set_meta(tx: &tokio_postgres::Transaction<'_>, key: &str, value: &str) 
     .await
 }
 
+/// One commit under `WRITE_LOCK`, on a session of its own.
+struct Locked<'a> {
+    store: &'a PostgresStore,
+    client: Option<deadpool_postgres::Object>,
+    commits: i64,
+    stale: bool,
+}
+
+impl Exclusive for Locked<'_> {
+    fn stale(&self) -> bool {
+        self.stale
+    }
+
+    fn apply(mut self: Box<Self>, batches: Vec<Vec<Write>>) -> Result<(), StoreError> {
+        let client = self.client.take().expect("a Locked holds its session until it applies");
+        let store = self.store;
+        let next = self.commits + 1;
+        let done = store.block(async {
+            for w in batches.into_iter().flatten() {
+                write(&client, w).await?;
+            }
+            set_meta(&client, "commits", &next.to_string()).await.map_err(pg)?;
+            client.batch_execute("COMMIT").await.map_err(pg)
+        });
+        match done {
+            Ok(()) => store.seen.store(next, std::sync::atomic::Ordering::Release),
+            Err(_) => rollback(store, client),
+        }
+        done
+    }
+}
+
+impl Drop for Locked<'_> {
+    fn drop(&mut self) {
+        if let Some(client) = self.client.take() {
+            rollback(self.store, client);
+        }
+    }
+}
+
+/// Ends the session's transaction (and with it the lock); a session that
+/// cannot is closed rather than given back to the pool mid-transaction.
+fn rollback(store: &PostgresStore, client: deadpool_postgres::Object) {
+    if store
+        .block(async { client.batch_execute("ROLLBACK").await.map_err(pg) })
+        .is_err()
+    {
+        drop(deadpool_postgres::Object::take(client));
+    }
+}
+
 impl Store for PostgresStore {
+    fn begin(&self) -> Result<Box<dyn Exclusive + '_>, StoreError> {
+        let (client, commits) = self.block(async {
+            let client = self.client().await?;
+            let locked = async {
+                client.batch_execute("BEGIN").await?;
+                client
+                    .execute("SELECT pg_advisory_xact_lock($1)", &[&WRITE_LOCK])
+                    .await?;
+                let row = client
+                    .query_opt("SELECT value FROM laojun_meta WHERE key = 'commits'", &[])
+                    .await?;
+                Ok::<_, tokio_postgres::Error>(row.map(|r| r.get::<_, String>(0)))
+            }
+            .await;
+            match locked {
+                Ok(commits) => Ok((client, commits)),
+                Err(e) => {
+                    drop(deadpool_postgres::Object::take(client));
+                    Err(pg(e))
+                }
+            }
+        })?;
+        let commits = commits.map(|c| c.parse::<i64>().unwrap_or(0)).unwrap_or(0);
+        let stale = commits != self.seen.load(std::sync::atomic::Ordering::Acquire);
+        Ok(Box::new(Locked {
+            store: self,
+            client: Some(client),
+            commits,
+            stale,
+        }))
+    }
+
     fn apply(&self, batches: Vec<Vec<Write>>) -> Result<(), StoreError> {
         self.block(async {
             let mut client = self.client().await?;

@@ -32,6 +32,7 @@ mod postmortem;
 mod preflight;
 mod rbac;
 mod reload;
+mod replicas;
 mod restart;
 mod retry;
 mod route53;
