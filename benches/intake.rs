@@ -15,8 +15,18 @@
 //!
 //! The load generator runs in this process on the same 2 cores, so the
 //! figures are what the machine gives both together; compare ratios.
+//!
+//! With PostgreSQL installed (Debian `postgresql`), the same load at 32
+//! senders against laojun on a throwaway cluster that syncs its commits:
+//! one replica, and three in this process sharing the database (senders
+//! spread over them); beside it the raw ceiling of that server: 32
+//! connections, one transaction per body of plain inserts.
 
 mod common;
+// The tests' cluster harness; the bench uses part of it.
+#[allow(dead_code)]
+#[path = "../tests/it/support/postgres.rs"]
+mod pg_cluster;
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -48,6 +58,7 @@ fn body(worker: usize, n: usize, alerts: usize) -> Vec<u8> {
     serde_json::to_vec(&json!({"version": "4", "status": "firing", "receiver": "bench", "alerts": alerts})).unwrap()
 }
 
+#[derive(Clone)]
 struct Figures {
     requests: usize,
     errors: usize,
@@ -58,6 +69,11 @@ struct Figures {
 /// `concurrency` senders post to `url`, each as fast as it is answered:
 /// for DURATION, or `total` requests in all when given (a burst).
 async fn load(url: &str, concurrency: usize, alerts_per_body: usize, total: Option<usize>) -> Figures {
+    load_spread(&[url.to_string()], concurrency, alerts_per_body, total).await
+}
+
+/// As `load`, sender i posting to `urls[i % urls.len()]`.
+async fn load_spread(urls: &[String], concurrency: usize, alerts_per_body: usize, total: Option<usize>) -> Figures {
     let client = reqwest::Client::builder()
         .pool_max_idle_per_host(concurrency)
         .build()
@@ -66,7 +82,7 @@ async fn load(url: &str, concurrency: usize, alerts_per_body: usize, total: Opti
     let mut tasks = Vec::new();
     for worker in 0..concurrency {
         let client = client.clone();
-        let url = url.to_string();
+        let url = urls[worker % urls.len()].clone();
         tasks.push(tokio::spawn(async move {
             let (mut lat, mut errors, mut n) = (Vec::new(), 0, 0);
             loop {
@@ -114,6 +130,164 @@ fn pct(l: &[Duration], p: f64) -> f64 {
         return 0.0;
     }
     l[((l.len() as f64 * p) as usize).min(l.len() - 1)].as_secs_f64() * 1000.0
+}
+
+/// For the cluster harness the tests share: where initdb is.
+fn require(component: &str) -> Option<PathBuf> {
+    assert_eq!(component, "initdb");
+    ["17", "16", "15"]
+        .iter()
+        .map(|v| PathBuf::from(format!("/usr/lib/postgresql/{v}/bin/initdb")))
+        .find(|p| p.is_file())
+}
+const PATIENCE: Duration = Duration::from_secs(60);
+
+/// laojun on a PostgreSQL database: one replica through `serve::run`
+/// (which takes the one-laojun-per-database lock), or `count` engines
+/// sharing it (stores opened without that lock). Their webhook URLs.
+async fn laojun_on_postgres(url: &str, count: usize, root: &Path) -> (Vec<String>, Vec<tempfile::TempDir>) {
+    let (mut urls, mut dirs) = (Vec::new(), Vec::new());
+    for _ in 0..count {
+        let data = tempfile::tempdir().unwrap();
+        let mut config = Config {
+            listen: "127.0.0.1:0".into(),
+            data_dir: data.path().to_path_buf(),
+            root: root.to_path_buf(),
+            auth: laojun::config::Auth {
+                tokens: Vec::new(),
+                token: Some(TOKEN.into()),
+            },
+            ..Config::default()
+        };
+        let (addr_tx, addr_rx) = tokio::sync::oneshot::channel();
+        let on_listen = move |a| {
+            let _ = addr_tx.send(a);
+        };
+        if count == 1 {
+            config.store.postgres = Some(laojun::config::Postgres {
+                url: url.to_string(),
+                pool_size: 8,
+                ca_file: None,
+            });
+            tokio::spawn(laojun::serve::run(config, std::future::pending(), on_listen));
+        } else {
+            let store = laojun::store::PostgresStore::connect(url, 8, None).unwrap();
+            store.migrate().await.unwrap();
+            let engine = laojun::engine::Engine::builder(config)
+                .store(std::sync::Arc::new(store))
+                .start()
+                .await
+                .unwrap();
+            tokio::spawn(laojun::serve::serve(engine, std::future::pending(), on_listen));
+        }
+        urls.push(format!("http://{}/api/v1/alerts", addr_rx.await.unwrap()));
+        dirs.push(data);
+    }
+    (urls, dirs)
+}
+
+/// The server's own ceiling: `senders` connections, each committing one
+/// transaction of `alerts` plain inserts per body, for DURATION.
+async fn raw_inserts(url: &str, senders: usize, alerts: usize) -> Figures {
+    let (setup, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls).await.unwrap();
+    tokio::spawn(connection);
+    setup
+        .batch_execute("CREATE TABLE IF NOT EXISTS raw_alerts (fingerprint text, starts_at text, body jsonb, PRIMARY KEY (fingerprint, starts_at))")
+        .await
+        .unwrap();
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for worker in 0..senders {
+        let url = url.to_string();
+        tasks.push(tokio::spawn(async move {
+            let (mut client, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls).await.unwrap();
+            tokio::spawn(connection);
+            let insert = client
+                .prepare("INSERT INTO raw_alerts (fingerprint, starts_at, body) VALUES ($1, $2, $3)")
+                .await
+                .unwrap();
+            let (mut lat, mut n) = (Vec::new(), 0);
+            while started.elapsed() < DURATION {
+                let t = Instant::now();
+                let tx = client.transaction().await.unwrap();
+                for a in 0..alerts {
+                    let fingerprint = format!("{worker:04x}{n:08x}{a:04x}");
+                    let body = json!({"labels": {"alertname": "Bench", "instance": &fingerprint}});
+                    tx.execute(&insert, &[&fingerprint, &"2026-11-29T12:00:00Z", &body])
+                        .await
+                        .unwrap();
+                }
+                tx.commit().await.unwrap();
+                lat.push(t.elapsed());
+                n += 1;
+            }
+            lat
+        }));
+    }
+    let mut latencies = Vec::new();
+    for t in tasks {
+        latencies.extend(t.await.unwrap());
+    }
+    latencies.sort();
+    Figures {
+        requests: latencies.len(),
+        errors: 0,
+        elapsed: started.elapsed(),
+        latencies,
+    }
+}
+
+/// The PostgreSQL rows: laojun with 1 and 3 replicas and the raw ceiling,
+/// 1- and 50-alert bodies, 32 senders.
+async fn postgres_rows(root: &Path) -> Value {
+    if require("initdb").is_none() {
+        println!("postgresql: skipped, initdb not installed (apt-get install postgresql)");
+        return json!({"skipped": "postgresql not installed"});
+    }
+    pg_cluster::DURABLE.store(true, std::sync::atomic::Ordering::SeqCst);
+    println!("PostgreSQL (fsync on), 32 senders");
+    println!(
+        "{:<16} {:>6} {:>10} {:>10} {:>9} {:>9} {:>7} {:>7}",
+        "target", "alerts", "req/s", "alerts/s", "p50 ms", "p99 ms", "errors", "x raw"
+    );
+    let mut rows = Vec::new();
+    for alerts in [1, 50] {
+        let raw = raw_inserts(&pg_cluster::database().unwrap(), 32, alerts).await;
+        let raw_rate = raw.requests as f64 * alerts as f64 / raw.elapsed.as_secs_f64();
+        for (target, replicas) in [("laojun-pg", 1), ("laojun-pg x3", 3), ("raw inserts", 0)] {
+            let f = if replicas == 0 {
+                raw.clone()
+            } else {
+                let db = pg_cluster::database().unwrap();
+                let (urls, _dirs) = laojun_on_postgres(&db, replicas, root).await;
+                load_spread(&urls, 32, alerts, None).await
+            };
+            let rps = f.requests as f64 / f.elapsed.as_secs_f64();
+            let row = json!({
+                "target": target, "replicas": replicas, "alerts_per_body": alerts, "concurrency": 32,
+                "requests_per_sec": rps, "alerts_per_sec": rps * alerts as f64,
+                "p50_ms": pct(&f.latencies, 0.5), "p99_ms": pct(&f.latencies, 0.99), "errors": f.errors,
+                "over_raw": rps * alerts as f64 / raw_rate,
+            });
+            println!(
+                "{:<16} {:>6} {:>10.0} {:>10.0} {:>9.2} {:>9.2} {:>7} {:>7.2}",
+                target,
+                alerts,
+                rps,
+                rps * alerts as f64,
+                pct(&f.latencies, 0.5),
+                pct(&f.latencies, 0.99),
+                f.errors,
+                row["over_raw"].as_f64().unwrap()
+            );
+            rows.push(row);
+        }
+    }
+    json!({"rows": rows, "notes": [
+        "A throwaway cluster from Debian's postgresql with fsync on, on the same 2 cores as laojun and the load.",
+        "raw inserts: 32 connections, each body one transaction of plain INSERTs (the server's ceiling for this work, no laojun).",
+        "laojun-pg x3: three engines in one process sharing the database; their writers take turns under one advisory lock per commit.",
+    ]})
 }
 
 /// What each target does with a body before it answers.
@@ -415,9 +589,11 @@ async fn main() {
         peer_json["rss_after_load_mib"] = json!(loaded);
         peer_json["processes"] = json!(tree.len());
     }
+    let postgres = postgres_rows(root.path()).await;
     common::write_json(
         "intake",
         &json!({
+            "postgres": postgres,
             "bench": "intake",
             "seconds_per_run": DURATION.as_secs(),
             "rows": rows,

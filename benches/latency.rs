@@ -2,9 +2,14 @@
 //! incident timelines (`opened` → first `step` running), at a steady rate
 //! and in a burst. Run: `cargo bench --bench latency` (or `scripts/bench
 //! latency`); prints a table and writes <out>/bench-latency.json, <out>
-//! being $LAOJUN_BENCH_OUT or target/bench.
+//! being $LAOJUN_BENCH_OUT or target/bench. On sled, and with PostgreSQL
+//! installed on a throwaway cluster that syncs its commits.
 
 mod common;
+// The tests' cluster harness, for the PostgreSQL figures.
+#[allow(dead_code)]
+#[path = "../tests/it/support/postgres.rs"]
+mod pg_cluster;
 
 use std::time::{Duration, Instant};
 
@@ -71,13 +76,85 @@ fn pct(v: &mut [f64], p: f64) -> f64 {
 
 #[tokio::main]
 async fn main() {
+    let sled = measure(|_| {}).await;
+    let postgres = if pg_cluster_initdb().is_some() {
+        pg_cluster::DURABLE.store(true, std::sync::atomic::Ordering::SeqCst);
+        let url = pg_cluster::database().unwrap();
+        let pg = measure(move |c| {
+            c.store.postgres = Some(laojun::config::Postgres {
+                url: url.clone(),
+                pool_size: 8,
+                ca_file: None,
+            })
+        })
+        .await;
+        Some(pg)
+    } else {
+        println!("postgresql: skipped, initdb not installed (apt-get install postgresql)");
+        None
+    };
+    println!("webhook accepted -> first step started (ms, from the timeline)");
+    println!("{:<10} {:<28} {:>8} {:>8} {:>8}", "store", "load", "p50", "p99", "max");
+    for (store, m) in [("sled", Some(&sled)), ("postgres", postgres.as_ref())] {
+        let Some(m) = m else { continue };
+        for (load, p) in [
+            (format!("steady {RATE}/s x {}", RATE * 4), m.steady),
+            (format!("burst {BURST} in {:.2}s", m.burst_secs), m.burst),
+        ] {
+            println!("{store:<10} {load:<28} {:>8.2} {:>8.2} {:>8.2}", p[0], p[1], p[2]);
+        }
+    }
+    let figures = |m: &Measured| {
+        json!({
+            "steady": {"rate_per_sec": RATE, "alerts": RATE * 4,
+                       "p50_ms": m.steady[0], "p99_ms": m.steady[1], "max_ms": m.steady[2]},
+            "burst": {"alerts": BURST, "senders": 32, "secs": m.burst_secs,
+                      "p50_ms": m.burst[0], "p99_ms": m.burst[1], "max_ms": m.burst[2]},
+        })
+    };
+    let mut out = figures(&sled);
+    out["bench"] = json!("latency");
+    out["measures"] = json!("webhook accepted -> first step started, ms, from the incident timelines");
+    out["postgres"] = postgres
+        .as_ref()
+        .map(figures)
+        .unwrap_or(json!({"skipped": "postgresql not installed"}));
+    common::write_json("latency", &out);
+}
+
+const RATE: usize = 500;
+const BURST: usize = 2000;
+
+/// Percentiles (p50, p99, max) of the steady load and of the burst.
+struct Measured {
+    steady: [f64; 3],
+    burst: [f64; 3],
+    burst_secs: f64,
+}
+
+/// For the tests' cluster harness: where initdb is.
+fn pg_cluster_initdb() -> Option<std::path::PathBuf> {
+    ["17", "16", "15"]
+        .iter()
+        .map(|v| std::path::PathBuf::from(format!("/usr/lib/postgresql/{v}/bin/initdb")))
+        .find(|p| p.is_file())
+}
+
+fn require(component: &str) -> Option<std::path::PathBuf> {
+    assert_eq!(component, "initdb");
+    pg_cluster_initdb()
+}
+const PATIENCE: Duration = Duration::from_secs(60);
+
+/// The steady load and the burst on a fresh laojun whose config `store` adjusts.
+async fn measure(store: impl FnOnce(&mut Config)) -> Measured {
     let data = tempfile::tempdir().unwrap();
     let root = tempfile::tempdir().unwrap();
     for (path, text) in [("runbooks/noop.yaml", RUNBOOK), ("playbooks/all.yaml", PLAYBOOK)] {
         std::fs::create_dir_all(root.path().join(path).parent().unwrap()).unwrap();
         std::fs::write(root.path().join(path), text).unwrap();
     }
-    let config = Config {
+    let mut config = Config {
         listen: "127.0.0.1:0".into(),
         data_dir: data.path().to_path_buf(),
         root: root.path().to_path_buf(),
@@ -87,21 +164,28 @@ async fn main() {
         },
         ..Config::default()
     };
+    store(&mut config);
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let (tx, rx) = tokio::sync::oneshot::channel();
-    tokio::spawn(laojun::serve::run(config, std::future::pending(), move |a| {
-        let _ = tx.send(a);
-    }));
+    let server = tokio::spawn(laojun::serve::run(
+        config,
+        async {
+            let _ = stopped.await;
+        },
+        move |a| {
+            let _ = tx.send(a);
+        },
+    ));
     let base = format!("http://{}", rx.await.unwrap());
     let url = format!("{base}/api/v1/alerts");
     let client = reqwest::Client::new();
 
-    // Steady: 500 alerts/s for 4 s, one new incident each.
-    let rate = 500;
-    let steady = rate * 4;
+    // Steady: RATE alerts/s for 4 s, one new incident each.
+    let steady = RATE * 4;
     let start = Instant::now();
     let mut tasks = Vec::new();
     for i in 0..steady {
-        let due = start + Duration::from_secs_f64(i as f64 / rate as f64);
+        let due = start + Duration::from_secs_f64(i as f64 / RATE as f64);
         tokio::time::sleep_until(due.into()).await;
         let (c, u) = (client.clone(), url.clone());
         tasks.push(tokio::spawn(async move { post(&c, &u, i).await }));
@@ -111,14 +195,13 @@ async fn main() {
     }
     let mut steady_ms = latencies(&client, &base, 1, steady + 1).await;
 
-    // Burst: 2000 alerts from 32 concurrent senders, as fast as they go.
-    let burst = 2000;
+    // Burst: BURST alerts from 32 concurrent senders, as fast as they go.
     let started = Instant::now();
     let mut tasks = Vec::new();
     for w in 0..32 {
         let (c, u) = (client.clone(), url.clone());
         tasks.push(tokio::spawn(async move {
-            for i in (w..burst).step_by(32) {
+            for i in (w..BURST).step_by(32) {
                 post(&c, &u, steady + i).await;
             }
         }));
@@ -127,35 +210,12 @@ async fn main() {
         t.await.unwrap();
     }
     let burst_secs = started.elapsed().as_secs_f64();
-    let mut burst_ms = latencies(&client, &base, steady + 1, steady + burst + 1).await;
-
-    let steady_pct = [0.5, 0.99, 1.0].map(|p| pct(&mut steady_ms, p));
-    let burst_pct = [0.5, 0.99, 1.0].map(|p| pct(&mut burst_ms, p));
-    println!("webhook accepted -> first step started (ms, from the timeline)");
-    println!("{:<28} {:>8} {:>8} {:>8}", "load", "p50", "p99", "max");
-    println!(
-        "{:<28} {:>8.2} {:>8.2} {:>8.2}",
-        format!("steady {rate}/s x {steady}"),
-        steady_pct[0],
-        steady_pct[1],
-        steady_pct[2]
-    );
-    println!(
-        "{:<28} {:>8.2} {:>8.2} {:>8.2}",
-        format!("burst {burst} in {burst_secs:.2}s"),
-        burst_pct[0],
-        burst_pct[1],
-        burst_pct[2]
-    );
-    common::write_json(
-        "latency",
-        &json!({
-            "bench": "latency",
-            "measures": "webhook accepted -> first step started, ms, from the incident timelines",
-            "steady": {"rate_per_sec": rate, "alerts": steady,
-                       "p50_ms": steady_pct[0], "p99_ms": steady_pct[1], "max_ms": steady_pct[2]},
-            "burst": {"alerts": burst, "senders": 32, "secs": burst_secs,
-                      "p50_ms": burst_pct[0], "p99_ms": burst_pct[1], "max_ms": burst_pct[2]},
-        }),
-    );
+    let mut burst_ms = latencies(&client, &base, steady + 1, steady + BURST + 1).await;
+    let _ = stop.send(());
+    let _ = server.await;
+    Measured {
+        steady: [0.5, 0.99, 1.0].map(|p| pct(&mut steady_ms, p)),
+        burst: [0.5, 0.99, 1.0].map(|p| pct(&mut burst_ms, p)),
+        burst_secs,
+    }
 }

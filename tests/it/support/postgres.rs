@@ -20,6 +20,11 @@ struct Cluster {
 
 static CLUSTER: OnceLock<Result<Cluster, String>> = OnceLock::new();
 static NEXT: AtomicUsize = AtomicUsize::new(0);
+/// Set before the first `database()` for a cluster that syncs its commits
+/// (benchmarks); the tests' cluster does not (its durability is not what
+/// they test).
+#[allow(dead_code)] // the benches set it
+pub static DURABLE: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
 fn run(command: &mut Command) -> Result<String, String> {
     let out = command.output().map_err(|e| format!("{command:?}: {e}"))?;
@@ -73,9 +78,10 @@ fn start(initdb: PathBuf) -> Result<Cluster, String> {
         .arg(dir.path().join("postgres.log"))
         .arg("-o")
         .arg(format!(
-            "-p {port} -k {} -c listen_addresses=127.0.0.1 -c max_connections=200 -c fsync=off \
+            "-p {port} -k {} -c listen_addresses=127.0.0.1 -c max_connections=200 -c fsync={} \
              -c ssl=on -c ssl_cert_file={} -c ssl_key_file={}",
             sockets.display(),
+            if DURABLE.load(Ordering::SeqCst) { "on" } else { "off" },
             dir.path().join("server.crt").display(),
             dir.path().join("server.key").display(),
         ))
