@@ -145,17 +145,78 @@ async fn probe<T>(
 /// `laojun rbac` makes.
 async fn kubernetes(backends: &Backends, catalog: &Catalog, namespaces: &[String]) -> Vec<Check> {
     const K: &str = "kubernetes";
-    let version = match probe(backends.kube.server_version(None)).await {
+    let (named, any) = named_clusters(catalog);
+    let mut clusters: Vec<Option<String>> = vec![None];
+    let others = if any {
+        match backends.kube.other_contexts() {
+            Ok(others) => others,
+            Err(e) => return vec![Check::fail(K, "reachable", e.to_string())],
+        }
+    } else {
+        Vec::new()
+    };
+    clusters.extend(
+        named
+            .into_iter()
+            .chain(others)
+            .collect::<BTreeSet<_>>()
+            .into_iter()
+            .map(Some),
+    );
+    let mut checks = Vec::new();
+    for cluster in &clusters {
+        checks.extend(cluster_checks(backends, catalog, namespaces, cluster.as_deref()).await);
+    }
+    checks
+}
+
+/// The contexts the catalog's Kubernetes steps name in `cluster`, and
+/// whether some step's `cluster` is a template (so may be any context).
+fn named_clusters(catalog: &Catalog) -> (BTreeSet<String>, bool) {
+    let (mut named, mut any) = (BTreeSet::new(), false);
+    for runbook in catalog.runbooks.values() {
+        for step in all_steps(&runbook.steps)
+            .into_iter()
+            .filter(|s| !s.action.spec().kube.is_empty())
+        {
+            match step.with.get("cluster").and_then(|v| v.as_str()) {
+                None | Some("") => {}
+                Some(text) if text.contains("{{") => any = true,
+                Some(name) => {
+                    named.insert(name.to_string());
+                }
+            }
+        }
+    }
+    (named, any)
+}
+
+/// Reachability and the plan's every verb in one cluster (`None`: the one
+/// a step without `cluster` uses). The same RBAC goes to every cluster, so
+/// each is asked for all of it.
+async fn cluster_checks(
+    backends: &Backends,
+    catalog: &Catalog,
+    namespaces: &[String],
+    cluster: Option<&str>,
+) -> Vec<Check> {
+    const K: &str = "kubernetes";
+    let prefix = cluster.map(|c| format!("{c}: ")).unwrap_or_default();
+    let version = match probe(backends.kube.server_version(cluster)).await {
         Ok(v) => v,
         Err(e) => {
             return vec![Check::fail(
                 K,
-                "reachable",
+                format!("{prefix}reachable"),
                 format!("{e}; set kubernetes.kubeconfig/context, or run in a pod with laojun's ServiceAccount"),
             )]
         }
     };
-    let mut checks = vec![Check::pass(K, "reachable", format!("API server {version}"))];
+    let mut checks = vec![Check::pass(
+        K,
+        format!("{prefix}reachable"),
+        format!("API server {version}"),
+    )];
     let plan = crate::rbac::plan(catalog, namespaces);
     let scopes = plan
         .roles
@@ -166,9 +227,9 @@ async fn kubernetes(backends: &Backends, catalog: &Catalog, namespaces: &[String
         for ((group, resource), verbs) in rules {
             for (verb, needers) in verbs {
                 let scope = namespace.unwrap_or("all namespaces");
-                let what = format!("{scope}: {verb} {resource}");
+                let what = format!("{prefix}{scope}: {verb} {resource}");
                 let who = first_few(needers);
-                let check = match probe(backends.kube.can_i(None, namespace, group, resource, verb)).await {
+                let check = match probe(backends.kube.can_i(cluster, namespace, group, resource, verb)).await {
                     Ok(true) => Check::pass(K, what, format!("allowed (for {who})")),
                     Ok(false) => Check::fail(
                         K,

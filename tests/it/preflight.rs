@@ -204,3 +204,53 @@ async fn check_passes_against_backends_that_allow_everything_and_names_each_that
     );
     assert_eq!(laojun.client(TOKEN).healthz().await.unwrap(), "ok\n");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn check_asks_every_context_a_templated_cluster_may_name_and_reports_the_one_it_cannot_reach() {
+    // The shipped runbooks take `cluster` from a parameter (one cluster per
+    // region), so every context of the kubeconfig is checked.
+    let root = shipped_root_with(&[]);
+    let kube = FakeKube::start().await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let kubeconfig = dir.path().join("kubeconfig");
+    let gone = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let gone_url = format!("http://{}", gone.local_addr().unwrap());
+    // Closed: nothing listens there any more.
+    drop(gone);
+    std::fs::write(
+        &kubeconfig,
+        format!(
+            "apiVersion: v1\nkind: Config\nclusters:\n- {{name: east, cluster: {{server: \"{}\"}}}}\n- {{name: west, cluster: {{server: \"{gone_url}\"}}}}\n\
+             users:\n- {{name: u, user: {{}}}}\ncontexts:\n- {{name: ap-east-1, context: {{cluster: east, user: u}}}}\n- {{name: ap-southeast-1, context: {{cluster: west, user: u}}}}\n\
+             current-context: ap-east-1\n",
+            kube.url()
+        ),
+    )
+    .unwrap();
+    let config = dir.path().join("laojun.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "root: {}\nkubernetes: {{kubeconfig: {}, namespaces: [prod]}}\n",
+            root.path().display(),
+            kubeconfig.display()
+        ),
+    )
+    .unwrap();
+    let (code, table, stderr) = check(&config);
+    assert_eq!(code, 1, "{table}{stderr}");
+    let rows = rows(&table);
+    let kubernetes: Vec<(&str, &str)> = rows
+        .iter()
+        .filter(|r| r.0 == "kubernetes")
+        .map(|r| (r.1.as_str(), r.2.as_str()))
+        .collect();
+    assert_eq!(kubernetes[0], ("reachable", "ok"), "{table}");
+    assert!(kubernetes[1..13].iter().all(|(_, result)| *result == "ok"), "{table}");
+    assert_eq!(kubernetes[13..], [("ap-southeast-1: reachable", "FAIL")], "{table}");
+    let line = table.lines().find(|l| l.contains("ap-southeast-1: reachable")).unwrap();
+    assert!(
+        line.contains("Connection refused"),
+        "says why it could not reach it: {line}"
+    );
+}

@@ -64,12 +64,12 @@ impl Kube {
         Ok(client)
     }
 
-    /// Where a context's API server is and how to authenticate: the
-    /// configured kubeconfig; else, in a pod (`KUBERNETES_SERVICE_HOST`),
-    /// its ServiceAccount; else `$KUBECONFIG` or `~/.kube/config`.
-    async fn config_for(&self, context: Option<&str>) -> Result<kube::Config, ActionError> {
+    /// The kubeconfig to read, and where it came from: the configured one;
+    /// none in a pod (`KUBERNETES_SERVICE_HOST`) without one; else
+    /// `$KUBECONFIG` or `~/.kube/config` when there.
+    fn kubeconfig(&self) -> Result<Option<(Kubeconfig, String)>, ActionError> {
         let in_cluster = std::env::var_os("KUBERNETES_SERVICE_HOST").is_some();
-        let kubeconfig = match &self.kubeconfig {
+        Ok(match &self.kubeconfig {
             Some(path) => Some((
                 Kubeconfig::read_from(path)
                     .map_err(|e| ActionError::fatal(format!("kubeconfig {}: {e}", path.display())))?,
@@ -88,7 +88,30 @@ impl Kube {
                     Err(_) => None,
                 }
             }
+        })
+    }
+
+    /// The kubeconfig's contexts other than the one a step without a
+    /// `cluster` uses (for `laojun check`); none without a kubeconfig.
+    pub fn other_contexts(&self) -> Result<Vec<String>, ActionError> {
+        let Some((kc, _)) = self.kubeconfig()? else {
+            return Ok(Vec::new());
         };
+        let default = self.context.clone().or(kc.current_context.clone());
+        Ok(kc
+            .contexts
+            .iter()
+            .map(|c| c.name.clone())
+            .filter(|name| Some(name) != default.as_ref())
+            .collect())
+    }
+
+    /// Where a context's API server is and how to authenticate: the
+    /// configured kubeconfig; else, in a pod (`KUBERNETES_SERVICE_HOST`),
+    /// its ServiceAccount; else `$KUBECONFIG` or `~/.kube/config`.
+    async fn config_for(&self, context: Option<&str>) -> Result<kube::Config, ActionError> {
+        let in_cluster = std::env::var_os("KUBERNETES_SERVICE_HOST").is_some();
+        let kubeconfig = self.kubeconfig()?;
         match (kubeconfig, context) {
             (Some((kc, source)), context) => {
                 if let Some(name) = context {
@@ -144,8 +167,20 @@ pub(crate) fn kube_error(what: &str, e: kube::Error) -> ActionError {
                 ActionError::fatal(message)
             }
         }
-        // Connection refused, timeouts, TLS hiccups: the server may come back.
-        _ => ActionError::retry(format!("{what}: {e}")),
+        // Connection refused, timeouts, TLS hiccups: the server may come
+        // back. The causes say which (kube's own text stops at "Connect").
+        _ => {
+            let mut text = format!("{what}: {e}");
+            let mut cause = std::error::Error::source(&e);
+            while let Some(c) = cause {
+                let next = c.to_string();
+                if !text.contains(&next) {
+                    text = format!("{text}: {next}");
+                }
+                cause = c.source();
+            }
+            ActionError::retry(text)
+        }
     }
 }
 
