@@ -421,12 +421,14 @@ async fn a_high_cpu_alert_is_assessed_scaled_out_and_verified_back_under_80_perc
         kube.get("deployments", "prod", "checkout").unwrap()["spec"]["replicas"],
         5
     );
-    eventually("the CPU check to miss", async || {
+    // A snapshot between attempts: a later read may catch the next attempt
+    // running, its error not yet set.
+    let polling = eventually("the CPU check to miss", async || {
         let run = c.run("RUN-3").await.ok()?;
-        (run.steps.first()?.attempts >= 2).then_some(())
+        let step = run.steps.first()?;
+        (step.attempts >= 2 && step.error.is_some()).then_some(run)
     })
     .await;
-    let polling = c.run("RUN-3").await.unwrap();
     assert_eq!(polling.status, RunStatus::Running);
     assert!(
         polling.steps[0]
