@@ -23,6 +23,7 @@
 //! connections, one transaction per body of plain inserts.
 
 mod common;
+use common::{require, PATIENCE};
 // The tests' cluster harness; the bench uses part of it.
 #[allow(dead_code)]
 #[path = "../tests/it/support/postgres.rs"]
@@ -131,16 +132,6 @@ fn pct(l: &[Duration], p: f64) -> f64 {
     }
     l[((l.len() as f64 * p) as usize).min(l.len() - 1)].as_secs_f64() * 1000.0
 }
-
-/// For the cluster harness the tests share: where initdb is.
-fn require(component: &str) -> Option<PathBuf> {
-    assert_eq!(component, "initdb");
-    ["17", "16", "15"]
-        .iter()
-        .map(|v| PathBuf::from(format!("/usr/lib/postgresql/{v}/bin/initdb")))
-        .find(|p| p.is_file())
-}
-const PATIENCE: Duration = Duration::from_secs(60);
 
 /// laojun on a PostgreSQL database: one replica through `serve::run`
 /// (which takes the one-laojun-per-database lock), or `count` engines

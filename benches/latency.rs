@@ -6,6 +6,7 @@
 //! installed on a throwaway cluster that syncs its commits.
 
 mod common;
+use common::{require, PATIENCE};
 // The tests' cluster harness, for the PostgreSQL figures.
 #[allow(dead_code)]
 #[path = "../tests/it/support/postgres.rs"]
@@ -77,7 +78,7 @@ fn pct(v: &mut [f64], p: f64) -> f64 {
 #[tokio::main]
 async fn main() {
     let sled = measure(|_| {}).await;
-    let postgres = if pg_cluster_initdb().is_some() {
+    let postgres = if require("initdb").is_some() {
         pg_cluster::DURABLE.store(true, std::sync::atomic::Ordering::SeqCst);
         let url = pg_cluster::database().unwrap();
         let pg = measure(move |c| {
@@ -131,20 +132,6 @@ struct Measured {
     burst: [f64; 3],
     burst_secs: f64,
 }
-
-/// For the tests' cluster harness: where initdb is.
-fn pg_cluster_initdb() -> Option<std::path::PathBuf> {
-    ["17", "16", "15"]
-        .iter()
-        .map(|v| std::path::PathBuf::from(format!("/usr/lib/postgresql/{v}/bin/initdb")))
-        .find(|p| p.is_file())
-}
-
-fn require(component: &str) -> Option<std::path::PathBuf> {
-    assert_eq!(component, "initdb");
-    pg_cluster_initdb()
-}
-const PATIENCE: Duration = Duration::from_secs(60);
 
 /// The steady load and the burst on a fresh laojun whose config `store` adjusts.
 async fn measure(store: impl FnOnce(&mut Config)) -> Measured {

@@ -25,6 +25,7 @@ pub mod alert;
 pub mod allocator;
 pub mod automation;
 pub mod catalog;
+pub mod causes;
 pub mod cli;
 pub mod client;
 pub mod config;

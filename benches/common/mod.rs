@@ -30,3 +30,17 @@ pub fn write_json(name: &str, value: &serde_json::Value) {
     std::fs::write(&path, serde_json::to_vec_pretty(value).unwrap()).expect("write the bench JSON");
     println!("wrote {}", path.display());
 }
+
+/// For the tests' PostgreSQL harness (`#[path]`-included as `pg_cluster`,
+/// which asks its parent for `require` and `PATIENCE`): where initdb is.
+#[allow(dead_code)] // not every bench uses PostgreSQL
+pub fn require(component: &str) -> Option<PathBuf> {
+    assert_eq!(component, "initdb", "the benches only look for initdb");
+    ["17", "16", "15"]
+        .iter()
+        .map(|v| PathBuf::from(format!("/usr/lib/postgresql/{v}/bin/initdb")))
+        .find(|p| p.is_file())
+}
+
+#[allow(dead_code)]
+pub const PATIENCE: std::time::Duration = std::time::Duration::from_secs(60);

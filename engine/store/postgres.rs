@@ -81,19 +81,9 @@ pub struct PostgresStore {
     seen: std::sync::atomic::AtomicI64,
 }
 
-/// The error with its causes (the pool's and the driver's own messages
-/// leave out why: "error performing TLS handshake").
+/// A driver or pool error with its causes (see `crate::causes`).
 fn pg(e: impl std::error::Error) -> StoreError {
-    let mut text = e.to_string();
-    let mut cause = e.source();
-    while let Some(c) = cause {
-        let next = c.to_string();
-        if !text.ends_with(&next) {
-            text = format!("{text}: {next}");
-        }
-        cause = c.source();
-    }
-    StoreError::Postgres(text)
+    StoreError::Postgres(crate::causes::with_causes(&e))
 }
 
 impl PostgresStore {

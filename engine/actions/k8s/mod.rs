@@ -169,18 +169,7 @@ pub(crate) fn kube_error(what: &str, e: kube::Error) -> ActionError {
         }
         // Connection refused, timeouts, TLS hiccups: the server may come
         // back. The causes say which (kube's own text stops at "Connect").
-        _ => {
-            let mut text = format!("{what}: {e}");
-            let mut cause = std::error::Error::source(&e);
-            while let Some(c) = cause {
-                let next = c.to_string();
-                if !text.contains(&next) {
-                    text = format!("{text}: {next}");
-                }
-                cause = c.source();
-            }
-            ActionError::retry(text)
-        }
+        _ => ActionError::retry(format!("{what}: {}", crate::causes::with_causes(&e))),
     }
 }
 
