@@ -159,6 +159,7 @@ async fn laojun_on_postgres(url: &str, count: usize, root: &Path) -> (Vec<String
                 url: url.to_string(),
                 pool_size: 8,
                 ca_file: None,
+                lease_secs: 30,
             });
             tokio::spawn(laojun::serve::run(config, std::future::pending(), on_listen));
         } else {

@@ -86,6 +86,7 @@ async fn main() {
                 url: url.clone(),
                 pool_size: 8,
                 ca_file: None,
+                lease_secs: 30,
             })
         })
         .await;

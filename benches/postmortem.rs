@@ -88,6 +88,7 @@ fn main() {
                 counts_for_guards: None,
                 catalog_revision: String::new(),
                 retry_of: None,
+                lease: None,
             }
         })
         .collect();

@@ -97,10 +97,18 @@ pub struct Postgres {
     /// for TLS (`sslmode=require`); without it, the system's CA roots.
     #[serde(default)]
     pub ca_file: Option<PathBuf>,
+    /// How long a replica's hold on a run lasts without renewal (it renews
+    /// every third of it); a dead replica's runs are taken over after it.
+    #[serde(default = "default_lease_secs")]
+    pub lease_secs: u64,
 }
 
 fn default_pool_size() -> usize {
     8
+}
+
+fn default_lease_secs() -> u64 {
+    30
 }
 
 /// A base URL and how to authenticate to it; secrets are references,

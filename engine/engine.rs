@@ -204,6 +204,9 @@ impl Builder {
             notices: notices.clone(),
         };
         tokio::spawn(act_on_effects(effects_rx, executor.clone(), reports));
+        // On a shared store: renew this replica's leases, take over runs of
+        // replicas gone silent (returns at once on sled).
+        tokio::spawn(executor.clone().keep_leases());
         let clock = self.clock.unwrap_or_else(|| Arc::new(SystemClock));
         let reloader = Arc::new(Reloader {
             root: config.root.clone(),
@@ -357,9 +360,21 @@ fn expect_series(metrics: &Metrics, catalog: &Catalog) {
 /// lock (replicas starting together take turns).
 pub async fn open_postgres(pg: &crate::config::Postgres) -> anyhow::Result<Arc<dyn Store>> {
     let url = crate::secret::resolve(&pg.url).map_err(|e| anyhow::anyhow!("store.postgres.url: {e}"))?;
-    let store = crate::store::PostgresStore::open(url.expose(), pg.pool_size, pg.ca_file.as_deref())
-        .await
-        .context("opening the PostgreSQL store (store.postgres)")?;
+    if pg.lease_secs < 3 {
+        anyhow::bail!(
+            "store.postgres.lease_secs is {}: write at least 3 (leases are renewed every third of it; the default is 30)",
+            pg.lease_secs
+        );
+    }
+    let store = crate::store::PostgresStore::open(
+        url.expose(),
+        pg.pool_size,
+        pg.ca_file.as_deref(),
+        crate::store::Use::Replica,
+    )
+    .await
+    .context("opening the PostgreSQL store (store.postgres)")?
+    .with_lease(pg.lease_secs);
     Ok(Arc::new(store))
 }
 

@@ -312,6 +312,17 @@ pub enum EventKind {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         duration_ms: Option<i64>,
     },
+    /// A replica took a run over from one whose lease lapsed (it died,
+    /// stopped or was cut off from the database).
+    RunTakenOver {
+        run: RunId,
+        /// The replica that holds it now.
+        by: String,
+        /// The one that held it (empty: a run copied from sled).
+        from: String,
+        /// Since the old owner last renewed its lease.
+        silent_secs: f64,
+    },
 }
 
 impl EventKind {
@@ -334,6 +345,7 @@ impl EventKind {
             EventKind::Approval { .. } => "approval",
             EventKind::Evidence { .. } => "evidence",
             EventKind::RunFinished { .. } => "run_finished",
+            EventKind::RunTakenOver { .. } => "run_taken_over",
         }
     }
 
@@ -457,6 +469,15 @@ impl EventKind {
                 Some(r) => format!("{run} (`{runbook}`) {}: {r}", status.as_str()),
                 None => format!("{run} (`{runbook}`) {}", status.as_str()),
             },
+            EventKind::RunTakenOver {
+                run,
+                by,
+                from,
+                silent_secs,
+            } => {
+                let from = if from.is_empty() { "no replica" } else { from };
+                format!("{run} taken over by replica {by} from {from}, silent for {silent_secs:.0} s")
+            }
             EventKind::Note {
                 note,
                 text,

@@ -208,6 +208,19 @@ pub struct Run<Id = RunId> {
     /// The run this one takes up again from a step.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub retry_of: Option<RunId>,
+    /// Which replica holds it, on a store replicas share (PostgreSQL):
+    /// only that one writes its journal; `None` on sled.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lease: Option<Lease>,
+}
+
+/// A replica's hold on a run. The epoch goes up by one at each takeover,
+/// and every journal write is checked against it, so a replica that lost
+/// the run (paused, cut off) can no longer write for it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Lease {
+    pub owner: String,
+    pub epoch: u64,
 }
 
 /// Runs stored before ids were typed kept a manual run's `incident` as
@@ -244,6 +257,7 @@ impl Draft {
             counts_for_guards: self.counts_for_guards,
             catalog_revision: self.catalog_revision,
             retry_of: self.retry_of,
+            lease: self.lease,
         }
     }
 }

@@ -6,6 +6,7 @@
 //! applied. A full queue is refused at once (the webhook answers 503 and
 //! AlertManager retries), so memory stays bounded under a storm.
 
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Instant;
@@ -342,10 +343,25 @@ fn run(
             if session.stale() {
                 intake.reload()?;
             }
-            Ok(session)
+            // On a shared store, a run's journal goes in only while this
+            // replica's lease on it holds (checked under the lock, so a
+            // takeover cannot come between the check and the commit).
+            let leased: Vec<_> = batch
+                .iter()
+                .filter_map(|r| match r {
+                    Request::Run { run, .. } => run.lease.clone().map(|l| (run.id, l)),
+                    _ => None,
+                })
+                .collect();
+            let held = if leased.is_empty() {
+                HashSet::new()
+            } else {
+                session.held(&leased)?
+            };
+            Ok((session, held))
         });
-        let session = match began {
-            Ok(session) => session,
+        let (session, held) = match began {
+            Ok(began) => began,
             Err(e) => {
                 let e = e.to_string();
                 tracing::error!(error = %e, "store failed; the requests of this batch are refused with 503");
@@ -368,10 +384,18 @@ fn run(
         let mut chunks = Vec::new();
         let mut counts = Vec::new();
         for request in batch {
-            if let Request::Stop = request {
-                stop = true;
-                continue;
-            }
+            let request = match request {
+                Request::Stop => {
+                    stop = true;
+                    continue;
+                }
+                Request::Run { run, reply, .. } if run.lease.is_some() && !held.contains(&run.id) => {
+                    tracing::warn!(run = %run.id, "not journaled: another replica holds the run now");
+                    let _ = reply.send(Err(Failure::Refused(RequestError::LeaseLost(run.id))));
+                    continue;
+                }
+                other => other,
+            };
             answers.push(apply(&mut intake, request, now, &mut counts));
             // A chunk holds whole requests, so each request's writes land together.
             if intake.writes_waiting() >= CHUNK_WRITES {

@@ -15,7 +15,7 @@ fn failed(message: String) -> ExitCode {
 /// Connects to `url` (resolving `${env:…}` and `${file:…}`), migrating.
 async fn open(url: &str, ca_file: Option<&Path>, what: &str) -> Result<PostgresStore, String> {
     let url = crate::secret::resolve(url).map_err(|e| format!("{what}: {e}"))?;
-    PostgresStore::open(url.expose(), 2, ca_file)
+    PostgresStore::open(url.expose(), 2, ca_file, crate::store::Use::Alone)
         .await
         .map_err(|e| format!("{what}: {e}"))
 }

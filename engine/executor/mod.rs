@@ -10,8 +10,10 @@
 //! - `locks.rs` — one run per target, held by a guard that releases on drop
 //! - `guards.rs` — cooldown and max runs per playbook
 //! - `recover.rs` — settling runs a previous process left unfinished
+//! - `leases.rs` — on a shared store: renewing leases, taking over runs
 
 mod guards;
+mod leases;
 mod locks;
 mod recover;
 mod start;
@@ -71,12 +73,16 @@ pub enum ExecError {
     Forbidden(String),
     #[error("{0}")]
     Unavailable(String),
+    /// Another replica holds the run now; this one writes nothing more for it.
+    #[error("{0}")]
+    LeaseLost(String),
 }
 
 impl From<Failure> for ExecError {
     fn from(f: Failure) -> Self {
         match f {
             Failure::Refused(RequestError::NotFound(id)) => ExecError::NotFound(format!("no incident {id}")),
+            Failure::Refused(e @ RequestError::LeaseLost(_)) => ExecError::LeaseLost(e.to_string()),
             Failure::Refused(e) => ExecError::Conflict(e.to_string()),
             Failure::Unavailable(e) | Failure::Busy(e) => ExecError::Unavailable(e),
         }
@@ -281,9 +287,14 @@ impl Executor {
 
     /// Decides a waiting approval step, if `decider` may: a listed name or
     /// role, or an admin, and not the one who started the run by hand
-    /// (unless the step allows it). A refusal changes nothing.
+    /// (unless the step allows it). A refusal changes nothing. On a store
+    /// replicas share, the decision is one compare-and-set there, taken on
+    /// any replica; the one holding the run acts on it.
     pub fn decide(&self, run_id: RunId, approved: bool, decider: &Decider) -> Result<(), ExecError> {
-        let mut state = self.state();
+        if self.shared.store.replica().is_some() {
+            return self.decide_shared(run_id, approved, decider);
+        }
+        let state = self.state();
         let Some(waiting) = state.approvals.get(&run_id) else {
             if let Some((_, how)) = state.decided.iter().rev().find(|(id, _)| *id == run_id) {
                 return Err(ExecError::Conflict(format!("{run_id} was already {how}")));
@@ -292,8 +303,80 @@ impl Executor {
         };
         crate::actions::approval::may_decide(&waiting.ask, decider, waiting.started_by_hand.as_deref())
             .map_err(ExecError::Forbidden)?;
-        let waiting = state.approvals.remove(&run_id).expect("it was just there");
-        let by = decider.recorded();
+        drop(state);
+        if self.deliver(run_id, approved, decider.recorded()) {
+            Ok(())
+        } else {
+            Err(ExecError::Conflict(format!("{run_id} stopped waiting for approval")))
+        }
+    }
+
+    fn decide_shared(&self, run_id: RunId, approved: bool, decider: &Decider) -> Result<(), ExecError> {
+        let store = &self.shared.store;
+        let already = |d: crate::store::Decided| {
+            ExecError::Conflict(format!(
+                "{run_id} was already {} by {} at {}",
+                if d.approved { "approved" } else { "denied" },
+                d.by,
+                d.at.format("%Y-%m-%d %H:%M:%S UTC")
+            ))
+        };
+        let here = self
+            .state()
+            .approvals
+            .get(&run_id)
+            .map(|w| (w.ask.clone(), w.started_by_hand.clone(), w.pending.step.clone()));
+        let (ask, by_hand, step) = match here {
+            Some(found) => found,
+            None => {
+                let run = store
+                    .run(run_id)?
+                    .ok_or_else(|| ExecError::NotFound(format!("no run {run_id}")))?;
+                let waiting = run
+                    .steps
+                    .iter()
+                    .find(|s| s.status == crate::run::StepStatus::AwaitingApproval)
+                    .and_then(|s| s.approval.clone().map(|ask| (ask, s.id.clone())));
+                let Some((ask, step)) = waiting.filter(|_| !run.status.is_finished()) else {
+                    if let Some(d) = store.decisions(&[run_id])?.pop() {
+                        return Err(already(d));
+                    }
+                    return Err(ExecError::Conflict(format!("{run_id} is not waiting for an approval")));
+                };
+                let by_hand = (run.trigger == crate::run::TriggerKind::Manual).then(|| run.by.clone());
+                (ask, by_hand, step)
+            }
+        };
+        crate::actions::approval::may_decide(&ask, decider, by_hand.as_deref()).map_err(ExecError::Forbidden)?;
+        let now = chrono::Utc::now();
+        if ask.expires_at < now {
+            return Err(ExecError::Conflict(format!(
+                "{run_id}'s approval expired at {}",
+                ask.expires_at
+            )));
+        }
+        let decision = crate::store::Decided {
+            run: run_id,
+            step,
+            approved,
+            by: decider.recorded(),
+            at: now,
+        };
+        if let Some(first) = store.decide(&decision)? {
+            return Err(already(first));
+        }
+        // Waiting here: it goes on now. Elsewhere: its replica hears it.
+        self.deliver(run_id, approved, decision.by);
+        Ok(())
+    }
+
+    /// Hands a decision to the approval step of `run_id` waiting here;
+    /// false when none is.
+    fn deliver(&self, run_id: RunId, approved: bool, by: String) -> bool {
+        let mut state = self.state();
+        let Some(waiting) = state.approvals.remove(&run_id) else {
+            return false;
+        };
         let how = format!(
             "{} by {by} at {}",
             if approved { "approved" } else { "denied" },
@@ -304,14 +387,12 @@ impl Executor {
             state.decided.pop_front();
         }
         drop(state);
-        waiting
-            .decision
-            .send(Decision { approved, by })
-            .map_err(|_| ExecError::Conflict(format!("{run_id} stopped waiting for approval")))
+        waiting.decision.send(Decision { approved, by }).is_ok()
     }
 
-    /// Cancels a run going on here: a step that only waits stops at once, a
-    /// step changing something finishes its attempt, and no step runs after.
+    /// Cancels a run: a step that only waits stops at once, a step
+    /// changing something finishes its attempt, and no step runs after. A
+    /// run going on at another replica is asked through the store.
     pub fn cancel(&self, run_id: RunId, by: &str, reason: Option<&str>) -> Result<(), ExecError> {
         let why = match reason {
             Some(r) => format!("cancelled by {by}: {r}"),
@@ -329,6 +410,10 @@ impl Executor {
                 "{run_id} already ended {}; there is nothing to cancel",
                 run.status.as_str()
             ))),
+            Some(_) if self.shared.store.replica().is_some() => {
+                self.shared.store.ask_cancel(run_id, &why)?;
+                Ok(())
+            }
             Some(run) => Err(ExecError::Conflict(format!(
                 "{run_id} is {} but not going on in this process; try again in a moment",
                 run.status.as_str()
@@ -359,7 +444,7 @@ impl Executor {
         tokio::spawn(async move {
             let id = run.id;
             if let Err(e) = this.execute(run, &runbook, from_step).await {
-                tracing::error!(run = %id, error = %e, "run stopped: its journal could not be written");
+                stopped(id, &e);
             }
         });
     }
@@ -376,6 +461,15 @@ impl Executor {
             severity: inc.as_ref().map(|i| i.severity.to_string()).unwrap_or_default(),
             link: crate::incident::page_url(self.shared.settings.external_url.as_deref(), id),
         }
+    }
+}
+
+/// Says why a run stopped before its end was journaled.
+fn stopped(run: RunId, e: &ExecError) {
+    if matches!(e, ExecError::LeaseLost(_)) {
+        tracing::warn!(%run, "run stopped here: another replica holds it now");
+    } else {
+        tracing::error!(%run, error = %e, "run stopped: its journal could not be written");
     }
 }
 

@@ -4,7 +4,7 @@
 //! only if it is idempotent; otherwise it is marked interrupted and the run
 //! stops, loudly (timeline, log, Slack).
 
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 
 use std::collections::HashMap;
 
@@ -26,6 +26,16 @@ pub struct Recovered {
     pub started: usize,
 }
 
+/// A playbook firing that journaled some of its runs but not all.
+struct CutShort {
+    /// Its unfinished run, if one is.
+    waits_on: Option<RunId>,
+    firing: Firing,
+    progress: Progress,
+    /// When its runs last moved.
+    latest: DateTime<Utc>,
+}
+
 /// What settling an unfinished run did.
 enum Settled {
     /// It goes on from this step (an idempotent one re-runs).
@@ -36,24 +46,54 @@ enum Settled {
 
 impl Executor {
     /// Settles unfinished runs, goes on with playbook firings a crash cut
-    /// short, and starts runs a crash kept from starting.
+    /// short, and starts runs a crash kept from starting. On a store
+    /// replicas share, only runs whose lease lapsed are this replica's to
+    /// settle (it takes them over); the others belong to live replicas.
     pub async fn recover(&self) -> Result<Recovered, ExecError> {
         let since = Utc::now() - chrono::Duration::hours(WINDOW_HOURS);
         let recent = self.shared.store.runs_since(since)?;
         self.state().history.rebuild(&recent);
-        let unfinished = self.shared.store.unfinished_runs()?;
+        let unfinished = match self.shared.store.replica() {
+            Some(_) => self.taken_over().await?,
+            None => self.shared.store.unfinished_runs()?,
+        };
         let settled = unfinished.len();
+        let started = self.settle_runs(unfinished, true).await?;
+        Ok(Recovered { settled, started })
+    }
+
+    /// Settles `unfinished` runs (this replica's now), and goes on with
+    /// the playbook firings that wait on them. `at_start`: also the
+    /// firings cut short between entries and incidents whose runs never
+    /// started — on a shared store only those quiet for a whole lease,
+    /// since a live replica journals its next run at once.
+    pub(super) async fn settle_runs(&self, unfinished: Vec<Run>, at_start: bool) -> Result<usize, ExecError> {
+        let quiet_since = self
+            .shared
+            .store
+            .replica()
+            .map(|r| Utc::now() - chrono::Duration::from_std(r.lease).unwrap_or_default());
+        let ours: std::collections::HashSet<RunId> = unfinished.iter().map(|r| r.id).collect();
         let mut waiting_on = HashMap::new();
-        for (last, firing, progress) in self.cut_short_firings()? {
-            match last {
-                Some(run) => {
+        for CutShort {
+            waits_on,
+            firing,
+            progress,
+            latest,
+        } in self.cut_short_firings()?
+        {
+            match waits_on {
+                Some(run) if ours.contains(&run) => {
                     waiting_on.insert(run, (firing, progress));
                 }
-                None => {
+                // Another replica holds the run the firing waits for.
+                Some(_) => {}
+                None if at_start && quiet_since.is_none_or(|q| latest < q) => {
                     tracing::warn!(incident = ?firing.incident, "going on with a playbook a restart cut short");
                     let this = self.clone();
                     tokio::spawn(async move { this.run_entries_from(firing, progress).await });
                 }
+                None => {}
             }
         }
         for run in unfinished {
@@ -64,10 +104,13 @@ impl Executor {
                     let (run, runbook) = *parts;
                     tokio::spawn(async move {
                         let (id, name) = (run.id, run.runbook.clone());
-                        let status = this.execute(run, &runbook, from).await.unwrap_or_else(|e| {
-                            tracing::error!(run = %id, error = %e, "run stopped: its journal could not be written");
-                            RunStatus::Failed
-                        });
+                        let status = match this.execute(run, &runbook, from).await {
+                            Ok(status) => status,
+                            Err(e) => {
+                                super::stopped(id, &e);
+                                return;
+                            }
+                        };
                         if let Some((firing, progress)) = then {
                             this.go_on(firing, progress, &name, status).await;
                         }
@@ -83,8 +126,11 @@ impl Executor {
                 }
             }
         }
-        let started = self.start_lost_runs().await?;
-        Ok(Recovered { settled, started })
+        if at_start {
+            self.start_lost_runs(quiet_since).await
+        } else {
+            Ok(0)
+        }
     }
 
     /// After the entry `progress.next` ended with `status`: the rest.
@@ -98,8 +144,9 @@ impl Executor {
 
     /// Open incidents whose playbook journaled some of its runs but not
     /// all (laojun stopped during or between them): the firing, how far it
-    /// got, and the unfinished run it waits for, if one is.
-    fn cut_short_firings(&self) -> Result<Vec<(Option<RunId>, Firing, Progress)>, ExecError> {
+    /// got, the unfinished run it waits for, if one is, and when its runs
+    /// last moved.
+    fn cut_short_firings(&self) -> Result<Vec<CutShort>, ExecError> {
         let store = &self.shared.store;
         let mut open = Vec::new();
         store.each_open(&mut |entry| open.push(entry.incident))?;
@@ -130,6 +177,11 @@ impl Executor {
             };
             let mut progress = Progress::default();
             let mut last = None;
+            let latest = runs
+                .iter()
+                .map(|r| r.finished_at.unwrap_or(r.created_at))
+                .max()
+                .unwrap_or(inc.opened_at);
             for (run, call) in runs.iter().zip(&playbook.runbooks) {
                 if run.status.is_finished() {
                     progress.ended(call, &run.runbook, run.status);
@@ -137,7 +189,12 @@ impl Executor {
                     last = Some(run.id);
                 }
             }
-            out.push((last, firing, progress));
+            out.push(CutShort {
+                waits_on: last,
+                firing,
+                progress,
+                latest,
+            });
         }
         Ok(out)
     }
@@ -212,8 +269,9 @@ impl Executor {
     }
 
     /// An incident committed just before a crash may not have had its runs
-    /// journaled yet: start them now rather than lose them.
-    async fn start_lost_runs(&self) -> Result<usize, ExecError> {
+    /// journaled yet: start them now rather than lose them (on a shared
+    /// store, only incidents opened before `quiet_since`).
+    async fn start_lost_runs(&self, quiet_since: Option<DateTime<Utc>>) -> Result<usize, ExecError> {
         let store = &self.shared.store;
         let catalog = self.catalog();
         let mut with_runbooks = Vec::new();
@@ -231,7 +289,7 @@ impl Executor {
             let Some(incident) = store.incident_record(n)? else {
                 continue;
             };
-            if !incident.runs.is_empty() {
+            if !incident.runs.is_empty() || quiet_since.is_some_and(|q| incident.opened_at >= q) {
                 continue;
             }
             let Some(first) = store.incident_alert(incident.id, 0)? else {

@@ -254,7 +254,7 @@ impl Executor {
         run.finished_at = Some(Utc::now());
         match self.shared.writer.journal_new(run.clone()).await {
             Ok(journaled) => {
-                let run = run.with_id(journaled.id);
+                let run = journaled.run(run);
                 self.shared.notices.notify(
                     NoticeKind::RunNotStarted,
                     format!("run_not_started:{}", run.id),
@@ -270,7 +270,7 @@ impl Executor {
     async fn run_now(&self, run: Draft, runbook: &Runbook) -> RunStatus {
         match self.shared.writer.journal_new(run.clone()).await {
             Ok(journaled) => {
-                let run = run.with_id(journaled.id);
+                let run = journaled.run(run);
                 tracing::info!(run = %run.id, playbook = ?run.playbook, "run started");
                 let id = run.id;
                 match self.execute(run, runbook, 0).await {
@@ -322,7 +322,7 @@ impl Executor {
         }
         let journaled = self.shared.writer.journal_new(run.clone()).await?;
         if !journaled.duplicate {
-            self.spawn(run.with_id(journaled.id), runbook, 0);
+            self.spawn(journaled.run(run), runbook, 0);
         }
         Ok(Started {
             id: journaled.id,
@@ -447,7 +447,7 @@ impl Executor {
             }
         }
         let journaled = self.shared.writer.journal_new(run.clone()).await?;
-        self.spawn(run.with_id(journaled.id), runbook, from);
+        self.spawn(journaled.run(run), runbook, from);
         Ok(Started {
             id: journaled.id,
             duplicate: false,
@@ -482,5 +482,6 @@ fn draft(runbook: &Runbook, trigger: TriggerKind, by: &str, dry_run: bool) -> Dr
         counts_for_guards: None,
         catalog_revision: String::new(),
         retry_of: None,
+        lease: None,
     }
 }

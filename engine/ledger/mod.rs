@@ -50,6 +50,9 @@ pub enum RequestError {
     Conflict(String),
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// Another replica took the run over: this one no longer writes for it.
+    #[error("{0} was taken over by another replica (its lease here lapsed); this replica no longer writes for it")]
+    LeaseLost(crate::ids::RunId),
 }
 
 /// What the ledger keeps in memory.

@@ -9,15 +9,26 @@ use chrono::{DateTime, Utc};
 use super::{Ledger, RequestError};
 use crate::ids::RunId;
 use crate::incident::{EventKind, Status};
-use crate::run::{Draft, Run, RunStatus};
+use crate::run::{Draft, Lease, Run, RunStatus};
 use crate::store::Write;
 
 /// A journaled run: its id, and whether it was an earlier run with the
-/// same idempotency key (nothing written then).
+/// same idempotency key (nothing written then); on a store replicas
+/// share, the lease this replica holds it by.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Journaled {
     pub id: RunId,
     pub duplicate: bool,
+    pub lease: Option<Lease>,
+}
+
+impl Journaled {
+    /// The draft as the run journaled: its id and lease.
+    pub fn run(&self, draft: Draft) -> Run {
+        let mut run = draft.with_id(self.id);
+        run.lease = self.lease.clone();
+        run
+    }
 }
 
 impl Ledger {
@@ -30,7 +41,11 @@ impl Ledger {
                 None => self.store.run_for_key(key)?,
             };
             if let Some(id) = earlier {
-                return Ok(Journaled { id, duplicate: true });
+                return Ok(Journaled {
+                    id,
+                    duplicate: true,
+                    lease: None,
+                });
             }
         }
         if let Some(incident) = draft.incident {
@@ -48,7 +63,13 @@ impl Ledger {
                 run: id,
             });
         }
-        let run = draft.with_id(id);
+        let mut run = draft.with_id(id);
+        // The replica that journals a run holds it first.
+        run.lease = self.store.replica().map(|r| Lease {
+            owner: r.name.clone(),
+            epoch: 1,
+        });
+        let lease = run.lease.clone();
         let event = match (run.status, &run.reason) {
             (RunStatus::Refused | RunStatus::Paused | RunStatus::Skipped, reason) => EventKind::RunNotStarted {
                 run: id,
@@ -69,7 +90,11 @@ impl Ledger {
             }
         }
         self.journal_run(run, Some(event), now)?;
-        Ok(Journaled { id, duplicate: false })
+        Ok(Journaled {
+            id,
+            duplicate: false,
+            lease,
+        })
     }
 
     /// Journals a run's state and, when it acts for an incident, an event

@@ -75,7 +75,7 @@ impl From<ExecError> for ApiError {
         let status = match e {
             ExecError::UnknownRunbook(_) | ExecError::NotFound(_) => StatusCode::NOT_FOUND,
             ExecError::BadParams(_) => StatusCode::BAD_REQUEST,
-            ExecError::Paused(_) | ExecError::Conflict(_) => StatusCode::CONFLICT,
+            ExecError::Paused(_) | ExecError::Conflict(_) | ExecError::LeaseLost(_) => StatusCode::CONFLICT,
             ExecError::Forbidden(_) => StatusCode::FORBIDDEN,
             ExecError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
         };

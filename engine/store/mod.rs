@@ -15,13 +15,13 @@ use std::collections::BTreeMap;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-pub use postgres::PostgresStore;
+pub use postgres::{PostgresStore, Use};
 pub use sled_store::SledStore;
 
 use crate::alert::Status as AlertStatus;
 use crate::ids::{IncidentId, RunId};
 use crate::incident::{Event, Incident, IncidentAlert};
-use crate::run::Run;
+use crate::run::{Lease, Run};
 use crate::severity::Severity;
 
 /// Which incident an alert episode (fingerprint + startsAt) went to, and the
@@ -175,6 +175,36 @@ pub struct IncidentFilter {
     pub limit: usize,
 }
 
+/// This process among the replicas sharing a store: the name its leases
+/// carry, and how long a lease lasts without being renewed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Replica {
+    pub name: String,
+    pub lease: std::time::Duration,
+}
+
+/// A run this replica took over after its owner's lease lapsed; `run`
+/// carries the new lease.
+#[derive(Debug, Clone)]
+pub struct TakenOver {
+    pub run: Run,
+    /// Who held it (empty: nobody, e.g. a run copied from sled).
+    pub from: String,
+    /// Since that holder last renewed its lease.
+    pub silent: std::time::Duration,
+}
+
+/// A person's decision on a waiting approval step, as a store replicas
+/// share keeps it: the first one stored for a step is the decision.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Decided {
+    pub run: RunId,
+    pub step: String,
+    pub approved: bool,
+    pub by: String,
+    pub at: DateTime<Utc>,
+}
+
 /// A commit under the store's cross-process write lock (PostgreSQL shared
 /// by replicas): taken by `Store::begin` before the writer decides what to
 /// write, released when it applies (or is dropped). `stale` says whether
@@ -182,6 +212,12 @@ pub struct IncidentFilter {
 /// re-reads what it keeps in memory (open incidents, counters).
 pub trait Exclusive {
     fn stale(&self) -> bool;
+    /// Which of these runs the lease given still holds (same owner and
+    /// epoch, not lapsed): only their journal writes may go in this
+    /// commit. A store no other process writes holds them all.
+    fn held(&self, runs: &[(RunId, Lease)]) -> Result<std::collections::HashSet<RunId>, StoreError> {
+        Ok(runs.iter().map(|(id, _)| *id).collect())
+    }
     /// As `Store::apply`, and the lock is released.
     fn apply(self: Box<Self>, batches: Vec<Vec<Write>>) -> Result<(), StoreError>;
 }
@@ -226,6 +262,46 @@ pub trait Store: Send + Sync + 'static {
     /// again (sled after an I/O error), so that only a restart recovers.
     fn stays_failed(&self) -> bool {
         false
+    }
+    /// This process's part when replicas share the store; `None` when it
+    /// is the only one (sled): its runs need no leases.
+    fn replica(&self) -> Option<&Replica> {
+        None
+    }
+    /// Renews the lease of every unfinished run this replica holds and
+    /// whose lease has not lapsed; returns those runs. A run missing from
+    /// the answer is no longer this replica's to write.
+    fn renew_leases(&self) -> Result<Vec<RunId>, StoreError> {
+        Ok(Vec::new())
+    }
+    /// Takes every unfinished run whose lease lapsed (its epoch goes up by
+    /// one, under the write lock, so the old holder's writes are refused
+    /// from then on), and returns them for this replica to settle.
+    fn take_over(&self) -> Result<Vec<TakenOver>, StoreError> {
+        Ok(Vec::new())
+    }
+    /// Woken when another replica stored something this one acts on (a
+    /// decision, a cancel, a pause); replicas also look every second, so a
+    /// lost wake-up only delays.
+    fn wake_ups(&self) -> Option<std::sync::Arc<tokio::sync::Notify>> {
+        None
+    }
+    /// Stores a decision unless the step has one: `None` when this one is
+    /// taken, else the one taken first. Wakes the other replicas.
+    fn decide(&self, _decision: &Decided) -> Result<Option<Decided>, StoreError> {
+        Ok(None)
+    }
+    /// The decisions stored for these runs.
+    fn decisions(&self, _runs: &[RunId]) -> Result<Vec<Decided>, StoreError> {
+        Ok(Vec::new())
+    }
+    /// Asks the replica holding `run` to cancel it (the first ask counts).
+    fn ask_cancel(&self, _run: RunId, _why: &str) -> Result<(), StoreError> {
+        Ok(())
+    }
+    /// The cancels asked for these runs, with why.
+    fn cancels(&self, _runs: &[RunId]) -> Result<Vec<(RunId, String)>, StoreError> {
+        Ok(Vec::new())
     }
     /// Every record, each as the write that makes it again, to `each`
     /// (`laojun store copy`). Derived indexes (unfinished runs, pending
@@ -299,6 +375,30 @@ impl<T: Delegate> Store for T {
     }
     fn flush(&self) -> Result<(), StoreError> {
         Delegate::flush(self)
+    }
+    fn replica(&self) -> Option<&Replica> {
+        self.inner().replica()
+    }
+    fn renew_leases(&self) -> Result<Vec<RunId>, StoreError> {
+        self.inner().renew_leases()
+    }
+    fn take_over(&self) -> Result<Vec<TakenOver>, StoreError> {
+        self.inner().take_over()
+    }
+    fn wake_ups(&self) -> Option<std::sync::Arc<tokio::sync::Notify>> {
+        self.inner().wake_ups()
+    }
+    fn decide(&self, decision: &Decided) -> Result<Option<Decided>, StoreError> {
+        self.inner().decide(decision)
+    }
+    fn decisions(&self, runs: &[RunId]) -> Result<Vec<Decided>, StoreError> {
+        self.inner().decisions(runs)
+    }
+    fn ask_cancel(&self, run: RunId, why: &str) -> Result<(), StoreError> {
+        self.inner().ask_cancel(run, why)
+    }
+    fn cancels(&self, runs: &[RunId]) -> Result<Vec<(RunId, String)>, StoreError> {
+        self.inner().cancels(runs)
     }
     fn export(&self, each: &mut dyn FnMut(Write) -> Result<(), StoreError>) -> Result<(), StoreError> {
         self.inner().export(each)

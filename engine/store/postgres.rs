@@ -22,7 +22,8 @@ use crate::incident::{Event, Incident, IncidentAlert};
 use crate::run::Run;
 
 /// The schema's versions, in order; `laojun_meta.format` says how many ran.
-const MIGRATIONS: &[&str] = &[r#"
+const MIGRATIONS: &[&str] = &[
+    r#"
 CREATE TABLE laojun_meta (key text PRIMARY KEY, value text NOT NULL);
 CREATE TABLE incidents (n bigint PRIMARY KEY, record jsonb NOT NULL);
 CREATE TABLE incident_alerts (incident bigint NOT NULL, idx integer NOT NULL, alert jsonb NOT NULL,
@@ -42,11 +43,28 @@ CREATE INDEX audit_at ON audit (at, id);
 CREATE TABLE notices (id text PRIMARY KEY, notice jsonb NOT NULL, pending boolean NOT NULL,
   created_at timestamptz NOT NULL);
 CREATE TABLE schedule_marks (playbook text PRIMARY KEY, fired_at text NOT NULL);
-"#];
+"#,
+    r#"
+-- Leases: the replica that holds an unfinished run, the epoch of that hold
+-- (up by one at each takeover) and until when it holds without renewing.
+ALTER TABLE runs ADD COLUMN owner text NOT NULL DEFAULT '',
+  ADD COLUMN epoch bigint NOT NULL DEFAULT 0, ADD COLUMN lease_until timestamptz;
+CREATE INDEX runs_leases ON runs (owner) WHERE NOT finished;
+-- Decided on any replica, acted on by the one holding the run.
+CREATE TABLE decisions (run bigint NOT NULL, step text NOT NULL, approved boolean NOT NULL,
+  by_name text NOT NULL, at timestamptz NOT NULL, PRIMARY KEY (run, step));
+CREATE TABLE cancels (run bigint PRIMARY KEY, why text NOT NULL, at timestamptz NOT NULL);
+"#,
+];
 
 /// The writers of every replica take this advisory lock for one commit:
 /// from before the ledger decides what to write until COMMIT.
 const WRITE_LOCK: i64 = 0x6c61_6f6a_7577;
+
+/// How long a session may sit in a transaction doing nothing before the
+/// server ends it (and its locks): far above the time a writer decides
+/// between statements, even for a batch of 512 webhooks.
+const IDLE_IN_TRANSACTION_MS: u32 = 10_000;
 
 /// laojun's tables, for `check`.
 const TABLES: &[&str] = &[
@@ -61,20 +79,37 @@ const TABLES: &[&str] = &[
     "audit",
     "notices",
     "schedule_marks",
+    "decisions",
+    "cancels",
 ];
 
 /// Replicas take this advisory lock while they migrate.
 const MIGRATION_LOCK: i64 = 0x6c61_6f6a_756e; // "laojun"
-/// The laojun using the database holds this one for as long as it runs.
-const OWNER_LOCK: i64 = 0x6c61_6f6a_756f;
+/// Every replica serving from the database holds this one shared for as
+/// long as it runs; `laojun store copy` takes it alone, so neither starts
+/// while the other uses the database.
+const IN_USE_LOCK: i64 = 0x6c61_6f6a_756f;
+
+/// How a process uses the database.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Use {
+    /// `serve`: one replica among any number.
+    Replica,
+    /// `laojun store copy`: nobody else.
+    Alone,
+}
 
 pub struct PostgresStore {
     pool: Pool,
     config: tokio_postgres::Config,
     tls: MakeRustlsConnect,
     runtime: tokio::runtime::Handle,
-    /// The session holding `OWNER_LOCK`, once `open` took it.
-    owner: Option<tokio_postgres::Client>,
+    /// The session holding `IN_USE_LOCK`, once `open` took it.
+    in_use: Option<tokio_postgres::Client>,
+    /// This process among the replicas: its leases' name and length.
+    replica: crate::store::Replica,
+    /// Woken by the LISTEN session on another replica's NOTIFY.
+    wake: std::sync::Arc<tokio::sync::Notify>,
     /// `laojun_meta.commits` after this process's last commit under
     /// `WRITE_LOCK` (-1 before the first): another value means another
     /// replica committed since.
@@ -91,32 +126,53 @@ impl PostgresStore {
     /// `pool_size`, and brings the schema up to date. Call from within a
     /// tokio runtime; the store's calls then run on it.
     ///
-    /// Until replicas coordinate through the database, one laojun uses it
-    /// at a time, as with sled's one process per `data_dir`: `open` holds
-    /// a session-level advisory lock for as long as the store lives, and
-    /// refuses a database another laojun holds.
-    pub async fn open(url: &str, pool_size: usize, ca_file: Option<&Path>) -> Result<PostgresStore, StoreError> {
+    /// Replicas share the database (`Use::Replica`); `laojun store copy`
+    /// needs it to itself (`Use::Alone`). A session-level advisory lock,
+    /// held for as long as the store lives, keeps the two apart.
+    pub async fn open(
+        url: &str,
+        pool_size: usize,
+        ca_file: Option<&Path>,
+        using: Use,
+    ) -> Result<PostgresStore, StoreError> {
         let mut store = PostgresStore::connect(url, pool_size, ca_file)?;
         store.migrate().await?;
-        let (owner, connection) = store.config.connect(store.tls.clone()).await.map_err(pg)?;
+        let (session, connection) = store.config.connect(store.tls.clone()).await.map_err(pg)?;
         tokio::spawn(async move {
             if let Err(e) = connection.await {
                 tracing::error!(error = %e, "lost the PostgreSQL session that holds the store's lock");
             }
         });
-        let held: bool = owner
-            .query_one("SELECT pg_try_advisory_lock($1)", &[&OWNER_LOCK])
-            .await
-            .map_err(pg)?
-            .get(0);
+        let (sql, refused) = match using {
+            Use::Replica => (
+                "SELECT pg_try_advisory_lock_shared($1)",
+                "`laojun store copy` is writing this database; start laojun once it is done",
+            ),
+            Use::Alone => (
+                "SELECT pg_try_advisory_lock($1)",
+                "a laojun is serving from this database; stop every replica first",
+            ),
+        };
+        let held: bool = session.query_one(sql, &[&IN_USE_LOCK]).await.map_err(pg)?.get(0);
         if !held {
-            return Err(StoreError::Postgres(
-                "another laojun is using this database; stop it first (one laojun per database until replicas are supported)"
-                    .into(),
-            ));
+            return Err(StoreError::Postgres(refused.into()));
         }
-        store.owner = Some(owner);
+        store.in_use = Some(session);
+        if using == Use::Replica {
+            tokio::spawn(listen(store.config.clone(), store.tls.clone(), store.wake.clone()));
+        }
         Ok(store)
+    }
+
+    /// Leases last `secs` without renewal (`store.postgres.lease_secs`).
+    pub fn with_lease(mut self, secs: u64) -> PostgresStore {
+        self.replica.lease = std::time::Duration::from_secs(secs);
+        self
+    }
+
+    /// Lease length as the SQL parameter it is passed as.
+    fn lease_secs(&self) -> f64 {
+        self.replica.lease.as_secs_f64()
     }
 
     /// How many migrations this laojun knows.
@@ -135,6 +191,14 @@ impl PostgresStore {
         if config.get_ssl_mode() != tokio_postgres::config::SslMode::Require {
             config.ssl_mode(tokio_postgres::config::SslMode::Disable);
         }
+        // A replica stopped mid-commit (SIGSTOP, a VM paused) would hold
+        // the write lock, and with it every replica, for as long as it
+        // sleeps: the server ends such a transaction after a while.
+        let options = format!(
+            "{} -c idle_in_transaction_session_timeout={IDLE_IN_TRANSACTION_MS}",
+            config.get_options().unwrap_or_default()
+        );
+        config.options(options.trim());
         let tls = tls(ca_file)?;
         let manager = Manager::from_config(
             config.clone(),
@@ -155,7 +219,12 @@ impl PostgresStore {
             config,
             tls,
             runtime,
-            owner: None,
+            in_use: None,
+            replica: crate::store::Replica {
+                name: replica_name(),
+                lease: std::time::Duration::from_secs(30),
+            },
+            wake: std::sync::Arc::new(tokio::sync::Notify::new()),
             seen: std::sync::atomic::AtomicI64::new(-1),
         })
     }
@@ -320,6 +389,72 @@ impl PostgresStore {
     }
 }
 
+/// The channel replicas NOTIFY on when they store a decision, a cancel or
+/// a pause.
+const CHANNEL: &str = "laojun";
+
+/// Keeps a session that LISTENs on `CHANNEL` and wakes `wake` on each
+/// notification; when the session drops (the server restarted, an admin
+/// ended it), connects again after a second. Replicas poll as well, so
+/// nothing waits on this session alone.
+async fn listen(mut config: tokio_postgres::Config, tls: MakeRustlsConnect, wake: std::sync::Arc<tokio::sync::Notify>) {
+    config.application_name("laojun-listener");
+    loop {
+        match config.connect(tls.clone()).await {
+            Ok((client, mut connection)) => {
+                let (tx, mut heard) = tokio::sync::mpsc::unbounded_channel();
+                let driver = tokio::spawn(async move {
+                    loop {
+                        match std::future::poll_fn(|cx| connection.poll_message(cx)).await {
+                            Some(Ok(tokio_postgres::AsyncMessage::Notification(_))) => {
+                                let _ = tx.send(());
+                            }
+                            Some(Ok(_)) => {}
+                            Some(Err(e)) => return Some(e),
+                            None => return None,
+                        }
+                    }
+                });
+                match client.batch_execute(&format!("LISTEN {CHANNEL}")).await {
+                    Ok(()) => {
+                        tracing::debug!("listening for other replicas' notifications");
+                        // Whatever was stored while nobody listened.
+                        wake.notify_one();
+                        while heard.recv().await.is_some() {
+                            wake.notify_one();
+                        }
+                    }
+                    Err(e) => tracing::warn!(error = %crate::causes::with_causes(&e), "LISTEN failed"),
+                }
+                let why = driver.await.ok().flatten().map(|e| crate::causes::with_causes(&e));
+                tracing::warn!(error = ?why, "the PostgreSQL session listening for other replicas ended; polling until it is back");
+            }
+            Err(e) => {
+                tracing::warn!(error = %crate::causes::with_causes(&e), "cannot connect the PostgreSQL session that listens for other replicas; polling meanwhile")
+            }
+        }
+        tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+    }
+}
+
+/// This process's name among replicas: host and process id, and a count
+/// when one process opens several stores (tests run replicas in one).
+fn replica_name() -> String {
+    static OPENED: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .map(|h| h.trim().to_string())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "laojun".into());
+    let n = OPENED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let name = format!("{host}/{}", std::process::id());
+    if n == 0 {
+        name
+    } else {
+        format!("{name}.{n}")
+    }
+}
+
 /// The TLS connector: rustls with ring, trusting `ca_file`'s certificates
 /// or else the system's.
 fn tls(ca_file: Option<&Path>) -> Result<MakeRustlsConnect, StoreError> {
@@ -361,8 +496,9 @@ fn nanos(t: DateTime<Utc>) -> String {
     t.to_rfc3339_opts(chrono::SecondsFormat::Nanos, true)
 }
 
-/// One write as SQL on the commit's transaction.
-async fn write(tx: &impl GenericClient, w: Write) -> Result<(), StoreError> {
+/// One write as SQL on the commit's transaction; a run's journal write
+/// renews its lease for `lease_secs`.
+async fn write(tx: &impl GenericClient, w: Write, lease_secs: f64) -> Result<(), StoreError> {
     let n = |x: u64| x as i64;
     let result = match w {
         Write::Incident(mut inc) => {
@@ -412,11 +548,37 @@ async fn write(tx: &impl GenericClient, w: Write) -> Result<(), StoreError> {
         Write::LastIncident(last) => set_meta(tx, "last_incident", &last.to_string()).await,
         Write::LastRun(last) => set_meta(tx, "last_run", &last.to_string()).await,
         Write::Run(run) => {
-            tx.execute(
-                "INSERT INTO runs (n, run, created_at, finished) VALUES ($1, $2, $3, $4) ON CONFLICT (n) DO UPDATE SET run = $2, finished = $4",
-                &[&n(run.id.number()), &json(&run)?, &run.created_at, &run.status.is_finished()],
-            )
-            .await
+            // Only the lease's holder writes: the writer checked it under
+            // the write lock, and the epoch guard here makes sure.
+            let (owner, epoch) = match &run.lease {
+                Some(l) => (l.owner.clone(), l.epoch as i64),
+                None => (String::new(), 0),
+            };
+            let written = tx
+                .execute(
+                    "INSERT INTO runs (n, run, created_at, finished, owner, epoch, lease_until) \
+                     VALUES ($1, $2, $3, $4, $5, $6, CASE WHEN $5 = '' THEN NULL ELSE now() + make_interval(secs => $7) END) \
+                     ON CONFLICT (n) DO UPDATE SET run = $2, finished = $4, lease_until = EXCLUDED.lease_until \
+                     WHERE runs.owner = EXCLUDED.owner AND runs.epoch = EXCLUDED.epoch",
+                    &[
+                        &n(run.id.number()),
+                        &json(&run)?,
+                        &run.created_at,
+                        &run.status.is_finished(),
+                        &owner,
+                        &epoch,
+                        &lease_secs,
+                    ],
+                )
+                .await
+                .map_err(pg)?;
+            if written == 0 {
+                return Err(StoreError::Corrupt(format!(
+                    "{} is no longer held by {owner} at epoch {epoch}; its journal write was refused",
+                    run.id
+                )));
+            }
+            return Ok(());
         }
         Write::IdempotencyKey { key, run } => {
             tx.execute(
@@ -434,7 +596,13 @@ async fn write(tx: &impl GenericClient, w: Write) -> Result<(), StoreError> {
             )
             .await
         }
-        Write::Automation(state) => set_meta(tx, "automation", &serde_json::to_string(&state)?).await,
+        Write::Automation(state) => {
+            set_meta(tx, "automation", &serde_json::to_string(&state)?)
+                .await
+                .map_err(pg)?;
+            // Delivered at COMMIT: the other replicas read the pauses again.
+            tx.execute("SELECT pg_notify($1, 'automation')", &[&CHANNEL]).await
+        }
         Write::Notice(notice) => {
             let pending = notice.state == crate::notices::NoticeState::Pending;
             tx.execute(
@@ -476,13 +644,40 @@ impl Exclusive for Locked<'_> {
         self.stale
     }
 
+    fn held(&self, runs: &[(RunId, crate::run::Lease)]) -> Result<std::collections::HashSet<RunId>, StoreError> {
+        let client = self
+            .client
+            .as_ref()
+            .expect("a Locked holds its session until it applies");
+        let ids: Vec<i64> = runs.iter().map(|(id, _)| id.number() as i64).collect();
+        let rows = self.store.block(async {
+            client
+                .query(
+                    "SELECT n, owner, epoch FROM runs WHERE n = ANY($1) AND lease_until > now()",
+                    &[&ids],
+                )
+                .await
+                .map_err(pg)
+        })?;
+        let now: std::collections::HashMap<i64, (String, i64)> =
+            rows.iter().map(|r| (r.get(0), (r.get(1), r.get(2)))).collect();
+        Ok(runs
+            .iter()
+            .filter(|(id, lease)| {
+                now.get(&(id.number() as i64))
+                    .is_some_and(|(owner, epoch)| *owner == lease.owner && *epoch == lease.epoch as i64)
+            })
+            .map(|(id, _)| *id)
+            .collect())
+    }
+
     fn apply(mut self: Box<Self>, batches: Vec<Vec<Write>>) -> Result<(), StoreError> {
         let client = self.client.take().expect("a Locked holds its session until it applies");
         let store = self.store;
         let next = self.commits + 1;
         let done = store.block(async {
             for w in batches.into_iter().flatten() {
-                write(&client, w).await?;
+                write(&client, w, store.lease_secs()).await?;
             }
             set_meta(&client, "commits", &next.to_string()).await.map_err(pg)?;
             client.batch_execute("COMMIT").await.map_err(pg)
@@ -515,6 +710,157 @@ fn rollback(store: &PostgresStore, client: deadpool_postgres::Object) {
 }
 
 impl Store for PostgresStore {
+    fn replica(&self) -> Option<&crate::store::Replica> {
+        Some(&self.replica)
+    }
+
+    fn renew_leases(&self) -> Result<Vec<RunId>, StoreError> {
+        // No write lock: a takeover changes the owner under a row lock, so
+        // a renewal either comes first (and the lease no longer lapsed) or
+        // finds the run gone.
+        self.block(async {
+            let rows = self
+                .client()
+                .await?
+                .query(
+                    "UPDATE runs SET lease_until = now() + make_interval(secs => $2) \
+                     WHERE owner = $1 AND NOT finished AND lease_until > now() RETURNING n",
+                    &[&self.replica.name, &self.lease_secs()],
+                )
+                .await
+                .map_err(pg)?;
+            Ok(rows.iter().map(|r| RunId::new(r.get::<_, i64>(0) as u64)).collect())
+        })
+    }
+
+    fn take_over(&self) -> Result<Vec<crate::store::TakenOver>, StoreError> {
+        let rows = self.block(async {
+            let mut client = self.client().await?;
+            let tx = client.transaction().await.map_err(pg)?;
+            // Under the write lock: a writer checks leases and commits
+            // under it, so no journal write of the old epoch lands after.
+            tx.execute("SELECT pg_advisory_xact_lock($1)", &[&WRITE_LOCK])
+                .await
+                .map_err(pg)?;
+            let rows = tx
+                .query(
+                    "WITH lapsed AS ( \
+                       SELECT n, owner, COALESCE(lease_until, created_at) AS lapsed_at FROM runs \
+                       WHERE NOT finished AND (lease_until IS NULL OR lease_until < now()) \
+                       ORDER BY n FOR UPDATE SKIP LOCKED) \
+                     UPDATE runs r SET owner = $1, epoch = r.epoch + 1, \
+                       lease_until = now() + make_interval(secs => $2), \
+                       run = jsonb_set(r.run, '{lease}', jsonb_build_object('owner', $1::text, 'epoch', r.epoch + 1)) \
+                     FROM lapsed WHERE r.n = lapsed.n \
+                     RETURNING r.run, lapsed.owner, \
+                       EXTRACT(EPOCH FROM now() - lapsed.lapsed_at)::float8 + $2",
+                    &[&self.replica.name, &self.lease_secs()],
+                )
+                .await
+                .map_err(pg)?;
+            tx.commit().await.map_err(pg)?;
+            Ok(rows)
+        })?;
+        let mut taken = Vec::with_capacity(rows.len());
+        for row in rows {
+            let run: Run = serde_json::from_value(row.get(0))?;
+            let from: String = row.get(1);
+            let silent: f64 = row.get(2);
+            taken.push(crate::store::TakenOver {
+                run,
+                silent: std::time::Duration::from_secs_f64(if from.is_empty() { 0.0 } else { silent.max(0.0) }),
+                from,
+            });
+        }
+        taken.sort_by_key(|t| t.run.id);
+        Ok(taken)
+    }
+
+    fn wake_ups(&self) -> Option<std::sync::Arc<tokio::sync::Notify>> {
+        Some(self.wake.clone())
+    }
+
+    fn decide(&self, d: &crate::store::Decided) -> Result<Option<crate::store::Decided>, StoreError> {
+        let run = d.run.number() as i64;
+        let taken = self.block(async {
+            let client = self.client().await?;
+            let inserted = client
+                .execute(
+                    "WITH taken AS (INSERT INTO decisions (run, step, approved, by_name, at) VALUES ($1, $2, $3, $4, $5) \
+                     ON CONFLICT (run, step) DO NOTHING RETURNING run) \
+                     SELECT pg_notify($6, 'decision') FROM taken",
+                    &[&run, &d.step, &d.approved, &d.by, &d.at, &CHANNEL],
+                )
+                .await
+                .map_err(pg)?;
+            Ok(inserted == 1)
+        })?;
+        if taken {
+            return Ok(None);
+        }
+        Ok(self.decisions(&[d.run])?.into_iter().find(|e| e.step == d.step))
+    }
+
+    fn decisions(&self, runs: &[RunId]) -> Result<Vec<crate::store::Decided>, StoreError> {
+        if runs.is_empty() {
+            return Ok(Vec::new());
+        }
+        let ids: Vec<i64> = runs.iter().map(|r| r.number() as i64).collect();
+        let rows = self.block(async {
+            self.client()
+                .await?
+                .query(
+                    "SELECT run, step, approved, by_name, at FROM decisions WHERE run = ANY($1) ORDER BY at",
+                    &[&ids],
+                )
+                .await
+                .map_err(pg)
+        })?;
+        Ok(rows
+            .iter()
+            .map(|r| crate::store::Decided {
+                run: RunId::new(r.get::<_, i64>(0) as u64),
+                step: r.get(1),
+                approved: r.get(2),
+                by: r.get(3),
+                at: r.get(4),
+            })
+            .collect())
+    }
+
+    fn ask_cancel(&self, run: RunId, why: &str) -> Result<(), StoreError> {
+        self.block(async {
+            self.client()
+                .await?
+                .execute(
+                    "WITH asked AS (INSERT INTO cancels (run, why, at) VALUES ($1, $2, now()) \
+                     ON CONFLICT (run) DO NOTHING RETURNING run) SELECT pg_notify($3, 'cancel') FROM asked",
+                    &[&(run.number() as i64), &why, &CHANNEL],
+                )
+                .await
+                .map_err(pg)?;
+            Ok(())
+        })
+    }
+
+    fn cancels(&self, runs: &[RunId]) -> Result<Vec<(RunId, String)>, StoreError> {
+        if runs.is_empty() {
+            return Ok(Vec::new());
+        }
+        let ids: Vec<i64> = runs.iter().map(|r| r.number() as i64).collect();
+        let rows = self.block(async {
+            self.client()
+                .await?
+                .query("SELECT run, why FROM cancels WHERE run = ANY($1)", &[&ids])
+                .await
+                .map_err(pg)
+        })?;
+        Ok(rows
+            .iter()
+            .map(|r| (RunId::new(r.get::<_, i64>(0) as u64), r.get(1)))
+            .collect())
+    }
+
     fn begin(&self) -> Result<Box<dyn Exclusive + '_>, StoreError> {
         let (client, commits) = self.block(async {
             let client = self.client().await?;
@@ -552,7 +898,7 @@ impl Store for PostgresStore {
             let mut client = self.client().await?;
             let tx = client.transaction().await.map_err(pg)?;
             for w in batches.into_iter().flatten() {
-                write(&tx, w).await?;
+                write(&tx, w, self.lease_secs()).await?;
             }
             // 200 is answered after this: the commit is durable.
             tx.commit().await.map_err(pg)

@@ -57,6 +57,7 @@ fn left_running(n: u64, running: &str) -> Run {
         counts_for_guards: None,
         catalog_revision: String::new(),
         retry_of: None,
+        lease: None,
     }
 }
 

@@ -42,6 +42,7 @@ mod secrets;
 mod slack_interactive;
 mod store_contract;
 mod store_unavailable;
+mod takeover;
 mod tls;
 mod trust;
 mod validate;

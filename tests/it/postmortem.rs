@@ -199,6 +199,7 @@ fn recorded(service: &str) -> (Incident, Vec<Event>, Vec<Run>) {
         counts_for_guards: None,
         catalog_revision: String::new(),
         retry_of: None,
+        lease: None,
     };
     (incident, timeline, vec![run])
 }

@@ -112,13 +112,13 @@ async fn every_alert_that_got_a_200_is_there_after_sigkill_and_restart() {
 
 /// An HTTP endpoint that holds every request open while `hang` is set and
 /// answers 200 otherwise; counts requests by path.
-struct Endpoint {
-    addr: std::net::SocketAddr,
-    hang: std::sync::Arc<std::sync::atomic::AtomicBool>,
-    hits: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+pub struct Endpoint {
+    pub addr: std::net::SocketAddr,
+    pub hang: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    pub hits: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
 }
 
-async fn endpoint() -> Endpoint {
+pub async fn endpoint() -> Endpoint {
     use std::sync::atomic::Ordering;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
