@@ -398,26 +398,29 @@ impl Executor {
             Some(r) => format!("cancelled by {by}: {r}"),
             None => format!("cancelled by {by}"),
         };
-        let state = self.state();
-        if let Some(signal) = state.cancels.get(&run_id) {
-            signal.send_replace(Some(why));
-            return Ok(());
-        }
-        drop(state);
+        // The store first: a run that just ended may not have left the
+        // registry yet, and its end is what the caller should hear.
         match self.shared.store.run(run_id)? {
             None => Err(ExecError::NotFound(format!("no run {run_id}"))),
             Some(run) if run.status.is_finished() => Err(ExecError::Conflict(format!(
                 "{run_id} already ended {}; there is nothing to cancel",
                 run.status.as_str()
             ))),
-            Some(_) if self.shared.store.replica().is_some() => {
-                self.shared.store.ask_cancel(run_id, &why)?;
-                Ok(())
+            Some(run) => {
+                if let Some(signal) = self.state().cancels.get(&run_id) {
+                    signal.send_replace(Some(why));
+                    return Ok(());
+                }
+                if self.shared.store.replica().is_some() {
+                    // Going on at another replica: it hears the ask.
+                    self.shared.store.ask_cancel(run_id, &why)?;
+                    return Ok(());
+                }
+                Err(ExecError::Conflict(format!(
+                    "{run_id} is {} but not going on in this process; try again in a moment",
+                    run.status.as_str()
+                )))
             }
-            Some(run) => Err(ExecError::Conflict(format!(
-                "{run_id} is {} but not going on in this process; try again in a moment",
-                run.status.as_str()
-            ))),
         }
     }
 

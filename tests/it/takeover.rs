@@ -386,3 +386,147 @@ async fn approvals_cancels_and_pauses_are_decided_on_any_replica_once_also_witho
     .await;
     assert_eq!(held.status, RunStatus::Paused, "{held:#?}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_schedule_on_three_replicas_fires_once_per_tick_also_when_one_is_killed() {
+    let Some(url) = support::postgres::database() else {
+        return;
+    };
+    let root = support::root_with(&[
+        (
+            "runbooks/tick.yaml",
+            "name: tick\nparams:\n  due: {type: string}\nsteps:\n  - id: look\n    action: wait\n    with: {secs: 0}\n",
+        ),
+        (
+            "playbooks/every-second.yaml",
+            "name: every-second\ntrigger:\n  schedule: {cron: \"* * * * * *\"}\nrunbooks:\n  - runbook: tick\n    params: {due: \"{{schedule.due}}\"}\n",
+        ),
+    ]);
+    let mut replicas = replicas(&url, root.path(), 3).await;
+    let c = replicas[2].0.client(TOKEN);
+    let runs = async |c: &ApiClient| {
+        let query = laojun::client::RunQuery {
+            playbook: Some("every-second".into()),
+            limit: Some(1000),
+            ..Default::default()
+        };
+        c.runs(&query).await.unwrap()
+    };
+    eventually("six ticks fired", async || (runs(&c).await.len() >= 6).then_some(())).await;
+    let (dead, _dir) = replicas.remove(0);
+    dead.kill();
+    let before = runs(&c).await.len();
+    eventually("six more ticks after the kill", async || {
+        (runs(&c).await.len() >= before + 6).then_some(())
+    })
+    .await;
+    let all = runs(&c).await;
+    let mut dues: Vec<String> = all
+        .iter()
+        .map(|r| r.params["due"].as_str().unwrap_or_default().to_string())
+        .collect();
+    let fired = dues.len();
+    dues.sort();
+    dues.dedup();
+    assert_eq!(dues.len(), fired, "each tick fired once across the replicas: {dues:?}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_storm_over_replicas_killed_and_restarted_every_second_keeps_each_acknowledged_alert_once() {
+    let Some(url) = support::postgres::database() else {
+        return;
+    };
+    let root = support::root_with(&[
+        ("runbooks/note.yaml", "name: note\nsteps:\n  - id: look\n    action: wait\n    with: {secs: 0}\n"),
+        (
+            "playbooks/storm.yaml",
+            "name: storm\ntrigger: {alerts: ['alertname=\"Storm\"']}\ngroup_by: [service]\nrunbooks: [{runbook: note}]\n",
+        ),
+    ]);
+    let mut replicas = replicas(&url, root.path(), 3).await;
+    let urls = std::sync::Arc::new(std::sync::Mutex::new(
+        replicas.iter().map(|(b, _)| b.url.clone()).collect::<Vec<_>>(),
+    ));
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    // Four senders, each posting bodies of 5 new alerts over 12 groups to
+    // the replicas in turn; a refused or failed post goes to the next
+    // replica until one answers 200, as AlertManager retries.
+    let senders: Vec<_> = (0..4)
+        .map(|sender| {
+            let (urls, stop) = (urls.clone(), stop.clone());
+            tokio::spawn(async move {
+                let mut acknowledged = Vec::new();
+                let mut turn = sender;
+                for body_n in 0.. {
+                    if stop.load(std::sync::atomic::Ordering::SeqCst) {
+                        break;
+                    }
+                    let names: Vec<String> = (0..5).map(|i| format!("{sender}-{body_n}-{i}")).collect();
+                    let body = webhook_body(names.iter().enumerate().map(|(i, n)| {
+                        let service = format!("svc-{}", (body_n * 5 + i) % 12);
+                        Alert::firing(serde_json::json!({"alertname": "Storm", "service": service, "n": n}))
+                            .starts_at("2026-12-02T10:00:00Z")
+                    }));
+                    loop {
+                        turn += 1;
+                        let target = { urls.lock().unwrap()[turn % 3].clone() };
+                        let client = ApiClient::new(target, Some(TOKEN.to_string()));
+                        if client.post_alerts(body.clone()).await.is_ok() {
+                            break;
+                        }
+                    }
+                    acknowledged.extend(names);
+                }
+                acknowledged
+            })
+        })
+        .collect();
+    let mut cadence = tokio::time::interval(std::time::Duration::from_secs(1));
+    for cycle in 0..20 {
+        cadence.tick().await;
+        let i = cycle % 3;
+        let (victim, dir) = replicas.remove(i);
+        victim.kill();
+        drop(dir);
+        let fresh = replica(&url, root.path()).await;
+        urls.lock().unwrap()[i] = fresh.0.url.clone();
+        replicas.insert(i, fresh);
+    }
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    let mut acknowledged = Vec::new();
+    for s in senders {
+        acknowledged.extend(s.await.unwrap());
+    }
+    let c = replicas[0].0.client(TOKEN);
+    let incidents = c
+        .incidents(&laojun::client::IncidentQuery {
+            limit: Some(1000),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let mut stored: Vec<String> = incidents
+        .iter()
+        .flat_map(|i| i.alerts.iter().map(|a| a.labels["n"].clone()))
+        .collect();
+    stored.sort();
+    let total = stored.len();
+    stored.dedup();
+    assert_eq!(stored.len(), total, "no alert stored twice");
+    acknowledged.sort();
+    let missing: Vec<_> = acknowledged
+        .iter()
+        .filter(|n| stored.binary_search(n).is_err())
+        .collect();
+    assert!(missing.is_empty(), "acknowledged but not stored: {missing:?}");
+    let mut groups: Vec<_> = incidents.iter().map(|i| i.group.clone()).collect();
+    let count = groups.len();
+    groups.sort();
+    groups.dedup();
+    assert_eq!(groups.len(), count, "one incident per group");
+    println!(
+        "storm: {} alerts acknowledged over 20 kill/restart cycles, {} incidents",
+        acknowledged.len(),
+        incidents.len()
+    );
+}
