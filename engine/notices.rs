@@ -182,7 +182,9 @@ impl Notifier {
         });
     }
 
-    /// Posts the notices a previous process journaled but did not post.
+    /// Posts the notices a previous process journaled but did not post
+    /// (on a shared store: those whose poster's claim lapsed; replicas call
+    /// this every third of a lease). Answers how many it took on.
     pub async fn post_pending(&self) -> usize {
         let store = self.inner.store.clone();
         let pending = match tokio::task::spawn_blocking(move || store.pending_notices()).await {
@@ -192,12 +194,27 @@ impl Notifier {
                 return 0;
             }
         };
-        let count = pending.len();
+        let mut count = 0;
         for notice in pending {
+            if !self.claimed(&notice.id).await {
+                continue;
+            }
+            count += 1;
             let this = self.clone();
             tokio::spawn(async move { this.post(notice).await });
         }
         count
+    }
+
+    /// Whether this replica may post the notice now (always on a store
+    /// only it writes). A store that cannot tell is taken as a yes: a
+    /// notice posted twice beats one never posted.
+    async fn claimed(&self, id: &str) -> bool {
+        let (store, id) = (self.inner.store.clone(), id.to_string());
+        match tokio::task::spawn_blocking(move || store.claim_notice(&id)).await {
+            Ok(Ok(claimed)) => claimed,
+            _ => true,
+        }
     }
 
     /// Tries the post up to `ATTEMPTS` times, then journals how it ended.
@@ -214,6 +231,12 @@ impl Notifier {
         };
         let mut wait = BACKOFF;
         loop {
+            // On a store replicas share, one of them posts it: the one that
+            // journaled it, or whoever claims it once that one's claim lapsed.
+            if !self.claimed(&notice.id).await {
+                tracing::info!(notice = %notice.id, "another replica posts this notice");
+                return;
+            }
             notice.attempts += 1;
             let sent = tokio::time::timeout(
                 Duration::from_secs(30),

@@ -49,6 +49,11 @@ impl Executor {
                         Ok(_) => {}
                         Err(e) => tracing::warn!(error = %e, "looking for runs to take over failed; trying again"),
                     }
+                    // Notices a silent replica journaled but did not post.
+                    let taken = self.shared.notices.post_pending().await;
+                    if taken > 0 {
+                        tracing::warn!(notices = taken, "posting notices another replica journaled but did not post");
+                    }
                 }
                 _ = wake.notified() => self.catch_up().await,
                 _ = poll.tick() => self.catch_up().await,

@@ -303,6 +303,12 @@ pub trait Store: Send + Sync + 'static {
     fn cancels(&self, _runs: &[RunId]) -> Result<Vec<(RunId, String)>, StoreError> {
         Ok(Vec::new())
     }
+    /// Claims a pending notice for this replica to post (or renews its
+    /// claim) for a lease; false when another replica holds it, or it is no
+    /// longer pending. Only one replica posts a notice at a time.
+    fn claim_notice(&self, _id: &str) -> Result<bool, StoreError> {
+        Ok(true)
+    }
     /// Every record, each as the write that makes it again, to `each`
     /// (`laojun store copy`). Derived indexes (unfinished runs, pending
     /// notices) come with their records; probes are left out.
@@ -399,6 +405,9 @@ impl<T: Delegate> Store for T {
     }
     fn cancels(&self, runs: &[RunId]) -> Result<Vec<(RunId, String)>, StoreError> {
         self.inner().cancels(runs)
+    }
+    fn claim_notice(&self, id: &str) -> Result<bool, StoreError> {
+        self.inner().claim_notice(id)
     }
     fn export(&self, each: &mut dyn FnMut(Write) -> Result<(), StoreError>) -> Result<(), StoreError> {
         self.inner().export(each)

@@ -55,6 +55,10 @@ CREATE TABLE decisions (run bigint NOT NULL, step text NOT NULL, approved boolea
   by_name text NOT NULL, at timestamptz NOT NULL, PRIMARY KEY (run, step));
 CREATE TABLE cancels (run bigint PRIMARY KEY, why text NOT NULL, at timestamptz NOT NULL);
 "#,
+    r#"
+-- The replica posting a pending notice, and until when: one poster at a time.
+ALTER TABLE notices ADD COLUMN claimed_by text NOT NULL DEFAULT '', ADD COLUMN claim_until timestamptz;
+"#,
 ];
 
 /// The writers of every replica take this advisory lock for one commit:
@@ -496,9 +500,9 @@ fn nanos(t: DateTime<Utc>) -> String {
     t.to_rfc3339_opts(chrono::SecondsFormat::Nanos, true)
 }
 
-/// One write as SQL on the commit's transaction; a run's journal write
-/// renews its lease for `lease_secs`.
-async fn write(tx: &impl GenericClient, w: Write, lease_secs: f64) -> Result<(), StoreError> {
+/// One write as SQL on the commit's transaction, by `replica`; a run's
+/// journal write renews its lease for `lease_secs`.
+async fn write(tx: &impl GenericClient, w: Write, replica: &str, lease_secs: f64) -> Result<(), StoreError> {
     let n = |x: u64| x as i64;
     let result = match w {
         Write::Incident(mut inc) => {
@@ -605,9 +609,13 @@ async fn write(tx: &impl GenericClient, w: Write, lease_secs: f64) -> Result<(),
         }
         Write::Notice(notice) => {
             let pending = notice.state == crate::notices::NoticeState::Pending;
+            // The replica that journals a notice posts it: it holds the
+            // claim from the start.
             tx.execute(
-                "INSERT INTO notices (id, notice, pending, created_at) VALUES ($1, $2, $3, $4) ON CONFLICT (id) DO UPDATE SET notice = $2, pending = $3",
-                &[&notice.id, &json(&notice)?, &pending, &notice.created_at],
+                "INSERT INTO notices (id, notice, pending, created_at, claimed_by, claim_until) \
+                 VALUES ($1, $2, $3, $4, $5, now() + make_interval(secs => $6)) \
+                 ON CONFLICT (id) DO UPDATE SET notice = $2, pending = $3",
+                &[&notice.id, &json(&notice)?, &pending, &notice.created_at, &replica, &lease_secs],
             )
             .await
         }
@@ -677,7 +685,7 @@ impl Exclusive for Locked<'_> {
         let next = self.commits + 1;
         let done = store.block(async {
             for w in batches.into_iter().flatten() {
-                write(&client, w, store.lease_secs()).await?;
+                write(&client, w, &store.replica.name, store.lease_secs()).await?;
             }
             set_meta(&client, "commits", &next.to_string()).await.map_err(pg)?;
             client.batch_execute("COMMIT").await.map_err(pg)
@@ -778,6 +786,22 @@ impl Store for PostgresStore {
 
     fn wake_ups(&self) -> Option<std::sync::Arc<tokio::sync::Notify>> {
         Some(self.wake.clone())
+    }
+
+    fn claim_notice(&self, id: &str) -> Result<bool, StoreError> {
+        self.block(async {
+            let claimed = self
+                .client()
+                .await?
+                .execute(
+                    "UPDATE notices SET claimed_by = $2, claim_until = now() + make_interval(secs => $3) \
+                     WHERE id = $1 AND pending AND (claimed_by = $2 OR claim_until IS NULL OR claim_until < now())",
+                    &[&id, &self.replica.name, &self.lease_secs()],
+                )
+                .await
+                .map_err(pg)?;
+            Ok(claimed == 1)
+        })
     }
 
     fn decide(&self, d: &crate::store::Decided) -> Result<Option<crate::store::Decided>, StoreError> {
@@ -898,7 +922,7 @@ impl Store for PostgresStore {
             let mut client = self.client().await?;
             let tx = client.transaction().await.map_err(pg)?;
             for w in batches.into_iter().flatten() {
-                write(&tx, w, self.lease_secs()).await?;
+                write(&tx, w, &self.replica.name, self.lease_secs()).await?;
             }
             // 200 is answered after this: the commit is durable.
             tx.commit().await.map_err(pg)

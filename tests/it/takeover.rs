@@ -19,11 +19,16 @@ const LEASE_SECS: u64 = 3;
 
 /// One replica: its own data_dir and laojun.yaml, the same database.
 async fn replica(url: &str, root: &Path) -> (Binary, tempfile::TempDir) {
+    replica_with(url, root, "").await
+}
+
+/// A replica whose laojun.yaml also holds `more`.
+async fn replica_with(url: &str, root: &Path, more: &str) -> (Binary, tempfile::TempDir) {
     let data = tempfile::tempdir().unwrap();
     let config = data.path().join("laojun.yaml");
     std::fs::write(
         &config,
-        format!("store: {{postgres: {{url: '{url}', pool_size: 4, lease_secs: {LEASE_SECS}}}}}\n"),
+        format!("store: {{postgres: {{url: '{url}', pool_size: 4, lease_secs: {LEASE_SECS}}}}}\n{more}"),
     )
     .unwrap();
     let binary = support::spawn_binary(|c| {
@@ -529,4 +534,96 @@ async fn a_storm_over_replicas_killed_and_restarted_every_second_keeps_each_ackn
         acknowledged.len(),
         incidents.len()
     );
+}
+
+/// Whether the notice `id` is still waiting to be posted, as the database says.
+async fn notice_pending(url: &str, id: &str) -> bool {
+    let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls).await.unwrap();
+    tokio::spawn(connection);
+    client
+        .query_one("SELECT pending FROM notices WHERE id = $1", &[&id])
+        .await
+        .unwrap()
+        .get(0)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_notice_is_posted_by_one_replica_and_taken_on_by_another_only_when_its_poster_goes_silent() {
+    let Some(url) = support::postgres::database() else {
+        return;
+    };
+    let slack = support::Listener::start().await;
+    let more = format!("slack: {{webhook_url: '{}/hook'}}\n", slack.url);
+    let root = support::root_with(&[
+        (
+            "runbooks/broken.yaml",
+            "name: broken\nsteps:\n  - id: fail\n    action: script\n    with: {source: 'throw \"no\"'}\n",
+        ),
+        (
+            "playbooks/broken.yaml",
+            "name: broken\ntrigger: {alerts: ['alertname=\"Broken\"']}\ngroup_by: [service]\nrunbooks: [{runbook: broken}]\n",
+        ),
+    ]);
+    let about = |run: &str| {
+        let run = run.to_string();
+        let slack = slack.clone();
+        move || {
+            slack
+                .bodies()
+                .iter()
+                .filter(|b| {
+                    b["text"]
+                        .as_str()
+                        .is_some_and(|t| t.contains(&run) && t.contains("failed"))
+                })
+                .count()
+        }
+    };
+    let (a, _a_dir) = replica_with(&url, root.path(), &more).await;
+    let broken = |service: &str| {
+        webhook_body([
+            Alert::firing(serde_json::json!({"alertname": "Broken", "service": service}))
+                .starts_at("2026-12-02T10:00:00Z"),
+        ])
+    };
+
+    // Slack fails A's first two tries; a replica starting meanwhile leaves
+    // the notice to A.
+    slack.answer_with(&[500, 500]);
+    let c = a.client(TOKEN);
+    let incident = c.post_alerts(broken("api")).await.unwrap().opened[0];
+    let run = first_run(&c, incident).await;
+    let posts = about(&run.to_string());
+    eventually("A's first try", async || (posts() >= 1).then_some(())).await;
+    let (b, _b_dir) = replica_with(&url, root.path(), &more).await;
+    assert!(
+        notice_pending(&url, &format!("run_failed:{run}")).await,
+        "still A's to post when B started"
+    );
+    assert!(
+        b.logged("posting notices a previous process journaled but did not post")
+            .is_empty(),
+        "B took on no notice at start"
+    );
+    eventually("A's third try to go through", async || {
+        (!notice_pending(&url, &format!("run_failed:{run}")).await).then_some(())
+    })
+    .await;
+    assert_eq!(posts(), 3, "A's three tries, and none from B");
+
+    // A is killed between tries: once its claim lapses, B posts it.
+    slack.answer_with(&[500]);
+    let incident = c.post_alerts(broken("web")).await.unwrap().opened[0];
+    let second = first_run(&c, incident).await;
+    let posts = about(&second.to_string());
+    eventually("A's first try", async || (posts() >= 1).then_some(())).await;
+    a.kill();
+    b.wait_for_log("posting notices another replica journaled but did not post")
+        .await;
+    eventually("B's post", async || (posts() >= 2).then_some(())).await;
+    eventually("the notice to be sent", async || {
+        (!notice_pending(&url, &format!("run_failed:{second}")).await).then_some(())
+    })
+    .await;
+    assert_eq!(posts(), 2, "A's failed try and B's");
 }
