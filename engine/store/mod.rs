@@ -309,6 +309,16 @@ pub trait Store: Send + Sync + 'static {
     fn claim_notice(&self, _id: &str) -> Result<bool, StoreError> {
         Ok(true)
     }
+    /// Takes these targets (Kubernetes objects, DNS records) for `run`
+    /// across replicas, all or none, for a lease (renewed with the run's):
+    /// `None` when taken, else one target another run holds, and that run.
+    fn lock_targets(&self, _targets: &[String], _run: RunId) -> Result<Option<(String, RunId)>, StoreError> {
+        Ok(None)
+    }
+    /// Gives back what `lock_targets` took for `run`.
+    fn unlock_targets(&self, _targets: &[String], _run: RunId) -> Result<(), StoreError> {
+        Ok(())
+    }
     /// Every record, each as the write that makes it again, to `each`
     /// (`laojun store copy`). Derived indexes (unfinished runs, pending
     /// notices) come with their records; probes are left out.
@@ -408,6 +418,12 @@ impl<T: Delegate> Store for T {
     }
     fn claim_notice(&self, id: &str) -> Result<bool, StoreError> {
         self.inner().claim_notice(id)
+    }
+    fn lock_targets(&self, targets: &[String], run: RunId) -> Result<Option<(String, RunId)>, StoreError> {
+        self.inner().lock_targets(targets, run)
+    }
+    fn unlock_targets(&self, targets: &[String], run: RunId) -> Result<(), StoreError> {
+        self.inner().unlock_targets(targets, run)
     }
     fn export(&self, each: &mut dyn FnMut(Write) -> Result<(), StoreError>) -> Result<(), StoreError> {
         self.inner().export(each)

@@ -59,6 +59,12 @@ CREATE TABLE cancels (run bigint PRIMARY KEY, why text NOT NULL, at timestamptz 
 -- The replica posting a pending notice, and until when: one poster at a time.
 ALTER TABLE notices ADD COLUMN claimed_by text NOT NULL DEFAULT '', ADD COLUMN claim_until timestamptz;
 "#,
+    r#"
+-- One run changes a target at a time, across replicas; a dead holder's
+-- locks lapse with its leases.
+CREATE TABLE target_locks (target text PRIMARY KEY, run bigint NOT NULL, owner text NOT NULL,
+  until timestamptz NOT NULL);
+"#,
 ];
 
 /// The writers of every replica take this advisory lock for one commit:
@@ -85,6 +91,7 @@ const TABLES: &[&str] = &[
     "schedule_marks",
     "decisions",
     "cancels",
+    "target_locks",
 ];
 
 /// Replicas take this advisory lock while they migrate.
@@ -727,12 +734,18 @@ impl Store for PostgresStore {
         // a renewal either comes first (and the lease no longer lapsed) or
         // finds the run gone.
         self.block(async {
-            let rows = self
-                .client()
-                .await?
+            let client = self.client().await?;
+            let rows = client
                 .query(
                     "UPDATE runs SET lease_until = now() + make_interval(secs => $2) \
                      WHERE owner = $1 AND NOT finished AND lease_until > now() RETURNING n",
+                    &[&self.replica.name, &self.lease_secs()],
+                )
+                .await
+                .map_err(pg)?;
+            client
+                .execute(
+                    "UPDATE target_locks SET until = now() + make_interval(secs => $2) WHERE owner = $1 AND until > now()",
                     &[&self.replica.name, &self.lease_secs()],
                 )
                 .await
@@ -786,6 +799,59 @@ impl Store for PostgresStore {
 
     fn wake_ups(&self) -> Option<std::sync::Arc<tokio::sync::Notify>> {
         Some(self.wake.clone())
+    }
+
+    fn lock_targets(&self, targets: &[String], run: RunId) -> Result<Option<(String, RunId)>, StoreError> {
+        let mut sorted = targets.to_vec();
+        // One order for every replica, so two runs wanting the same pair
+        // never wait on each other in a cycle.
+        sorted.sort();
+        let n = run.number() as i64;
+        self.block(async {
+            let mut client = self.client().await?;
+            let tx = client.transaction().await.map_err(pg)?;
+            let taken = tx
+                .execute(
+                    "INSERT INTO target_locks (target, run, owner, until) \
+                     SELECT t, $2, $3, now() + make_interval(secs => $4) FROM unnest($1::text[]) t \
+                     ON CONFLICT (target) DO UPDATE SET run = EXCLUDED.run, owner = EXCLUDED.owner, until = EXCLUDED.until \
+                     WHERE target_locks.run = EXCLUDED.run OR target_locks.until < now()",
+                    &[&sorted, &n, &self.replica.name, &self.lease_secs()],
+                )
+                .await
+                .map_err(pg)?;
+            if taken as usize == sorted.len() {
+                tx.commit().await.map_err(pg)?;
+                return Ok(None);
+            }
+            let holder = tx
+                .query_opt(
+                    "SELECT target, run FROM target_locks WHERE target = ANY($1) AND run <> $2 LIMIT 1",
+                    &[&sorted, &n],
+                )
+                .await
+                .map_err(pg)?;
+            tx.rollback().await.map_err(pg)?;
+            Ok(Some(holder.map_or_else(
+                || (sorted[0].clone(), run),
+                |r| (r.get::<_, String>(0), RunId::new(r.get::<_, i64>(1) as u64)),
+            )))
+        })
+    }
+
+    fn unlock_targets(&self, targets: &[String], run: RunId) -> Result<(), StoreError> {
+        self.block(async {
+            self.client()
+                .await?
+                .execute(
+                    "WITH gone AS (DELETE FROM target_locks WHERE target = ANY($1) AND run = $2 AND owner = $3 RETURNING 1) \
+                     SELECT pg_notify($4, 'unlocked') FROM gone LIMIT 1",
+                    &[&targets, &(run.number() as i64), &self.replica.name, &CHANNEL],
+                )
+                .await
+                .map_err(pg)?;
+            Ok(())
+        })
     }
 
     fn claim_notice(&self, id: &str) -> Result<bool, StoreError> {

@@ -154,3 +154,53 @@ async fn a_storm_spread_over_replicas_stores_each_alert_once_with_one_incident_p
         }
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_target_one_replicas_run_changes_is_held_from_the_others_until_released_or_lapsed() {
+    let Some(url) = support::postgres::database() else {
+        return;
+    };
+    let open = async || {
+        let store = PostgresStore::connect(&url, 2, None).unwrap().with_lease(3);
+        store.migrate().await.unwrap();
+        store
+    };
+    let (a, b) = (open().await, open().await);
+    use laojun::ids::RunId;
+    use laojun::store::Store;
+    let deployment = vec!["Deployment prod/api".to_string()];
+    let both = vec!["Service prod/api".to_string(), "Deployment prod/api".to_string()];
+    let (one, two) = (RunId::new(1), RunId::new(2));
+    assert_eq!(a.lock_targets(&deployment, one).unwrap(), None, "A's run takes it");
+    assert_eq!(a.lock_targets(&deployment, one).unwrap(), None, "and may take it again");
+    assert_eq!(
+        b.lock_targets(&both, two).unwrap(),
+        Some(("Deployment prod/api".to_string(), one)),
+        "B's run waits, told who holds it"
+    );
+    // All or none: B's run did not keep the Service either.
+    assert_eq!(
+        a.lock_targets(&["Service prod/api".to_string()], RunId::new(3))
+            .unwrap(),
+        None
+    );
+    a.unlock_targets(&["Service prod/api".to_string()], RunId::new(3))
+        .unwrap();
+    a.unlock_targets(&deployment, one).unwrap();
+    assert_eq!(
+        b.lock_targets(&both, two).unwrap(),
+        None,
+        "released: B's run takes both"
+    );
+    // B goes silent (no renewal): after its lease, A's run may take them.
+    support::eventually("B's hold to lapse", async || {
+        (a.lock_targets(&deployment, one).unwrap().is_none()).then_some(())
+    })
+    .await;
+    // B, waking, cannot release what A's run holds now.
+    b.unlock_targets(&deployment, two).unwrap();
+    assert_eq!(
+        b.lock_targets(&deployment, two).unwrap(),
+        Some(("Deployment prod/api".to_string(), one))
+    );
+}
