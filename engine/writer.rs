@@ -358,6 +358,18 @@ fn run(
             } else {
                 session.held(&leased)?
             };
+            // One read for every alert's episode in the batch, not one each.
+            let alerts: Vec<&Alert> = batch
+                .iter()
+                .filter_map(|r| match r {
+                    Request::Alerts { alerts, .. } => Some(alerts.iter()),
+                    _ => None,
+                })
+                .flatten()
+                .collect();
+            if !alerts.is_empty() {
+                intake.prefetch_episodes(&alerts)?;
+            }
             Ok((session, held))
         });
         let (session, held) = match began {

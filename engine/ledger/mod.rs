@@ -167,6 +167,15 @@ impl Ledger {
         self.overlay.committed();
     }
 
+    /// Reads ahead the stored episodes of these alerts (a commit's), so
+    /// the store answers once rather than once per alert.
+    pub fn prefetch_episodes(&mut self, alerts: &[&crate::alert::Alert]) -> Result<(), StoreError> {
+        let mut keys: Vec<_> = alerts.iter().map(|a| (a.fingerprint.clone(), a.starts_at)).collect();
+        keys.sort();
+        keys.dedup();
+        self.overlay.prefetch(self.store.as_ref(), keys)
+    }
+
     /// Incidents resolved since the last call (once their writes are committed).
     pub fn take_closed(&mut self) -> Vec<Incident> {
         std::mem::take(&mut self.closed)

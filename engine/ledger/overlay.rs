@@ -22,6 +22,11 @@ pub struct Overlay {
     alerts: BTreeMap<(IncidentId, u32), IncidentAlert>,
     /// Episodes written since the last commit.
     episodes: HashMap<(String, DateTime<Utc>), Episode>,
+    /// Episodes read ahead for this commit's alerts (`prefetch`): a key
+    /// here that has none is not stored.
+    stored: Option<HashMap<(String, DateTime<Utc>), Episode>>,
+    /// The keys `stored` covers.
+    looked_up: std::collections::HashSet<(String, DateTime<Utc>)>,
     /// Records and alerts changed since the last `take_writes`.
     changed_records: BTreeSet<IncidentId>,
     changed_alerts: BTreeSet<(IncidentId, u32)>,
@@ -91,10 +96,23 @@ impl Overlay {
         fingerprint: &str,
         starts_at: DateTime<Utc>,
     ) -> Result<Option<Episode>, StoreError> {
-        match self.episodes.get(&(fingerprint.to_string(), starts_at)) {
-            Some(e) => Ok(Some(*e)),
-            None => store.episode(fingerprint, starts_at),
+        let key = (fingerprint.to_string(), starts_at);
+        if let Some(e) = self.episodes.get(&key) {
+            return Ok(Some(*e));
         }
+        match &self.stored {
+            Some(stored) if self.looked_up.contains(&key) => Ok(stored.get(&key).copied()),
+            _ => store.episode(fingerprint, starts_at),
+        }
+    }
+
+    /// Reads the stored episodes of `keys` in one go, for `episode` to
+    /// answer from until the commit ends.
+    pub fn prefetch(&mut self, store: &dyn Store, keys: Vec<(String, DateTime<Utc>)>) -> Result<(), StoreError> {
+        let found = store.episodes(&keys)?;
+        self.looked_up = keys.into_iter().collect();
+        self.stored = Some(found);
+        Ok(())
     }
 
     /// Remembers an episode written in this commit (the caller writes it).
@@ -128,6 +146,8 @@ impl Overlay {
     /// The writes taken are on disk: read from the store from now on.
     pub fn committed(&mut self) {
         self.episodes.clear();
+        self.stored = None;
+        self.looked_up.clear();
         self.records.clear();
         self.alerts.clear();
     }

@@ -336,6 +336,20 @@ pub trait Store: Send + Sync + 'static {
     fn each_open(&self, each: &mut dyn FnMut(OpenEntry)) -> Result<(), StoreError>;
     fn timeline(&self, id: IncidentId) -> Result<Vec<Event>, StoreError>;
     fn episode(&self, fingerprint: &str, starts_at: DateTime<Utc>) -> Result<Option<Episode>, StoreError>;
+    /// The episodes of these keys that are stored, at once (a commit's
+    /// alerts, before the ledger looks at each).
+    fn episodes(
+        &self,
+        keys: &[(String, DateTime<Utc>)],
+    ) -> Result<std::collections::HashMap<(String, DateTime<Utc>), Episode>, StoreError> {
+        let mut found = std::collections::HashMap::new();
+        for (fingerprint, starts_at) in keys {
+            if let Some(e) = self.episode(fingerprint, *starts_at)? {
+                found.insert((fingerprint.clone(), *starts_at), e);
+            }
+        }
+        Ok(found)
+    }
     fn last_incident(&self) -> Result<u64, StoreError>;
     fn run(&self, id: RunId) -> Result<Option<Run>, StoreError>;
     /// Runs not finished (pending, running, awaiting approval), oldest first.
@@ -448,6 +462,12 @@ impl<T: Delegate> Store for T {
     }
     fn episode(&self, fingerprint: &str, starts_at: DateTime<Utc>) -> Result<Option<Episode>, StoreError> {
         self.inner().episode(fingerprint, starts_at)
+    }
+    fn episodes(
+        &self,
+        keys: &[(String, DateTime<Utc>)],
+    ) -> Result<std::collections::HashMap<(String, DateTime<Utc>), Episode>, StoreError> {
+        self.inner().episodes(keys)
     }
     fn last_incident(&self) -> Result<u64, StoreError> {
         self.inner().last_incident()

@@ -9,6 +9,8 @@
 //! the blocking pool), so each call runs its queries on the runtime the
 //! store was opened on and waits for them.
 
+mod writes;
+
 use std::path::Path;
 
 use chrono::{DateTime, Utc};
@@ -507,137 +509,6 @@ fn nanos(t: DateTime<Utc>) -> String {
     t.to_rfc3339_opts(chrono::SecondsFormat::Nanos, true)
 }
 
-/// One write as SQL on the commit's transaction, by `replica`; a run's
-/// journal write renews its lease for `lease_secs`.
-async fn write(tx: &impl GenericClient, w: Write, replica: &str, lease_secs: f64) -> Result<(), StoreError> {
-    let n = |x: u64| x as i64;
-    let result = match w {
-        Write::Incident(mut inc) => {
-            inc.alerts.clear();
-            tx.execute(
-                "INSERT INTO incidents (n, record) VALUES ($1, $2) ON CONFLICT (n) DO UPDATE SET record = $2",
-                &[&n(inc.id.number()), &json(&inc)?],
-            )
-            .await
-        }
-        Write::Alert { incident, index, alert } => {
-            tx.execute(
-                "INSERT INTO incident_alerts (incident, idx, alert) VALUES ($1, $2, $3) ON CONFLICT (incident, idx) DO UPDATE SET alert = $3",
-                &[&n(incident.number()), &(index as i32), &json(&alert)?],
-            )
-            .await
-        }
-        Write::Event { incident, seq, event } => {
-            tx.execute(
-                "INSERT INTO events (incident, seq, event) VALUES ($1, $2, $3) ON CONFLICT (incident, seq) DO UPDATE SET event = $3",
-                &[&n(incident.number()), &(seq as i32), &json(&event)?],
-            )
-            .await
-        }
-        Write::Episode {
-            fingerprint,
-            starts_at,
-            episode,
-        } => {
-            tx.execute(
-                "INSERT INTO episodes (fingerprint, starts_at, episode) VALUES ($1, $2, $3) ON CONFLICT (fingerprint, starts_at) DO UPDATE SET episode = $3",
-                &[&fingerprint, &nanos(starts_at), &json(&episode)?],
-            )
-            .await
-        }
-        Write::Open(entry) => {
-            tx.execute(
-                "INSERT INTO open_incidents (incident, entry) VALUES ($1, $2) ON CONFLICT (incident) DO UPDATE SET entry = $2",
-                &[&n(entry.incident.number()), &json(&entry)?],
-            )
-            .await
-        }
-        Write::Closed(incident) => {
-            tx.execute("DELETE FROM open_incidents WHERE incident = $1", &[&n(incident.number())])
-                .await
-        }
-        Write::LastIncident(last) => set_meta(tx, "last_incident", &last.to_string()).await,
-        Write::LastRun(last) => set_meta(tx, "last_run", &last.to_string()).await,
-        Write::Run(run) => {
-            // Only the lease's holder writes: the writer checked it under
-            // the write lock, and the epoch guard here makes sure.
-            let (owner, epoch) = match &run.lease {
-                Some(l) => (l.owner.clone(), l.epoch as i64),
-                None => (String::new(), 0),
-            };
-            let written = tx
-                .execute(
-                    "INSERT INTO runs (n, run, created_at, finished, owner, epoch, lease_until) \
-                     VALUES ($1, $2, $3, $4, $5, $6, CASE WHEN $5 = '' THEN NULL ELSE now() + make_interval(secs => $7) END) \
-                     ON CONFLICT (n) DO UPDATE SET run = $2, finished = $4, lease_until = EXCLUDED.lease_until \
-                     WHERE runs.owner = EXCLUDED.owner AND runs.epoch = EXCLUDED.epoch",
-                    &[
-                        &n(run.id.number()),
-                        &json(&run)?,
-                        &run.created_at,
-                        &run.status.is_finished(),
-                        &owner,
-                        &epoch,
-                        &lease_secs,
-                    ],
-                )
-                .await
-                .map_err(pg)?;
-            if written == 0 {
-                return Err(StoreError::Corrupt(format!(
-                    "{} is no longer held by {owner} at epoch {epoch}; its journal write was refused",
-                    run.id
-                )));
-            }
-            return Ok(());
-        }
-        Write::IdempotencyKey { key, run } => {
-            tx.execute(
-                "INSERT INTO idempotency_keys (key, run) VALUES ($1, $2) ON CONFLICT (key) DO UPDATE SET run = $2",
-                &[&key, &run.to_string()],
-            )
-            .await
-        }
-        Write::Audit(record) => {
-            // A record the same to the nanosecond is the same record (a
-            // second `laojun store copy`), not another action.
-            tx.execute(
-                "INSERT INTO audit (at, record) SELECT $1, $2 WHERE NOT EXISTS (SELECT 1 FROM audit WHERE at = $1 AND record = $2)",
-                &[&record.at, &json(&record)?],
-            )
-            .await
-        }
-        Write::Automation(state) => {
-            set_meta(tx, "automation", &serde_json::to_string(&state)?)
-                .await
-                .map_err(pg)?;
-            // Delivered at COMMIT: the other replicas read the pauses again.
-            tx.execute("SELECT pg_notify($1, 'automation')", &[&CHANNEL]).await
-        }
-        Write::Notice(notice) => {
-            let pending = notice.state == crate::notices::NoticeState::Pending;
-            // The replica that journals a notice posts it: it holds the
-            // claim from the start.
-            tx.execute(
-                "INSERT INTO notices (id, notice, pending, created_at, claimed_by, claim_until) \
-                 VALUES ($1, $2, $3, $4, $5, now() + make_interval(secs => $6)) \
-                 ON CONFLICT (id) DO UPDATE SET notice = $2, pending = $3",
-                &[&notice.id, &json(&notice)?, &pending, &notice.created_at, &replica, &lease_secs],
-            )
-            .await
-        }
-        Write::Probe(at) => set_meta(tx, "probe", &at.to_rfc3339()).await,
-        Write::ScheduleMark { playbook, fired_at } => {
-            tx.execute(
-                "INSERT INTO schedule_marks (playbook, fired_at) VALUES ($1, $2) ON CONFLICT (playbook) DO UPDATE SET fired_at = $2",
-                &[&playbook, &nanos(fired_at)],
-            )
-            .await
-        }
-    };
-    result.map(|_| ()).map_err(pg)
-}
-
 async fn set_meta(tx: &impl GenericClient, key: &str, value: &str) -> Result<u64, tokio_postgres::Error> {
     tx.execute(
         "INSERT INTO laojun_meta (key, value) VALUES ($1, $2) ON CONFLICT (key) DO UPDATE SET value = $2",
@@ -691,9 +562,7 @@ impl Exclusive for Locked<'_> {
         let store = self.store;
         let next = self.commits + 1;
         let done = store.block(async {
-            for w in batches.into_iter().flatten() {
-                write(&client, w, &store.replica.name, store.lease_secs()).await?;
-            }
+            writes::write_all(&client, batches.into_iter().flatten(), &store.replica.name, store.lease_secs()).await?;
             set_meta(&client, "commits", &next.to_string()).await.map_err(pg)?;
             client.batch_execute("COMMIT").await.map_err(pg)
         });
@@ -987,9 +856,7 @@ impl Store for PostgresStore {
         self.block(async {
             let mut client = self.client().await?;
             let tx = client.transaction().await.map_err(pg)?;
-            for w in batches.into_iter().flatten() {
-                write(&tx, w, &self.replica.name, self.lease_secs()).await?;
-            }
+            writes::write_all(&tx, batches.into_iter().flatten(), &self.replica.name, self.lease_secs()).await?;
             // 200 is answered after this: the commit is durable.
             tx.commit().await.map_err(pg)
         })
@@ -1122,6 +989,35 @@ impl Store for PostgresStore {
                 &[&fingerprint, &nanos(starts_at)],
             )?
             .pop())
+    }
+
+    fn episodes(
+        &self,
+        keys: &[(String, DateTime<Utc>)],
+    ) -> Result<std::collections::HashMap<(String, DateTime<Utc>), Episode>, StoreError> {
+        if keys.is_empty() {
+            return Ok(Default::default());
+        }
+        let fingerprints: Vec<&str> = keys.iter().map(|(f, _)| f.as_str()).collect();
+        let starts: Vec<String> = keys.iter().map(|(_, t)| nanos(*t)).collect();
+        let rows = self.block(async {
+            self.client()
+                .await?
+                .query(
+                    "SELECT e.fingerprint, e.starts_at, e.episode FROM episodes e \
+                     JOIN unnest($1::text[], $2::text[]) AS k(fingerprint, starts_at) \
+                     ON e.fingerprint = k.fingerprint AND e.starts_at = k.starts_at",
+                    &[&fingerprints, &starts],
+                )
+                .await
+                .map_err(pg)
+        })?;
+        let mut found = std::collections::HashMap::with_capacity(rows.len());
+        for row in rows {
+            let episode: Episode = serde_json::from_value(row.get(2))?;
+            found.insert((row.get::<_, String>(0), time(&row.get::<_, String>(1))?), episode);
+        }
+        Ok(found)
     }
 
     fn last_incident(&self) -> Result<u64, StoreError> {
