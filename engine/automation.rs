@@ -25,6 +25,39 @@ impl Pause {
     }
 }
 
+/// One pause or resume, applied by the writer to the pauses as stored at
+/// that moment (under the replicas' write lock), so two replicas pausing
+/// two playbooks at once keep both.
+#[derive(Debug, Clone)]
+pub enum PauseChange {
+    /// Pauses everything (`None`) or one playbook.
+    Pause {
+        playbook: Option<String>,
+        pause: Pause,
+    },
+    Resume {
+        playbook: Option<String>,
+    },
+}
+
+impl PauseChange {
+    pub fn apply(&self, a: &mut Automation) {
+        match self {
+            PauseChange::Pause {
+                playbook: Some(name),
+                pause,
+            } => {
+                a.playbooks.insert(name.clone(), pause.clone());
+            }
+            PauseChange::Pause { playbook: None, pause } => a.paused = Some(pause.clone()),
+            PauseChange::Resume { playbook: Some(name) } => {
+                a.playbooks.remove(name);
+            }
+            PauseChange::Resume { playbook: None } => a.paused = None,
+        }
+    }
+}
+
 /// The pauses in force, as stored.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Automation {

@@ -360,6 +360,12 @@ fn expect_series(metrics: &Metrics, catalog: &Catalog) {
 /// lock (replicas starting together take turns).
 pub async fn open_postgres(pg: &crate::config::Postgres) -> anyhow::Result<Arc<dyn Store>> {
     let url = crate::secret::resolve(&pg.url).map_err(|e| anyhow::anyhow!("store.postgres.url: {e}"))?;
+    if pg.pool_size < 3 {
+        anyhow::bail!(
+            "store.postgres.pool_size is {}: write at least 3 (a commit holds one connection and reads on others; the default is 8)",
+            pg.pool_size
+        );
+    }
     if pg.lease_secs < 3 {
         anyhow::bail!(
             "store.postgres.lease_secs is {}: write at least 3 (leases are renewed every third of it; the default is 30)",

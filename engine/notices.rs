@@ -89,6 +89,9 @@ struct Inner {
     metrics: Arc<crate::metrics::Metrics>,
     /// `slack.signing_secret` is set: notices carry buttons.
     interactive: bool,
+    /// Notices being posted by this process now: `post_pending` (every
+    /// third of a lease on a shared store) leaves them to the post going on.
+    in_flight: std::sync::Mutex<std::collections::HashSet<String>>,
 }
 
 impl Notifier {
@@ -110,6 +113,7 @@ impl Notifier {
                 external_url,
                 metrics,
                 interactive,
+                in_flight: Default::default(),
             }),
         }
     }
@@ -196,7 +200,7 @@ impl Notifier {
         };
         let mut count = 0;
         for notice in pending {
-            if !self.claimed(&notice.id).await {
+            if self.in_flight().contains(&notice.id) || !self.claimed(&notice.id).await {
                 continue;
             }
             count += 1;
@@ -217,8 +221,25 @@ impl Notifier {
         }
     }
 
-    /// Tries the post up to `ATTEMPTS` times, then journals how it ended.
-    async fn post(&self, mut notice: Notice) {
+    /// Tries the post up to `ATTEMPTS` times, then journals how it ended;
+    /// nothing when this process is posting it already.
+    async fn post(&self, notice: Notice) {
+        let id = notice.id.clone();
+        if !self.in_flight().insert(id.clone()) {
+            return;
+        }
+        self.post_once(notice).await;
+        self.in_flight().remove(&id);
+    }
+
+    fn in_flight(&self) -> std::sync::MutexGuard<'_, std::collections::HashSet<String>> {
+        self.inner
+            .in_flight
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    async fn post_once(&self, mut notice: Notice) {
         let info = IncidentInfo {
             id: notice.incident.map(|i| i.to_string()).unwrap_or_default(),
             link: notice.incident.and_then(|i| self.link(&crate::incident::page_path(i))),

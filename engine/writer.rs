@@ -58,10 +58,10 @@ pub enum Request {
         notice: Box<crate::notices::Notice>,
         reply: oneshot::Sender<Result<(), Failure>>,
     },
-    /// Stores the pauses now in force.
+    /// Pauses or resumes, on the pauses as stored now; answers them.
     Automation {
-        state: crate::automation::Automation,
-        reply: oneshot::Sender<Result<(), Failure>>,
+        change: crate::automation::PauseChange,
+        reply: oneshot::Sender<Result<crate::automation::Automation, Failure>>,
     },
     /// Records an operator action in the audit trail.
     Audit {
@@ -93,9 +93,9 @@ impl Request {
             Request::Alerts { reply, .. } => drop(reply.send(Err(failure()))),
             Request::Change { reply, .. } => drop(reply.send(Err(failure()))),
             Request::NewRun { reply, .. } => drop(reply.send(Err(failure()))),
+            Request::Automation { reply, .. } => drop(reply.send(Err(failure()))),
             Request::Playbooks { reply, .. }
             | Request::Notice { reply, .. }
-            | Request::Automation { reply, .. }
             | Request::Audit { reply, .. }
             | Request::Run { reply, .. } => drop(reply.send(Err(failure()))),
             Request::Stop => {}
@@ -215,9 +215,13 @@ impl Writer {
         .await
     }
 
-    /// Stores the pauses now in force and waits until they are on disk.
-    pub async fn automation(&self, state: crate::automation::Automation) -> Result<(), Failure> {
-        self.ask(|reply| Request::Automation { state, reply }).await
+    /// Pauses or resumes on the pauses as stored, and waits until the
+    /// result is on disk; answers the pauses now in force.
+    pub async fn automation(
+        &self,
+        change: crate::automation::PauseChange,
+    ) -> Result<crate::automation::Automation, Failure> {
+        self.ask(|reply| Request::Automation { change, reply }).await
     }
 
     /// Asks the writer to commit what is queued and stop.
@@ -561,6 +565,10 @@ enum Answer {
     Change(oneshot::Sender<Result<Changed, Failure>>, Result<Changed, Failure>),
     Run(oneshot::Sender<Result<(), Failure>>, Result<(), Failure>),
     NewRun(oneshot::Sender<Result<Journaled, Failure>>, Result<Journaled, Failure>),
+    Automation(
+        oneshot::Sender<Result<crate::automation::Automation, Failure>>,
+        Result<crate::automation::Automation, Failure>,
+    ),
 }
 
 /// Applies one request; what the metrics count for it goes to `counts`.
@@ -611,9 +619,11 @@ fn apply(intake: &mut Ledger, request: Request, now: chrono::DateTime<Utc>, coun
             intake.notice(*notice);
             Answer::Done(reply, Ok(()))
         }
-        Request::Automation { state, reply } => {
-            intake.automation(state);
-            Answer::Done(reply, Ok(()))
+        Request::Automation { change, reply } => {
+            let r = intake
+                .automation(&change)
+                .map_err(|e| Failure::Unavailable(e.to_string()));
+            Answer::Automation(reply, r)
         }
         Request::Stop => unreachable!("Stop is handled by the loop"),
     }
@@ -635,6 +645,7 @@ impl Answer {
             Answer::Change(_, Err(f)) => f,
             Answer::Run(_, Err(f)) => f,
             Answer::NewRun(_, Err(f)) => f,
+            Answer::Automation(_, Err(f)) => f,
             _ => return None,
         };
         match failure {
@@ -678,6 +689,9 @@ impl Answer {
             Answer::NewRun(reply, result) => {
                 let _ = reply.send(result);
             }
+            Answer::Automation(reply, result) => {
+                let _ = reply.send(result);
+            }
         }
     }
 
@@ -697,6 +711,9 @@ impl Answer {
                 let _ = reply.send(r.and_then(|_| Err(failure())));
             }
             Answer::NewRun(reply, r) => {
+                let _ = reply.send(r.and_then(|_| Err(failure())));
+            }
+            Answer::Automation(reply, r) => {
                 let _ = reply.send(r.and_then(|_| Err(failure())));
             }
         }

@@ -36,10 +36,21 @@ impl Executor {
         let mut poll = tokio::time::interval(POLL);
         poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         tick.tick().await;
+        // Renewing has a task of its own, so that settling what was taken
+        // over never holds a renewal up.
+        let renewer = self.clone();
+        let every = replica.lease / 3;
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(every);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
+                renewer.renew().await;
+            }
+        });
         loop {
             tokio::select! {
                 _ = tick.tick() => {
-                    self.renew().await;
                     match self.taken_over().await {
                         Ok(runs) if !runs.is_empty() => {
                             if let Err(e) = self.settle_runs(runs, false).await {
@@ -72,7 +83,9 @@ impl Executor {
         match self.shared.store.decisions(&waiting) {
             Ok(decided) => {
                 for d in decided {
-                    self.deliver(d.run, d.approved, d.by);
+                    // Only to the step it was taken for: a runbook may ask
+                    // twice, and each ask has its own decision.
+                    self.deliver(d.run, Some(&d.step), d.approved, d.by);
                 }
             }
             Err(e) => tracing::warn!(error = %e, "reading decisions failed; trying again"),
@@ -117,7 +130,12 @@ impl Executor {
         // Runs registered before the renewal started: each was journaled
         // (and leased) before it, so one missing from the answer is lost.
         let here: Vec<RunId> = self.state().cancels.keys().copied().collect();
-        let held: HashSet<RunId> = match self.shared.store.renew_leases() {
+        let store = self.shared.store.clone();
+        let asked = here.clone();
+        let renewed = tokio::task::spawn_blocking(move || store.renew_leases(&asked))
+            .await
+            .unwrap_or_else(|e| Err(crate::store::StoreError::Postgres(e.to_string())));
+        let held: HashSet<RunId> = match renewed {
             Ok(held) => held.into_iter().collect(),
             Err(e) => {
                 // The leases run out if this goes on; the journal writes of
@@ -139,7 +157,10 @@ impl Executor {
     /// Takes over the runs whose lease lapsed, each with an event on its
     /// incident's timeline saying from whom and after how long.
     pub(super) async fn taken_over(&self) -> Result<Vec<Run>, ExecError> {
-        let taken = self.shared.store.take_over()?;
+        // Not the runs whose task here has not ended yet (lost, winding
+        // down): taking them back would run them twice in this process.
+        let here: Vec<RunId> = self.state().cancels.keys().copied().collect();
+        let taken = self.shared.store.take_over(&here)?;
         let mut runs = Vec::with_capacity(taken.len());
         for t in taken {
             let by = t.run.lease.as_ref().map(|l| l.owner.clone()).unwrap_or_default();

@@ -20,6 +20,22 @@ pub struct Held {
     shared: bool,
 }
 
+impl Held {
+    /// Gives the targets back, waiting until the store has them back too.
+    pub async fn release(mut self) {
+        if self.shared && !self.targets.is_empty() {
+            self.shared = false;
+            let store = self.executor.shared.store.clone();
+            let (names, run) = (names(&self.targets), self.run);
+            let released = tokio::task::spawn_blocking(move || store.unlock_targets(&names, run)).await;
+            if !matches!(released, Ok(Ok(()))) {
+                tracing::warn!(%run, "releasing targets in the store failed; they lapse with the lease");
+            }
+        }
+        // Drop gives them back here.
+    }
+}
+
 impl Drop for Held {
     fn drop(&mut self) {
         if self.targets.is_empty() {

@@ -32,7 +32,7 @@ pub use start::{ManualRun, Retry, Started, Trigger};
 
 use crate::actions::approval::Decider;
 use crate::actions::{Backends, Decision, IncidentInfo, Target};
-use crate::automation::{Automation, AutomationView, Pause};
+use crate::automation::{Automation, AutomationView, Pause, PauseChange};
 use crate::catalog::Catalog;
 use crate::ids::{IncidentId, RunId};
 use crate::ledger::RequestError;
@@ -244,11 +244,9 @@ impl Executor {
             since: chrono::Utc::now(),
         };
         let view = self
-            .change_automation(|a| match playbook {
-                Some(name) => {
-                    a.playbooks.insert(name.to_string(), pause);
-                }
-                None => a.paused = Some(pause),
+            .change_automation(PauseChange::Pause {
+                playbook: playbook.map(str::to_string),
+                pause,
             })
             .await?;
         tracing::warn!(by, playbook, "automation paused");
@@ -258,30 +256,30 @@ impl Executor {
     /// Lifts the pause of everything (`None`) or of one playbook.
     pub async fn resume(&self, by: &str, playbook: Option<&str>) -> Result<AutomationView, ExecError> {
         let view = self
-            .change_automation(|a| match playbook {
-                Some(name) => {
-                    a.playbooks.remove(name);
-                }
-                None => a.paused = None,
+            .change_automation(PauseChange::Resume {
+                playbook: playbook.map(str::to_string),
             })
             .await?;
         tracing::info!(by, playbook, "automation resumed");
         Ok(view)
     }
 
-    async fn change_automation(&self, change: impl FnOnce(&mut Automation)) -> Result<AutomationView, ExecError> {
+    /// Applies `change` to the pauses as stored (so a pause another replica
+    /// took a moment ago is kept), and takes the result here.
+    async fn change_automation(&self, change: PauseChange) -> Result<AutomationView, ExecError> {
         let _one_at_a_time = self.shared.pausing.lock().await;
-        let mut next = self.state().automation.clone();
-        change(&mut next);
+        let stored = self.shared.writer.automation(change.clone()).await?;
+        let mut state = self.state();
         // The pause `execution.paused` adds lives in the config, not the
-        // store: storing it would outlast the flag.
-        let mut stored = next.clone();
-        if stored.paused.as_ref().is_some_and(|p| p.by == CONFIG_PAUSER) {
-            stored.paused = None;
+        // store (storing it would outlast the flag): kept here until
+        // everything is resumed.
+        let config_pause = state.automation.paused.clone().filter(|p| p.by == CONFIG_PAUSER);
+        let mut next = stored;
+        if next.paused.is_none() && !matches!(change, PauseChange::Resume { playbook: None }) {
+            next.paused = config_pause;
         }
-        self.shared.writer.automation(stored).await?;
         let view = next.view();
-        self.state().automation = next;
+        state.automation = next;
         Ok(view)
     }
 
@@ -304,7 +302,7 @@ impl Executor {
         crate::actions::approval::may_decide(&waiting.ask, decider, waiting.started_by_hand.as_deref())
             .map_err(ExecError::Forbidden)?;
         drop(state);
-        if self.deliver(run_id, approved, decider.recorded()) {
+        if self.deliver(run_id, None, approved, decider.recorded()) {
             Ok(())
         } else {
             Err(ExecError::Conflict(format!("{run_id} stopped waiting for approval")))
@@ -366,14 +364,22 @@ impl Executor {
             return Err(already(first));
         }
         // Waiting here: it goes on now. Elsewhere: its replica hears it.
-        self.deliver(run_id, approved, decision.by);
+        self.deliver(run_id, Some(&decision.step), approved, decision.by.clone());
         Ok(())
     }
 
-    /// Hands a decision to the approval step of `run_id` waiting here;
-    /// false when none is.
-    fn deliver(&self, run_id: RunId, approved: bool, by: String) -> bool {
+    /// Hands a decision to the approval step of `run_id` waiting here, if
+    /// it is `step` (any, from this replica's own decide); false when none
+    /// is.
+    fn deliver(&self, run_id: RunId, step: Option<&str>, approved: bool, by: String) -> bool {
         let mut state = self.state();
+        let matches = state
+            .approvals
+            .get(&run_id)
+            .is_some_and(|w| step.is_none_or(|step| w.pending.step == step));
+        if !matches {
+            return false;
+        }
         let Some(waiting) = state.approvals.remove(&run_id) else {
             return false;
         };

@@ -218,7 +218,12 @@ impl Executor {
                         }
                         Ok(params) => {
                             run.params = params;
-                            self.run_now(run, &runbook).await
+                            match self.run_now(run, &runbook).await {
+                                Some(status) => status,
+                                // Another replica holds the run and goes on
+                                // with the firing; this one stops here.
+                                None => return,
+                            }
                         }
                     },
                 }
@@ -266,24 +271,29 @@ impl Executor {
         }
     }
 
-    /// Journals a run and runs it to its end here; its final status.
-    async fn run_now(&self, run: Draft, runbook: &Runbook) -> RunStatus {
+    /// Journals a run and runs it to its end here; its final status, or
+    /// `None` when another replica took it over (and the firing with it).
+    async fn run_now(&self, run: Draft, runbook: &Runbook) -> Option<RunStatus> {
         match self.shared.writer.journal_new(run.clone()).await {
             Ok(journaled) => {
                 let run = journaled.run(run);
                 tracing::info!(run = %run.id, playbook = ?run.playbook, "run started");
                 let id = run.id;
                 match self.execute(run, runbook, 0).await {
-                    Ok(status) => status,
+                    Ok(status) => Some(status),
+                    Err(e @ ExecError::LeaseLost(_)) => {
+                        super::stopped(id, &e);
+                        None
+                    }
                     Err(e) => {
-                        tracing::error!(run = %id, error = %e, "run stopped: its journal could not be written");
-                        RunStatus::Failed
+                        super::stopped(id, &e);
+                        Some(RunStatus::Failed)
                     }
                 }
             }
             Err(e) => {
                 tracing::error!(runbook = %runbook.name, error = %e, "a run could not be journaled");
-                RunStatus::Failed
+                Some(RunStatus::Failed)
             }
         }
     }

@@ -162,7 +162,9 @@ impl Executor {
             }
         };
         let result = self.attempts(run, step, call, &args, timeout, info, &context).await;
-        drop(held);
+        // Released before the next step asks: a release still under way
+        // could otherwise undo the next step's hold on the same target.
+        held.release().await;
         let (status, output, summary, error) = match result? {
             Ok(o) => (StepStatus::Succeeded, o.output, Some(o.summary), None),
             Err(e) if self.cancelled(run.id).is_some() => (StepStatus::Cancelled, Value::Null, None, Some(e.message)),

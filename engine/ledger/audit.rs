@@ -10,9 +10,20 @@ impl Ledger {
         self.pending.push(Write::Notice(notice));
     }
 
-    /// Queues the pauses now in force.
-    pub fn automation(&mut self, state: crate::automation::Automation) {
-        self.pending.push(Write::Automation(state));
+    /// Pauses or resumes on the pauses as stored (or as this commit left
+    /// them), queues the result and answers it.
+    pub fn automation(
+        &mut self,
+        change: &crate::automation::PauseChange,
+    ) -> Result<crate::automation::Automation, crate::store::StoreError> {
+        let mut now = match self.automation.take() {
+            Some(a) => a,
+            None => self.store.automation()?,
+        };
+        change.apply(&mut now);
+        self.pending.push(Write::Automation(now.clone()));
+        self.automation = Some(now.clone());
+        Ok(now)
     }
 
     /// Queues an audit record with the other writes.

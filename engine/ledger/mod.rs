@@ -75,6 +75,8 @@ pub struct Ledger {
     run_keys: HashMap<String, crate::ids::RunId>,
     /// Incidents resolved since the last `take_closed`.
     closed: Vec<Incident>,
+    /// The pauses as this commit left them (until it is on disk).
+    automation: Option<crate::automation::Automation>,
     /// Records, alerts and episodes of the commit in progress.
     overlay: Overlay,
     /// Writes made since the last `take_writes`, besides the overlay's.
@@ -105,6 +107,7 @@ impl Ledger {
             last_run: 0,
             run_keys: HashMap::new(),
             closed: Vec::new(),
+            automation: None,
             overlay: Overlay::default(),
             pending: Vec::new(),
             changed: BTreeSet::new(),
@@ -133,6 +136,7 @@ impl Ledger {
     pub fn reload(&mut self) -> Result<(), StoreError> {
         self.pending.clear();
         self.overlay.clear();
+        self.automation = None;
         self.closed.clear();
         self.changed.clear();
         self.milestones.clear();
@@ -165,6 +169,7 @@ impl Ledger {
     /// The writes taken are on disk: records are read from the store from now on.
     pub fn committed(&mut self) {
         self.overlay.committed();
+        self.automation = None;
     }
 
     /// Reads ahead the stored episodes of these alerts (a commit's), so

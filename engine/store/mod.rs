@@ -268,16 +268,20 @@ pub trait Store: Send + Sync + 'static {
     fn replica(&self) -> Option<&Replica> {
         None
     }
-    /// Renews the lease of every unfinished run this replica holds and
-    /// whose lease has not lapsed; returns those runs. A run missing from
-    /// the answer is no longer this replica's to write.
-    fn renew_leases(&self) -> Result<Vec<RunId>, StoreError> {
+    /// Renews the leases of these runs (the ones going on here) where this
+    /// replica holds them and they have not lapsed; returns those runs. A
+    /// run missing from the answer is no longer this replica's to write.
+    /// A run this replica holds but no longer runs is not renewed, so it
+    /// lapses and is taken over.
+    fn renew_leases(&self, _runs: &[RunId]) -> Result<Vec<RunId>, StoreError> {
         Ok(Vec::new())
     }
-    /// Takes every unfinished run whose lease lapsed (its epoch goes up by
-    /// one, under the write lock, so the old holder's writes are refused
-    /// from then on), and returns them for this replica to settle.
-    fn take_over(&self) -> Result<Vec<TakenOver>, StoreError> {
+    /// Takes every unfinished run whose lease lapsed, but `except` (runs
+    /// whose task here has not ended yet): its epoch goes up by one, under
+    /// the write lock, so the old holder's writes are refused from then on.
+    /// Returns them for this replica to settle; none when another replica
+    /// is taking over at the same moment.
+    fn take_over(&self, _except: &[RunId]) -> Result<Vec<TakenOver>, StoreError> {
         Ok(Vec::new())
     }
     /// Woken when another replica stored something this one acts on (a
@@ -409,11 +413,11 @@ impl<T: Delegate> Store for T {
     fn replica(&self) -> Option<&Replica> {
         self.inner().replica()
     }
-    fn renew_leases(&self) -> Result<Vec<RunId>, StoreError> {
-        self.inner().renew_leases()
+    fn renew_leases(&self, runs: &[RunId]) -> Result<Vec<RunId>, StoreError> {
+        self.inner().renew_leases(runs)
     }
-    fn take_over(&self) -> Result<Vec<TakenOver>, StoreError> {
-        self.inner().take_over()
+    fn take_over(&self, except: &[RunId]) -> Result<Vec<TakenOver>, StoreError> {
+        self.inner().take_over(except)
     }
     fn wake_ups(&self) -> Option<std::sync::Arc<tokio::sync::Notify>> {
         self.inner().wake_ups()

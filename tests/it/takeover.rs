@@ -52,11 +52,12 @@ async fn replicas(url: &str, root: &Path, count: usize) -> Vec<(Binary, tempfile
     all
 }
 
-/// The process id in a lease's owner (`host/pid`, `.n` in one process).
+/// The process id in a lease's owner (`host/pid-nonce`; `pid.n-nonce`
+/// for the n-th store one process opens).
 fn owner_pid(run: &Run) -> u32 {
     let owner = &run.lease.as_ref().expect("runs on PostgreSQL carry a lease").owner;
     let pid = owner.rsplit('/').next().unwrap();
-    pid.split('.').next().unwrap().parse().unwrap()
+    pid.split(['.', '-']).next().unwrap().parse().unwrap()
 }
 
 fn signal(binary: &Binary, sig: &str) {
@@ -178,7 +179,7 @@ async fn a_killed_replicas_runs_are_taken_over_a_non_idempotent_call_is_not_made
         assert_eq!(taken.len(), 1, "one takeover on the timeline: {events:#?}");
         let (by, from, silent) = &taken[0];
         assert_eq!(by, &run.lease.as_ref().unwrap().owner);
-        assert!(from.ends_with(&format!("/{dead_pid}")), "{from}");
+        assert!(from.contains(&format!("/{dead_pid}-")), "{from}");
         assert!(
             *silent >= LEASE_SECS as f64 - 1.0,
             "silent for at least the lease: {silent}"
@@ -321,9 +322,13 @@ async fn approvals_cancels_and_pauses_are_decided_on_any_replica_once_also_witho
     let root = support::root_with(&[
         (
             "runbooks/gate.yaml",
-            "name: gate\nsteps:\n  - id: ask\n    action: approval\n    with: {message: 'fail over?'}\n  - id: after\n    action: wait\n    with: {secs: 0}\n",
+            "name: gate\nsteps:\n  - id: ask\n    action: approval\n    with: {message: 'fail over?'}\n  - id: again\n    action: approval\n    with: {message: 'really?'}\n  - id: after\n    action: wait\n    with: {secs: 0}\n",
         ),
         ("runbooks/long.yaml", "name: long\nsteps:\n  - id: hold\n    action: wait\n    with: {secs: 300}\n"),
+        (
+            "playbooks/other.yaml",
+            "name: other\ntrigger: {alerts: ['alertname=\"Other\"']}\nrunbooks: [{runbook: long}]\n",
+        ),
         (
             "playbooks/gate.yaml",
             "name: gate\ntrigger: {alerts: ['alertname=\"Gate\"']}\ngroup_by: [service]\nrunbooks: [{runbook: gate}]\n",
@@ -348,22 +353,34 @@ async fn approvals_cancels_and_pauses_are_decided_on_any_replica_once_also_witho
         .wait_for_log("the PostgreSQL session listening for other replicas ended; polling until it is back")
         .await;
 
-    // Approved on B; A, which holds the run, goes on. A second decision,
-    // on C, is refused and names the first.
+    // Approved on B; A, which holds the run, goes on to the second ask,
+    // which that decision does not answer: C denies it.
     let decision = b.approve(run).await.expect("B takes the decision");
     assert_eq!(decision.by, "api-token", "{decision:?}");
+    eventually("the second ask to wait", async || {
+        let r = c.run(run).await.ok()?;
+        (r.step("again")?.status == StepStatus::AwaitingApproval).then_some(())
+    })
+    .await;
+    c.deny(run).await.expect("C decides the second ask");
     let done = wait_run(&a, run, &[RunStatus::Succeeded, RunStatus::Failed]).await;
-    assert_eq!(done.status, RunStatus::Succeeded, "{done:#?}");
+    assert_eq!(done.status, RunStatus::Failed, "denied at the second ask: {done:#?}");
     assert_eq!(owner_pid(&done), replicas[0].0.child.id(), "A ran it to the end");
-    let again = c.approve(run).await.expect_err("decided once");
-    assert!(again.to_string().contains("already approved by api-token"), "{again}");
+    let again = b.approve(run).await.expect_err("decided once");
+    assert!(again.to_string().contains("already denied by api-token"), "{again}");
     let events = timeline(&c, incident).await;
+    let decisions: Vec<(String, bool)> = events
+        .iter()
+        .filter_map(|e| match e {
+            EventKind::Approval {
+                run: r, step, approved, ..
+            } if *r == run => Some((step.clone(), *approved)),
+            _ => None,
+        })
+        .collect();
     assert_eq!(
-        events
-            .iter()
-            .filter(|e| matches!(e, EventKind::Approval { run: r, approved: true, .. } if *r == run))
-            .count(),
-        1,
+        decisions,
+        [("ask".to_string(), true), ("again".to_string(), false)],
         "{events:#?}"
     );
 
@@ -375,13 +392,19 @@ async fn approvals_cancels_and_pauses_are_decided_on_any_replica_once_also_witho
     assert_eq!(cancelled.status, RunStatus::Cancelled);
     assert!(cancelled.reason.unwrap_or_default().contains("wrong region"));
 
-    // Paused on A: B holds too, and a new incident B opens starts nothing.
-    a.pause(Some("gate"), Some("maintenance")).await.unwrap();
-    eventually("B to hear of the pause", async || {
-        let view = b.automation().await.ok()?;
-        view.paused_playbooks.iter().any(|p| p.playbook == "gate").then_some(())
-    })
-    .await;
+    // Paused on A and, at the same moment, another playbook on B: every
+    // replica holds both, and a new incident B opens starts nothing.
+    let (on_a, on_b) = tokio::join!(a.pause(Some("gate"), Some("maintenance")), b.pause(Some("other"), None));
+    on_a.unwrap();
+    on_b.unwrap();
+    for r in [&a, &b, &c] {
+        eventually("every replica to hold both pauses", async || {
+            let view = r.automation().await.ok()?;
+            let paused: Vec<&str> = view.paused_playbooks.iter().map(|p| p.playbook.as_str()).collect();
+            (paused == ["gate", "other"]).then_some(())
+        })
+        .await;
+    }
     let other = b.post_alerts(gate("web")).await.unwrap().opened[0];
     let held = wait_run(
         &b,

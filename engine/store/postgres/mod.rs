@@ -439,6 +439,9 @@ async fn listen(mut config: tokio_postgres::Config, tls: MakeRustlsConnect, wake
                     }
                     Err(e) => tracing::warn!(error = %crate::causes::with_causes(&e), "LISTEN failed"),
                 }
+                // Closing the session ends the driver (it would wait on it
+                // forever after a failed LISTEN).
+                drop(client);
                 let why = driver.await.ok().flatten().map(|e| crate::causes::with_causes(&e));
                 tracing::warn!(error = ?why, "the PostgreSQL session listening for other replicas ended; polling until it is back");
             }
@@ -460,11 +463,16 @@ fn replica_name() -> String {
         .filter(|h| !h.is_empty())
         .unwrap_or_else(|| "laojun".into());
     let n = OPENED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    let name = format!("{host}/{}", std::process::id());
+    // A container restarted in place has the same host name and pid: the
+    // nonce keeps the new process from renewing the old one's leases.
+    let mut nonce = [0u8; 3];
+    let _ = getrandom::fill(&mut nonce);
+    let pid = std::process::id();
+    let nonce = hex::encode(nonce);
     if n == 0 {
-        name
+        format!("{host}/{pid}-{nonce}")
     } else {
-        format!("{name}.{n}")
+        format!("{host}/{pid}.{n}-{nonce}")
     }
 }
 
@@ -539,7 +547,7 @@ impl Exclusive for Locked<'_> {
         let rows = self.store.block(async {
             client
                 .query(
-                    "SELECT n, owner, epoch FROM runs WHERE n = ANY($1) AND lease_until > now()",
+                    "SELECT n, owner, epoch FROM runs WHERE n = ANY($1) AND lease_until > clock_timestamp()",
                     &[&ids],
                 )
                 .await
@@ -562,7 +570,13 @@ impl Exclusive for Locked<'_> {
         let store = self.store;
         let next = self.commits + 1;
         let done = store.block(async {
-            writes::write_all(&client, batches.into_iter().flatten(), &store.replica.name, store.lease_secs()).await?;
+            writes::write_all(
+                &client,
+                batches.into_iter().flatten(),
+                &store.replica.name,
+                store.lease_secs(),
+            )
+            .await?;
             set_meta(&client, "commits", &next.to_string()).await.map_err(pg)?;
             client.batch_execute("COMMIT").await.map_err(pg)
         });
@@ -598,24 +612,29 @@ impl Store for PostgresStore {
         Some(&self.replica)
     }
 
-    fn renew_leases(&self) -> Result<Vec<RunId>, StoreError> {
+    fn renew_leases(&self, runs: &[RunId]) -> Result<Vec<RunId>, StoreError> {
+        let ids: Vec<i64> = runs.iter().map(|r| r.number() as i64).collect();
         // No write lock: a takeover changes the owner under a row lock, so
         // a renewal either comes first (and the lease no longer lapsed) or
-        // finds the run gone.
+        // finds the run gone. Rows locked in `n` order, as commits lock
+        // them, so the two never wait on each other in a cycle.
         self.block(async {
             let client = self.client().await?;
             let rows = client
                 .query(
-                    "UPDATE runs SET lease_until = now() + make_interval(secs => $2) \
-                     WHERE owner = $1 AND NOT finished AND lease_until > now() RETURNING n",
-                    &[&self.replica.name, &self.lease_secs()],
+                    "WITH mine AS (SELECT n FROM runs WHERE n = ANY($3) AND owner = $1 AND NOT finished \
+                       AND lease_until > clock_timestamp() ORDER BY n FOR UPDATE) \
+                     UPDATE runs r SET lease_until = clock_timestamp() + make_interval(secs => $2) \
+                     FROM mine WHERE r.n = mine.n RETURNING r.n",
+                    &[&self.replica.name, &self.lease_secs(), &ids],
                 )
                 .await
                 .map_err(pg)?;
             client
                 .execute(
-                    "UPDATE target_locks SET until = now() + make_interval(secs => $2) WHERE owner = $1 AND until > now()",
-                    &[&self.replica.name, &self.lease_secs()],
+                    "UPDATE target_locks SET until = clock_timestamp() + make_interval(secs => $2) \
+                     WHERE owner = $1 AND run = ANY($3) AND until > clock_timestamp()",
+                    &[&self.replica.name, &self.lease_secs(), &ids],
                 )
                 .await
                 .map_err(pg)?;
@@ -623,28 +642,37 @@ impl Store for PostgresStore {
         })
     }
 
-    fn take_over(&self) -> Result<Vec<crate::store::TakenOver>, StoreError> {
+    fn take_over(&self, except: &[RunId]) -> Result<Vec<crate::store::TakenOver>, StoreError> {
+        let except: Vec<i64> = except.iter().map(|r| r.number() as i64).collect();
         let rows = self.block(async {
             let mut client = self.client().await?;
             let tx = client.transaction().await.map_err(pg)?;
             // Under the write lock: a writer checks leases and commits
             // under it, so no journal write of the old epoch lands after.
-            tx.execute("SELECT pg_advisory_xact_lock($1)", &[&WRITE_LOCK])
+            // Not waiting for it: a busy lock means commits going on, and
+            // the next look comes soon.
+            let locked: bool = tx
+                .query_one("SELECT pg_try_advisory_xact_lock($1)", &[&WRITE_LOCK])
                 .await
-                .map_err(pg)?;
+                .map_err(pg)?
+                .get(0);
+            if !locked {
+                return Ok(Vec::new());
+            }
             let rows = tx
                 .query(
                     "WITH lapsed AS ( \
                        SELECT n, owner, COALESCE(lease_until, created_at) AS lapsed_at FROM runs \
-                       WHERE NOT finished AND (lease_until IS NULL OR lease_until < now()) \
+                       WHERE NOT finished AND (lease_until IS NULL OR lease_until < clock_timestamp()) \
+                         AND NOT (n = ANY($3)) \
                        ORDER BY n FOR UPDATE SKIP LOCKED) \
                      UPDATE runs r SET owner = $1, epoch = r.epoch + 1, \
-                       lease_until = now() + make_interval(secs => $2), \
+                       lease_until = clock_timestamp() + make_interval(secs => $2), \
                        run = jsonb_set(r.run, '{lease}', jsonb_build_object('owner', $1::text, 'epoch', r.epoch + 1)) \
                      FROM lapsed WHERE r.n = lapsed.n \
                      RETURNING r.run, lapsed.owner, \
-                       EXTRACT(EPOCH FROM now() - lapsed.lapsed_at)::float8 + $2",
-                    &[&self.replica.name, &self.lease_secs()],
+                       EXTRACT(EPOCH FROM clock_timestamp() - lapsed.lapsed_at)::float8 + $2",
+                    &[&self.replica.name, &self.lease_secs(), &except],
                 )
                 .await
                 .map_err(pg)?;
@@ -682,9 +710,9 @@ impl Store for PostgresStore {
             let taken = tx
                 .execute(
                     "INSERT INTO target_locks (target, run, owner, until) \
-                     SELECT t, $2, $3, now() + make_interval(secs => $4) FROM unnest($1::text[]) t \
+                     SELECT t, $2, $3, clock_timestamp() + make_interval(secs => $4) FROM unnest($1::text[]) t \
                      ON CONFLICT (target) DO UPDATE SET run = EXCLUDED.run, owner = EXCLUDED.owner, until = EXCLUDED.until \
-                     WHERE target_locks.run = EXCLUDED.run OR target_locks.until < now()",
+                     WHERE target_locks.run = EXCLUDED.run OR target_locks.until < clock_timestamp()",
                     &[&sorted, &n, &self.replica.name, &self.lease_secs()],
                 )
                 .await
@@ -729,8 +757,8 @@ impl Store for PostgresStore {
                 .client()
                 .await?
                 .execute(
-                    "UPDATE notices SET claimed_by = $2, claim_until = now() + make_interval(secs => $3) \
-                     WHERE id = $1 AND pending AND (claimed_by = $2 OR claim_until IS NULL OR claim_until < now())",
+                    "UPDATE notices SET claimed_by = $2, claim_until = clock_timestamp() + make_interval(secs => $3) \
+                     WHERE id = $1 AND pending AND (claimed_by = $2 OR claim_until IS NULL OR claim_until < clock_timestamp())",
                     &[&id, &self.replica.name, &self.lease_secs()],
                 )
                 .await
@@ -856,7 +884,13 @@ impl Store for PostgresStore {
         self.block(async {
             let mut client = self.client().await?;
             let tx = client.transaction().await.map_err(pg)?;
-            writes::write_all(&tx, batches.into_iter().flatten(), &self.replica.name, self.lease_secs()).await?;
+            writes::write_all(
+                &tx,
+                batches.into_iter().flatten(),
+                &self.replica.name,
+                self.lease_secs(),
+            )
+            .await?;
             // 200 is answered after this: the commit is durable.
             tx.commit().await.map_err(pg)
         })

@@ -256,7 +256,7 @@ pub(super) async fn write_all(
         // from the start.
         tx.execute(
             "INSERT INTO notices (id, notice, pending, created_at, claimed_by, claim_until) \
-             SELECT u.*, $5, now() + make_interval(secs => $6) \
+             SELECT u.*, $5, clock_timestamp() + make_interval(secs => $6) \
              FROM unnest($1::text[], $2::jsonb[], $3::bool[], $4::timestamptz[]) u \
              ON CONFLICT (id) DO UPDATE SET notice = EXCLUDED.notice, pending = EXCLUDED.pending",
             &[&ids, &notices, &pending, &created, &replica, &lease_secs],
@@ -308,7 +308,7 @@ async fn write_runs(tx: &impl GenericClient, runs: Rows<i64, RunRow>, lease_secs
         .execute(
             "INSERT INTO runs (n, run, created_at, finished, owner, epoch, lease_until) \
              SELECT u.n, u.run, u.created_at, u.finished, u.owner, u.epoch, \
-               CASE WHEN u.owner = '' THEN NULL ELSE now() + make_interval(secs => $7) END \
+               CASE WHEN u.owner = '' THEN NULL ELSE clock_timestamp() + make_interval(secs => $7) END \
              FROM unnest($1::bigint[], $2::jsonb[], $3::timestamptz[], $4::bool[], $5::text[], $6::bigint[]) \
                AS u(n, run, created_at, finished, owner, epoch) \
              ON CONFLICT (n) DO UPDATE SET run = EXCLUDED.run, finished = EXCLUDED.finished, lease_until = EXCLUDED.lease_until \
