@@ -40,6 +40,24 @@ pub struct Config {
     pub external_url: Option<String>,
     /// Serve HTTPS instead of HTTP.
     pub tls: Option<Tls>,
+    /// The web view under /ui/.
+    pub ui: Ui,
+}
+
+/// `ui:` in laojun.yaml.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Ui {
+    /// How long a web view sign-in lasts.
+    pub session_ttl_secs: u64,
+}
+
+impl Default for Ui {
+    fn default() -> Self {
+        Ui {
+            session_ttl_secs: 12 * 3600,
+        }
+    }
 }
 
 /// TLS for the listener: PEM files, read at start.
@@ -72,6 +90,7 @@ impl Default for Config {
             server: ServerSection::default(),
             external_url: None,
             tls: None,
+            ui: Ui::default(),
         }
     }
 }

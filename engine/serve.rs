@@ -69,6 +69,10 @@ pub async fn serve(
             _ => None,
         },
         health: engine.health.clone(),
+        ui: crate::server::UiSettings {
+            session_ttl: std::time::Duration::from_secs(config.ui.session_ttl_secs.max(60)),
+            secure_cookies: config.tls.is_some(),
+        },
     });
     engine
         .health

@@ -63,6 +63,11 @@ pub enum Request {
         change: crate::automation::PauseChange,
         reply: oneshot::Sender<Result<crate::automation::Automation, Failure>>,
     },
+    /// Signs a web view session in (`Some`) or out (its id hash).
+    Session {
+        change: SessionChange,
+        reply: oneshot::Sender<Result<(), Failure>>,
+    },
     /// Records an operator action in the audit trail.
     Audit {
         record: crate::store::Audit,
@@ -97,10 +102,17 @@ impl Request {
             Request::Playbooks { reply, .. }
             | Request::Notice { reply, .. }
             | Request::Audit { reply, .. }
+            | Request::Session { reply, .. }
             | Request::Run { reply, .. } => drop(reply.send(Err(failure()))),
             Request::Stop => {}
         }
     }
+}
+
+/// A web view session signed in, or ended (by its id hash).
+pub enum SessionChange {
+    Begin(Box<crate::store::Session>),
+    End(String),
 }
 
 /// Why a request failed.
@@ -222,6 +234,18 @@ impl Writer {
         change: crate::automation::PauseChange,
     ) -> Result<crate::automation::Automation, Failure> {
         self.ask(|reply| Request::Automation { change, reply }).await
+    }
+
+    /// Stores a web view session (signed in) and waits until it is on disk.
+    pub async fn session(&self, session: crate::store::Session) -> Result<(), Failure> {
+        let change = SessionChange::Begin(Box::new(session));
+        self.ask(|reply| Request::Session { change, reply }).await
+    }
+
+    /// Ends a web view session; its cookie is refused once this returns.
+    pub async fn end_session(&self, id_hash: String) -> Result<(), Failure> {
+        let change = SessionChange::End(id_hash);
+        self.ask(|reply| Request::Session { change, reply }).await
     }
 
     /// Asks the writer to commit what is queued and stop.
@@ -624,6 +648,13 @@ fn apply(intake: &mut Ledger, request: Request, now: chrono::DateTime<Utc>, coun
                 .automation(&change)
                 .map_err(|e| Failure::Unavailable(e.to_string()));
             Answer::Automation(reply, r)
+        }
+        Request::Session { change, reply } => {
+            intake.session(match change {
+                SessionChange::Begin(session) => crate::store::Write::Session(*session),
+                SessionChange::End(id_hash) => crate::store::Write::SessionEnded(id_hash),
+            });
+            Answer::Done(reply, Ok(()))
         }
         Request::Stop => unreachable!("Stop is handled by the loop"),
     }

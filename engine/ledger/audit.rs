@@ -26,6 +26,11 @@ impl Ledger {
         Ok(now)
     }
 
+    /// Queues a web view session's start or end.
+    pub fn session(&mut self, write: Write) {
+        self.pending.push(write);
+    }
+
     /// Queues an audit record with the other writes.
     pub fn audit(&mut self, record: Audit) {
         self.pending.push(Write::Audit(record));

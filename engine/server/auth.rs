@@ -146,9 +146,21 @@ fn credentials(header: &str) -> Option<(Option<String>, String)> {
     None
 }
 
+/// The credential `given` is, compared against every token without
+/// stopping at a match (timing tells nothing).
+pub(super) fn find<'a>(credentials: &'a [Credential], given: &str) -> Option<&'a Credential> {
+    let mut found = None;
+    for c in credentials {
+        if equal_in_constant_time(c.secret.expose().as_bytes(), given.as_bytes()) {
+            found = Some(c);
+        }
+    }
+    found
+}
+
 /// Compares without returning early, so the time taken does not tell how
 /// much of a guess was right.
-fn equal_in_constant_time(expected: &[u8], given: &[u8]) -> bool {
+pub(super) fn equal_in_constant_time(expected: &[u8], given: &[u8]) -> bool {
     let mut diff = expected.len() ^ given.len();
     for (i, e) in expected.iter().enumerate() {
         diff |= usize::from(e ^ given.get(i).copied().unwrap_or(0));

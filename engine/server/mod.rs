@@ -9,6 +9,7 @@ mod lifecycle;
 mod runs;
 pub mod signature;
 pub mod slack;
+mod ui;
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -20,6 +21,7 @@ use axum::routing::{get, post};
 use axum::Router;
 
 pub use error::ApiError;
+pub use ui::Settings as UiSettings;
 
 use crate::metrics::Metrics;
 use crate::store::Store;
@@ -45,6 +47,9 @@ pub struct AppState {
     pub grafana: Option<signature::Grafana>,
     /// What `/readyz` reports on the store.
     pub health: Arc<crate::health::Health>,
+    /// The web view's settings: session length, whether cookies are
+    /// `Secure` (served over TLS), links.
+    pub ui: ui::Settings,
 }
 
 impl AppState {
@@ -94,6 +99,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route_layer(middleware::from_fn_with_state(state.clone(), auth::require_token));
     Router::new()
         .nest("/api/v1", api)
+        .merge(ui::router(state.clone()))
         .route(
             "/slack/interactions",
             post(slack::interactions).layer(DefaultBodyLimit::max(64 * 1024)),

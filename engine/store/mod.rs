@@ -80,6 +80,23 @@ pub enum Write {
     /// A schedule's mark, set as it is (`laojun store copy`; the scheduler
     /// moves marks with `claim_schedule`).
     ScheduleMark { playbook: String, fired_at: DateTime<Utc> },
+    /// A web view session, signed in (or renewed).
+    Session(Session),
+    /// A web view session ended (signed out): its cookie is refused after.
+    SessionEnded(String),
+}
+
+/// A web view session, kept by the hash of the id its cookie holds (a
+/// copy of the store gives no one a session).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Session {
+    /// Hex SHA-256 of the session id.
+    pub id_hash: String,
+    /// The token's name and role it was signed in with.
+    pub name: String,
+    pub role: String,
+    pub created_at: DateTime<Utc>,
+    pub expires_at: DateTime<Utc>,
 }
 
 impl Write {
@@ -101,6 +118,7 @@ impl Write {
             Write::Notice(_) => "notices",
             Write::Probe(_) => "probes",
             Write::ScheduleMark { .. } => "schedule marks",
+            Write::Session(_) | Write::SessionEnded(_) => "web sessions",
         }
     }
 }
@@ -370,6 +388,9 @@ pub trait Store: Send + Sync + 'static {
     fn notice(&self, id: &str) -> Result<Option<crate::notices::Notice>, StoreError>;
     /// Notices journaled but not yet posted, oldest first.
     fn pending_notices(&self) -> Result<Vec<crate::notices::Notice>, StoreError>;
+    /// A web view session by the hash of its id, if it is signed in (it
+    /// may have expired: the caller checks `expires_at`).
+    fn session(&self, id_hash: &str) -> Result<Option<Session>, StoreError>;
     /// When a scheduled playbook last fired (or was claimed to).
     fn schedule_mark(&self, playbook: &str) -> Result<Option<DateTime<Utc>>, StoreError>;
     /// Moves a playbook's mark from `expected` to `new` if nobody moved it
@@ -505,6 +526,9 @@ impl<T: Delegate> Store for T {
     }
     fn schedule_mark(&self, playbook: &str) -> Result<Option<DateTime<Utc>>, StoreError> {
         self.inner().schedule_mark(playbook)
+    }
+    fn session(&self, id_hash: &str) -> Result<Option<Session>, StoreError> {
+        self.inner().session(id_hash)
     }
     fn claim_schedule(
         &self,

@@ -140,6 +140,11 @@ fn episode_key(fingerprint: &str, starts_at: DateTime<Utc>) -> Vec<u8> {
     [b"e/".as_slice(), fingerprint.as_bytes(), &[0], &sortable.to_be_bytes()].concat()
 }
 
+/// Web view sessions (not exported: a copied store starts signed out).
+fn session_key(id_hash: &str) -> Vec<u8> {
+    [b"w/".as_slice(), id_hash.as_bytes()].concat()
+}
+
 const LAST_INCIDENT: &[u8] = b"m/last_incident";
 /// The layout's version: absent in the first one.
 const FORMAT: &[u8] = b"m/format";
@@ -311,6 +316,8 @@ impl SledStore {
                     );
                 }
                 Write::Probe(at) => batch.insert(PROBE, at.to_rfc3339().as_bytes()),
+                Write::Session(session) => batch.insert(session_key(&session.id_hash), serde_json::to_vec(&session)?),
+                Write::SessionEnded(id_hash) => batch.remove(session_key(&id_hash)),
                 Write::ScheduleMark { playbook, fired_at } => batch.insert(
                     [b"s/".as_slice(), playbook.as_bytes()].concat(),
                     fired_at.to_rfc3339_opts(chrono::SecondsFormat::Nanos, true).as_bytes(),
@@ -531,6 +538,13 @@ impl Store for SledStore {
             .get(key)?
             .and_then(|v| DateTime::parse_from_rfc3339(&String::from_utf8_lossy(&v)).ok())
             .map(|t| t.with_timezone(&Utc)))
+    }
+
+    fn session(&self, id_hash: &str) -> Result<Option<crate::store::Session>, StoreError> {
+        self.db
+            .get(session_key(id_hash))?
+            .map(|v| Ok(serde_json::from_slice(&v)?))
+            .transpose()
     }
 
     fn claim_schedule(

@@ -45,4 +45,5 @@ mod store_unavailable;
 mod takeover;
 mod tls;
 mod trust;
+mod ui;
 mod validate;

@@ -67,6 +67,10 @@ ALTER TABLE notices ADD COLUMN claimed_by text NOT NULL DEFAULT '', ADD COLUMN c
 CREATE TABLE target_locks (target text PRIMARY KEY, run bigint NOT NULL, owner text NOT NULL,
   until timestamptz NOT NULL);
 "#,
+    r#"
+-- Web view sessions, by the hash of the id the cookie holds.
+CREATE TABLE sessions (id_hash text PRIMARY KEY, session jsonb NOT NULL, expires_at timestamptz NOT NULL);
+"#,
 ];
 
 /// The writers of every replica take this advisory lock for one commit:
@@ -94,6 +98,7 @@ const TABLES: &[&str] = &[
     "decisions",
     "cancels",
     "target_locks",
+    "sessions",
 ];
 
 /// Replicas take this advisory lock while they migrate.
@@ -1123,6 +1128,10 @@ impl Store for PostgresStore {
                 .map_err(pg)?;
             row.map(|r| time(&r.get::<_, String>(0))).transpose()
         })
+    }
+
+    fn session(&self, id_hash: &str) -> Result<Option<crate::store::Session>, StoreError> {
+        self.one("SELECT session FROM sessions WHERE id_hash = $1", &id_hash)
     }
 
     fn claim_schedule(

@@ -43,6 +43,8 @@ struct Grouped {
     audits: Vec<(DateTime<Utc>, serde_json::Value)>,
     notices: Rows<String, NoticeRow>,
     marks: Rows<String, String>,
+    /// `None`: ended.
+    sessions: Rows<String, Option<(serde_json::Value, DateTime<Utc>)>>,
     /// The pauses changed: the other replicas are told at COMMIT.
     paused: bool,
 }
@@ -115,6 +117,14 @@ impl Grouped {
             }
             Write::ScheduleMark { playbook, fired_at } => {
                 self.marks.insert(playbook, nanos(fired_at));
+            }
+            Write::Session(session) => {
+                let expires = session.expires_at;
+                self.sessions
+                    .insert(session.id_hash.clone(), Some((json(&session)?, expires)));
+            }
+            Write::SessionEnded(id_hash) => {
+                self.sessions.insert(id_hash, None);
             }
         }
         Ok(())
@@ -273,6 +283,33 @@ pub(super) async fn write_all(
         )
         .await
         .map_err(pg)?;
+    }
+    if !g.sessions.is_empty() {
+        let (mut put, mut values, mut expires, mut gone) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        for (id_hash, session) in g.sessions {
+            match session {
+                Some((value, until)) => {
+                    put.push(id_hash);
+                    values.push(value);
+                    expires.push(until);
+                }
+                None => gone.push(id_hash),
+            }
+        }
+        if !gone.is_empty() {
+            tx.execute("DELETE FROM sessions WHERE id_hash = ANY($1)", &[&gone])
+                .await
+                .map_err(pg)?;
+        }
+        if !put.is_empty() {
+            tx.execute(
+                "INSERT INTO sessions (id_hash, session, expires_at) SELECT * FROM unnest($1::text[], $2::jsonb[], $3::timestamptz[]) \
+                 ON CONFLICT (id_hash) DO UPDATE SET session = EXCLUDED.session, expires_at = EXCLUDED.expires_at",
+                &[&put, &values, &expires],
+            )
+            .await
+            .map_err(pg)?;
+        }
     }
     if g.paused {
         // Delivered at COMMIT: the other replicas read the pauses again.
