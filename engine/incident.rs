@@ -507,11 +507,15 @@ pub fn step_time(ms: i64) -> String {
     }
 }
 
-/// The path of an incident's page for people: the API's JSON until the web
-/// view exists. Slack messages and postmortems link here (behind
-/// `server.external_url`).
+/// The path of an incident's page for people, in the web view. Slack
+/// messages and postmortems link here (behind `server.external_url`).
 pub fn page_path(id: IncidentId) -> String {
-    format!("/api/v1/incidents/{id}")
+    format!("/ui/incidents/{id}")
+}
+
+/// The path of a run's page in the web view.
+pub fn run_page_path(id: RunId) -> String {
+    format!("/ui/runs/{id}")
 }
 
 /// The page's full URL under `server.external_url`, when that is set.

@@ -275,7 +275,7 @@ pub fn data(
         String::new()
     };
     let runs_markdown = if parts.runs_markdown {
-        markdown::runs(runs)
+        markdown::runs(runs, style.external_url.as_deref())
     } else {
         String::new()
     };
@@ -288,7 +288,11 @@ pub fn data(
                     .map(|s| json!({"id": s.id, "action": s.action, "status": s.status.as_str(), "attempts": s.attempts, "duration_ms": s.duration_ms(), "summary": s.summary, "error": s.error}))
                     .collect();
                 let took = r.finished_at.map(|end| (end - r.created_at).num_seconds());
-                json!({"id": r.id, "runbook": r.runbook, "status": r.status.as_str(), "dry_run": r.dry_run, "by": r.by,
+                let url = style
+                    .external_url
+                    .as_deref()
+                    .map(|u| format!("{}{}", u.trim_end_matches('/'), crate::incident::run_page_path(r.id)));
+                json!({"id": r.id, "url": url, "runbook": r.runbook, "status": r.status.as_str(), "dry_run": r.dry_run, "by": r.by,
                        "started_at": r.created_at, "finished_at": r.finished_at, "reason": r.reason,
                        "duration": {"secs": took, "human": took.map(human_duration)}, "steps": steps})
             })
@@ -498,7 +502,9 @@ mod markdown {
 
     /// Per run a heading (id, runbook, status, how long) and a table of
     /// its steps.
-    pub fn runs(runs: &[Run]) -> String {
+    /// Each run's steps as a table; with a base URL, the run's id links to
+    /// its page in the web view.
+    pub fn runs(runs: &[Run], base: Option<&str>) -> String {
         let mut out = String::with_capacity(runs.len() * 400);
         for (i, r) in runs.iter().enumerate() {
             if i > 0 {
@@ -511,7 +517,15 @@ mod markdown {
             let _ = write!(
                 out,
                 "### {} `{}`: {}{}, {}\n\n| step | action | result | attempts | time | detail |\n|---|---|---|---|---|---|",
-                escape_markdown(&r.id.to_string()),
+                match base {
+                    Some(base) => format!(
+                        "[{}]({}{})",
+                        escape_markdown(&r.id.to_string()),
+                        base.trim_end_matches('/'),
+                        crate::incident::run_page_path(r.id)
+                    ),
+                    None => escape_markdown(&r.id.to_string()),
+                },
                 escape_markdown(&r.runbook),
                 escape_markdown(r.status.as_str()),
                 if r.dry_run { " (dry run)" } else { "" },

@@ -46,4 +46,5 @@ mod takeover;
 mod tls;
 mod trust;
 mod ui;
+mod ui_browser;
 mod validate;

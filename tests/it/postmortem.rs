@@ -656,7 +656,7 @@ async fn resolving_an_incident_writes_its_postmortem_serves_it_and_tells_slack()
     );
     // The link is the incident's page for people, under server.external_url.
     assert!(
-        summary.ends_with(" https://laojun.example/api/v1/incidents/INC-1"),
+        summary.ends_with(" https://laojun.example/ui/incidents/INC-1"),
         "{summary}"
     );
     // A note after the resolve reaches the file, which stays what the API serves.
@@ -789,7 +789,7 @@ async fn the_guides_example_run_through_the_routes_fills_every_section() {
     println!("{text}");
     for needle in [
         "# 事件报告 - core-services has no free database connections",
-        "[INC-1](https://laojun.example.com/api/v1/incidents/INC-1)",
+        "[INC-1](https://laojun.example.com/ui/incidents/INC-1)",
         "- **指挥官 (Commander)**: alice",
         "- **响应人员 (Responders)**: bob, carol",
         "by api-token (",

@@ -341,6 +341,18 @@ const COMPONENTS: &[Component] = &[
         probe: false,
     },
     Component {
+        name: "chromium",
+        paths: &["/usr/bin/chromium"],
+        install: "apt-get install chromium chromium-driver",
+        probe: false,
+    },
+    Component {
+        name: "chromedriver",
+        paths: &["/usr/bin/chromedriver"],
+        install: "apt-get install chromium chromium-driver",
+        probe: false,
+    },
+    Component {
         name: "systemd-analyze",
         paths: &["/usr/bin/systemd-analyze"],
         install: "apt-get install systemd",
