@@ -328,6 +328,14 @@ async fn an_on_call_engineer_follows_approves_and_notes_an_incident_in_chromium(
         .await
         .unwrap();
     assert_eq!(marker, json!(44), "the run page was not reloaded");
+    assert!(
+        browser
+            .find_all(Locator::Css("#run .approval, #cancel"))
+            .await
+            .unwrap()
+            .is_empty(),
+        "decided and ended: no approve, deny or cancel left on the page"
+    );
     shot(&browser, "run").await;
     browser.close().await.unwrap();
 }

@@ -55,7 +55,12 @@
         row.querySelector(".output").textContent = s.output || "";
         row.querySelector(".error").textContent = s.error || "";
       });
+      // Decided or ended: the buttons that no longer apply go.
+      if (r.status !== "awaiting_approval") {
+        run.querySelectorAll(".approval").forEach(function (el) { el.remove(); });
+      }
       if (r.finished && run.getAttribute("data-finished") !== "true") {
+        run.querySelectorAll('form[action$="/cancel"]').forEach(function (el) { el.remove(); });
         runSource.close();
         run.setAttribute("data-finished", "true");
       }
