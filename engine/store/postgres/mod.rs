@@ -407,6 +407,11 @@ impl PostgresStore {
     }
 }
 
+/// Run ids as the `bigint[]` the queries take.
+fn numbers(runs: &[RunId]) -> Vec<i64> {
+    runs.iter().map(|r| r.number() as i64).collect()
+}
+
 /// The channel replicas NOTIFY on when they store a decision, a cancel or
 /// a pause.
 const CHANNEL: &str = "laojun";
@@ -618,7 +623,7 @@ impl Store for PostgresStore {
     }
 
     fn renew_leases(&self, runs: &[RunId]) -> Result<Vec<RunId>, StoreError> {
-        let ids: Vec<i64> = runs.iter().map(|r| r.number() as i64).collect();
+        let ids = numbers(runs);
         // No write lock: a takeover changes the owner under a row lock, so
         // a renewal either comes first (and the lease no longer lapsed) or
         // finds the run gone. Rows locked in `n` order, as commits lock
@@ -648,7 +653,7 @@ impl Store for PostgresStore {
     }
 
     fn take_over(&self, except: &[RunId]) -> Result<Vec<crate::store::TakenOver>, StoreError> {
-        let except: Vec<i64> = except.iter().map(|r| r.number() as i64).collect();
+        let except = numbers(except);
         let rows = self.block(async {
             let mut client = self.client().await?;
             let tx = client.transaction().await.map_err(pg)?;
@@ -797,7 +802,7 @@ impl Store for PostgresStore {
         if runs.is_empty() {
             return Ok(Vec::new());
         }
-        let ids: Vec<i64> = runs.iter().map(|r| r.number() as i64).collect();
+        let ids = numbers(runs);
         let rows = self.block(async {
             self.client()
                 .await?
@@ -839,7 +844,7 @@ impl Store for PostgresStore {
         if runs.is_empty() {
             return Ok(Vec::new());
         }
-        let ids: Vec<i64> = runs.iter().map(|r| r.number() as i64).collect();
+        let ids = numbers(runs);
         let rows = self.block(async {
             self.client()
                 .await?
