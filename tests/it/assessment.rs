@@ -374,7 +374,8 @@ async fn a_high_cpu_alert_is_assessed_scaled_out_and_verified_back_under_80_perc
     let prom = start_prometheus(
         &prometheus,
         &format!("global: {{scrape_interval: 1s}}\nscrape_configs:\n  - job_name: nodes\n    honor_labels: true\n    static_configs: [{{targets: ['127.0.0.1:{target}']}}]\n"),
-    );
+        &[],
+    ).await;
     let query = format!("{}/api/v1/query?query=cpu_usage_percent", prom.url);
     eventually("Prometheus to scrape the CPU", async || {
         let v: serde_json::Value = reqwest::get(&query).await.ok()?.json().await.ok()?;

@@ -12,9 +12,7 @@ async fn an_unreachable_route53_is_named_with_its_endpoint_and_the_cause() {
     // Signing needs some credentials; nothing listens where they would go.
     std::env::set_var("AWS_ACCESS_KEY_ID", "testing");
     std::env::set_var("AWS_SECRET_ACCESS_KEY", "testing");
-    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let endpoint = format!("http://{}", closed.local_addr().unwrap());
-    drop(closed);
+    let endpoint = format!("http://{}", support::CLOSED);
     let runbook = "name: move\nsteps:\n  - id: dns\n    action: dns.failover\n    with: {hosted_zone_id: Z1, record_name: api.example.com, to: standby.example.com}\n";
     let root = root_with(&[("runbooks/move.yaml", runbook)]);
     let (path, url) = (root.path().to_path_buf(), endpoint.clone());

@@ -8,12 +8,12 @@
 //! resolves, and the incident's postmortem file has the timeline, the
 //! evidence, the runs' steps and the computed durations.
 
-use std::net::TcpListener;
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::support::prometheus::start_prometheus;
 use crate::support::{self, eventually, Listener, Server, TOKEN};
 use fake_kube::{FakeKube, PodState};
 use laojun::incident::EventKind;
@@ -28,10 +28,6 @@ impl Drop for Process {
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
 /// A scrape target whose /metrics fails while `down` is set; each scrape
@@ -108,8 +104,25 @@ async fn a_prometheus_service_down_alert_is_remediated_resolved_and_written_up()
         "retries: {attempts: 40, backoff_secs: 0.5, max_backoff_secs: 0.5}",
     )]);
     let root_path = root.path().to_path_buf();
-    let prom_port = free_port();
-    let prom_url = format!("http://127.0.0.1:{prom_port}");
+
+    // Prometheus first, so laojun can be configured with its URL, and told
+    // where AlertManager is once that listens (no port picked ahead).
+    let down = Arc::new(AtomicBool::new(false));
+    let target_port = target(down.clone()).await;
+    // The ops guide's rule, with short intervals.
+    std::fs::write(
+        work.path().join("rules.yml"),
+        "groups:\n  - name: ops-guide\n    rules:\n      - alert: ServiceDown\n        expr: up == 0\n        for: 1s\n        labels: {severity: critical}\n        annotations: {summary: 'Service {{ $labels.instance }} is down'}\n",
+    )
+    .unwrap();
+    let prom_config = |alerting: &str| {
+        format!(
+            "global: {{scrape_interval: 1s, evaluation_interval: 1s}}\nrule_files: [{}]\n{alerting}scrape_configs:\n  - job_name: checkout\n    static_configs:\n      - targets: ['127.0.0.1:{target_port}']\n        labels: {{namespace: prod}}\n",
+            work.path().join("rules.yml").display()
+        )
+    };
+    let prom = start_prometheus(&prometheus, &prom_config(""), &["--rules.alert.resend-delay=1s"]).await;
+    let prom_url = prom.url.clone();
     let configured_prometheus = prom_url.clone();
     let server = Server::start_with(move |c| {
         c.root = root_path;
@@ -120,9 +133,6 @@ async fn a_prometheus_service_down_alert_is_remediated_resolved_and_written_up()
     })
     .await;
 
-    let down = Arc::new(AtomicBool::new(false));
-    let target_port = target(down.clone()).await;
-    let am_port = free_port();
     let am_config = work.path().join("alertmanager.yml");
     std::fs::write(
         &am_config,
@@ -132,43 +142,37 @@ async fn a_prometheus_service_down_alert_is_remediated_resolved_and_written_up()
         ),
     )
     .unwrap();
-    let _am = Process(
-        Command::new(&alertmanager)
-            .arg(format!("--config.file={}", am_config.display()))
-            .arg(format!("--storage.path={}", work.path().join("am").display()))
-            .arg(format!("--web.listen-address=127.0.0.1:{am_port}"))
-            .arg("--cluster.listen-address=")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("alertmanager starts"),
-    );
-    // The ops guide's rule, with short intervals.
-    std::fs::write(
-        work.path().join("rules.yml"),
-        "groups:\n  - name: ops-guide\n    rules:\n      - alert: ServiceDown\n        expr: up == 0\n        for: 1s\n        labels: {severity: critical}\n        annotations: {summary: 'Service {{ $labels.instance }} is down'}\n",
+    let (am, am_port) = support::spawn_listening(
+        "alertmanager",
+        |port| {
+            let mut command = Command::new(&alertmanager);
+            command
+                .arg(format!("--config.file={}", am_config.display()))
+                .arg(format!("--storage.path={}", work.path().join("am").display()))
+                .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+                .arg("--cluster.listen-address=")
+                .stdout(Stdio::null())
+                .stderr(Stdio::null());
+            command
+        },
+        async |url| {
+            let Ok(r) = reqwest::get(format!("{url}/api/v2/status")).await else {
+                return false;
+            };
+            let body: serde_json::Value = r.json().await.unwrap_or_default();
+            body.get("cluster").is_some()
+        },
     )
-    .unwrap();
-    let prom_config = work.path().join("prometheus.yml");
-    std::fs::write(
-        &prom_config,
-        format!(
-            "global: {{scrape_interval: 1s, evaluation_interval: 1s}}\nrule_files: [{}]\nalerting:\n  alertmanagers:\n    - static_configs: [{{targets: ['127.0.0.1:{am_port}']}}]\nscrape_configs:\n  - job_name: checkout\n    static_configs:\n      - targets: ['127.0.0.1:{target_port}']\n        labels: {{namespace: prod}}\n",
-            work.path().join("rules.yml").display()
-        ),
+    .await;
+    let _am = Process(am);
+    let am_target = format!("127.0.0.1:{am_port}");
+    prom.reconfigure(
+        &prom_config(&format!(
+            "alerting:\n  alertmanagers:\n    - static_configs: [{{targets: ['{am_target}']}}]\n"
+        )),
+        &am_target,
     )
-    .unwrap();
-    let _prom = Process(
-        Command::new(&prometheus)
-            .arg(format!("--config.file={}", prom_config.display()))
-            .arg(format!("--storage.tsdb.path={}", work.path().join("tsdb").display()))
-            .arg(format!("--web.listen-address=127.0.0.1:{prom_port}"))
-            .arg("--rules.alert.resend-delay=1s")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("prometheus starts"),
-    );
+    .await;
     // Up, with enough samples for the error rate to be a number.
     let query = format!("{prom_url}/api/v1/query?query=sum(rate(http_requests_total%7Bcode%3D~%225..%22%7D%5B5m%5D))");
     eventually("Prometheus to scrape the target twice", async || {

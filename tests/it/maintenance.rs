@@ -212,7 +212,8 @@ async fn the_monthly_security_update_restarts_and_posts_the_months_request_rates
     let prom = start_prometheus(
         &prometheus,
         &format!("global: {{scrape_interval: 1s}}\nscrape_configs:\n  - job_name: core-services\n    static_configs: [{{targets: ['127.0.0.1:{target}']}}]\n"),
-    );
+        &[],
+    ).await;
     let rate = format!(
         "{}/api/v1/query?query=sum%20by%20(job)%20(rate(http_requests_total%5B30d%5D))",
         prom.url

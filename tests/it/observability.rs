@@ -128,7 +128,8 @@ async fn every_dashboard_query_returns_data_from_a_real_prometheus_scraping_laoj
             "global: {{scrape_interval: 1s, evaluation_interval: 1s}}\nrule_files: ['{}']\nscrape_configs:\n  - job_name: laojun\n    static_configs: [{{targets: ['{target}']}}]\n",
             deploy("prometheus/laojun-rules.yml").display()
         ),
-    );
+        &[],
+    ).await;
     let http = reqwest::Client::new();
     let query = async |expr: &str| -> Option<Value> {
         let answer = http

@@ -61,7 +61,8 @@ async fn a_verify_step_polls_prometheus_until_the_value_is_back_to_normal() {
     let prom = start_prometheus(
         &prometheus,
         &format!("global: {{scrape_interval: 1s}}\nscrape_configs:\n  - job_name: app\n    static_configs: [{{targets: ['127.0.0.1:{target}']}}]\n"),
-    );
+        &[],
+    ).await;
     let prom_url = prom.url.clone();
     let query = format!("{prom_url}/api/v1/query?query=errors_ratio");
     eventually("Prometheus to scrape the exporter", async || {

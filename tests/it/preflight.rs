@@ -213,10 +213,8 @@ async fn check_asks_every_context_a_templated_cluster_may_name_and_reports_the_o
     let kube = FakeKube::start().await.unwrap();
     let dir = tempfile::tempdir().unwrap();
     let kubeconfig = dir.path().join("kubeconfig");
-    let gone = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let gone_url = format!("http://{}", gone.local_addr().unwrap());
-    // Closed: nothing listens there any more.
-    drop(gone);
+    // Closed: nothing listens there.
+    let gone_url = format!("http://{}", crate::support::CLOSED);
     std::fs::write(
         &kubeconfig,
         format!(

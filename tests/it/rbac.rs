@@ -210,18 +210,14 @@ async fn kubectl_auth_can_i_answers_from_the_roles_the_fake_example_enforces() {
     let dir = tempfile::tempdir().unwrap();
     let (roles, kubeconfig) = (dir.path().join("rbac.yaml"), dir.path().join("kubeconfig"));
     std::fs::write(&roles, yaml).unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
     let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/debug/examples/fake_kube");
     let mut fake = match std::env::var_os("CARGO_TARGET_DIR") {
         Some(target) => Command::new(Path::new(&target).join("debug/examples/fake_kube")),
         None => Command::new(example),
     };
     let mut fake = fake
-        .arg(format!("127.0.0.1:{port}"))
+        // Port 0: it binds a free port itself and writes the kubeconfig for it.
+        .arg("127.0.0.1:0")
         .arg("--kubeconfig")
         .arg(&kubeconfig)
         .arg("--rbac")

@@ -434,10 +434,7 @@ async fn cooldown_and_pause_stop_runs_and_say_so_on_the_timeline() {
 #[tokio::test(flavor = "multi_thread")]
 async fn refused_connections_and_timeouts_are_retried_then_fail_the_step_with_the_reason() {
     // A port nobody listens on, and one that accepts but never answers.
-    let closed = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap();
+    let closed = support::CLOSED;
     let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let silent_addr = silent.local_addr().unwrap();
     tokio::spawn(async move {

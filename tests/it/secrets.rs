@@ -16,10 +16,7 @@ const HEADER_SECRET: &str = "hdrSECRETvalue0123456789";
 #[tokio::test(flavor = "multi_thread")]
 async fn secrets_stay_out_of_logs_answers_timelines_and_postmortems_even_on_failure() {
     // Slack refuses connections; the HTTP endpoint answers 500.
-    let closed = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap();
+    let closed = support::CLOSED;
     let api = support::Listener::start().await;
     api.answer_with(&[500, 500, 500]);
     let runbook = format!(

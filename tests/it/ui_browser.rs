@@ -29,27 +29,31 @@ impl Drop for Driver {
 async fn driver() -> Option<(Driver, Client)> {
     let chromium = support::require("chromium")?;
     let chromedriver = support::require("chromedriver")?;
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let child = std::process::Command::new(chromedriver)
-        .arg(format!("--port={port}"))
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
+    let (child, port) = support::spawn_listening(
+        "chromedriver",
+        |port| {
+            let mut command = std::process::Command::new(&chromedriver);
+            command
+                .arg(format!("--port={port}"))
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null());
+            command
+        },
+        // Only chromedriver's /status says it is a ChromeDriver.
+        async |url| {
+            let Ok(r) = reqwest::get(format!("{url}/status")).await else {
+                return false;
+            };
+            r.text().await.is_ok_and(|t| t.contains("ChromeDriver"))
+        },
+    )
+    .await;
     let profile = tempfile::tempdir().unwrap();
     let driver = Driver {
         child,
         url: format!("http://127.0.0.1:{port}"),
         _profile: profile,
     };
-    eventually("chromedriver to listen", async || {
-        tokio::net::TcpStream::connect(("127.0.0.1", port)).await.ok()
-    })
-    .await;
     let mut caps = serde_json::Map::new();
     caps.insert(
         "goog:chromeOptions".into(),

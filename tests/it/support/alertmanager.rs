@@ -1,16 +1,11 @@
 //! Debian's `prometheus-alertmanager` on loopback: started with a route
 //! to laojun, and alerts pushed into it as Prometheus would.
 
-use std::net::TcpListener;
 use std::process::{Child, Command, Stdio};
 
 use serde_json::{json, Value};
 
-use super::{eventually, TOKEN};
-
-pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
+use super::{spawn_listening, TOKEN};
 
 /// A running AlertManager, killed when dropped.
 pub struct AlertManager {
@@ -48,26 +43,37 @@ receivers:
 "#
     );
     std::fs::write(dir.path().join("alertmanager.yml"), config).unwrap();
-    let port = free_port();
-    let child = Command::new(binary)
-        .arg(format!(
-            "--config.file={}",
-            dir.path().join("alertmanager.yml").display()
-        ))
-        .arg(format!("--storage.path={}", dir.path().join("data").display()))
-        .arg(format!("--web.listen-address=127.0.0.1:{port}"))
-        .arg("--cluster.listen-address=")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("alertmanager starts");
-    let url = format!("http://127.0.0.1:{port}");
-    let ready = format!("{url}/-/ready");
-    eventually("alertmanager to become ready", async || {
-        let r = reqwest::get(&ready).await.ok()?;
-        r.status().is_success().then_some(())
-    })
+    let (child, port) = spawn_listening(
+        "alertmanager",
+        |port| {
+            let mut command = Command::new(binary);
+            command
+                .arg(format!(
+                    "--config.file={}",
+                    dir.path().join("alertmanager.yml").display()
+                ))
+                .arg(format!("--storage.path={}", dir.path().join("data").display()))
+                .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+                .arg("--cluster.listen-address=")
+                .stdout(Stdio::null())
+                .stderr(Stdio::null());
+            command
+        },
+        // Only AlertManager's status names its cluster and config.
+        async |url| {
+            let Ok(r) = reqwest::get(format!("{url}/api/v2/status")).await else {
+                return false;
+            };
+            let body: Value = r.json().await.unwrap_or_default();
+            body.get("cluster").is_some()
+                && body.get("config").is_some()
+                && reqwest::get(format!("{url}/-/ready"))
+                    .await
+                    .is_ok_and(|r| r.status().is_success())
+        },
+    )
     .await;
+    let url = format!("http://127.0.0.1:{port}");
     AlertManager { child, url, _dir: dir }
 }
 

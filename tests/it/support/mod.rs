@@ -429,6 +429,56 @@ pub async fn eventually<T>(what: &str, mut check: impl AsyncFnMut() -> Option<T>
     }
 }
 
+/// A loopback address nothing listens on, for backends that refuse
+/// connections. A port bound and released here could be handed to another
+/// test's server a moment later; port 1 is below the range the kernel
+/// gives out for port 0, so no test's server ever gets it.
+pub const CLOSED: &str = "127.0.0.1:1";
+
+/// A free loopback port: bound, read and released. Another server may take
+/// it before the caller's child does, which is why children that listen on
+/// one are started through [`spawn_listening`].
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a loopback port")
+        .port()
+}
+
+/// Starts the child `command` makes for a free port and waits until
+/// `identify` recognises it at `http://127.0.0.1:<port>`. Between releasing
+/// a free port and the child binding it, another test's server can bind it
+/// (CI saw a Route53 client answered by the fake Kubernetes server): the
+/// child then exits, so a child that exits before it is recognised is
+/// started again on another port, and `identify` must check for this
+/// server, not for any answer.
+pub async fn spawn_listening(
+    what: &str,
+    mut command: impl FnMut(u16) -> std::process::Command,
+    mut identify: impl AsyncFnMut(&str) -> bool,
+) -> (std::process::Child, u16) {
+    let deadline = std::time::Instant::now() + PATIENCE;
+    loop {
+        let port = free_port();
+        let mut child = command(port).spawn().unwrap_or_else(|e| panic!("{what} starts: {e}"));
+        let url = format!("http://127.0.0.1:{port}");
+        loop {
+            if identify(&url).await {
+                return (child, port);
+            }
+            if let Some(status) = child.try_wait().expect("child status") {
+                eprintln!("{what} exited ({status}) before answering on port {port}; another port");
+                break;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "timed out after {PATIENCE:?} waiting for {what} to answer"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+    }
+}
+
 // ---- the built binary ----
 
 /// The built `laojun serve` as a child process, logging JSON to a pipe

@@ -1,11 +1,12 @@
 //! Route53 as `moto_server` (PyPI `moto[server]`) serves it on loopback:
 //! starting it, a zone with a record, and reading records back.
 
+use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 
 use aws_sdk_route53::types::{Change, ChangeAction, ChangeBatch, ResourceRecord, ResourceRecordSet, RrType};
 
-use super::{eventually, require};
+use super::{eventually, require, PATIENCE};
 
 /// A running moto_server, killed when dropped.
 pub struct Moto {
@@ -20,22 +21,37 @@ impl Drop for Moto {
     }
 }
 
-/// moto_server on a free loopback port, or `None` outside CI when it is
-/// not installed (in CI a missing component fails the test).
+/// moto_server on a port it picks itself (`-p 0`, read back from the line
+/// it prints), or `None` outside CI when it is not installed (in CI a
+/// missing component fails the test). A port picked here and handed over
+/// could be taken by another test's server before moto binds it; CI once
+/// saw the fake Kubernetes server answer the Route53 client that way.
 pub async fn start_moto() -> Option<Moto> {
     let binary = require("moto_server")?;
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let child = Command::new(binary)
-        .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+    let mut child = Command::new(binary)
+        .args(["-H", "127.0.0.1", "-p", "0"])
         .stdout(Stdio::null())
-        .stderr(Stdio::null())
+        .stderr(Stdio::piped())
         .spawn()
         .expect("moto_server starts");
-    let url = format!("http://127.0.0.1:{port}");
+    // Werkzeug says where it listens and then logs every request on
+    // stderr: a thread passes on the address and keeps the pipe drained.
+    let stderr = child.stderr.take().unwrap();
+    let (found, listening) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut found = Some(found);
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if let Some(url) = line.split("Running on ").nth(1) {
+                if let Some(found) = found.take() {
+                    let _ = found.send(url.trim().to_string());
+                }
+            }
+        }
+    });
+    let url = tokio::task::spawn_blocking(move || listening.recv_timeout(PATIENCE))
+        .await
+        .unwrap()
+        .expect("moto_server prints the address it listens on");
     let api = format!("{url}/moto-api/");
     eventually("moto_server to answer", async || {
         reqwest::get(&api).await.ok().map(|_| ())

@@ -66,26 +66,38 @@ fn start(initdb: PathBuf) -> Result<Cluster, String> {
             "-D",
         ])
         .arg(&data))?;
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map_err(|e| e.to_string())?
-        .port();
     let pg_ctl = bin.join("pg_ctl");
-    run(as_postgres(&pg_ctl, root)
-        .arg("-D")
-        .arg(&data)
-        .arg("-l")
-        .arg(dir.path().join("postgres.log"))
-        .arg("-o")
-        .arg(format!(
-            "-p {port} -k {} -c listen_addresses=127.0.0.1 -c max_connections=200 -c fsync={} \
-             -c ssl=on -c ssl_cert_file={} -c ssl_key_file={}",
-            sockets.display(),
-            if DURABLE.load(Ordering::SeqCst) { "on" } else { "off" },
-            dir.path().join("server.crt").display(),
-            dir.path().join("server.key").display(),
-        ))
-        .args(["-w", "start"]))?;
+    // The port is picked here and bound by the server a moment later, when
+    // another test's server may have taken it: then pg_ctl fails, and the
+    // cluster starts again on another port.
+    let mut attempts = 0;
+    let port = loop {
+        attempts += 1;
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map_err(|e| e.to_string())?
+            .port();
+        let started = run(as_postgres(&pg_ctl, root)
+            .arg("-D")
+            .arg(&data)
+            .arg("-l")
+            .arg(dir.path().join("postgres.log"))
+            .arg("-o")
+            .arg(format!(
+                "-p {port} -k {} -c listen_addresses=127.0.0.1 -c max_connections=200 -c fsync={} \
+                 -c ssl=on -c ssl_cert_file={} -c ssl_key_file={}",
+                sockets.display(),
+                if DURABLE.load(Ordering::SeqCst) { "on" } else { "off" },
+                dir.path().join("server.crt").display(),
+                dir.path().join("server.key").display(),
+            ))
+            .args(["-w", "start"]));
+        match started {
+            Ok(_) => break port,
+            Err(e) if attempts >= 3 => return Err(e),
+            Err(e) => eprintln!("PostgreSQL did not start on port {port} ({e}); another port"),
+        }
+    };
     // A watcher stops the cluster (fast shutdown) and removes its files
     // once this process has exited, however it exits.
     let script = format!(
