@@ -8,11 +8,12 @@
 //! resolves, and the incident's postmortem file has the timeline, the
 //! evidence, the runs' steps and the computed durations.
 
-use std::process::{Child, Command, Stdio};
+use std::process::Child;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::support::alertmanager::spawn_alertmanager;
 use crate::support::prometheus::start_prometheus;
 use crate::support::{self, eventually, Listener, Server, TOKEN};
 use fake_kube::{FakeKube, PodState};
@@ -142,28 +143,7 @@ async fn a_prometheus_service_down_alert_is_remediated_resolved_and_written_up()
         ),
     )
     .unwrap();
-    let (am, am_port) = support::spawn_listening(
-        "alertmanager",
-        |port| {
-            let mut command = Command::new(&alertmanager);
-            command
-                .arg(format!("--config.file={}", am_config.display()))
-                .arg(format!("--storage.path={}", work.path().join("am").display()))
-                .arg(format!("--web.listen-address=127.0.0.1:{port}"))
-                .arg("--cluster.listen-address=")
-                .stdout(Stdio::null())
-                .stderr(Stdio::null());
-            command
-        },
-        async |url| {
-            let Ok(r) = reqwest::get(format!("{url}/api/v2/status")).await else {
-                return false;
-            };
-            let body: serde_json::Value = r.json().await.unwrap_or_default();
-            body.get("cluster").is_some()
-        },
-    )
-    .await;
+    let (am, am_port) = spawn_alertmanager(&alertmanager, &am_config, &work.path().join("am")).await;
     let _am = Process(am);
     let am_target = format!("127.0.0.1:{am_port}");
     prom.reconfigure(

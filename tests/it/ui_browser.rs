@@ -40,12 +40,7 @@ async fn driver() -> Option<(Driver, Client)> {
             command
         },
         // Only chromedriver's /status says it is a ChromeDriver.
-        async |url| {
-            let Ok(r) = reqwest::get(format!("{url}/status")).await else {
-                return false;
-            };
-            r.text().await.is_ok_and(|t| t.contains("ChromeDriver"))
-        },
+        async |url| support::body_contains(&format!("{url}/status"), "ChromeDriver").await,
     )
     .await;
     let profile = tempfile::tempdir().unwrap();

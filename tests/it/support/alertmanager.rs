@@ -1,6 +1,7 @@
 //! Debian's `prometheus-alertmanager` on loopback: started with a route
 //! to laojun, and alerts pushed into it as Prometheus would.
 
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 
 use serde_json::{json, Value};
@@ -43,16 +44,22 @@ receivers:
 "#
     );
     std::fs::write(dir.path().join("alertmanager.yml"), config).unwrap();
-    let (child, port) = spawn_listening(
+    let (child, port) =
+        spawn_alertmanager(binary, &dir.path().join("alertmanager.yml"), &dir.path().join("data")).await;
+    let url = format!("http://127.0.0.1:{port}");
+    AlertManager { child, url, _dir: dir }
+}
+
+/// Starts AlertManager (no cluster) with `config` and `storage` on a free
+/// port, and waits until it is ready there.
+pub async fn spawn_alertmanager(binary: &Path, config: &Path, storage: &Path) -> (Child, u16) {
+    spawn_listening(
         "alertmanager",
         |port| {
             let mut command = Command::new(binary);
             command
-                .arg(format!(
-                    "--config.file={}",
-                    dir.path().join("alertmanager.yml").display()
-                ))
-                .arg(format!("--storage.path={}", dir.path().join("data").display()))
+                .arg(format!("--config.file={}", config.display()))
+                .arg(format!("--storage.path={}", storage.display()))
                 .arg(format!("--web.listen-address=127.0.0.1:{port}"))
                 .arg("--cluster.listen-address=")
                 .stdout(Stdio::null())
@@ -72,9 +79,7 @@ receivers:
                     .is_ok_and(|r| r.status().is_success())
         },
     )
-    .await;
-    let url = format!("http://127.0.0.1:{port}");
-    AlertManager { child, url, _dir: dir }
+    .await
 }
 
 /// Pushes one alert into AlertManager as Prometheus would.

@@ -445,6 +445,15 @@ pub fn free_port() -> u16 {
         .port()
 }
 
+/// Whether `url` answers with a body that contains `needle`: how a probe
+/// for [`spawn_listening`] tells its server from any other.
+pub async fn body_contains(url: &str, needle: &str) -> bool {
+    match reqwest::get(url).await {
+        Ok(r) => r.text().await.is_ok_and(|t| t.contains(needle)),
+        Err(_) => false,
+    }
+}
+
 /// Starts the child `command` makes for a free port and waits until
 /// `identify` recognises it at `http://127.0.0.1:<port>`. Between releasing
 /// a free port and the child binding it, another test's server can bind it

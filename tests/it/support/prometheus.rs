@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 
-use super::{eventually, spawn_listening};
+use super::{body_contains, eventually, spawn_listening};
 
 /// A running Prometheus.
 pub struct Prometheus {
@@ -42,12 +42,7 @@ pub async fn start_prometheus(binary: &std::path::Path, config: &str, args: &[&s
                 .stderr(Stdio::null());
             command
         },
-        async |url| {
-            let Ok(r) = reqwest::get(format!("{url}/-/ready")).await else {
-                return false;
-            };
-            r.text().await.is_ok_and(|t| t.contains("Prometheus Server is Ready"))
-        },
+        async |url| body_contains(&format!("{url}/-/ready"), "Prometheus Server is Ready").await,
     )
     .await;
     Prometheus {
